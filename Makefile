@@ -1,0 +1,32 @@
+# Two entry points (README): `make demo` and `make test`. Both install what
+# they need first (tools/setup.sh is idempotent and quick when all is there).
+PY := .venv/bin/python
+
+.PHONY: setup test lint pytest mp mpy demo clean
+
+setup:
+	@sh tools/setup.sh
+
+lint: setup
+	$(PY) -m ruff check ipa_core ipa_host tests tools boards
+
+pytest: setup
+	$(PY) -m pytest
+
+mp: setup
+	$(PY) tools/mp_test.py
+
+mpy: setup
+	$(PY) tools/mpy_size.py
+
+test: setup
+	$(PY) -m ruff check ipa_core ipa_host tests tools boards
+	$(PY) -m pytest
+	$(PY) tools/mp_test.py
+	$(PY) tools/mpy_size.py
+
+demo: setup
+	.venv/bin/ipa --help
+
+clean:
+	rm -rf .venv .mp .pytest_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""`ipa-sim`: run the simulators (virtual eUICC, PKI tool, eIM-side signer).
+
+    ipa-sim pki create DIR            test CI -> EUM -> eUICC chain and an eIM key
+    ipa-sim euicc [--vpcd HOST:PORT]  a virtual IoT eUICC (behind vpcd for PC/SC)
+    ipa-sim sign ...                  build and sign an EuiccPackageRequest
+"""
+import sys
+
+COMMANDS = {
+    "pki": ("ipa_host.sim.pki", "pki_main", "create or inspect a test PKI"),
+    "euicc": ("ipa_host.sim.euicc", "euicc_main", "run a virtual IoT eUICC"),
+    "sign": ("ipa_host.sim.signer", "signer_main", "build and sign an EuiccPackageRequest"),
+}
+
+
+def usage(out):
+    out.write(__doc__.strip().split("\n\n", 1)[1] + "\n\n")
+    out.write("Run `ipa-sim COMMAND --help` for the options of each command.\n")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        usage(sys.stdout)
+        return 0
+    cmd = argv[0]
+    if cmd not in COMMANDS:
+        sys.stderr.write("ipa-sim: unknown command %r (choose from %s)\n"
+                         % (cmd, ", ".join(sorted(COMMANDS))))
+        return 2
+    module, func, _ = COMMANDS[cmd]
+    mod = __import__(module, fromlist=[func])
+    return getattr(mod, func)(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
