@@ -122,11 +122,13 @@ class IsdrSession:
     terminal_capability  send TERMINAL CAPABILITY first (basic channel)
     max_response    bound on one reassembled response
     trace           optional callable(direction, bytes), direction ">" or "<"
+    version         SGP.32 version of the eUICC ("1.2", or "1.0": see
+                    ipa_core.version); es10 functions read it from the session
     """
 
     def __init__(self, card, aid=ISDR_AID, segment_size=SEGMENT_SIZE,
                  modem_channel=False, terminal_capability=True,
-                 max_response=MAX_RESPONSE, select_p2=0x04, trace=None):
+                 max_response=MAX_RESPONSE, select_p2=0x04, trace=None, version="1.2"):
         if not 1 <= segment_size <= 255:
             raise ValueError("segment_size %d outside 1..255" % segment_size)
         self.card = card
@@ -137,6 +139,7 @@ class IsdrSession:
         self.max_response = max_response
         self.select_p2 = select_p2
         self.trace = trace
+        self.version = version
         self.channel = 0
         self.is_open = False
         self.select_response = b""
