@@ -1,0 +1,239 @@
+"""APDU layer of the virtual eUICC: channels, SELECT ISD-R, STORE DATA, GET RESPONSE.
+
+ISO/IEC 7816-4 and GlobalPlatform as an ES10 caller meets them (SGP.22 5.7):
+
+- MANAGE CHANNEL (00 70) opens channels 1..19 and closes them.
+- SELECT by AID (00|ch A4 04 P2) selects the ISD-R on any open channel;
+  P2 00 answers an FCI (6F), 04 an FCP (62), 0C nothing.
+- TERMINAL CAPABILITY (80 AA 00 00) is accepted.
+- STORE DATA (80|ch E2, P1 11 more / 91 last, P2 block number from 00)
+  reassembles one ES10 request per channel; the blocks must come in order
+  and only where the ISD-R is selected.
+- Answers longer than 256 bytes come as 256-byte chunks: the first with
+  61xx, the rest through GET RESPONSE (00|ch C0 00 00 Le).
+
+CLA coding: channels 0-3 in b2-b1 (first interindustry), channels 4-19 as
+0x40 | (ch - 4) (further interindustry); b8 set marks the proprietary class
+(STORE DATA, TERMINAL CAPABILITY). Bad input never raises: it is answered
+with a status word.
+"""
+
+from ipa_core import tlv
+
+ISDR_AID = bytes.fromhex("A0000005591010FFFFFFFF8900000100")
+
+MAX_CHANNEL = 19
+MAX_REQUEST = 0x10000  # one reassembled STORE DATA request
+CHUNK = 256
+
+SW_OK = 0x9000
+
+
+class SwError(Exception):
+    """Raised by the ES10 layer to answer a status word instead of data."""
+
+    def __init__(self, sw, reason=""):
+        self.sw = sw
+        Exception.__init__(self, "SW %04X%s" % (sw, ": " + reason if reason else ""))
+
+
+def _sw(sw, data=b""):
+    return bytes(data) + bytes(((sw >> 8) & 0xFF, sw & 0xFF))
+
+
+def parse_cla(cla):
+    """(proprietary, channel, secure_messaging, chaining) or None for an invalid CLA."""
+    if cla == 0xFF:
+        return None
+    c = cla & 0x7F
+    if c & 0x40:  # further interindustry: channels 4..19
+        return bool(cla & 0x80), 4 + (c & 0x0F), bool(c & 0x20), bool(c & 0x10)
+    if c & 0x20:  # 2X/3X, AX/BX: RFU
+        return None
+    return bool(cla & 0x80), c & 0x03, bool(c & 0x0C), bool(c & 0x10)
+
+
+def parse_apdu(apdu):
+    """(cla, ins, p1, p2, data, le) of a short APDU, or None when the length is wrong.
+
+    le is None (absent) or 1..256.
+    """
+    if len(apdu) < 4:
+        return None
+    cla, ins, p1, p2 = apdu[0], apdu[1], apdu[2], apdu[3]
+    body = apdu[4:]
+    if not body:
+        return cla, ins, p1, p2, b"", None
+    if len(body) == 1:
+        return cla, ins, p1, p2, b"", body[0] or 256
+    lc = body[0]
+    if lc == 0:
+        return None  # extended length: not supported
+    if len(body) == 1 + lc:
+        return cla, ins, p1, p2, bytes(body[1:]), None
+    if len(body) == 2 + lc:
+        return cla, ins, p1, p2, bytes(body[1:1 + lc]), body[-1] or 256
+    return None
+
+
+class Channel:
+    """What one logical channel holds: selection, partial request, pending answer."""
+
+    def __init__(self):
+        self.isdr = False
+        self.request = None  # bytearray while a STORE DATA sequence is open
+        self.next_block = 0
+        self.pending = b""
+
+
+class ApduLayer:
+    """Turns APDUs into whole ES10 requests for `process(request) -> response`.
+
+    `process` returns the response data (bytes) or raises SwError.
+    `fci` is a callable returning the proprietary data for the SELECT answer.
+    """
+
+    def __init__(self, process, fci=None, aid=ISDR_AID, max_request=MAX_REQUEST):
+        self.process = process
+        self.fci = fci
+        self.aid = aid
+        self.max_request = max_request
+        self.channels = {}
+        self.reset()
+
+    def reset(self):
+        """Power cycle: only the basic channel, nothing selected, nothing pending."""
+        self.channels = {0: Channel()}
+
+    def transmit(self, apdu):
+        try:
+            apdu = bytes(apdu)
+        except (TypeError, ValueError):
+            return _sw(0x6700)
+        parsed = parse_apdu(apdu)
+        if parsed is None:
+            return _sw(0x6700)
+        cla, ins, p1, p2, data, le = parsed
+        c = parse_cla(cla)
+        if c is None:
+            return _sw(0x6E00)
+        proprietary, ch, sm, chaining = c
+        handler = {
+            0x70: (False, self._manage_channel),
+            0xA4: (False, self._select),
+            0xC0: (False, self._get_response),
+            0xAA: (True, self._terminal_capability),
+            0xE2: (True, self._store_data),
+        }.get(ins)
+        if handler is None:
+            return _sw(0x6D00)
+        if handler[0] != proprietary:
+            return _sw(0x6E00)
+        if sm:
+            return _sw(0x6882)
+        if chaining:
+            return _sw(0x6884)
+        channel = self.channels.get(ch)
+        if channel is None:
+            return _sw(0x6881)
+        if ins != 0xC0:
+            channel.pending = b""  # an answer not fetched at once is lost (ISO 7816-4)
+        return handler[1](ch, channel, p1, p2, data, le)
+
+    # -- responses -------------------------------------------------------------------
+
+    def _deliver(self, channel, data):
+        if len(data) <= CHUNK:
+            return _sw(SW_OK, data)
+        channel.pending = data[CHUNK:]
+        return _sw(0x6100 | (min(len(channel.pending), CHUNK) & 0xFF), data[:CHUNK])
+
+    def _get_response(self, ch, channel, p1, p2, data, le):
+        if p1 or p2:
+            return _sw(0x6B00)
+        if data:
+            return _sw(0x6700)
+        if not channel.pending:
+            return _sw(0x6985)
+        n = le or CHUNK
+        out, channel.pending = channel.pending[:n], channel.pending[n:]
+        if channel.pending:
+            return _sw(0x6100 | (min(len(channel.pending), CHUNK) & 0xFF), out)
+        return _sw(SW_OK, out)
+
+    # -- channels and selection ------------------------------------------------------------
+
+    def _manage_channel(self, ch, channel, p1, p2, data, le):
+        if data:
+            return _sw(0x6700)
+        if p1 == 0x00:
+            if p2 == 0:
+                free = [n for n in range(1, MAX_CHANNEL + 1) if n not in self.channels]
+                if not free:
+                    return _sw(0x6881)
+                self.channels[free[0]] = Channel()
+                return _sw(SW_OK, bytes((free[0],)))
+            if p2 > MAX_CHANNEL or p2 in self.channels:
+                return _sw(0x6A86)
+            self.channels[p2] = Channel()
+            return _sw(SW_OK)
+        if p1 == 0x80:
+            target = p2 or ch
+            if target == 0 or target > MAX_CHANNEL:
+                return _sw(0x6A86)
+            if target not in self.channels:
+                return _sw(0x6881)
+            del self.channels[target]
+            return _sw(SW_OK)
+        return _sw(0x6A86)
+
+    def _select(self, ch, channel, p1, p2, data, le):
+        if p1 != 0x04 or p2 not in (0x00, 0x04, 0x0C):
+            return _sw(0x6A86)
+        if not data:
+            return _sw(0x6700)
+        # A right-truncated AID of at least 5 bytes selects the ISD-R (partial selection).
+        if not (5 <= len(data) <= 16 and self.aid.startswith(data)):
+            return _sw(0x6A82)  # the channel keeps its current selection
+        channel.isdr = True
+        channel.request = None
+        if p2 == 0x0C:
+            return _sw(SW_OK)
+        prop = self.fci() if self.fci else b""
+        body = tlv.encode(0x84, self.aid) + tlv.encode(0xA5, prop)
+        return self._deliver(channel, tlv.encode(0x6F if p2 == 0x00 else 0x62, body))
+
+    def _terminal_capability(self, ch, channel, p1, p2, data, le):
+        if p1 or p2:
+            return _sw(0x6A86)
+        return _sw(SW_OK)
+
+    # -- STORE DATA --------------------------------------------------------------------------
+
+    def _store_data(self, ch, channel, p1, p2, data, le):
+        if p1 not in (0x11, 0x91):
+            return _sw(0x6A86)
+        if not data:
+            return _sw(0x6700)
+        if not channel.isdr:
+            return _sw(0x6985)
+        if p2 == 0 and not (channel.request is not None and channel.next_block == 0):
+            channel.request = bytearray()  # block 0 starts a new request (unless P2 wrapped)
+        elif channel.request is None or p2 != channel.next_block:
+            channel.request = None
+            return _sw(0x6985)
+        if len(channel.request) + len(data) > self.max_request:
+            channel.request = None
+            return _sw(0x6A84)
+        channel.request += data
+        channel.next_block = (p2 + 1) & 0xFF
+        if p1 == 0x11:
+            return _sw(SW_OK)
+        request = bytes(channel.request)
+        channel.request = None
+        try:
+            response = self.process(request)
+        except SwError as e:
+            return _sw(e.sw)
+        return self._deliver(channel, response)
+
