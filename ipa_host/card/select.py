@@ -1,0 +1,134 @@
+"""The one card-selection syntax of the `ipa` and `ipa-sim` commands.
+
+    sim                          the virtual eUICC in this process
+    sim?pki=DIR&state=FILE       ... with its PKI folder / state file
+    pcsc                         the one PC/SC reader holding a card
+    pcsc:<index>                 PC/SC reader by position (pcsc:0)
+    pcsc:<name>                  PC/SC reader by exact name or unique substring
+    pcsc:<reader>?shared=1&protocol=T0|T1|any
+    at:/dev/ttyUSB2?baud=115200&mode=auto|cgla|csim
+                                 a modem's AT port (parsed; transport not yet supported)
+
+`parse_card_spec(spec)` turns the text into (kind, target, options) and
+rejects what it cannot use; `open_card(spec, **options)` returns a card
+object (`transmit(apdu) -> bytes`).
+"""
+
+from ipa_core.errors import IpaError, TransportError
+
+KINDS = ("sim", "pcsc", "at")
+OPTIONS = {
+    "sim": ("pki", "state"),
+    "pcsc": ("shared", "protocol"),
+    "at": ("baud", "mode"),
+}
+AT_MODES = ("auto", "cgla", "csim")
+AT_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000,
+            2000000, 3000000, 3686400, 4000000)
+PCSC_PROTOCOLS = ("any", "T0", "T1")
+MAX_SPEC = 1024
+SYNTAX = "sim | pcsc | pcsc:<reader name or index> | at:<device>?baud=<n>&mode=auto|cgla|csim"
+
+
+class CardSpecError(IpaError, ValueError):
+    """A card selection the tool cannot use; the message shows the syntax."""
+
+    def __init__(self, spec, problem):
+        self.spec = spec
+        IpaError.__init__(self, "card %r: %s (expected %s)" % (spec, problem, SYNTAX))
+
+
+def _bool(spec, key, value):
+    v = value.lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise CardSpecError(spec, "option %s=%r is not a yes/no value (1/0)" % (key, value))
+
+
+def parse_card_spec(spec):
+    """'pcsc:1?shared=1' -> ('pcsc', 1, {'shared': True}). Raises CardSpecError."""
+    if not isinstance(spec, str):
+        raise CardSpecError(spec, "a card selection is text, not %s" % type(spec).__name__)
+    if not spec.strip():
+        raise CardSpecError(spec, "empty card selection")
+    if len(spec) > MAX_SPEC:
+        raise CardSpecError(spec[:40] + "...", "longer than %d characters" % MAX_SPEC)
+    head, _, query = spec.partition("?")
+    kind, colon, target = head.partition(":")
+    kind = kind.strip().lower()
+    if kind not in KINDS:
+        raise CardSpecError(spec, "unknown card kind %r" % kind)
+    opts = {}
+    if query:
+        for part in query.split("&"):
+            key, eq, value = part.partition("=")
+            if not eq or not key:
+                raise CardSpecError(spec, "option %r is not key=value" % part)
+            if key not in OPTIONS[kind]:
+                raise CardSpecError(
+                    spec, "unknown option %r for %s (known: %s)" % (key, kind, ", ".join(OPTIONS[kind]))
+                )
+            if key in opts:
+                raise CardSpecError(spec, "option %r given twice" % key)
+            opts[key] = value
+    if kind == "sim":
+        if colon:
+            raise CardSpecError(spec, "sim takes no target after ':' (options go after '?')")
+        return kind, None, opts
+    if kind == "pcsc":
+        if colon and not target:
+            raise CardSpecError(spec, "empty reader after 'pcsc:'")
+        if target.isdigit():
+            target = int(target)
+        if "shared" in opts:
+            opts["shared"] = _bool(spec, "shared", opts["shared"])
+        if "protocol" in opts:
+            match = [p for p in PCSC_PROTOCOLS if p.lower() == opts["protocol"].lower()]
+            if not match:
+                raise CardSpecError(
+                    spec, "protocol=%r, expected one of %s" % (opts["protocol"], "/".join(PCSC_PROTOCOLS))
+                )
+            opts["protocol"] = match[0]
+        return kind, (target if colon else None), opts
+    # at:<device>
+    if not target:
+        raise CardSpecError(spec, "at: needs the modem's AT port, e.g. at:/dev/ttyUSB2")
+    baud = opts.get("baud", "115200")
+    if not baud.isdigit() or int(baud) not in AT_BAUDS:
+        raise CardSpecError(
+            spec, "baud=%r, expected one of %s" % (baud, ", ".join(str(b) for b in AT_BAUDS))
+        )
+    mode = opts.get("mode", "auto").lower()
+    if mode not in AT_MODES:
+        raise CardSpecError(spec, "mode=%r, expected one of %s" % (opts.get("mode"), "/".join(AT_MODES)))
+    return kind, target, {"baud": int(baud), "mode": mode}
+
+
+def open_card(spec, **options):
+    """Open the card a spec names. `options` go to the constructor and win over
+    options in the spec (for `sim`: pki_dir=..., state_path=...)."""
+    kind, target, opts = parse_card_spec(spec)
+    if kind == "sim":
+        kw = {}
+        if "pki" in opts:
+            kw["pki_dir"] = opts["pki"]
+        if "state" in opts:
+            kw["state_path"] = opts["state"]
+        kw.update(options)
+        if "pki_dir" not in kw:
+            raise CardSpecError(spec, "the virtual eUICC needs its PKI folder (sim?pki=DIR)")
+        from ipa_host.sim.euicc import VirtualEuicc
+
+        pki_dir = kw.pop("pki_dir")
+        return VirtualEuicc(pki_dir, **kw)
+    if kind == "pcsc":
+        from ipa_host.card.pcsc import PcscCard
+
+        opts.update(options)
+        return PcscCard(target, **opts)
+    raise TransportError(
+        "card %r: the AT modem transport (%s, %d baud, mode %s) is not yet supported; "
+        "use pcsc or sim for now" % (spec, target, opts["baud"], opts["mode"])
+    )

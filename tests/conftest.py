@@ -1,0 +1,31 @@
+"""Shared pytest fixtures (CPython only; tests/core stays fixture-free for MicroPython)."""
+
+import os
+import sys
+
+import pytest
+
+# tests/host/pcscd.py is a plain helper module; make it importable from every test folder.
+_HOST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host")
+if _HOST not in sys.path:
+    sys.path.insert(0, _HOST)
+
+import pcscd as _pcscd  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pcscd_server():
+    """A private pcscd with a vpcd reader (one per session: its socket path is fixed).
+
+    Fails, never skips, when pcscd/vpcd/pyscard are missing or another pcscd runs.
+    """
+    server = _pcscd.Pcscd(debug=bool(os.environ.get("IPA_PCSCD_DEBUG")))
+    problem = None
+    try:
+        server.start()
+    except _pcscd.PcscdUnavailable as e:
+        problem = str(e)
+    if problem:  # outside the except: no chained traceback around the advice
+        pytest.fail(problem, pytrace=False)
+    yield server
+    server.stop()
