@@ -31,6 +31,7 @@ VPCD_DRIVERS = (
 READER_NAME = "IPA Test VPCD"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
+OTHER_TEST_WAIT = 300.0  # another checkout's test pcscd, seconds
 
 
 class PcscdUnavailable(RuntimeError):
@@ -79,6 +80,36 @@ def running_pcscd():
     return "pid %s on %s" % (pid, SOCKET)
 
 
+def _pcscd_cmdline():
+    try:
+        with open(PIDFILE) as f:
+            pid = int(f.read().strip("\0 \n"))
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return ""
+
+
+def wait_for_other_test_pcscd(timeout=OTHER_TEST_WAIT):
+    """Another test run's private pcscd (tests in parallel checkouts) ends by itself:
+    wait for it, bounded. Returns running_pcscd() afterwards."""
+    deadline = time.monotonic() + timeout
+    other = running_pcscd()
+    while other and "ipa-pcscd-" in _pcscd_cmdline() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        other = running_pcscd()
+    return other
+
+
+def systemd_pcscd_active():
+    """True when systemd manages pcscd (socket activation) and can stop/start it."""
+    if not shutil.which("systemctl"):
+        return False
+    r = subprocess.run(["systemctl", "is-active", "pcscd.socket", "pcscd.service"],
+                       capture_output=True, text=True, timeout=30)
+    return "active" in r.stdout.split()
+
+
 def free_port_pair(lo=40000, hi=60000, tries=200):
     """A port p with p and p+1 free on all interfaces (vpcd binds 0.0.0.0, slot 1 at p+1)."""
     rnd = random.Random()
@@ -108,6 +139,7 @@ class Pcscd:
         self.debug = debug
         self.proc = None
         self._own_dir = False
+        self._restart_systemd = False
 
     @property
     def reader(self):
@@ -128,7 +160,14 @@ class Pcscd:
             import smartcard.scard  # noqa: F401  (the wait below needs it)
         except ImportError:
             raise PcscdUnavailable("pyscard is not installed: " + INSTALL)
-        other = running_pcscd()
+        other = wait_for_other_test_pcscd()
+        if other and systemd_pcscd_active():
+            # Debian enables socket activation when pcscd is installed: park the
+            # system service for this test session and bring it back in stop().
+            subprocess.run(["systemctl", "stop", "pcscd.socket", "pcscd.service"],
+                           capture_output=True, timeout=30)
+            self._restart_systemd = True
+            other = running_pcscd()
         if other:
             raise PcscdUnavailable(
                 "a pcscd is already running (%s); these tests need their own with a private "
@@ -244,6 +283,9 @@ class Pcscd:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
             self._own_dir = False
+        if self._restart_systemd:
+            self._restart_systemd = False
+            subprocess.run(["systemctl", "start", "pcscd.socket"], capture_output=True, timeout=30)
 
     def __enter__(self):
         return self.start()
