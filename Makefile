@@ -27,6 +27,9 @@ test: setup
 
 demo: setup
 	.venv/bin/ipa --help
+	@echo
+	@echo "$$ ipa info   # the built-in virtual eUICC, state in ~/.local/share/ipa-iot/sim"
+	.venv/bin/ipa info
 
 clean:
 	rm -rf .venv .mp .pytest_cache .ruff_cache
