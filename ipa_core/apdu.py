@@ -188,8 +188,9 @@ class IsdrSession:
     def open(self):
         """TERMINAL CAPABILITY, MANAGE CHANNEL open and SELECT ISD-R.
 
-        A card that answers 6881 to MANAGE CHANNEL has no logical channels:
-        the ISD-R is then selected on the basic channel.
+        A card that answers 6881 to MANAGE CHANNEL, or to the SELECT on the new
+        channel, has no usable logical channels: the ISD-R is then selected
+        on the basic channel.
         """
         if self.modem_channel:
             self.is_open = True
@@ -209,15 +210,21 @@ class IsdrSession:
             )
         else:
             self.channel = data[0]
-        data, sw = self.transmit(
-            command(self.cla(0x00), 0xA4, 0x04, self.select_p2, self.aid, le=0)
-        )
+        data, sw = self._select()
+        if sw == 0x6881 and self.channel:
+            # Some card/reader pairs open the channel but refuse commands on
+            # it: give it back and use the basic channel.
+            self.close()
+            data, sw = self._select()
         if sw != SW_OK:
             self.close()
             raise CardError(sw, "SELECT ISD-R")
         self.select_response = data
         self.is_open = True
         return self
+
+    def _select(self):
+        return self.transmit(command(self.cla(0x00), 0xA4, 0x04, self.select_p2, self.aid, le=0))
 
     def close(self):
         """MANAGE CHANNEL close for the channel we opened (never channel 0)."""

@@ -155,6 +155,21 @@ def test_fallback_to_basic_channel_on_6881():
     card.done()
 
 
+def test_fallback_to_basic_channel_when_select_on_the_channel_answers_6881():
+    card = ScriptedCard([
+        TCAP,
+        ("0070000001", "019000"),
+        ("01A4040410" + ISDR + "00", "6881"),
+        ("00708001", "9000"),
+        ("00A4040410" + ISDR + "00", "9000"),
+        ("80E2910003BF2E00", "BF2E0380011A9000"),
+    ])
+    s = apdu.IsdrSession(card).open()
+    assert s.channel == 0 and s.is_open
+    assert s.store_data(bytes.fromhex("BF2E00")) == bytes.fromhex("BF2E0380011A")
+    card.done()
+
+
 def test_terminal_capability_refusal_is_not_fatal():
     card = ScriptedCard([("80AA000005A903830107", "6D00")] + opened([], tcap=False))
     apdu.IsdrSession(card).open()

@@ -1,0 +1,499 @@
+"""A card behind a modem's AT port: AT+CGLA / AT+CSIM (3GPP TS 27.007 8.17, 8.43-8.45).
+
+`AtCard(engine)` is a card object (`transmit(apdu) -> data + SW`) for
+ipa_core.apdu.IsdrSession. Two modes:
+
+  cgla  AT+CCHO="<ISD-R AID>" opens and selects a logical channel owned by
+        the modem; APDUs go through AT+CGLA=<session>,<len>,"<hex>" with CLA
+        channel bits 0 (the modem fills them in). IsdrSession must then be
+        built with modem_channel=True (open_isdr_session() does it).
+  csim  AT+CSIM=<len>,"<hex>" moves APDUs as they are; IsdrSession opens
+        its own channel with MANAGE CHANNEL + SELECT (modem_channel=False).
+
+mode="auto" TRIES AT+CCHO first (never trusting `=?` test commands, which
+several modems lack) and falls back to CSIM when the modem refuses it, or
+goes straight to CSIM when the modem profile says csim_only.
+
+Quirks handled (see ipa_core.modems for where each was seen): bare or
+unspaced `+CCHO`/`+CGLA` answers, unquoted hex, repeated answer lines (the
+last one counts), answers cut at `csim_max_answer` bytes, 61xx left to the
+host (GET RESPONSE done here), 6601 transmission errors (resent once),
+channels leaked by earlier programs (closed at open()), CSIM without
+logical channels (basic channel), a CGLA that fails mid-session (switch to
+CSIM on a channel opened here), long STORE DATA processing (per-APDU
+timeout segment_timeout_ms, 120 s by default).
+
+Two answers are made up here, both recorded in .notes: MANAGE CHANNEL open
+reads 6881 when the profile says CSIM cannot carry logical channels (so
+IsdrSession uses the basic channel), and a TERMINAL CAPABILITY the modem
+refuses reads 6D00 (IsdrSession treats it as optional, as for old cards).
+A +CME ERROR becomes an AtError (a TransportError) whose message adds a
+hint for a person: "+CME ERROR: 13 (SIM failure) - is this an eUICC with
+an enabled profile?".
+"""
+
+from binascii import hexlify, unhexlify
+
+from ipa_core import modems
+from ipa_core.apdu import ISDR_AID, MAX_RESPONSE, cla_for
+from ipa_core.at import AtError, shorten
+from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError
+
+MODES = ("auto", "cgla", "csim")
+SEGMENT_TIMEOUT_MS = 120000  # STORE DATA: profile loads take tens of seconds per block
+APDU_TIMEOUT_MS = 10000  # any other APDU
+COMMAND_TIMEOUT_MS = 5000  # CCHO, CCHC, init commands
+STALE_TIMEOUT_MS = 2000  # each stale-channel close
+REFRESH_TIMEOUT_MS = 30000  # AT+CFUN can take seconds
+MAX_APDU = 261  # short APDU: header, Lc, 255 data bytes, Le
+MAX_NOTES = 32
+MAX_STALE_SESSIONS = 4
+HEX = "0123456789ABCDEFabcdef"
+
+# Words for people, added to AtError messages about SIM access.
+CME_HINTS = {
+    3: "the modem does not allow it now: UICC not powered, or held by the modem's own LPA?",
+    4: "this modem does not support the command (try mode=csim or mode=cgla)",
+    10: "no SIM/eUICC found: check the SIM slot selection and that the eUICC is powered",
+    13: "is this an eUICC with an enabled profile?",
+    14: "the SIM is busy (just powered up or refreshed): retry in a few seconds",
+    15: "the modem does not accept this SIM",
+    21: "invalid index: the logical channel is gone (modem or SIM reset?)",
+    50: "the modem rejected the parameters (AID, length or hex)",
+}
+
+
+def _hex(b):
+    return hexlify(b).decode().upper()
+
+
+def _is_hex(s):
+    for c in s:
+        if c not in HEX:
+            return False
+    return True
+
+
+def parse_apdu_answer(cmd, lines, prefix):
+    """Response bytes (data + SW) from '+CSIM: <len>,"<hex>"' / '+CGLA: <len>,"<hex>"'.
+
+    Tolerates no space after ':', unquoted hex and lower case; when several
+    answer lines came (earlier answers repeated), the last one is the answer.
+    Anything else is a ProtocolError naming what came.
+    """
+    picks = [ln for ln in lines if ln.upper().startswith(prefix)]
+    if not picks:
+        raise ProtocolError("%s: expected a '%s <len>,\"<hex>\"' line, got %s"
+                            % (shorten(cmd), prefix, _show(lines)))
+    line = picks[-1]
+    body = line[len(prefix):].strip()
+    comma = body.find(",")
+    if comma < 0:
+        raise ProtocolError("%s: answer %r has no ',' between length and data"
+                            % (shorten(cmd), shorten(line, 80)))
+    n = body[:comma].strip()
+    hx = body[comma + 1:].strip()
+    hx = _unquote(hx)
+    if not n or not n.isdigit():
+        raise ProtocolError("%s: answer length %r is not a number (answer %r)"
+                            % (shorten(cmd), n, shorten(line, 80)))
+    if not _is_hex(hx):
+        raise ProtocolError("%s: answer data is not hex: %r" % (shorten(cmd), shorten(hx, 60)))
+    if len(hx) % 2:
+        raise ProtocolError("%s: answer has an odd number (%d) of hex digits: %r"
+                            % (shorten(cmd), len(hx), shorten(hx, 60)))
+    if int(n) != len(hx):
+        raise ProtocolError("%s: answer announces %s hex digits but carries %d: %r"
+                            % (shorten(cmd), n, len(hx), shorten(line, 80)))
+    if len(hx) < 4:
+        raise ProtocolError("%s: answer of %d bytes, expected at least SW1 SW2: %r"
+                            % (shorten(cmd), len(hx) // 2, shorten(line, 80)))
+    return unhexlify(hx)
+
+
+def _show(lines):
+    if not lines:
+        return "no answer line"
+    return "%r" % (shorten(" | ".join(lines), 100),)
+
+
+def _unquote(s):
+    if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
+        return s[1:-1].strip()
+    return s
+
+
+def parse_ccho(cmd, lines):
+    """The session id from '+CCHO: <id>', '+CCHO:<id>' or a bare '<id>' line (opaque text).
+
+    Seen: '1', '000000000385a7cf' (fact sheet); kept as received, sent back as is.
+    """
+    found = []
+    for ln in lines:
+        if ln.upper().startswith("+CCHO:"):
+            found = [_unquote(ln[6:].strip())]
+            break
+        ln = _unquote(ln)
+        if ln and _is_hex(ln):
+            found.append(ln)
+    if len(found) != 1:
+        raise ProtocolError("%s: expected one session id ('+CCHO: <id>' or a bare id), got %s"
+                            % (shorten(cmd), _show(lines)))
+    sid = found[0]
+    if not sid or len(sid) > 32 or not _is_hex(sid):
+        raise ProtocolError("%s: session id %r is not a number of at most 32 digits"
+                            % (shorten(cmd), shorten(sid, 40)))
+    return sid
+
+
+def _gr_cla(cla):
+    """Interindustry CLA of GET RESPONSE on the channel `cla` addresses."""
+    if cla & 0x40:
+        return 0x40 | (cla & 0x0F)
+    return cla & 0x03
+
+
+class AtCard:
+    """Card object over an ipa_core.at.AtEngine (see module docstring).
+
+    engine              ipa_core.at.AtEngine on the modem's AT port
+    mode                "auto" | "cgla" | "csim"
+    profile             quirks dict from ipa_core.modems (identify() /
+                        profile_for()); None = modems.DEFAULT
+    segment_timeout_ms  per-APDU wait for STORE DATA (profile loads)
+    apdu_timeout_ms     per-APDU wait for everything else
+    aid                 application opened by AT+CCHO (the ISD-R)
+    stale_sessions      CCHO session ids a previous run left open (closed
+                        with AT+CCHC at open(), errors ignored)
+    max_response        bound on one reassembled response
+
+    After open(): .mode is "cgla" or "csim", .modem_channel tells how to
+    build the IsdrSession, .session is the CCHO session id (cgla), .notes
+    lists what was worked around (bounded).
+    """
+
+    def __init__(self, engine, mode="auto", profile=None, segment_timeout_ms=SEGMENT_TIMEOUT_MS,
+                 apdu_timeout_ms=APDU_TIMEOUT_MS, aid=ISDR_AID, stale_sessions=(),
+                 max_response=MAX_RESPONSE):
+        if mode not in MODES:
+            raise ValueError("AT card mode %r, expected one of %s" % (mode, ", ".join(MODES)))
+        self.engine = engine
+        self.requested_mode = mode
+        self.mode = None if mode == "auto" else mode
+        p = dict(modems.DEFAULT)
+        if profile:
+            p.update(profile)
+        self.profile = p
+        self.segment_size = p["segment_size"]
+        self.segment_timeout_ms = segment_timeout_ms
+        self.apdu_timeout_ms = apdu_timeout_ms
+        self.aid = aid
+        self.stale_sessions = tuple(stale_sessions)[:MAX_STALE_SESSIONS]
+        self.max_response = max_response
+        self.session = None
+        self.channel = 0  # channel AtCard opened itself after a CGLA -> CSIM switch
+        self.is_open = False
+        self.notes = []
+        self.ccho_error = None
+
+    @property
+    def modem_channel(self):
+        """True when IsdrSession must send CLA channel bits 0 and skip MANAGE CHANNEL/SELECT."""
+        return self.mode == "cgla" or self.channel != 0
+
+    def note(self, text):
+        self.notes.append(text)
+        if len(self.notes) > MAX_NOTES:
+            self.notes.pop(0)
+
+    # -- open / close ----------------------------------------------------------------
+
+    def open(self):
+        """Init commands, stale channels closed, mode chosen (CCHO tried in auto mode)."""
+        if self.is_open:
+            return self
+        p = self.profile
+        for cmd in p["init"]:
+            self._quiet(cmd, COMMAND_TIMEOUT_MS, "init command")
+        if p["optional"]:
+            if p["apply_optional"]:
+                for cmd in p["optional"]:
+                    self._quiet(cmd, COMMAND_TIMEOUT_MS, "optional command")
+            else:
+                self.note("%s: not sent: %s (%s)" % (p["name"], " ; ".join(p["optional"]),
+                                                     p["optional_note"] or "see ipa_core.modems"))
+        self.close_stale()
+        if self.requested_mode == "csim" or (self.requested_mode == "auto" and p["csim_only"]):
+            if self.requested_mode == "auto":
+                self.note("%s: CSIM only (modem profile)" % p["name"])
+            self.mode = "csim"
+        else:
+            try:
+                self.session = self._ccho()
+                self.mode = "cgla"
+            except (AtError, ProtocolError) as e:
+                if self.requested_mode == "cgla":
+                    raise
+                self.ccho_error = e
+                self.note("AT+CCHO failed (%s): using AT+CSIM" % e)
+                self.mode = "csim"
+        if self.mode == "csim" and not p["csim_logical_channels"]:
+            self.note("%s: no logical channels through CSIM: the ISD-R goes on the basic "
+                      "channel (the modem's USIM selection there is replaced)" % p["name"])
+        self.is_open = True
+        return self
+
+    def _quiet(self, cmd, timeout_ms, what):
+        """Run a command whose failure is only worth a note."""
+        try:
+            self.engine.command(cmd, timeout_ms)
+            return True
+        except AtError as e:
+            self.note("%s %s refused: %s" % (what, cmd, e.final))
+        except TimeoutError_:
+            self.note("%s %s: no answer within %d ms" % (what, cmd, timeout_ms))
+        return False
+
+    def close_stale(self):
+        """Close sessions/channels earlier programs left open (errors ignored, bounded)."""
+        p = self.profile
+        if not p["no_cchc"]:
+            for sid in self.stale_sessions:
+                self._quiet("AT+CCHC=%s" % sid, STALE_TIMEOUT_MS, "stale session close")
+        for ch in p["stale_channels"]:
+            apdu = bytes((0x00, 0x70, 0x80, ch))  # MANAGE CHANNEL close, sent on channel 0
+            cmd = 'AT+CSIM=%d,"%s"' % (2 * len(apdu), _hex(apdu))
+            try:
+                self.engine.command(cmd, STALE_TIMEOUT_MS, "+CSIM:")
+            except AtError:
+                pass  # no CSIM, or channel not open: nothing to close
+            except TimeoutError_:
+                self.note("closing stale channel %d: no answer within %d ms"
+                          % (ch, STALE_TIMEOUT_MS))
+                break
+
+    def _ccho(self):
+        cmd = 'AT+CCHO="%s"' % _hex(self.aid)
+        try:
+            lines = self.engine.command(cmd, COMMAND_TIMEOUT_MS)
+        except AtError as e:
+            raise self._explain(e)
+        return parse_ccho(cmd, lines)
+
+    def close(self):
+        """AT+CCHC for the modem's session (its absence/ERROR tolerated), or our own channel."""
+        was = self.is_open
+        self.is_open = False
+        if not was:
+            return
+        if self.channel:
+            ch = self.channel
+            self.channel = 0
+            apdu = bytes((0x00, 0x70, 0x80, ch))
+            try:
+                self._csim(apdu, self.apdu_timeout_ms)
+            except (TransportError, ProtocolError) as e:  # close must not hide an earlier error
+                self.note("closing channel %d failed: %s" % (ch, e))
+        if self.session is not None:
+            sid = self.session
+            self.session = None
+            if self.profile["no_cchc"]:
+                return
+            self._quiet("AT+CCHC=%s" % sid, COMMAND_TIMEOUT_MS, "session close")
+
+    def refresh(self):
+        """Make the modem re-read the SIM (profile refresh commands); the card is closed after."""
+        self.close()
+        for cmd in self.profile["refresh"]:
+            self.engine.command(cmd, REFRESH_TIMEOUT_MS)
+
+    def __enter__(self):
+        if not self.is_open:
+            self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- APDUs ---------------------------------------------------------------------------
+
+    def _explain(self, e):
+        """The AtError again, with a hint for a person."""
+        cmd = e.command.upper()
+        hint = CME_HINTS.get(e.cme) if e.cme is not None else None
+        if hint is None and e.cms is None:
+            if cmd.startswith("AT+CSIM"):
+                hint = "the modem refused the APDU through CSIM"
+                q = cmd.find('"')
+                cla = cmd[q + 1:q + 3]
+                if not self.profile["csim_logical_channels"] or cla not in ("00", "80"):
+                    hint += " (some modems refuse logical channels through CSIM: try mode=cgla)"
+                if isinstance(self.ccho_error, AtError):
+                    hint += "; AT+CCHO had failed too (%s)" % self.ccho_error.final
+            elif cmd.startswith("AT+CGLA"):
+                hint = "the modem refused the APDU through CGLA (try mode=csim)"
+            elif cmd.startswith("AT+CCHO"):
+                hint = "the modem refused to open the ISD-R channel (try mode=csim)"
+        extra = self.profile["hint"]
+        if self.profile["optional_note"] and cmd.startswith("AT+CCHO"):
+            extra = (extra + "; " if extra else "") + self.profile["optional_note"]
+        if extra:
+            hint = (hint + "; " if hint else "") + extra
+        return AtError(e.command, e.final, hint)
+
+    def _csim(self, apdu, timeout_ms):
+        cmd = 'AT+CSIM=%d,"%s"' % (2 * len(apdu), _hex(apdu))
+        try:
+            lines = self.engine.command(cmd, timeout_ms, "+CSIM:")
+        except AtError as e:
+            raise self._explain(e)
+        return parse_apdu_answer(cmd, lines, "+CSIM:")
+
+    def _cgla(self, apdu, timeout_ms):
+        cmd = 'AT+CGLA=%s,%d,"%s"' % (self.session, 2 * len(apdu), _hex(apdu))
+        try:
+            lines = self.engine.command(cmd, timeout_ms, "+CGLA:")
+        except AtError as e:
+            raise self._explain(e)
+        return parse_apdu_answer(cmd, lines, "+CGLA:")
+
+    def _one(self, apdu):
+        """One APDU through the current mode; 6601 (transmission error) resent once."""
+        timeout = self.segment_timeout_ms if apdu[1] == 0xE2 else self.apdu_timeout_ms
+        for attempt in (0, 1):
+            if self.mode == "cgla":
+                try:
+                    resp = self._cgla(apdu, timeout)
+                except AtError:
+                    if not self.profile["cgla_errors_fall_back_to_csim"]:
+                        raise
+                    return self._switch_to_csim(apdu)
+            else:
+                resp = self._csim(self._on_channel(apdu), timeout)
+            if resp[-2:] != b"\x66\x01" or attempt:
+                return resp
+            self.note("SW 6601 (transmission checksum error): APDU resent once")
+        return resp
+
+    def _on_channel(self, apdu):
+        """CLA with our own channel after a CGLA -> CSIM switch (IsdrSession sends bits 0)."""
+        if not self.channel or apdu[0] not in (0x00, 0x80):
+            return apdu
+        return bytes((cla_for(apdu[0], self.channel),)) + apdu[1:]
+
+    def _switch_to_csim(self, apdu):
+        """CGLA failed (Quectel EC20F): reopen the ISD-R on a CSIM channel of our own."""
+        self.note("AT+CGLA failed: switching to AT+CSIM on a channel opened here")
+        sid = self.session
+        self.session = None
+        if not self.profile["no_cchc"]:
+            self._quiet("AT+CCHC=%s" % sid, COMMAND_TIMEOUT_MS, "session close")
+        self.mode = "csim"
+        resp = self._csim(b"\x00\x70\x00\x00\x01", self.apdu_timeout_ms)
+        if resp[-2:] != b"\x90\x00" or len(resp) != 3 or not 1 <= resp[0] <= 19:
+            raise CardError((resp[-2] << 8) | resp[-1],
+                            "MANAGE CHANNEL open after the CGLA failure (answer %s)" % _hex(resp))
+        self.channel = resp[0]
+        sel = bytes((0x00, 0xA4, 0x04, 0x04, len(self.aid))) + self.aid + b"\x00"
+        resp = self._chain(sel)
+        if resp[-2:] != b"\x90\x00":
+            raise CardError((resp[-2] << 8) | resp[-1], "SELECT ISD-R after the CGLA failure")
+        if apdu[1] == 0xC0 or (apdu[1] == 0xE2 and apdu[3] != 0):
+            raise TransportError(
+                "AT+CGLA failed in the middle of a command (INS %02X P2 %02X); switched to "
+                "AT+CSIM on channel %d: repeat the ES10 function"
+                % (apdu[1], apdu[3], self.channel))
+        return self._one(apdu)
+
+    def transmit(self, apdu):
+        """Send one command APDU; return the complete response data + SW.
+
+        61xx is followed with GET RESPONSE here (some modems leave it to the
+        host); answers the modem cut at csim_max_answer bytes are completed
+        with GET RESPONSE (see _chain).
+        """
+        if not isinstance(apdu, (bytes, bytearray)) or not 4 <= len(apdu) <= MAX_APDU:
+            raise ValueError("command APDU of %s, expected 4..%d bytes"
+                             % (("%d bytes" % len(apdu)) if isinstance(apdu, (bytes, bytearray))
+                                else type(apdu).__name__, MAX_APDU))
+        apdu = bytes(apdu)
+        if not self.is_open:
+            self.open()
+        if (self.mode == "csim" and not self.profile["csim_logical_channels"]
+                and apdu[1] == 0x70 and apdu[2] == 0x00):
+            # MANAGE CHANNEL open: this modem cannot carry channel APDUs through CSIM.
+            # 6881 makes IsdrSession select the ISD-R on the basic channel.
+            return b"\x68\x81"
+        try:
+            return self._chain(apdu)
+        except AtError as e:
+            if apdu[0] == 0x80 and apdu[1] == 0xAA:
+                # TERMINAL CAPABILITY is optional (IsdrSession accepts 6D00 for it).
+                self.note("TERMINAL CAPABILITY refused by the modem (%s): answered 6D00" % e.final)
+                return b"\x6d\x00"
+            raise
+
+    def _chain(self, apdu):
+        """apdu's whole answer: 61xx followed, cut answers completed, 6Cxx on our GET RESPONSE."""
+        cap = self.profile["csim_max_answer"]
+        le_cap = cap - 3 if cap else 256  # answers below the cut are never mistaken for cut
+        if cap and apdu[1] == 0xC0 and len(apdu) == 5 and (apdu[4] or 256) > le_cap:
+            apdu = apdu[:4] + bytes((le_cap,))
+        resp = self._one(apdu)
+        out = bytearray()
+        cla = _gr_cla(apdu[0])
+        ours = False  # resp answers a GET RESPONSE sent here
+        while True:
+            if cap and len(resp) >= cap and resp[-2:] != b"\x90\x00" and resp[-2] != 0x61:
+                # Cut by the modem (fact sheet: Huawei MT5700): every byte is data and
+                # the status word was lost. Ask the card for what follows.
+                out += resp
+                self._bound(out, 0)
+                resp = self._one(bytes((cla, 0xC0, 0x00, 0x00, le_cap)))
+                ours = True
+                if len(resp) == 2 and resp[0] not in (0x61, 0x6C) and resp != b"\x90\x00":
+                    # Nothing more to get: the lost status word was 9000.
+                    self.note("answer cut at %d bytes by the modem; completed (%s after it)"
+                              % (cap, _hex(resp)))
+                    return bytes(out) + b"\x90\x00"
+                continue
+            out += resp[:-2]
+            sw1, sw2 = resp[-2], resp[-1]
+            if sw1 == 0x61:
+                le = sw2 or 256
+                self._bound(out, le)
+                resp = self._one(bytes((cla, 0xC0, 0x00, 0x00, min(le, le_cap) & 0xFF)))
+                ours = True
+                continue
+            if sw1 == 0x6C and ours and len(resp) == 2:
+                # Wrong Le on our own GET RESPONSE: ask again with the exact length.
+                resp = self._one(bytes((cla, 0xC0, 0x00, 0x00, sw2)))
+                ours = False  # a second 6Cxx goes back to the caller
+                continue
+            return bytes(out) + bytes((sw1, sw2))
+
+    def _bound(self, out, more):
+        if len(out) + more > self.max_response:
+            raise ProtocolError("card response over the %d-byte bound (already %d, %d more "
+                                "announced)" % (self.max_response, len(out), more))
+
+
+def open_isdr_session(card, **kw):
+    """A ready ipa_core.apdu.IsdrSession over `card` (an AtCard or any card object).
+
+    For an AtCard: opens it if needed, and takes modem_channel (True in CGLA
+    mode) and segment_size (modem profile) from it; keyword arguments are
+    passed to IsdrSession and win over the profile's segment_size.
+    """
+    from ipa_core.apdu import IsdrSession
+
+    if isinstance(card, AtCard):
+        if "aid" in kw and not card.is_open:
+            card.aid = kw["aid"]
+        if not card.is_open:
+            card.open()
+        if "segment_size" not in kw:
+            kw["segment_size"] = card.segment_size
+        kw["modem_channel"] = card.modem_channel
+    s = IsdrSession(card, **kw)
+    return s.open()
