@@ -70,4 +70,10 @@ class FunctionError(IpaError):
 
 
 class EimError(FunctionError):
-    """The eIM answered with an error code (eimPackageError and the like)."""
+    """The eIM answered with an error code (eimPackageError and the like).
+
+    status_code_data: the JSON binding's header status (subjectCode,
+    reasonCode, ...) when the error came that way, else None.
+    """
+
+    status_code_data = None

@@ -1,0 +1,501 @@
+"""ESipa, the IPA <-> eIM interface (SGP.32 v1.2 6.1, 6.3), ASN.1 binding, IPA side.
+
+One function per message. IPA -> eIM messages are built here as the exact
+DER of the EsipaMessageFromIpaToEim alternative (the body of
+`POST /gsma/rsp2/asn1`, or of a CoAP request); eIM -> IPA messages are
+decoded by the functions re-exported from ipa_core.esipa_decode
+(decode_get_eim_package_response, decode_provide_eim_package_result_response,
+decode_initiate_authentication_response, decode_authenticate_client_response,
+decode_get_bound_profile_package_response, decode_cancel_session_response,
+decode_transfer_eim_package_request, decode_eim_message). ipa_core.esipa_json
+maps the same messages to and from the JSON binding, so the IPA logic does
+not care which binding is in use.
+
+    IPA -> eIM                             eIM -> IPA
+    get_eim_package_request      BF4F      decode_get_eim_package_response
+    provide_eim_package_result   BF50      decode_provide_eim_package_result_response
+    handle_notification          BF3D      (no body)
+    initiate_authentication_request BF39   decode_initiate_authentication_response
+    authenticate_client_request  BF3B      decode_authenticate_client_response
+    get_bound_profile_package_request BF3A decode_get_bound_profile_package_response
+    cancel_session_request       BF41      decode_cancel_session_response
+    transfer_eim_package_response BF4E     decode_transfer_eim_package_request (eIM push)
+
+Signed objects (EuiccPackageResult, notifications, PIR, AuthenticateServer /
+PrepareDownload / CancelSession answers) are taken as whole TLVs - bytes,
+or the es10 dicts carrying them under "raw" - and placed in the message
+byte for byte. Where X.680 implicit tagging replaces a tagged CHOICE's own
+tag (CancelSessionRequestEsipa 'A1' for 'BF41', certificates 'A5'/'A6'
+for '30') only that outer tag changes; the signed content does not.
+
+Version differences (v1.0 vs v1.2) come from ipa_core.version:
+stateChangeCause (absent in v1.0: silently left out, the eIM could not read
+it), the ePRAndNotifications notificationList tag, HandleNotificationEsipa's
+provideEimPackageResult tag.
+
+Caller mistakes (an unknown name, a wrong size) are ValueError; a
+"forwarded verbatim" argument that is not one TLV of the expected tag is a
+ProtocolError (it came from a peer).
+"""
+
+from ipa_core import tlv
+from ipa_core import es10_decode as d
+from ipa_core import version as ver
+from ipa_core.errors import ProtocolError
+from ipa_core.es10_download import encode_ctx_params1
+
+# eIM -> IPA decoders and their name tables are part of this API.
+from ipa_core.esipa_decode import (  # noqa: F401
+    AUTHENTICATE_CLIENT_ERROR, CANCEL_SESSION_ERROR, ECO, EIM_PACKAGE_ERROR,
+    GET_BOUND_PROFILE_PACKAGE_ERROR, INITIATE_AUTHENTICATION_ERROR, IPA_EUICC_DATA_ITEMS,
+    PROVIDE_EIM_PACKAGE_RESULT_ERROR, PSMO, decode_authenticate_client_response,
+    decode_cancel_session_response, decode_eim_message, decode_get_bound_profile_package_response,
+    decode_get_eim_package_response, decode_initiate_authentication_response,
+    decode_provide_eim_package_result_response, decode_transfer_eim_package_request,
+    euicc_package_request, ipa_euicc_data_request, profile_download_trigger_request,
+)
+
+# ---- names (numbers from SGP32Definitions v1.2) ---------------------------------------
+
+STATE_CHANGE_CAUSE = {"otherEim": 0, "fallback": 1, "emergencyProfile": 2, "local": 3,
+                      "reset": 4, "immediateEnableProfile": 5, "deviceChange": 6,
+                      "undefined": 127}
+EIM_PACKAGE_RESULT_ERROR_CODE = {1: "invalidPackageFormat", 2: "unknownPackage",
+                                 127: "undefinedError"}
+IPA_EUICC_DATA_ERROR_CODE = {1: "incorrectTagList", 5: "euiccCiPKIdNotFound",
+                             104: "ecallActive", 127: "undefinedError"}
+PROFILE_DOWNLOAD_ERROR_REASON = {104: "ecallActive", 127: "undefinedError"}
+IPA_FEATURES = ("directRspServerCommunication", "indirectRspServerCommunication",
+                "eimDownloadDataHandling", "eimCtxParams1Generation",
+                "eimProfileMetadataVerification", "minimizeEsipaBytes")
+IPA_SUPPORTED_PROTOCOLS = ("ipaRetrieveHttps", "ipaRetrieveCoaps", "ipaInjectHttps",
+                           "ipaInjectCoaps", "ipaProprietary")
+
+PENDING_NOTIFICATION_TAGS = (0xBF37, 0x30, 0xA0, 0xA1)  # SGP32-PendingNotification alternatives
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+def raw_tlv(x, tags, what):
+    """A peer's TLV forwarded verbatim: bytes, or a dict with "raw", holding one TLV with a tag in `tags`."""
+    if isinstance(x, dict):
+        if "raw" not in x:
+            raise ValueError("%s: expected bytes or a dict with \"raw\"" % what)
+        x = x["raw"]
+    x = bytes(x)
+    t = tlv.decode(x)
+    if t.tag not in tags:
+        raise ProtocolError("%s must be one TLV with tag %s, got tag %02X"
+                            % (what, " or ".join("%02X" % n for n in tags), t.tag))
+    return x
+
+
+def retag(raw, tag):
+    """The TLV `raw` with its outer tag replaced by `tag` (X.680 implicit tagging)."""
+    return tlv.encode(tag, tlv.decode(raw).value)
+
+
+def eid_bytes(eid):
+    """EID as 32 digits (hex) or 16 bytes -> 16 bytes."""
+    b = d.binary(eid, "eidValue")
+    if len(b) != 16:
+        raise ValueError("eidValue: expected 16 bytes (32 digits), got %d bytes" % len(b))
+    return b
+
+
+def tid_bytes(x, what="transactionId"):
+    """TransactionId (1..16 bytes) from bytes or hex."""
+    b = d.binary(x, what)
+    if not 1 <= len(b) <= 16:
+        raise ValueError("%s: expected 1..16 bytes, got %d" % (what, len(b)))
+    return b
+
+
+def code(x, names, what):
+    """An INTEGER code given as int or as its name in `names` ({code: name})."""
+    if isinstance(x, int):
+        return x
+    for n in names:
+        if names[n] == x:
+            return n
+    raise ValueError("%s: unknown name %r, expected an int or one of %s"
+                     % (what, x, ", ".join(names[n] for n in sorted(names))))
+
+
+def _opt(tag, value, conv):
+    return None if value is None else tlv.encode(tag, conv(value))
+
+
+def _utf8(s):
+    return s.encode("utf-8")
+
+
+# ---- GetEimPackage (SGP.32 6.3.2.5) -----------------------------------------------------------
+
+
+def get_eim_package_request(eid, notify_state_change=False, state_change_cause=None, rplmn=None,
+                            version=ver.DEFAULT):
+    """ESipa.GetEimPackage request 'BF4F' { eidValue '5A', notifyStateChange [0] NULL,
+    stateChangeCause [1], rPLMN [2] OCTET STRING (SIZE(3)) }.
+
+    eid: 32 hex digits or 16 bytes. state_change_cause: int or a
+    STATE_CHANGE_CAUSE name; left out for a v1.0 eIM (no such component).
+    rplmn: the 3 bytes (TS 24.008 MCC/MNC) or 6 hex digits.
+    """
+    version = ver.norm(version)
+    cause = None
+    if state_change_cause is not None:
+        tag = ver.tag("GetEimPackageRequest.stateChangeCause", version)
+        if tag is not None:
+            n = STATE_CHANGE_CAUSE.get(state_change_cause, state_change_cause)
+            if not isinstance(n, int):
+                raise ValueError("stateChangeCause %r: expected an int or one of %s"
+                                 % (state_change_cause, ", ".join(STATE_CHANGE_CAUSE)))
+            cause = tlv.encode(tag, tlv.int_encode(n))
+    plmn = None
+    if rplmn is not None:
+        plmn = d.binary(rplmn, "rPLMN")
+        if len(plmn) != 3:
+            raise ValueError("rPLMN: expected 3 bytes, got %d" % len(plmn))
+        plmn = tlv.encode(0x82, plmn)
+    return tlv.enc(0xBF4F, tlv.encode(0x5A, eid_bytes(eid)),
+                   tlv.encode(0x80) if notify_state_change else None, cause, plmn)
+
+
+# ---- eIM package results -----------------------------------------------------------------------
+
+
+def _epr_and_notifications(epr, notifications, version):
+    """ePRAndNotifications SEQUENCE '30' { euiccPackageResult 'BF51', notificationList [0] 'A0' }."""
+    items = [raw_tlv(n, PENDING_NOTIFICATION_TAGS, "a PendingNotification") for n in notifications]
+    return tlv.enc(0x30, epr, tlv.encode(ver.tag("ePRAndNotifications.notificationList", version),
+                                         items))
+
+
+def eim_package_result(euicc_package_result=None, notifications=None, ipa_euicc_data_response=None,
+                       profile_download_trigger_result=None, error_code=None,
+                       eim_transaction_id=None, version=ver.DEFAULT):
+    """EimPackageResult (the CHOICE alternative's TLV), exactly one of:
+
+    - euicc_package_result: the eUICC's EuiccPackageResult 'BF51' (bytes or
+      the es10 dict), verbatim; with a non-empty `notifications` list (raw
+      PendingNotification TLVs or es10 dicts) it becomes ePRAndNotifications
+      '30' { BF51, notificationList 'A0' { ... } };
+    - ipa_euicc_data_response: 'BF52' from ipa_euicc_data_response() or
+      ipa_euicc_data_response_error();
+    - profile_download_trigger_result: 'BF54' from profile_download_trigger_result();
+    - error_code (int or EIM_PACKAGE_RESULT_ERROR_CODE name), with the
+      package's eim_transaction_id: eimPackageResultResponseError [0] 'A0'
+      { eimTransactionId [0] '80'?, eimPackageResultErrorCode '02' }.
+    """
+    version = ver.norm(version)
+    given = [x is not None for x in (euicc_package_result, ipa_euicc_data_response,
+                                     profile_download_trigger_result, error_code)]
+    if given.count(True) != 1:
+        raise ValueError("EimPackageResult takes exactly one of euicc_package_result, "
+                         "ipa_euicc_data_response, profile_download_trigger_result, error_code")
+    if notifications and euicc_package_result is None:
+        raise ValueError("notifications go with a euicc_package_result (ePRAndNotifications)")
+    if eim_transaction_id is not None and error_code is None:
+        raise ValueError("eim_transaction_id goes with error_code; the other results carry "
+                         "their own")
+    if euicc_package_result is not None:
+        epr = raw_tlv(euicc_package_result, (0xBF51,), "euiccPackageResult")
+        if notifications:
+            return _epr_and_notifications(epr, notifications, version)
+        return epr
+    if ipa_euicc_data_response is not None:
+        return raw_tlv(ipa_euicc_data_response, (0xBF52,), "ipaEuiccDataResponse")
+    if profile_download_trigger_result is not None:
+        return raw_tlv(profile_download_trigger_result, (0xBF54,), "profileDownloadTriggerResult")
+    return tlv.enc(0xA0, _opt(0x80, eim_transaction_id, tid_bytes),
+                   tlv.encode(0x02, tlv.int_encode(code(error_code, EIM_PACKAGE_RESULT_ERROR_CODE,
+                                                        "eimPackageResultErrorCode"))))
+
+
+def provide_eim_package_result(eid=None, euicc_package_result=None, notifications=None,
+                               ipa_euicc_data_response=None, profile_download_trigger_result=None,
+                               error_code=None, eim_transaction_id=None, version=ver.DEFAULT):
+    """ESipa.ProvideEimPackageResult 'BF50' { eidValue '5A' OPTIONAL, eimPackageResult }.
+
+    The result arguments are those of eim_package_result() (exactly one).
+    """
+    return tlv.enc(0xBF50, _opt(0x5A, eid, eid_bytes),
+                   eim_package_result(euicc_package_result, notifications, ipa_euicc_data_response,
+                                      profile_download_trigger_result, error_code,
+                                      eim_transaction_id, version))
+
+
+def encode_ipa_capabilities(ipa_features, ipa_supported_protocols=None, tag=0xA8):
+    """IpaCapabilities { ipaFeatures [0] BIT STRING, ipaSupportedProtocols [1] BIT STRING OPTIONAL }.
+
+    Names from IPA_FEATURES / IPA_SUPPORTED_PROTOCOLS; tag 'A8' as in IpaEuiccData.
+    """
+    return tlv.enc(tag, tlv.encode(0x80, tlv.bits_encode(ipa_features, IPA_FEATURES)),
+                   _opt(0x81, ipa_supported_protocols,
+                        lambda p: tlv.bits_encode(p, IPA_SUPPORTED_PROTOCOLS)))
+
+
+def encode_device_info(tac, device_capabilities=None, imei=None, tag=0xA9):
+    """DeviceInfo { tac '80', deviceCapabilities 'A1', imei '82'? } under `tag` ('A9' in IpaEuiccData).
+
+    Arguments as es10_download.encode_ctx_params1 takes them.
+    """
+    info = tlv.decode(encode_ctx_params1(None, tac, device_capabilities, imei)).need(0xA1)
+    return tlv.encode(tag, info.value)
+
+
+def _capabilities(x):
+    if isinstance(x, dict):
+        return encode_ipa_capabilities(x.get("ipaFeatures", ()), x.get("ipaSupportedProtocols"))
+    return retag(raw_tlv(x, (0xA8, 0x30), "ipaCapabilities"), 0xA8)
+
+
+def _device_info(x):
+    if isinstance(x, dict) and "raw" not in x:
+        return encode_device_info(x["tac"], x.get("deviceCapabilities"), x.get("imei"))
+    return retag(raw_tlv(x, (0xA9, 0xA1, 0x30), "deviceInfo"), 0xA9)
+
+
+def _certificate(x, tag, what):
+    """A Certificate as DER '30 ...' (es10.get_certs) -> [n] IMPLICIT: the outer tag replaced."""
+    return retag(raw_tlv(x, (0x30, tag), what), tag)
+
+
+def ipa_euicc_data_response(eim_transaction_id=None, notifications=None, default_smdp_address=None,
+                            euicc_package_results=None, euicc_info1=None, euicc_info2=None,
+                            root_smds_address=None, association_token=None, eum_certificate=None,
+                            euicc_certificate=None, ipa_capabilities=None, device_info=None):
+    """IpaEuiccDataResponse 'BF52' { ipaEuiccData 'A0' { ... } } with what the tagList asked for.
+
+    Components (None = left out; an empty list is sent as an empty list):
+    notifications - list of raw PendingNotification TLVs ('A0' notificationsList);
+    default_smdp_address / root_smds_address - str ('81' / '83');
+    euicc_package_results - list of raw 'BF51' ('A2' euiccPackageResultList);
+    euicc_info1 / euicc_info2 - raw 'BF20' / 'BF22' (or the es10 dicts);
+    association_token - int ('84'); eum_certificate / euicc_certificate -
+    DER '30' as ES10b.GetCerts gives ('A5' / 'A6'); eim_transaction_id
+    ('87', echo the request's); ipa_capabilities - {"ipaFeatures": [...],
+    "ipaSupportedProtocols": [...]} or a raw TLV ('A8'); device_info -
+    {"tac", "deviceCapabilities", "imei"} (see encode_device_info) or a raw
+    DeviceInfo TLV ('A9'). Order is the module's (DER of a SEQUENCE).
+    """
+    def tlv_list(tag, items, tags, what):
+        if items is None:
+            return None
+        return tlv.encode(tag, [raw_tlv(x, tags, what) for x in items])
+
+    return tlv.enc(0xBF52, tlv.enc(
+        0xA0,
+        tlv_list(0xA0, notifications, PENDING_NOTIFICATION_TAGS, "a PendingNotification"),
+        _opt(0x81, default_smdp_address, _utf8),
+        tlv_list(0xA2, euicc_package_results, (0xBF51,), "an EuiccPackageResult"),
+        None if euicc_info1 is None else raw_tlv(euicc_info1, (0xBF20,), "euiccInfo1"),
+        None if euicc_info2 is None else raw_tlv(euicc_info2, (0xBF22,), "euiccInfo2"),
+        _opt(0x83, root_smds_address, _utf8),
+        _opt(0x84, association_token, tlv.int_encode),
+        None if eum_certificate is None else _certificate(eum_certificate, 0xA5, "eumCertificate"),
+        None if euicc_certificate is None else _certificate(euicc_certificate, 0xA6,
+                                                            "euiccCertificate"),
+        _opt(0x87, eim_transaction_id, tid_bytes),
+        None if ipa_capabilities is None else _capabilities(ipa_capabilities),
+        None if device_info is None else _device_info(device_info),
+    ))
+
+
+def ipa_euicc_data_response_error(error_code, eim_transaction_id=None):
+    """IpaEuiccDataResponse 'BF52' { ipaEuiccDataResponseError 'A1' { eimTransactionId [0] '80'?,
+    ipaEuiccDataErrorCode '02' } }; error_code: int or IPA_EUICC_DATA_ERROR_CODE name."""
+    return tlv.enc(0xBF52, tlv.enc(
+        0xA1, _opt(0x80, eim_transaction_id, tid_bytes),
+        tlv.encode(0x02, tlv.int_encode(code(error_code, IPA_EUICC_DATA_ERROR_CODE,
+                                             "ipaEuiccDataErrorCode")))))
+
+
+def profile_download_trigger_result(profile_installation_result=None, error_reason=None,
+                                    error_response=None, eim_transaction_id=None):
+    """ProfileDownloadTriggerResult 'BF54' { eimTransactionId [2] '82'?, one of:
+    profileInstallationResult 'BF37' (raw, verbatim) | profileDownloadError '30'
+    { profileDownloadErrorReason [0] '80', errorResponse '04'? } }.
+
+    error_reason: int or PROFILE_DOWNLOAD_ERROR_REASON name; error_response:
+    bytes (e.g. the failing ES9+/ESipa answer).
+    """
+    if (profile_installation_result is None) == (error_reason is None):
+        raise ValueError("ProfileDownloadTriggerResult takes exactly one of "
+                         "profile_installation_result, error_reason")
+    if profile_installation_result is not None:
+        if error_response is not None:
+            raise ValueError("error_response goes with error_reason")
+        data = raw_tlv(profile_installation_result, (0xBF37,), "profileInstallationResult")
+    else:
+        data = tlv.enc(0x30, tlv.encode(0x80, tlv.int_encode(
+            code(error_reason, PROFILE_DOWNLOAD_ERROR_REASON, "profileDownloadErrorReason"))),
+            _opt(0x04, error_response, bytes))
+    return tlv.enc(0xBF54, _opt(0x82, eim_transaction_id, tid_bytes), data)
+
+
+# ---- HandleNotification, TransferEimPackage ---------------------------------------------------
+
+
+def handle_notification(pending_notification=None, provide_eim_package_result=None,
+                        version=ver.DEFAULT):
+    """ESipa.HandleNotification 'BF3D', one of:
+
+    - pending_notification: a raw SGP32-PendingNotification ('BF37', '30',
+      'A0', 'A1') from RetrieveNotificationsList -> BF3D { A0 { it } } ([0]
+      is explicit: PendingNotification is a CHOICE);
+    - provide_eim_package_result: 'BF50' from provide_eim_package_result()
+      -> BF3D { BF50 ... } (v1.0: its tag becomes 'A1').
+    The eIM answers with no body.
+    """
+    if (pending_notification is None) == (provide_eim_package_result is None):
+        raise ValueError("HandleNotification takes exactly one of pending_notification, "
+                         "provide_eim_package_result")
+    if pending_notification is not None:
+        return tlv.enc(0xBF3D, tlv.encode(
+            ver.tag("HandleNotificationEsipa.pendingNotification", version),
+            raw_tlv(pending_notification, PENDING_NOTIFICATION_TAGS, "pendingNotification")))
+    pepr = raw_tlv(provide_eim_package_result, (0xBF50,), "provideEimPackageResult")
+    return tlv.enc(0xBF3D, retag(pepr, ver.tag("HandleNotificationEsipa.provideEimPackageResult",
+                                               version)))
+
+
+def transfer_eim_package_response(euicc_package_result=None, notifications=None,
+                                  ipa_euicc_data_response=None, eim_package_received=False,
+                                  error_code=None, version=ver.DEFAULT):
+    """ESipa.TransferEimPackage response 'BF4E' (the IPA answering an eIM push), one of:
+
+    euicc_package_result 'BF51' (with notifications: ePRAndNotifications '30',
+    as in eim_package_result), ipa_euicc_data_response 'BF52',
+    eim_package_received (NULL '05 00': processed later, the result follows
+    with ProvideEimPackageResult), error_code '02' (int or
+    EIM_PACKAGE_RESULT_ERROR_CODE name: invalidPackageFormat, unknownPackage,
+    undefinedError).
+    """
+    version = ver.norm(version)
+    given = [euicc_package_result is not None, ipa_euicc_data_response is not None,
+             bool(eim_package_received), error_code is not None]
+    if given.count(True) != 1:
+        raise ValueError("TransferEimPackageResponse takes exactly one of euicc_package_result, "
+                         "ipa_euicc_data_response, eim_package_received, error_code")
+    if notifications and euicc_package_result is None:
+        raise ValueError("notifications go with a euicc_package_result (ePRAndNotifications)")
+    if euicc_package_result is not None:
+        body = raw_tlv(euicc_package_result, (0xBF51,), "euiccPackageResult")
+        if notifications:
+            body = _epr_and_notifications(body, notifications, version)
+    elif ipa_euicc_data_response is not None:
+        body = raw_tlv(ipa_euicc_data_response, (0xBF52,), "ipaEuiccDataResponse")
+    elif eim_package_received:
+        body = tlv.encode(0x05)
+    else:
+        body = tlv.encode(0x02, tlv.int_encode(code(error_code, EIM_PACKAGE_RESULT_ERROR_CODE,
+                                                    "eimPackageError")))
+    return tlv.encode(0xBF4E, body)
+
+
+# ---- indirect profile download (SGP.32 6.3.2.1 - 6.3.2.4) ---------------------------------------
+
+
+def initiate_authentication_request(euicc_challenge, euicc_info1=None, smdp_address=None,
+                                    eim_transaction_id=None):
+    """ESipa.InitiateAuthentication 'BF39' { euiccChallenge [1] '81', smdpAddress [3] '83'?,
+    euiccInfo1 'BF20'?, eimTransactionId [2] '82'? }.
+
+    euicc_challenge: the 16 bytes from ES10b.GetEUICCChallenge; euicc_info1:
+    raw 'BF20' (or the es10 dict); smdp_address: str; eim_transaction_id:
+    the one of the ProfileDownloadTriggerRequest that started the download.
+    """
+    ch = bytes(euicc_challenge)
+    if len(ch) != 16:
+        raise ValueError("euiccChallenge: expected 16 bytes, got %d" % len(ch))
+    return tlv.enc(0xBF39, tlv.encode(0x81, ch), _opt(0x83, smdp_address, _utf8),
+                   None if euicc_info1 is None else raw_tlv(euicc_info1, (0xBF20,), "euiccInfo1"),
+                   _opt(0x82, eim_transaction_id, lambda x: tid_bytes(x, "eimTransactionId")))
+
+
+def authenticate_client_request(transaction_id, authenticate_server_response):
+    """ESipa.AuthenticateClient 'BF3B' { transactionId [0] '80', authenticateServerResponse 'BF38' }.
+
+    authenticate_server_response: the ES10b.AuthenticateServer answer
+    (bytes or its es10 dict) verbatim, or compact_authenticate_server_response().
+    """
+    return tlv.enc(0xBF3B, tlv.encode(0x80, tid_bytes(transaction_id)),
+                   raw_tlv(authenticate_server_response, (0xBF38,), "authenticateServerResponse"))
+
+
+def get_bound_profile_package_request(transaction_id, prepare_download_response):
+    """ESipa.GetBoundProfilePackage 'BF3A' { transactionId [0] '80', prepareDownloadResponse 'BF21' }.
+
+    prepare_download_response: the ES10b.PrepareDownload answer verbatim, or
+    compact_prepare_download_response().
+    """
+    return tlv.enc(0xBF3A, tlv.encode(0x80, tid_bytes(transaction_id)),
+                   raw_tlv(prepare_download_response, (0xBF21,), "prepareDownloadResponse"))
+
+
+def cancel_session_request(transaction_id, cancel_session_response):
+    """ESipa.CancelSession 'BF41' { transactionId [0] '80', cancelSessionResponse [1] 'A1' }.
+
+    Both components are untagged in the module, so automatic tags apply, and
+    [1] on the tagged [65] CHOICE replaces 'BF41' (X.680 implicit):
+    the ES10b.CancelSession answer 'BF41 L X' goes as 'A1 L X', X verbatim.
+    """
+    raw = raw_tlv(cancel_session_response, (0xBF41, 0xA1), "cancelSessionResponse")
+    return tlv.enc(0xBF41, tlv.encode(0x80, tid_bytes(transaction_id)), retag(raw, 0xA1))
+
+
+def compact_authenticate_server_response(response, include_ctx_params1=True,
+                                         include_certificates=False):
+    """minimizeEsipaBytes: an AuthenticateServer answer in its compact form 'BF38' { 'A2' ... }.
+
+    From authenticateResponseOk 'A0' { euiccSigned1 '30' { transactionId 80,
+    serverAddress 83, serverChallenge 84, euiccInfo2 BF22, ctxParams1 A0 },
+    euiccSignature1 5F37, euiccCertificate 30, eumCertificate 30 } this builds
+    compactAuthenticateResponseOk 'A2' { compactEuiccSigned1 [0] 'A0' {
+    extCardResource [4] '84' (from euiccInfo2), ctxParams1 [2] 'A2' { A0 }? },
+    euiccSignature1 5F37 (verbatim), euiccCertificate [1] 'A1'?,
+    eumCertificate [2] 'A2'? }: the eIM rebuilds euiccSigned1 from what it
+    knows to check and forward the signature. An answer that is not
+    authenticateResponseOk (an error, or already compact) is returned as is.
+    """
+    raw = raw_tlv(response, (0xBF38,), "authenticateServerResponse")
+    t = d.unwrap(tlv.decode(raw))
+    ok = t.find(0xA0)
+    if ok is None:
+        return raw
+    kids = ok.children()
+    if len(kids) < 4 or kids[0].tag != 0x30 or kids[1].tag != 0x5F37:
+        raise ProtocolError("authenticateResponseOk: expected euiccSigned1 30, euiccSignature1 "
+                            "5F37 and two certificates")
+    signed1 = kids[0]
+    ext = signed1.need(0xBF22, "euiccInfo2 in euiccSigned1").need(0x84, "extCardResource")
+    ctx = signed1.find(0xA0) if include_ctx_params1 else None
+    compact = tlv.enc(0xA0, tlv.encode(0x84, ext.value),
+                      None if ctx is None else tlv.encode(0xA2, ctx.raw))
+    certs = None
+    if include_certificates:
+        certs = retag(kids[2].raw, 0xA1) + retag(kids[3].raw, 0xA2)
+    return tlv.enc(0xBF38, tlv.enc(0xA2, compact, kids[1].raw, certs))
+
+
+def compact_prepare_download_response(response):
+    """minimizeEsipaBytes: a PrepareDownload answer in compact form 'BF21' { 'A2' ... }.
+
+    From downloadResponseOk 'A0' { euiccSigned2 '30' { transactionId 80,
+    euiccOtpk 5F49, hashCc 04? }, euiccSignature2 5F37 } this builds
+    compactDownloadResponseOk 'A2' { compactEuiccSigned2 '30' { euiccOtpk 5F49,
+    hashCc 04? }, euiccSignature2 5F37 (verbatim) }: only the transactionId,
+    which the eIM knows, is left out. Other answers are returned as is.
+    """
+    raw = raw_tlv(response, (0xBF21,), "prepareDownloadResponse")
+    t = d.unwrap(tlv.decode(raw))
+    ok = t.find(0xA0)
+    if ok is None:
+        return raw
+    signed2 = ok.need(0x30, "euiccSigned2")
+    sig = ok.need(0x5F37, "euiccSignature2")
+    keep = [c.raw for c in signed2 if c.tag != 0x80]
+    return tlv.enc(0xBF21, tlv.enc(0xA2, tlv.encode(0x30, keep), sig.raw))
