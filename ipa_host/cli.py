@@ -47,8 +47,9 @@ def build_parser():
                    help="state folder; also holds the virtual eUICC (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--trace", action="store_true", help="print every APDU to stderr")
-    p.add_argument("--segment-size", type=int, default=apdu.SEGMENT_SIZE, metavar="N",
-                   help="STORE DATA block size, 1..255 (default: %(default)s)")
+    p.add_argument("--segment-size", type=int, default=None, metavar="N",
+                   help="STORE DATA block size, 1..255 (default: the modem profile's, else %d)"
+                        % apdu.SEGMENT_SIZE)
     p.add_argument("--sgp32", default="1.2", choices=("1.0", "1.1", "1.2"),
                    help="SGP.32 version the eUICC implements (default: %(default)s)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -72,7 +73,15 @@ def open_session(a):
     if a.trace:
         def trace(direction, data):
             sys.stderr.write("%s %s\n" % (direction, bytes(data).hex().upper()))
-    s = apdu.IsdrSession(card, segment_size=a.segment_size, trace=trace, version=a.sgp32)
+    if kind == "at":
+        # The modem may own the channel (CGLA): the card knows, and its
+        # profile may lower the segment size for a fragile UART.
+        from ipa_core.at_card import open_isdr_session
+
+        kw = {"segment_size": a.segment_size} if a.segment_size else {}
+        return open_isdr_session(card, trace=trace, version=a.sgp32, **kw)
+    s = apdu.IsdrSession(card, segment_size=a.segment_size or apdu.SEGMENT_SIZE, trace=trace,
+                         version=a.sgp32)
     s.open()
     return s
 
@@ -199,7 +208,7 @@ def main(argv=None, out=None):
     if not a.command:
         p.print_help(out)
         return 0
-    if not 1 <= a.segment_size <= 255:
+    if a.segment_size is not None and not 1 <= a.segment_size <= 255:
         p.error("--segment-size %d outside 1..255" % a.segment_size)
     try:
         return COMMANDS[a.command](a, out)

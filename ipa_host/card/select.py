@@ -7,14 +7,15 @@
     pcsc:<name>                  PC/SC reader by exact name or unique substring
     pcsc:<reader>?shared=1&protocol=T0|T1|any
     at:/dev/ttyUSB2?baud=115200&mode=auto|cgla|csim
-                                 a modem's AT port (parsed; transport not yet supported)
+                                 a modem's AT port (ipa_host.card.serial.open_at_card:
+                                 AT+CCHO/CGLA, or AT+CSIM; auto tries CCHO first)
 
 `parse_card_spec(spec)` turns the text into (kind, target, options) and
 rejects what it cannot use; `open_card(spec, **options)` returns a card
 object (`transmit(apdu) -> bytes`).
 """
 
-from ipa_core.errors import IpaError, TransportError
+from ipa_core.errors import IpaError
 
 KINDS = ("sim", "pcsc", "at")
 OPTIONS = {
@@ -128,7 +129,9 @@ def open_card(spec, **options):
 
         opts.update(options)
         return PcscCard(target, **opts)
-    raise TransportError(
-        "card %r: the AT modem transport (%s, %d baud, mode %s) is not yet supported; "
-        "use pcsc or sim for now" % (spec, target, opts["baud"], opts["mode"])
-    )
+    # at: options (profile_overrides=..., segment_timeout_ms=..., trace=...) go to open_at_card.
+    from ipa_host.card.serial import open_at_card
+
+    kw = {"baud": opts["baud"], "mode": opts["mode"]}
+    kw.update(options)
+    return open_at_card(target, **kw)

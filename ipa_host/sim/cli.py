@@ -3,6 +3,7 @@
     ipa-sim pki create DIR            test CI -> EUM -> eUICC chain and an eIM key
     ipa-sim euicc [--vpcd HOST:PORT]  a virtual IoT eUICC (behind vpcd for PC/SC)
     ipa-sim sign ...                  build and sign an EuiccPackageRequest
+    ipa-sim modem --personality P     a simulated (quirky) modem on a pty
 """
 import sys
 
@@ -10,6 +11,7 @@ COMMANDS = {
     "pki": ("ipa_host.sim.pki", "pki_main", "create or inspect a test PKI"),
     "euicc": ("ipa_host.sim.euicc", "euicc_main", "run a virtual IoT eUICC"),
     "sign": ("ipa_host.sim.signer", "signer_main", "build and sign an EuiccPackageRequest"),
+    "modem": ("ipa_host.sim.modem", "modem_main", "run a simulated modem on a pty"),
 }
 
 

@@ -360,8 +360,8 @@ def test_bad_card_specs(spec, words):
     assert isinstance(e.value, ValueError)
 
 
-def test_at_spec_not_yet_supported():
-    with pytest.raises(TransportError, match="AT modem transport .*not yet supported"):
+def test_at_spec_missing_device():
+    with pytest.raises(TransportError, match="/dev/ttyUSB2 does not exist"):
         open_card("at:/dev/ttyUSB2?mode=csim")
 
 

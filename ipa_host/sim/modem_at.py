@@ -1,0 +1,523 @@
+"""AT command interpreter of the simulated modem (ITU-T V.250, 3GPP TS 27.007).
+
+The SIM commands it serves:
+
+- 8.17 AT+CSIM=<length>,"<command>" -> +CSIM: <length>,"<response>": the APDU
+  goes to the card as it is (the caller owns channels and CLA bits);
+  <length> counts hex characters.
+- 8.45 AT+CCHO="<dfname>" -> +CCHO: <sessionid>: MANAGE CHANNEL open + SELECT
+  by DF name through the card; the session id is an opaque handle the
+  modem maps to the card's channel number.
+- 8.43 AT+CGLA=<sessionid>,<length>,"<command>" -> +CGLA: <length>,"<response>":
+  the modem writes the channel of the session into the CLA byte.
+- 8.46 AT+CCHC=<sessionid>: MANAGE CHANNEL close.
+- 9.1 AT+CMEE, 8.2 AT+CFUN, 8.3 AT+CPIN?, 5.1-5.4 AT+CGMI/CGMM/CGMR/CGSN, ATI, ATE.
+
+Personalities (modem_personality.py) bend these as modems in the field do.
+The interpreter never touches a tty: it writes through `io.write(bytes)`,
+waits through `io.sleep(seconds)` and reboots through `io.boot()`; SimModem
+(modem.py) supplies them on a pty.
+"""
+
+import random
+
+CRLF = b"\r\n"
+MAX_APDU = 4 + 1 + 255 + 1  # short APDUs only (what modems accept in CSIM/CGLA)
+MAX_RESPONSE = 0x10000  # bound on what the modem collects with GET RESPONSE inside
+SESSION_BASE = 0x385A7CF  # first session id; any opaque value would do
+
+CME_TEXT = {
+    3: "operation not allowed",
+    4: "operation not supported",
+    10: "SIM not inserted",
+    13: "SIM failure",
+    50: "incorrect parameters",
+}
+
+URCS = ('+CREG: 1', '+QIND: "csq",20,99', '+CGREG: 1', '+QIND: "act","LTE"')
+STRAY = ("+QUSIM: 1", "PB DONE", "^SIMST: 1")
+BOOT_URCS = ("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE",
+             "+QIND: PB DONE")
+
+
+class CmdError(Exception):
+    """A command failed: `cme` is the +CME ERROR number, None for a plain ERROR."""
+
+    def __init__(self, cme=None):
+        self.cme = cme
+        Exception.__init__(self, "CME %s" % cme)
+
+
+class NoAnswer(Exception):
+    """The command gets no answer at all (reset in the middle of it)."""
+
+
+def split_args(text):
+    """'1,22,"81E2"' -> [('1', False), ('22', False), ('81E2', True)]; None if a quote is open."""
+    out = []
+    cur = []
+    quoted = False
+    was_quoted = False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            was_quoted = True
+        elif ch == "," and not quoted:
+            out.append(("".join(cur).strip(), was_quoted))
+            cur = []
+            was_quoted = False
+        else:
+            cur.append(ch)
+    if quoted:
+        return None
+    out.append(("".join(cur).strip(), was_quoted))
+    return out
+
+
+def cla_on_channel(cla, channel):
+    """CLA of `cla` (sent with channel bits 0) moved to logical channel 0..19 (ISO 7816-4 5.4.1)."""
+    proprietary = cla & 0x80
+    chaining = cla & 0x10
+    if cla & 0x40:  # further interindustry: one SM bit
+        sm = bool(cla & 0x20)
+        sm_first = 0x08 if sm else 0
+    else:  # first interindustry: two SM bits
+        sm_first = cla & 0x0C
+        sm = bool(sm_first)
+    if channel < 4:
+        return proprietary | chaining | sm_first | channel
+    return proprietary | 0x40 | (0x20 if sm else 0) | chaining | (channel - 4)
+
+
+def channel_of(cla):
+    return 4 + (cla & 0x0F) if cla & 0x40 else cla & 0x03
+
+
+def le_of(apdu):
+    """The Le byte of a short APDU (0 means 256), None when absent."""
+    if len(apdu) == 5:
+        return apdu[4]
+    if len(apdu) > 5 and len(apdu) == 6 + apdu[4]:
+        return apdu[-1]
+    return None
+
+
+class AtInterpreter:
+    """The command side of a modem: one call of `handle_line` per received command line."""
+
+    def __init__(self, card, cfg, io):
+        self.card = card
+        self.cfg = cfg
+        self.io = io
+        self.rng = random.Random(cfg["seed"])
+        self.commands = 0  # command lines seen
+        self.apdus = 0  # APDUs the client asked for (CSIM, CGLA)
+        self.dead = False
+        self.sim_present = card is not None
+        self.sessions = {}  # session id (text) -> card channel
+        self.open_channels = set()  # card channels open besides the basic one
+        self.pending = {}  # channel -> (rest, final SW) for le00_collect="61xx"
+        self.first_answer = True
+        self._reset_done = False
+        self._next_session = 0
+        self.cfun = 1
+        self.csimsleep = 1
+        self.power_on()
+
+    # -- power ---------------------------------------------------------------------------
+
+    def power_on(self):
+        """Settings and channels as after switching the modem on."""
+        self.echo = self.cfg["echo"]
+        self.cmee = self.cfg["cmee"]
+        self.sessions.clear()
+        self.open_channels.clear()
+        self.pending.clear()
+        self.cfun = 1
+        if self.card is not None and hasattr(self.card, "reset"):
+            self.card.reset()
+
+    def reboot(self):
+        """What a modem does when it restarts: state lost, RDY and boot URCs after a while."""
+        self.power_on()
+        self.io.boot([CRLF + u.encode() + CRLF for u in BOOT_URCS])
+
+    # -- lines ---------------------------------------------------------------------------
+
+    def handle_line(self, raw):
+        """One command line (without its CR) -> writes the answer through io."""
+        if self.dead:
+            return
+        text = raw.decode("latin-1").strip()
+        start = text.upper().find("AT")
+        if start < 0:
+            return  # V.250: a line without the AT prefix is ignored
+        self.commands += 1
+        if self.cfg["dead_after"] is not None and self.commands > self.cfg["dead_after"]:
+            self.dead = True
+            return
+        body = text[start + 2:]
+        try:
+            lines = self._dispatch(body)
+            final = "OK"
+        except CmdError as e:
+            lines = []
+            final = self._error_text(e.cme)
+        except NoAnswer:
+            return
+        self._answer(lines, final)
+
+    def _error_text(self, cme):
+        if cme is None:
+            return "ERROR"
+        mode = 1 if self.cfg["cmee_fixed"] else self.cmee
+        if mode == 0:
+            return "ERROR"
+        if mode == 2:
+            return "+CME ERROR: %s" % CME_TEXT.get(cme, "unknown")
+        return "+CME ERROR: %d" % cme
+
+    def _garbage(self):
+        n = self.rng.randint(1, 8)
+        return bytes(self.rng.choice((0x00, 0xFF, 0xFE, 0x80, 0x9C, 0xC3, 0xE2, 0xAA)) for _ in range(n))
+
+    def _answer(self, lines, final):
+        cfg = self.cfg
+        out = []
+        if cfg["garbage"]:
+            out.append(self._garbage())
+        if cfg["urcs"]:
+            if self.first_answer:
+                out.append(CRLF + b"RDY" + CRLF)  # the host opened the port while it booted
+            out.append(CRLF + self.rng.choice(URCS).encode() + CRLF)
+        self.first_answer = False
+        for line in lines:
+            if cfg["stray_line"] and line.startswith(("+CSIM", "+CGLA")):
+                out.append(CRLF + self.rng.choice(STRAY).encode() + CRLF)
+            out.append(CRLF + line.encode("latin-1") + CRLF)
+        if cfg["urcs"] and lines:
+            out.append(CRLF + self.rng.choice(URCS).encode() + CRLF)
+        out.append(CRLF + final.encode() + CRLF)
+        if cfg["garbage"]:
+            out.append(self._garbage())
+        for part in out:
+            self.io.write(part)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self, body):
+        upper = body.upper()
+        if upper == "":
+            return []
+        if upper in ("E", "E0", "E1"):
+            if not self.cfg["sticky_echo"]:
+                self.echo = upper == "E1"
+            return []
+        if upper in ("I", "I0"):
+            # One information text of three lines (V.250 5.7.1: lines joined by CR LF).
+            return ["\r\n".join((self.cfg["manufacturer"], self.cfg["model"],
+                                  "Revision: " + self.cfg["revision"]))]
+        if upper in ("Z", "Z0", "&F", "&F0"):
+            self.echo = self.cfg["echo"]
+            self.cmee = self.cfg["cmee"]
+            return []
+        if not upper.startswith("+"):
+            raise CmdError()
+        i = 1
+        while i < len(upper) and (upper[i].isalnum() or upper[i] == "_"):
+            i += 1
+        name, rest = upper[1:i], body[i:]
+        if rest == "=?":
+            kind, args = "test", None
+        elif rest == "?":
+            kind, args = "read", None
+        elif rest.startswith("="):
+            kind, args = "set", rest[1:]
+        elif rest == "":
+            kind, args = "exec", None
+        else:
+            raise CmdError()
+        handler = getattr(self, "_cmd_" + name.lower(), None)
+        if handler is None or name in ("CCHO", "CGLA", "CCHC") and not self.cfg["logical_channels"]:
+            raise CmdError()
+        if kind == "test" and not self.cfg["test_cmds"]:
+            raise CmdError()
+        return handler(kind, args)
+
+    # -- identity and settings ---------------------------------------------------------------
+
+    def _ident(self, kind, value):
+        if kind == "test":
+            return []
+        if kind != "exec":
+            raise CmdError()
+        return [value]
+
+    def _cmd_cgmi(self, kind, args):
+        return self._ident(kind, self.cfg["manufacturer"])
+
+    def _cmd_cgmm(self, kind, args):
+        return self._ident(kind, self.cfg["model"])
+
+    def _cmd_cgmr(self, kind, args):
+        return self._ident(kind, self.cfg["revision"])
+
+    def _cmd_cgsn(self, kind, args):
+        return self._ident(kind, self.cfg["imei"])
+
+    _cmd_gmi = _cmd_cgmi
+    _cmd_gmm = _cmd_cgmm
+    _cmd_gmr = _cmd_cgmr
+
+    def _cmd_cmee(self, kind, args):
+        if kind == "test":
+            return ["+CMEE: (0-2)"]
+        if kind == "read":
+            return ["+CMEE: %d" % (1 if self.cfg["cmee_fixed"] else self.cmee)]
+        if kind == "set" and args.strip() in ("0", "1", "2"):
+            self.cmee = int(args)
+            return []
+        raise CmdError(50)
+
+    def _cmd_cfun(self, kind, args):
+        if kind == "test":
+            return ["+CFUN: (0,1,4),(0,1)"]
+        if kind == "read":
+            return ["+CFUN: %d" % self.cfun]
+        if kind != "set":
+            raise CmdError(50)
+        parts = [p for p, _q in (split_args(args) or [])]
+        if not parts or parts[0] not in ("0", "1", "4") or len(parts) > 2 or \
+                (len(parts) == 2 and parts[1] not in ("0", "1")):
+            raise CmdError(50)
+        if len(parts) == 2 and parts[1] == "1":
+            self.io.write(CRLF + b"OK" + CRLF)
+            self.reboot()
+            raise NoAnswer()
+        fun = int(parts[0])
+        if fun == 0:
+            self.power_on()  # SIM powered down: channels gone
+            self.cfun = 0
+        elif self.cfun == 0:
+            self.power_on()
+        self.cfun = fun
+        return []
+
+    def _cmd_cpin(self, kind, args):
+        if kind == "test":
+            return []
+        if kind != "read":
+            raise CmdError(3)
+        if not self.sim_present:
+            raise CmdError(10)
+        if self.cfun == 0:
+            raise CmdError(13)
+        return ["+CPIN: READY"]
+
+    def _cmd_csimsleep(self, kind, args):
+        """AT+CSIMSLEEP (SIMCom) / AT+ECSIMSLEEP (MediaTek): accepted and remembered."""
+        if kind == "test":
+            return ["+CSIMSLEEP: (0,1)"]
+        if kind == "read":
+            return ["+CSIMSLEEP: %d" % self.csimsleep]
+        if kind == "set" and args.strip() in ("0", "1"):
+            self.csimsleep = int(args)
+            return []
+        raise CmdError(50)
+
+    _cmd_ecsimsleep = _cmd_csimsleep
+
+    # -- the card ----------------------------------------------------------------------------
+
+    def _card(self, apdu):
+        """One APDU to the card, with the modem's view of open channels kept up to date.
+
+        The card offers `max_channels` logical channels: opening one more
+        answers 6881, as a UICC with few channels does.
+        """
+        if not self.sim_present:
+            raise CmdError(13)
+        if self.cfun == 0:
+            raise CmdError(13)
+        if len(apdu) >= 4 and apdu[1] == 0x70 and apdu[0] & 0x80 == 0:
+            p1, p2 = apdu[2], apdu[3]
+            if p1 == 0x00 and len(self.open_channels) >= self.cfg["max_channels"]:
+                return b"\x68\x81"
+            resp = self.card.transmit(apdu)
+            if resp[-2:] == b"\x90\x00":
+                if p1 == 0x00:
+                    self.open_channels.add(p2 or resp[0])
+                elif p1 == 0x80:
+                    self.open_channels.discard(p2 or channel_of(apdu[0]))
+            return resp
+        return self.card.transmit(apdu)
+
+    def _apdu_arg(self, length, data):
+        """Check <length>,"<hex>" of CSIM/CGLA and return the APDU bytes."""
+        (ltext, lquoted), (hextext, hquoted) = length, data
+        if lquoted or not ltext.isdigit() or not hquoted:
+            raise CmdError(50)
+        if int(ltext) != len(hextext) or len(hextext) % 2 or not 8 <= len(hextext) <= 2 * MAX_APDU:
+            raise CmdError(50)
+        if self.cfg["upper_hex_only"] and hextext != hextext.upper():
+            raise CmdError(50)
+        try:
+            return bytes.fromhex(hextext)
+        except ValueError:
+            raise CmdError(50)
+
+    def _before_card(self):
+        if self.cfg["delay"]:
+            self.io.sleep(self.cfg["delay"])
+
+    def _transmit(self, apdu):
+        """An APDU from CSIM/CGLA: reset fault, GET RESPONSE inside and truncation."""
+        if not self.sim_present or self.cfun == 0:
+            raise CmdError(13)
+        self.apdus += 1
+        after = self.cfg["reset_after"]
+        if after is not None and not self._reset_done and self.apdus > after:
+            self._reset_done = True
+            if self.cfg["reset_executes"]:
+                self._card(apdu)
+            self.reboot()
+            raise NoAnswer()
+        ch = channel_of(apdu[0])
+        if apdu[1] == 0xC0 and ch in self.pending:
+            return self._serve_pending(ch)
+        self.pending.pop(ch, None)
+        resp = self._card(apdu)
+        if self.cfg["le00_collect"] and resp[-2] == 0x61 and apdu[1] != 0xC0 and le_of(apdu) == 0:
+            return self._collect(apdu[0], ch, resp)
+        cut = self.cfg["cut_at"]
+        if cut is not None and len(resp) > cut:
+            return resp[:cut]  # the status word is lost with the rest
+        return resp
+
+    def _collect(self, cla, ch, resp):
+        """GET RESPONSE inside the modem; the answer kept to le00_keep data bytes."""
+        data = bytearray(resp[:-2])
+        sw = resp[-2:]
+        gr_cla = (0x40 | (cla & 0x0F)) if cla & 0x40 else (cla & 0x03)
+        while sw[0] == 0x61 and len(data) < MAX_RESPONSE:
+            r = self._card(bytes((gr_cla, 0xC0, 0x00, 0x00, sw[1])))
+            data += r[:-2]
+            sw = r[-2:]
+        keep = self.cfg["le00_keep"]
+        if len(data) <= keep:
+            return bytes(data) + sw
+        if self.cfg["le00_collect"] == "cut":
+            return bytes(data[:keep]) + sw
+        self.pending[ch] = (bytes(data[keep:]), bytes(sw))
+        return self._announce(bytes(data[:keep]), len(data) - keep)
+
+    @staticmethod
+    def _announce(data, rest):
+        return data + bytes((0x61, min(rest, 256) & 0xFF))
+
+    def _serve_pending(self, ch):
+        rest, sw = self.pending.pop(ch)
+        keep = self.cfg["le00_keep"]
+        part, rest = rest[:keep], rest[keep:]
+        if rest:
+            self.pending[ch] = (rest, sw)
+            return self._announce(part, len(rest))
+        return part + sw
+
+    def _apdu_line(self, prefix, resp):
+        hexs = resp.hex().upper()
+        if self.cfg["bare_apdu"]:
+            return "%s:%d,%s" % (prefix, len(hexs), hexs)
+        return '%s: %d,"%s"' % (prefix, len(hexs), hexs)
+
+    # -- SIM commands ------------------------------------------------------------------------
+
+    def _cmd_csim(self, kind, args):
+        if kind == "test":
+            return []
+        if kind != "set":
+            raise CmdError(50)
+        parts = split_args(args)
+        if parts is None or len(parts) != 2:
+            raise CmdError(50)
+        apdu = self._apdu_arg(parts[0], parts[1])
+        if self.cfg["csim_basic_only"] and channel_of(apdu[0]) != 0:
+            raise CmdError()
+        self._before_card()
+        return [self._apdu_line("+CSIM", self._transmit(apdu))]
+
+    def _new_session_id(self):
+        n = SESSION_BASE + self._next_session
+        self._next_session += 1
+        return "%016x" % n if self.cfg["session_ids"] == "hex16" else str(n)
+
+    def _session(self, text):
+        sid = text.strip()
+        if sid in self.sessions:
+            return sid
+        if self.cfg["session_ids"] == "int" and sid.isdigit():
+            for key in self.sessions:
+                if int(key) == int(sid):
+                    return key
+        raise CmdError(50)
+
+    def _cmd_ccho(self, kind, args):
+        if kind == "test":
+            return []
+        if kind != "set":
+            raise CmdError(50)
+        parts = split_args(args)
+        if parts is None or len(parts) != 1 or not parts[0][1]:
+            raise CmdError(50)
+        aid_hex = parts[0][0]
+        try:
+            aid = bytes.fromhex(aid_hex)
+        except ValueError:
+            raise CmdError(50)
+        if not 5 <= len(aid) <= 16 or len(aid_hex) != 2 * len(aid):
+            raise CmdError(50)
+        self._before_card()
+        resp = self._card(b"\x00\x70\x00\x00\x01")
+        if resp[-2:] != b"\x90\x00" or len(resp) != 3:
+            raise CmdError(3)  # no free channel
+        ch = resp[0]
+        cla = cla_on_channel(0x00, ch)
+        resp = self._card(bytes((cla, 0xA4, 0x04, 0x00, len(aid))) + aid + b"\x00")
+        while resp[-2] == 0x61:  # the FCI is of no use to the caller of CCHO
+            resp = self._card(bytes((cla, 0xC0, 0x00, 0x00, resp[-1])))
+        if resp[-2:] != b"\x90\x00":
+            self._card(bytes((0x00, 0x70, 0x80, ch)))
+            raise CmdError(50)
+        for stale in [k for k, v in self.sessions.items() if v == ch]:
+            del self.sessions[stale]  # the card gave the number out again: that session is gone
+        sid = self._new_session_id()
+        self.sessions[sid] = ch
+        return [sid] if self.cfg["bare_ccho"] else ["+CCHO: %s" % sid]
+
+    def _cmd_cgla(self, kind, args):
+        if kind == "test":
+            return []
+        if kind != "set":
+            raise CmdError(50)
+        parts = split_args(args)
+        if parts is None or len(parts) != 3 or parts[0][1]:
+            raise CmdError(50)
+        sid = self._session(parts[0][0])
+        apdu = bytearray(self._apdu_arg(parts[1], parts[2]))
+        apdu[0] = cla_on_channel(apdu[0], self.sessions[sid])
+        self._before_card()
+        return [self._apdu_line("+CGLA", self._transmit(bytes(apdu)))]
+
+    def _cmd_cchc(self, kind, args):
+        if kind == "test":
+            return []
+        if kind != "set":
+            raise CmdError(50)
+        sid = self._session(args)
+        ch = self.sessions.pop(sid)
+        self.pending.pop(ch, None)
+        self._before_card()
+        resp = self._card(bytes((0x00, 0x70, 0x80, ch)))
+        if resp[-2:] != b"\x90\x00":
+            raise CmdError(3)
+        return []

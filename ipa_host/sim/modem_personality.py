@@ -1,0 +1,132 @@
+"""Personalities of the simulated modem: what each one does differently from TS 27.007.
+
+Each personality is a set of options on top of DEFAULTS; `resolve(name,
+overrides)` merges them. The quirks come from the modem fact sheet (vendor AT
+manuals and public issue trackers of other eSIM tools); the vendor named next
+to each personality is where that quirk was seen, used as its identity
+(AT+CGMI/CGMM/CGMR) so an identity-keyed quirk table meets a realistic name.
+
+Options (all personalities accept all of them as keyword overrides):
+
+    manufacturer, model, revision, imei   identity answers (CGMI/CGMM/CGMR/CGSN, ATI)
+    echo            echo input at power-on (V.250 E1)
+    sticky_echo     ATE0 answers OK but echo stays on
+    test_cmds       "=?" test commands answer (False: every =? answers ERROR)
+    logical_channels  AT+CCHO/CGLA/CCHC exist (False: they answer ERROR)
+    csim_basic_only AT+CSIM with channel bits in CLA answers ERROR (Quectel EG25)
+    upper_hex_only  lower-case hex in AT+CSIM/CGLA answers ERROR (Qualcomm-based)
+    bare_ccho       AT+CCHO answers a bare "<id>" line instead of "+CCHO: <id>"
+    bare_apdu       "+CSIM:"/"+CGLA:" answers without the space and with unquoted hex
+    session_ids     "int" (decimal, large) or "hex16" (16 hex digits, e.g. 000000000385a7cf)
+    cmee            +CME ERROR mode at power-on (0 ERROR, 1 numeric, 2 verbose)
+    cmee_fixed      errors are always "+CME ERROR: <n>" whatever AT+CMEE says
+    urcs            URCs (+CREG/+QIND) before and inside answers, RDY once at the start
+    stray_line      a stray text line before each +CSIM:/+CGLA: line
+    cut_at          None or n: a CSIM/CGLA answer (data + SW) longer than n bytes is
+                    silently cut to its first n bytes, the status word with the rest
+    le00_collect    None, "cut" or "61xx": an APDU with Le=00 that the card answers
+                    61xx is completed by the modem (GET RESPONSE inside); "cut" keeps
+                    the first le00_keep data bytes and the final SW (the rest is lost),
+                    "61xx" announces the rest with 61xx and serves it to the caller's
+                    GET RESPONSE from the modem's buffer
+    le00_keep       data bytes kept by le00_collect (256)
+    delay           seconds before answering each command that reaches the card
+    dead_after      stop answering after this many command lines (None: never)
+    garbage         random non-ASCII bytes before and after every answer
+    reset_after     after this many APDUs, the next one gets no answer: the modem
+                    reboots (RDY and boot URCs, channels closed); once
+    reset_executes  the card still processes the APDU the reset interrupts
+    boot_delay      seconds the reboot takes (input is lost meanwhile)
+    max_channels    logical channels the card offers besides the basic one (3)
+    seed            seed of the random generator (garbage bytes, URC choice)
+"""
+
+DEFAULTS = {
+    "manufacturer": "IPA Sim",
+    "model": "SIM-MODEM-1",
+    "revision": "SIMMODEM_1.0.0",
+    "imei": "490154203237518",
+    "echo": False,
+    "sticky_echo": False,
+    "test_cmds": True,
+    "logical_channels": True,
+    "csim_basic_only": False,
+    "upper_hex_only": False,
+    "bare_ccho": False,
+    "bare_apdu": False,
+    "session_ids": "int",
+    "cmee": 0,
+    "cmee_fixed": False,
+    "urcs": False,
+    "stray_line": False,
+    "cut_at": None,
+    "le00_collect": None,
+    "le00_keep": 256,
+    "delay": 0.0,
+    "dead_after": None,
+    "garbage": False,
+    "reset_after": None,
+    "reset_executes": True,
+    "boot_delay": 0.2,
+    "max_channels": 3,
+    "seed": 1,
+}
+
+PERSONALITIES = {
+    # 3GPP TS 27.007 to the letter: +CCHO: <id>, +CGLA: <len>,"<hex>", ERROR.
+    "textbook": {},
+    # Fibocom FM350 / Sequans Monarch: bare id line, "+CGLA:" without space, unquoted hex.
+    "bare_ccho": {"manufacturer": "Fibocom Wireless Inc.", "model": "FM350-GL",
+                  "revision": "81600.0000.00.29.21.11", "bare_ccho": True, "bare_apdu": True,
+                  "session_ids": "hex16"},
+    # Fibocom FG132-GL / Quectel EM05-G: the commands work, their =? forms answer ERROR.
+    "no_test_cmds": {"manufacturer": "Quectel", "model": "EM05-G",
+                     "revision": "EM05GFAR07A07M1G", "test_cmds": False},
+    # Dell DW5821e (Qualcomm): only AT+CSIM, and only upper-case hex.
+    "csim_only": {"manufacturer": "Dell Inc.", "model": "DW5821e Snapdragon X20 LTE",
+                  "revision": "T77W968.F1.0.0.4.3.GC.013", "logical_channels": False,
+                  "upper_hex_only": True},
+    # Quectel-style chatter: echo that ATE0 does not stop, URCs everywhere, stray lines.
+    "echo_urc": {"manufacturer": "Quectel", "model": "BG95-M3", "revision": "BG95M3LAR02A03",
+                 "echo": True, "sticky_echo": True, "urcs": True, "stray_line": True},
+    # nRF9151-style: every failure is "+CME ERROR: <n>", never a bare ERROR.
+    "cme_error": {"manufacturer": "Nordic Semiconductor ASA", "model": "nRF9151-LACA",
+                  "revision": "mfw_nrf91x1_2.0.2", "cmee": 1, "cmee_fixed": True},
+    # Huawei MT5700: answers cut at 256 bytes (SW lost); with Le=00 the modem does GET
+    # RESPONSE itself (as Sequans does) and keeps 256 data bytes + the final SW.
+    "truncate256": {"manufacturer": "Huawei Technologies Co., Ltd.", "model": "MT5700M-CN",
+                    "revision": "11.617.01.00.00", "cut_at": 256, "le00_collect": "cut"},
+    # Faults on a textbook modem.
+    "slow": {"delay": 2.0},
+    "dead": {"dead_after": 20},
+    "garbage": {"garbage": True},
+    "reset_mid_apdu": {"reset_after": 6},
+}
+
+
+def resolve(personality, overrides=None):
+    """The option dict of `personality` with `overrides` applied (ValueError on unknown names)."""
+    if personality not in PERSONALITIES:
+        raise ValueError("unknown modem personality %r (choose from %s)"
+                         % (personality, ", ".join(sorted(PERSONALITIES))))
+    cfg = dict(DEFAULTS)
+    cfg.update(PERSONALITIES[personality])
+    for key, value in (overrides or {}).items():
+        if key not in DEFAULTS:
+            raise ValueError("unknown modem option %r (known: %s)" % (key, ", ".join(sorted(DEFAULTS))))
+        cfg[key] = value
+    if cfg["le00_collect"] not in (None, "cut", "61xx"):
+        raise ValueError("le00_collect must be None, 'cut' or '61xx', not %r" % (cfg["le00_collect"],))
+    if cfg["cut_at"] is not None and not 4 <= cfg["cut_at"]:
+        raise ValueError("cut_at must be None or at least 4 bytes, not %r" % (cfg["cut_at"],))
+    if cfg["session_ids"] not in ("int", "hex16"):
+        raise ValueError("session_ids must be 'int' or 'hex16', not %r" % (cfg["session_ids"],))
+    if cfg["cmee"] not in (0, 1, 2):
+        raise ValueError("cmee must be 0, 1 or 2, not %r" % (cfg["cmee"],))
+    if not 0 <= cfg["max_channels"] <= 19:
+        raise ValueError("max_channels must be 0..19, not %r" % (cfg["max_channels"],))
+    for key in ("delay", "boot_delay"):
+        if cfg[key] < 0:
+            raise ValueError("%s must be >= 0 seconds, not %r" % (key, cfg[key]))
+    cfg["personality"] = personality
+    return cfg
