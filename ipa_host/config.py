@@ -1,0 +1,121 @@
+"""The `ipa` configuration file (TOML) and its defaults.
+
+Looked up in this order: `--config FILE`, `$IPA_CONFIG`, `~/.config/ipa-iot/ipa.toml`,
+`/etc/ipa-iot/ipa.toml`; none is fine (defaults). Command-line options win over
+the file. Unknown sections or keys are errors, so a typo never goes unnoticed.
+
+    [card]
+    spec = "sim"                 # sim | pcsc[:reader] | at:/dev/ttyUSB2?baud=115200&mode=auto
+    segment_size = 255           # STORE DATA block size (omit: modem profile's)
+    sgp32 = "1.2"                # SGP.32 version of the eUICC
+
+    [eim]
+    id = ""                      # eIM to use (eimId); empty: the first configured one
+    url = ""                     # override, e.g. "https://eim.example.com:8443"
+    binding = "asn1"             # asn1 | json
+    ca_file = ""                 # CA bundle instead of the eUICC's trustedPublicKeyDataTls
+    allow_http = false           # plain HTTP to the eIM: lab use only
+    timeout = 30                 # seconds per network wait
+
+    [ipa]
+    home = "~/.local/share/ipa-iot"   # state folder (IPA progress, virtual eUICC)
+    poll_interval = 60           # seconds between polls when idle (grows to max_interval)
+    max_interval = 3600
+    log_level = "info"           # debug | info | warning | error
+"""
+
+import os
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+DEFAULTS = {
+    "card": {"spec": "sim", "segment_size": None, "sgp32": "1.2"},
+    "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
+            "timeout": 30},
+    "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "log_level": "info"},
+}
+CHOICES = {
+    ("card", "sgp32"): ("1.0", "1.1", "1.2"),
+    ("eim", "binding"): ("asn1", "json"),
+    ("ipa", "log_level"): ("debug", "info", "warning", "error"),
+}
+RANGES = {
+    ("card", "segment_size"): (1, 255),
+    ("eim", "timeout"): (1, 600),
+    ("ipa", "poll_interval"): (1, 7 * 86400),
+    ("ipa", "max_interval"): (1, 7 * 86400),
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file is unusable; the message names file, key and problem."""
+
+
+def search_path():
+    home = os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return [os.path.join(xdg, "ipa-iot", "ipa.toml"), "/etc/ipa-iot/ipa.toml"]
+
+
+def find_config(explicit=None):
+    """The file to read, or None. An explicit file (option or $IPA_CONFIG) must exist."""
+    explicit = explicit or os.environ.get("IPA_CONFIG")
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise ConfigError("configuration file %s does not exist" % explicit)
+        return explicit
+    for p in search_path():
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _check(path, section, key, value):
+    default = DEFAULTS[section][key]
+    where = "%s: [%s] %s" % (path, section, key)
+    if (section, key) in RANGES:
+        lo, hi = RANGES[(section, key)]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError("%s = %r: expected a whole number %d..%d" % (where, value, lo, hi))
+    elif isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError("%s = %r: expected true or false" % (where, value))
+    elif not isinstance(value, str):
+        raise ConfigError("%s = %r: expected text in quotes" % (where, value))
+    if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
+        raise ConfigError("%s = %r: expected one of %s"
+                          % (where, value, ", ".join(CHOICES[(section, key)])))
+    return value
+
+
+def load_config(path=None):
+    """Defaults overlaid with the file at `path` (if any); returns {section: {key: value}}."""
+    cfg = {s: dict(v) for s, v in DEFAULTS.items()}
+    cfg["_path"] = path
+    if path is None:
+        return cfg
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError("cannot read configuration %s: %s" % (path, e))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("configuration %s is not valid TOML: %s" % (path, e))
+    for section, values in data.items():
+        if section not in DEFAULTS:
+            raise ConfigError("%s: unknown section [%s] (known: %s)"
+                              % (path, section, ", ".join(sorted(DEFAULTS))))
+        if not isinstance(values, dict):
+            raise ConfigError("%s: %s must be a [section]" % (path, section))
+        for key, value in values.items():
+            if key not in DEFAULTS[section]:
+                raise ConfigError("%s: unknown key [%s] %s (known: %s)"
+                                  % (path, section, key, ", ".join(sorted(DEFAULTS[section]))))
+            cfg[section][key] = _check(path, section, key, value)
+    if cfg["ipa"]["max_interval"] < cfg["ipa"]["poll_interval"]:
+        raise ConfigError("%s: [ipa] max_interval %d is below poll_interval %d"
+                          % (path, cfg["ipa"]["max_interval"], cfg["ipa"]["poll_interval"]))
+    return cfg
