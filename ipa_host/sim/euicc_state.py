@@ -18,7 +18,8 @@ import os
 STATE_VERSION = 1
 
 PROFILE_CLASSES = ("test", "provisioning", "operational")  # ProfileClass values 0, 1, 2
-ISDP_AID_PREFIX = "A0000005591010FFFFFFFF8900"
+# ISD-P AIDs are 16 bytes like the ISD-R's: A0000005591010FFFFFFFF89 0000 1000, 0000 1100, ...
+ISDP_AID_PREFIX = "A0000005591010FFFFFFFF890000"
 
 
 class StateError(ValueError):

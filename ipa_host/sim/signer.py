@@ -30,7 +30,8 @@ Operations are plain dicts; "op" is the spec name of the PSMO or eCO:
      "defaultSmdpOid": "1.2.3", "defaultSmdpAddress": "smdp.example"}
     {"op": "setDefaultDpAddress", "defaultDpAddress": "smdp.example"}
     {"op": "addEim" | "updateEim", "eimId": ..., "eimFqdn": ..., "eimIdType": "fqdn",
-     "counterValue": 0, "associationToken": 1, "eimPublicKey": <key>,
+     "counterValue": 0, "associationToken": 1 (-1 in addEim: the eUICC generates one),
+     "eimPublicKey": <key>,
      "trustedPublicKeyTls": <key>, "eimSupportedProtocol": ["eimRetrieveHttps"],
      "euiccCiPKId": <hex|bytes>, "indirectProfileDownload": True}
     {"op": "deleteEim", "eimId": ...}
@@ -264,6 +265,14 @@ def encode_psmo(op):
     return tlv.encode(tag)  # getRAT, unsetFallbackAttribute: SEQUENCE {}
 
 
+def _association_token(value, tag, what):
+    """associationToken [4] INTEGER: in addEim, -1 asks the eUICC to generate the token
+    (it answers addEimResult associationToken [4]); otherwise a value 0.. the eIM holds."""
+    if tag == ECO_TAGS["addEim"] and value == -1 and not isinstance(value, bool):
+        return tlv.int_encode(-1)  # 84 01 FF
+    return _uint(value, what + ": associationToken (or -1 in addEim: the eUICC generates it)")
+
+
 def encode_eim_configuration_data(op, tag, what):
     """EimConfigurationData (SGP.32 §2.11.1 per the module's comment) with `tag`
     replacing its SEQUENCE tag (addEim [8] / updateEim [10], implicit)."""
@@ -282,8 +291,7 @@ def encode_eim_configuration_data(op, tag, what):
     if "counterValue" in op:
         parts.append(tlv.encode(0x83, _uint(op["counterValue"], what + ": counterValue")))
     if "associationToken" in op:
-        parts.append(tlv.encode(0x84, _uint(op["associationToken"],
-                                            what + ": associationToken")))
+        parts.append(tlv.encode(0x84, _association_token(op["associationToken"], tag, what)))
     if "eimPublicKey" in op:  # [5] CHOICE: explicit
         parts.append(tlv.encode(0xA5, public_key_choice(op["eimPublicKey"],
                                                         what + ": eimPublicKey")))
