@@ -66,7 +66,7 @@ def open_session(a):
     if kind == "sim" and "pki" not in opts:
         from ipa_host.sim.home import open_home_euicc
 
-        card = open_home_euicc(os.path.join(a.home, "sim"))
+        card = open_home_euicc(a.home)
     else:
         card = open_card(a.card)
     trace = None

@@ -4,6 +4,8 @@
     ipa-sim euicc [--vpcd HOST:PORT]  a virtual IoT eUICC (behind vpcd for PC/SC)
     ipa-sim sign ...                  build and sign an EuiccPackageRequest
     ipa-sim modem --personality P     a simulated (quirky) modem on a pty
+    ipa-sim eim serve --dir DIR       the simulated eIM (ESipa over HTTPS); also
+    ipa-sim eim psmo|eco|results ...  its operator commands
 """
 import sys
 
@@ -12,6 +14,7 @@ COMMANDS = {
     "euicc": ("ipa_host.sim.euicc", "euicc_main", "run a virtual IoT eUICC"),
     "sign": ("ipa_host.sim.signer", "signer_main", "build and sign an EuiccPackageRequest"),
     "modem": ("ipa_host.sim.modem", "modem_main", "run a simulated modem on a pty"),
+    "eim": ("ipa_host.sim.eim", "eim_main", "run or operate the simulated eIM"),
 }
 
 

@@ -1,15 +1,22 @@
-"""The built-in virtual eUICC of `ipa --card sim`: a test PKI, a state file, a demo eIM.
+"""The built-in virtual eUICC of `ipa --card sim` and its demo eIM, under one home folder.
 
-On first use the folder gets a fresh test PKI (`pki/`), a state file
-(`euicc.json`) with three demo profiles, and an eIM configuration for the
-local demo eIM (`DEMO_EIM_ID` at `DEMO_EIM_FQDN`, its key from pki/eim.crt),
-as a factory would provision it. Later uses open the same state, so what a
-command changed is still there the next time.
+    HOME/sim/pki/        test PKI (CI, EUM, eUICC, eIM keys and certificates)
+    HOME/sim/euicc.json  the virtual eUICC's state
+    HOME/eim/            the demo eIM server's folder (its TLS CA in tls/ca.crt)
+
+On first use the eUICC gets three demo profiles and an eIM configuration for
+the local demo eIM (`DEMO_EIM_ID` at `DEMO_EIM_FQDN`, signing key
+pki/eim.crt, TLS trust anchor = the demo eIM's TLS CA), as a factory would
+provision it. Later uses open the same state, so what a command changed is
+still there the next time.
 """
 
 import os
 
+from cryptography import x509
+
 from ipa_host.sim import pki
+from ipa_host.sim.eim_tls import ensure_tls
 from ipa_host.sim.euicc import VirtualEuicc
 
 DEMO_EIM_ID = "ipa-demo-eim"
@@ -24,8 +31,17 @@ DEMO_PROFILES = [
 ]
 
 
-def open_home_euicc(folder):
-    """The VirtualEuicc kept in `folder`, provisioned on first use."""
+def sim_dir(home):
+    return os.path.join(home, "sim")
+
+
+def eim_dir(home):
+    return os.path.join(home, "eim")
+
+
+def open_home_euicc(home):
+    """The VirtualEuicc kept under `home`, provisioned on first use."""
+    folder = sim_dir(home)
     pki_dir = os.path.join(folder, "pki")
     state_path = os.path.join(folder, "euicc.json")
     if not os.path.exists(os.path.join(pki_dir, "euicc.crt")):
@@ -35,6 +51,7 @@ def open_home_euicc(folder):
     card = VirtualEuicc(pki_dir, state_path=state_path)
     if fresh:
         card.load_profiles(DEMO_PROFILES)
+        tls_ca = x509.load_der_x509_certificate(ensure_tls(eim_dir(home))["ca_der"])
         card.add_eim(DEMO_EIM_ID, pki.load_certificate(os.path.join(pki_dir, "eim.crt")),
-                     fqdn=DEMO_EIM_FQDN, association_token=True)
+                     fqdn=DEMO_EIM_FQDN, association_token=True, tls=tls_ca)
     return card

@@ -88,7 +88,7 @@ def test_no_command_prints_help():
 def test_info_over_pcsc_with_the_virtual_euicc_behind_vpcd(tmp_path, pcscd_server):
     from ipa_host.sim.vpcd import VpcdBridge
 
-    card = open_home_euicc(str(tmp_path / "sim"))
+    card = open_home_euicc(str(tmp_path))
     with VpcdBridge(card, port=pcscd_server.port):
         pcscd_server.wait_card(True, timeout=10)
         # The same command a bench user types, against the reader by name.
