@@ -14,15 +14,20 @@ import sys
 
 from ipa_core import apdu, es10
 from ipa_core.errors import CardError, FunctionError, IpaError, TransportError
+from ipa_host import runner
+from ipa_host.config import ConfigError, find_config, load_config
 
 EXAMPLES = """\
 examples:
   ipa info                         the built-in virtual eUICC (state in ~/.local/share/ipa-iot)
   ipa --card pcsc info             the eUICC in the only PC/SC reader with a card
   ipa --card 'pcsc:Gemalto' --json info
+  ipa poll                         one cycle with the eIM: get a package, run it, report
+  ipa run                          poll for ever with back-off (for systemd, docs/cli.md)
+  ipa notifications process        deliver pending notifications to the eIM
   ipa --trace info                 show every APDU on stderr
 
-card selection (--card or $IPA_CARD):
+card selection (--card, $IPA_CARD or [card] spec in the config file):
   sim | pcsc | pcsc:<reader name or index>[?shared=1&protocol=T0|T1]
   at:/dev/ttyUSB2?baud=115200&mode=auto|cgla|csim
 """
@@ -41,49 +46,78 @@ def build_parser():
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--card", default=os.environ.get("IPA_CARD", "sim"), metavar="SPEC",
-                   help="which eUICC to use (default: %(default)s; see below)")
-    p.add_argument("--home", default=default_home(), metavar="DIR",
-                   help="state folder; also holds the virtual eUICC (default: %(default)s)")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML configuration (default: $IPA_CONFIG, ~/.config/ipa-iot/ipa.toml, "
+                        "/etc/ipa-iot/ipa.toml)")
+    p.add_argument("--card", metavar="SPEC", help="which eUICC to use (default: sim; see below)")
+    p.add_argument("--home", metavar="DIR",
+                   help="state folder; also holds the virtual eUICC (default: %s)" % default_home())
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--trace", action="store_true", help="print every APDU to stderr")
     p.add_argument("--segment-size", type=int, default=None, metavar="N",
                    help="STORE DATA block size, 1..255 (default: the modem profile's, else %d)"
                         % apdu.SEGMENT_SIZE)
-    p.add_argument("--sgp32", default="1.2", choices=("1.0", "1.1", "1.2"),
-                   help="SGP.32 version the eUICC implements (default: %(default)s)")
+    p.add_argument("--sgp32", choices=("1.0", "1.1", "1.2"),
+                   help="SGP.32 version the eUICC implements (default: 1.2)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="log detail on stderr (default: info for run, warning otherwise)")
+    g = p.add_argument_group("eIM (default: from the eUICC's eIM Configuration Data)")
+    g.add_argument("--eim-id", metavar="ID", help="poll this eIM (eimId)")
+    g.add_argument("--eim-url", metavar="URL", help="override the eIM address, e.g. "
+                   "https://eim.example.com:8443")
+    g.add_argument("--binding", choices=("asn1", "json"), help="ESipa HTTPS binding (default asn1)")
+    g.add_argument("--ca-file", metavar="PEM", help="trust this CA bundle instead of the "
+                   "eUICC's trustedPublicKeyDataTls")
+    g.add_argument("--allow-http", action="store_true", help="allow plain http:// (lab use only)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="EID, eUICC info, eIM configurations, profiles, pending notifications",
                    description="Read everything the IPA knows about the eUICC, changing nothing.")
+    sub.add_parser("poll", help="one cycle with the eIM (GetEimPackage, run, report)",
+                   description="Resume any unfinished procedure, deliver notifications, ask the "
+                               "eIM for a package and carry it out. Exit 0 also when idle.")
+    r = sub.add_parser("run", help="poll the eIM for ever, with back-off (a service)",
+                       description="Long-running IPA: poll cycles with back-off until SIGTERM "
+                                   "or SIGINT. Logs go to stderr (journald under systemd).")
+    r.add_argument("--cycles", type=int, metavar="N", help="stop after N cycles")
+    e = sub.add_parser("eim", help="eIM configurations on the eUICC")
+    esub = e.add_subparsers(dest="eim_command", metavar="ACTION")
+    esub.add_parser("list", help="list the eIM Configuration Data")
+    a = esub.add_parser("add-initial", help="ES10b.AddInitialEim: the first eIM of a fresh eUICC",
+                        description="Add the first eIM to an eUICC that has none (factory or "
+                                    "first-boot provisioning).")
+    a.add_argument("--id", required=True, help="eimId")
+    a.add_argument("--fqdn", required=True, help="eimFqdn, host[:port]")
+    a.add_argument("--key", required=True, metavar="PEM",
+                   help="the eIM's signing certificate (or public key) PEM/DER: eimPublicKeyData")
+    a.add_argument("--tls", metavar="PEM", help="TLS trust anchor: certificate (or public key) "
+                   "for trustedPublicKeyDataTls")
+    a.add_argument("--counter", type=int, default=0, help="initial counterValue (default 0)")
+    a.add_argument("--token", action="store_true", help="ask the eUICC for an associationToken")
+    a.add_argument("--protocol", action="append", choices=("https", "coaps"),
+                   help="eimSupportedProtocol retrieve protocols (default https)")
+    n = sub.add_parser("notifications", help="pending notifications on the eUICC")
+    nsub = n.add_subparsers(dest="notif_command", metavar="ACTION")
+    nsub.add_parser("list", help="list pending notifications (ES10b.ListNotification)")
+    nsub.add_parser("process", help="deliver them to the eIM, remove what it took")
     return p
 
 
-def open_session(a):
-    """The ISD-R session for the card the user chose (the caller closes it)."""
-    from ipa_host.card.select import open_card, parse_card_spec
-
-    kind, _target, opts = parse_card_spec(a.card)
-    if kind == "sim" and "pki" not in opts:
-        from ipa_host.sim.home import open_home_euicc
-
-        card = open_home_euicc(a.home)
-    else:
-        card = open_card(a.card)
+def settings(a):
+    """Options over the config file over defaults -> runner.Settings."""
+    cfg = load_config(find_config(a.config))
+    c, e, i = cfg["card"], cfg["eim"], cfg["ipa"]
+    home = a.home or (os.path.expanduser(i["home"]) if i["home"] else default_home())
     trace = None
     if a.trace:
         def trace(direction, data):
             sys.stderr.write("%s %s\n" % (direction, bytes(data).hex().upper()))
-    if kind == "at":
-        # The modem may own the channel (CGLA): the card knows, and its
-        # profile may lower the segment size for a fragile UART.
-        from ipa_core.at_card import open_isdr_session
-
-        kw = {"segment_size": a.segment_size} if a.segment_size else {}
-        return open_isdr_session(card, trace=trace, version=a.sgp32, **kw)
-    s = apdu.IsdrSession(card, segment_size=a.segment_size or apdu.SEGMENT_SIZE, trace=trace,
-                         version=a.sgp32)
-    s.open()
-    return s
+    return runner.Settings(
+        card=a.card or os.environ.get("IPA_CARD") or c["spec"], home=home,
+        segment_size=a.segment_size or c["segment_size"], sgp32=a.sgp32 or c["sgp32"],
+        trace=trace, eim_id=a.eim_id or e["id"], eim_url=a.eim_url or e["url"],
+        binding=a.binding or e["binding"], ca_file=a.ca_file or e["ca_file"],
+        allow_http=a.allow_http or e["allow_http"], timeout=e["timeout"],
+        poll_interval=i["poll_interval"], max_interval=i["max_interval"]), i["log_level"]
 
 
 # ---- info -------------------------------------------------------------------
@@ -178,21 +212,175 @@ def print_info(d, out):
         out.write("  #%-5s %-24s %s\n" % (n.get("seqNumber"), what, n.get("notificationAddress", "")))
 
 
-def cmd_info(a, out):
-    s = open_session(a)
+def emit(a, out, data, human):
+    if a.json:
+        json.dump(_plain(data), out, indent=2, sort_keys=True)
+        out.write("\n")
+    else:
+        human(data, out)
+
+
+def cmd_info(a, st, out):
+    s = runner.open_session(st)
     try:
         d = collect_info(s)
     finally:
         s.close()
-    if a.json:
-        json.dump(_plain(d), out, indent=2, sort_keys=True)
-        out.write("\n")
-    else:
-        print_info(d, out)
+    emit(a, out, d, print_info)
     return 0
 
 
-COMMANDS = {"info": cmd_info}
+# ---- poll / run ---------------------------------------------------------------
+
+
+def print_poll(r, out):
+    if r.get("resumed"):
+        out.write("resumed        %s at step %s\n" % (r["resumed"]["kind"], r["resumed"]["step"]))
+    notes = r.get("notifications") or {}
+    if notes.get("delivered"):
+        out.write("notifications  delivered %s, removed %s\n" % (
+            ",".join(str(n) for n in notes["delivered"]),
+            ",".join(str(n) for n in notes.get("removed") or []) or "none"))
+    if r.get("idle"):
+        out.write("eIM            no package (noEimPackageAvailable)\n")
+    elif r.get("package"):
+        out.write("package        %s%s\n" % (r["package"], " (eimTransactionId %s)"
+                                              % r["eimTransactionId"] if r.get("eimTransactionId") else ""))
+    res = r.get("result")
+    if res:
+        out.write("result         seqNumber %s%s\n" % (res.get("seqNumber"), " (rollback)"
+                                                      if r.get("rolledBack") else ""))
+        for op in res.get("operations") or []:
+            out.write("  %-28s %s\n" % (op[0], op[2] if len(op) > 2 else op[1]))
+        if res.get("error"):
+            out.write("  error %s\n" % res["error"])
+    if r.get("delivered"):
+        out.write("reported       acknowledged %s, removed %s\n" % (
+            ",".join(str(n) for n in r.get("acknowledged") or []) or "nothing",
+            ",".join(str(n) for n in r.get("removed") or []) or "nothing"))
+    if r.get("error"):
+        out.write("error          %s\n" % r["error"].get("message"))
+
+
+def cmd_poll(a, st, out):
+    with runner.IpaHost(st) as h:
+        r = h.ipa.poll_once()
+    r["eim"] = {"eimId": h.eim["eimId"], "url": st.eim_url or h.eim["url"]}
+    emit(a, out, r, print_poll)
+    return 1 if r.get("error") else 0
+
+
+def cmd_run(a, st, out):
+    def show(r):
+        if a.json:
+            out.write(json.dumps(_plain(r), sort_keys=True) + "\n")
+            out.flush()
+    runner.run_loop(st, max_cycles=a.cycles, on_cycle=show)
+    return 0
+
+
+# ---- eim / notifications --------------------------------------------------------
+
+
+def print_eims(eims, out):
+    for e in eims:
+        out.write("%s\n" % e.get("eimId"))
+        for k in ("eimFqdn", "eimIdType", "counterValue", "associationToken",
+                  "eimSupportedProtocol", "indirectProfileDownload"):
+            if k in e:
+                v = e[k]
+                out.write("  %-24s %s\n" % (k, ",".join(v) if isinstance(v, list) else v))
+        for k in ("eimPublicKeyData", "trustedPublicKeyDataTls"):
+            if k in e:
+                out.write("  %-24s %s\n" % (k, ", ".join(sorted(e[k]))))
+
+
+def _key_choice(path, names):
+    """{names[0]: SPKI DER} or {names[1]: certificate DER} from a PEM/DER file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                else x509.load_der_x509_certificate(data))
+        return {names[1]: cert.public_bytes(serialization.Encoding.DER)}
+    except ValueError:
+        pass
+    try:
+        key = (serialization.load_pem_public_key(data) if b"-----BEGIN" in data
+               else serialization.load_der_public_key(data))
+    except ValueError:
+        raise ValueError("%s: expected a certificate or public key (PEM or DER)" % path)
+    return {names[0]: key.public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo)}
+
+
+def cmd_eim(a, st, out):
+    if a.eim_command not in ("list", "add-initial"):
+        raise ValueError("ipa eim: choose an action: list or add-initial")
+    s = runner.open_session(st)
+    try:
+        if a.eim_command == "list":
+            emit(a, out, es10.get_eim_configuration_data(s), print_eims)
+            return 0
+        e = {"eimId": a.id, "eimFqdn": a.fqdn, "counterValue": a.counter,
+             "eimPublicKeyData": _key_choice(a.key, ("eimPublicKey", "eimCertificate")),
+             "eimSupportedProtocol": ["eimRetrieve" + p.capitalize()
+                                      for p in (a.protocol or ["https"])]}
+        if a.tls:
+            e["trustedPublicKeyDataTls"] = _key_choice(a.tls, ("trustedEimPkTls",
+                                                               "trustedCertificateTls"))
+        if a.token:
+            e["associationToken"] = -1
+        r = es10.add_initial_eim(s, [e])
+    finally:
+        s.close()
+    emit(a, out, r, lambda r, o: o.write("added eIM %s%s\n" % (
+        a.id, "; associationToken %d" % r[0]["associationToken"]
+        if r and "associationToken" in r[0] else "")))
+    return 0
+
+
+def print_notifications(ns, out):
+    if not ns:
+        out.write("no pending notifications\n")
+    for n in ns:
+        what = n.get("profileManagementOperation", n.get("kind", ""))
+        if isinstance(what, list):
+            what = ",".join(str(w) for w in what)
+        out.write("#%-5s %-24s %-22s %s\n" % (n.get("seqNumber"), what, n.get("iccid", ""),
+                                              n.get("notificationAddress", "")))
+
+
+def print_processed(r, out):
+    out.write("delivered %s; removed %s%s\n" % (
+        ",".join(str(n) for n in r.get("delivered") or []) or "nothing",
+        ",".join(str(n) for n in r.get("removed") or []) or "nothing",
+        "; failed %s" % ",".join(str(n) for n in r["failed"]) if r.get("failed") else ""))
+    if r.get("error"):
+        out.write("error: %s\n" % r["error"].get("message"))
+
+
+def cmd_notifications(a, st, out):
+    if a.notif_command == "list":
+        s = runner.open_session(st)
+        try:
+            emit(a, out, es10.list_notification(s), print_notifications)
+        finally:
+            s.close()
+        return 0
+    if a.notif_command == "process":
+        with runner.IpaHost(st) as h:
+            r = h.ipa.process_notifications()
+        emit(a, out, r, print_processed)
+        return 1 if r.get("error") else 0
+    raise ValueError("ipa notifications: choose an action: list or process")
+
+
+COMMANDS = {"info": cmd_info, "poll": cmd_poll, "run": cmd_run, "eim": cmd_eim,
+            "notifications": cmd_notifications}
 
 
 def main(argv=None, out=None):
@@ -211,8 +399,11 @@ def main(argv=None, out=None):
     if a.segment_size is not None and not 1 <= a.segment_size <= 255:
         p.error("--segment-size %d outside 1..255" % a.segment_size)
     try:
-        return COMMANDS[a.command](a, out)
-    except ValueError as e:  # bad card spec and other usage errors
+        st, level = settings(a)
+        runner.setup_logging(a.log_level or ("info" if a.command == "run" else
+                                             "warning" if level == "info" else level))
+        return COMMANDS[a.command](a, st, out)
+    except (ValueError, ConfigError) as e:  # bad card spec, config and other usage errors
         sys.stderr.write("ipa: %s\n" % e)
         return 2
     except TransportError as e:

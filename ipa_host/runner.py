@@ -1,0 +1,174 @@
+"""Host glue for the IPA procedures: session + store + eIM network -> ipa_core.ipa.Ipa.
+
+`open_ipa(settings)` opens the card, picks the eIM from the eUICC's eIM
+Configuration Data (or the configured override), builds the HTTPS network
+with the trust anchor the eUICC holds, and returns a ready `Ipa` whose
+progress is kept in `<home>/ipa-state.json`. `run_loop()` is the long-running
+`ipa run`: one poll cycle after another with the core's back-off, until
+SIGTERM/SIGINT or a cycle limit.
+"""
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from ipa_core import apdu
+from ipa_core.ipa import Ipa
+from ipa_host.store import FileStore
+
+log = logging.getLogger("ipa")
+
+STATE_FILE = "ipa-state.json"
+
+
+class Settings:
+    """What the CLI resolved from options, the config file and defaults."""
+
+    def __init__(self, card="sim", home=None, segment_size=None, sgp32="1.2", trace=None,
+                 eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
+                 timeout=30, poll_interval=60, max_interval=3600):
+        self.card = card
+        self.home = home
+        self.segment_size = segment_size
+        self.sgp32 = sgp32
+        self.trace = trace
+        self.eim_id = eim_id or None
+        self.eim_url = eim_url or None
+        self.binding = binding
+        self.ca_file = ca_file or None
+        self.allow_http = allow_http
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.max_interval = max_interval
+
+
+def open_session(st):
+    """The open ISD-R session for the card `st.card` names (caller closes it)."""
+    from ipa_host.card.select import open_card, parse_card_spec
+
+    kind, _target, opts = parse_card_spec(st.card)
+    if kind == "sim" and "pki" not in opts:
+        from ipa_host.sim.home import open_home_euicc
+
+        card = open_home_euicc(st.home)
+    else:
+        card = open_card(st.card)
+    if kind == "at":
+        # The modem may own the channel (CGLA): the card knows, and its
+        # profile may lower the segment size for a fragile UART.
+        from ipa_core.at_card import open_isdr_session
+
+        kw = {"segment_size": st.segment_size} if st.segment_size else {}
+        return open_isdr_session(card, trace=st.trace, version=st.sgp32, **kw)
+    s = apdu.IsdrSession(card, segment_size=st.segment_size or apdu.SEGMENT_SIZE,
+                         trace=st.trace, version=st.sgp32)
+    return s.open()
+
+
+def build_network(st, eim):
+    """HTTPS network object for the eIM that `Ipa.choose_eim` picked (or the override URL)."""
+    from ipa_host.net.https import HttpsNetwork
+
+    url = st.eim_url or eim["url"]
+    if url.startswith("coaps://"):
+        raise ValueError("eIM %s offers only CoAP/DTLS (%s); this IPA build speaks HTTPS so far"
+                         % (eim["eimId"], url))
+    # A configured CA bundle replaces the eUICC's trust anchor (e.g. a lab eIM).
+    trust = None if st.ca_file else eim.get("trust")
+    return HttpsNetwork(url, trust=trust, ca_file=st.ca_file, allow_http=st.allow_http,
+                        timeout=st.timeout)
+
+
+class IpaHost:
+    """Context manager: the session, the store, the network and the Ipa, closed together."""
+
+    def __init__(self, st):
+        self.st = st
+        self.session = None
+        self.network = None
+        self.ipa = None
+        self.eim = None
+
+    def __enter__(self):
+        st = self.st
+        self.session = open_session(st)
+        try:
+            store = FileStore(os.path.join(st.home, STATE_FILE))
+            config = {"binding": st.binding, "poll_interval_s": st.poll_interval,
+                      "max_interval_s": st.max_interval}
+            if st.eim_id:
+                config["eim_id"] = st.eim_id
+            self.ipa = Ipa(self.session, None, store, config=config, log=log,
+                           clock_ms=lambda: int(time.monotonic() * 1000))
+            self.eim = self.ipa.choose_eim(st.eim_id)
+            self.network = build_network(st, self.eim)
+            self.ipa.network = self.network
+        except BaseException:
+            self.session.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.network is not None:
+            self.network.close()
+        self.session.close()
+
+
+def run_loop(st, max_cycles=None, stop=None, on_cycle=None):
+    """`ipa run`: poll cycles with the core's back-off until stopped.
+
+    A fresh session and connection per cycle, so a modem or reader that went
+    away is reopened and no idle TLS connection is held between polls.
+    SIGTERM/SIGINT end the loop after the current cycle (the store holds any
+    unfinished procedure). Returns the number of cycles run.
+    """
+    stop = stop or threading.Event()
+    installed = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            installed.append((sig, signal.signal(sig, lambda *_: stop.set())))
+    cycles = 0
+    delay_ms = 0
+    try:
+        while not stop.is_set() and (max_cycles is None or cycles < max_cycles):
+            try:
+                with IpaHost(st) as h:
+                    r = h.ipa.poll_once()
+                    delay_ms = h.ipa.next_poll_delay_ms(r)
+            except Exception as e:  # card or eIM unreachable before the cycle began
+                log.warning("cycle could not start: %s", e)
+                r = {"error": {"type": type(e).__name__, "message": str(e)}}
+                delay_ms = min(st.max_interval, 30 * 2 ** min(cycles, 6)) * 1000
+            cycles += 1
+            if on_cycle is not None:
+                on_cycle(r)
+            _log_cycle(r, delay_ms)
+            if max_cycles is not None and cycles >= max_cycles:
+                break
+            stop.wait(delay_ms / 1000.0)
+    finally:
+        for sig, old in installed:
+            signal.signal(sig, old)
+    log.info("stopped after %d cycle(s)", cycles)
+    return cycles
+
+
+def _log_cycle(r, delay_ms):
+    if r.get("error"):
+        log.warning("poll failed: %s; next try in %d s", r["error"].get("message"),
+                    delay_ms // 1000)
+    elif r.get("idle"):
+        log.info("no eIM package; next poll in %d s", delay_ms // 1000)
+    else:
+        log.info("%s: steps %s; next poll in %d s", r.get("package") or "resumed",
+                 ",".join(r.get("steps") or []), delay_ms // 1000)
+
+
+def setup_logging(level="info"):
+    """Logs on stderr; under systemd (JOURNAL_STREAM set) without our own timestamps."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt)
