@@ -26,10 +26,7 @@ test: setup
 	$(PY) tools/mpy_size.py
 
 demo: setup
-	.venv/bin/ipa --help
-	@echo
-	@echo "$$ ipa info   # the built-in virtual eUICC, state in ~/.local/share/ipa-iot/sim"
-	.venv/bin/ipa info
+	$(PY) tools/demo.py
 
 clean:
 	rm -rf .venv .mp .pytest_cache .ruff_cache
