@@ -13,6 +13,35 @@ Stream contract (pyserial with `timeout` set, MicroPython machine.UART with
     stream.read(n)  -> up to n bytes; b"" or None when nothing arrived within
                        the stream's own short poll timeout (20-50 ms)
     stream.write(b) -> bytes written (or None when all were written)
+    stream.any()    -> optional: number of bytes waiting, without blocking
+                       (machine.UART.any(); SerialStream.any()). With it, lines
+                       that came before a command are read before the command
+                       is written, so they are never taken for its answer.
+
+Modem restarts. A modem that reboots in the middle of a command never
+answers it: every logical channel, setting and data session is gone, and a
+reader waiting for the final result would wait the whole (long) timeout.
+Boot indications (BOOT_LINES: RDY, ^SYSSTART, +SYSSTART, *ATREADY: 1,
++CPIN: READY, +CFUN: 1; is_boot()) are therefore watched. The rule:
+  - before the first final result (OK/ERROR) this engine ever received, they
+    are start-up noise: the port was opened while the modem was booting
+    (some send RDY before their first answer), and the rest of that boot
+    (+CPIN: READY seconds later) follows within restart_grace_ms;
+  - a line starting with the command's own name ("+CPIN: READY" for
+    AT+CPIN?, "+CFUN: 1" for AT+CFUN?) or the command's prefix is its answer;
+  - within restart_grace_ms after a command that restarts the modem or the
+    SIM (AT+CFUN=, ATZ, AT&F, AT+CPIN=<pin>, AT+CRESET, ...; or
+    command(..., restarts=True)), or after a restart seen already, they belong
+    to that restart;
+  - otherwise it is a restart. Read while a command waits (after it was
+    written) -> ModemRestarted naming the command, at once (sync() only
+    counts it: it is what one calls after a restart). Read before the
+    command was written (leftovers handed to the URC path by settle()) ->
+    the command goes ahead; the restart is only counted (.restarts,
+    .restart_line) for the layer that owns state on the modem
+    (ipa_core.at_card refuses to send an APDU into channels that are gone).
+  Without stream.any(), a line that arrived just before a command is read
+  after the command was written and counts as arriving during it.
 
 Every wait is bounded by a per-command timeout measured with `clock_ms()`
 (time.ticks_ms/ticks_diff on MicroPython, time.monotonic on CPython), every
@@ -113,8 +142,21 @@ URC_PREFIXES = (
     "+CPSI:", "*PSUTTZ", "DST:", "%CESQ:", "%XSIM:", "%XMODEMSLEEP", "#XHTTPCREQ:",
     "#XCOAPCREQ", "^SYSSTART", "^SIMST:", "^RSSI:", "^MODE:", "^BOOT:", "^SRVST:",
     "RDY", "SMS DONE", "PB DONE", "CALL READY", "SMS READY", "RING",
-    "+CGEREP:", "+NITZ:", "+ECSQ:", "+EUSIM:", "+ESIMS:", "+KSUP:",
+    "+CGEREP:", "+NITZ:", "+ECSQ:", "+EUSIM:", "+ESIMS:", "+KSUP:", "+SYSSTART", "*ATREADY:",
 )
+
+# Boot indications (compared in upper case without spaces): the modem's AT
+# interface has just started (RDY: Quectel, SIMCom; ^SYSSTART: Cinterion,
+# Huawei; +SYSSTART: Sequans; *ATREADY: SIMCom A76xx) or the SIM has just been
+# (re)initialised (+CPIN: READY, +CFUN: 1). Either way logical channels are gone.
+BOOT_LINES = ("RDY", "*ATREADY:1", "+CPIN:READY", "+CFUN:1")
+BOOT_PREFIXES = ("^SYSSTART", "+SYSSTART")
+# Commands after which boot indications are expected (they restart the modem
+# or re-initialise the SIM): all but their read/test forms, plus ATZ and AT&F.
+RESTART_COMMANDS = ("+CFUN", "+CPIN", "+CRESET", "+CPOF", "+QPOWD", "^RESET", "+NRB",
+                    "+CRST", "+SRESET")
+COUNT = "count"  # _wait(restarts=COUNT): count a restart, do not fail the command
+RESTART_GRACE_MS = 20000  # boot lines of one restart keep coming for seconds (SIM init)
 
 CHUNK = 256  # bytes asked from the stream per read
 DRAIN_MS = 1000  # at most this long spent discarding leftovers after a failed command
@@ -170,6 +212,42 @@ class AtError(TransportError):
         if hint:
             msg += " - " + hint
         super().__init__(msg)
+
+
+class ModemRestarted(TransportError):
+    """The modem (or its SIM) restarted while a command waited, or before it was sent.
+
+    A TransportError: nothing answered the command, and every logical
+    channel, setting and session on the modem is lost. Attributes: command
+    (the AT command), line (the boot indication received, e.g. "RDY"),
+    when ("during" or "before").
+    """
+
+    def __init__(self, command, line, when="during"):
+        self.command = command
+        self.line = line
+        self.when = when
+        super().__init__("modem restarted %s %s (it sent %r): logical channels are lost, "
+                         "reopen the session" % (when, shorten(command), line))
+
+
+def is_boot(line):
+    """True for a line a modem sends when it or its SIM has just started (BOOT_LINES)."""
+    u = line.upper().replace(" ", "")
+    if u in BOOT_LINES:
+        return True
+    for p in BOOT_PREFIXES:
+        if u.startswith(p):
+            return True
+    return False
+
+
+def causes_restart(cmd):
+    """True for a command after which the modem sends boot indications (AT+CFUN=1, ATZ)."""
+    u = cmd.upper().strip()
+    if u.startswith("ATZ") or u.startswith("AT&F"):
+        return True
+    return "?" not in u and _cmd_name(u) in RESTART_COMMANDS  # not the read/test forms
 
 
 def _eol(buf):
@@ -233,10 +311,17 @@ class AtEngine:
     max_info_lines  most information lines one answer may have
     trace           optional callable(direction, text): ">" for sent
                     commands, "<" for received lines
+    restart_grace_ms  how long boot indications are expected after a
+                    command that restarts the modem or its SIM, or after a
+                    restart seen (see the module docstring)
+
+    .started is True once a final result came (boot lines before it are
+    start-up noise); .restarts counts restarts seen, .restart_line is the
+    boot indication of the last one.
     """
 
     def __init__(self, stream, urc=None, clock_ms=None, max_line=4096, max_info_lines=64,
-                 trace=None):
+                 trace=None, restart_grace_ms=RESTART_GRACE_MS):
         if max_line < 64:
             raise ValueError("max_line %d below 64" % max_line)
         self.stream = stream
@@ -259,6 +344,11 @@ class AtEngine:
         self._skip = False  # discarding the rest of an over-long line
         self._dirty = False  # a command failed midway: leftovers may follow
         self._pending = None  # command whose final result finish() waits for
+        self.restart_grace_ms = restart_grace_ms
+        self.started = False  # a final result came: the modem is up
+        self.restarts = 0
+        self.restart_line = None
+        self._grace = None  # when boot lines last became expected (a restart caused or seen)
 
     # -- bytes -------------------------------------------------------------------
 
@@ -328,12 +418,33 @@ class AtEngine:
             if len(self.urcs) > MAX_KEPT_URCS:
                 self.urcs.pop(0)
 
+    def settle(self):
+        """Hand lines that came before the next command to the URC path (no command sent).
+
+        Reads what the stream says is waiting (stream.any()), so a boot
+        indication already received is counted in .restarts before a caller
+        decides to send a command (ipa_core.at_card checks it before APDUs).
+        """
+        self._settle()
+
+    def _waiting(self):
+        """Bytes the stream holds unread (0 when it cannot tell: no any())."""
+        peek = getattr(self.stream, "any", None)
+        if peek is None:
+            return 0
+        try:
+            return peek() or 0
+        except (OSError, ValueError):
+            return 0
+
     def _settle(self):
         """Before a command: hand complete leftover lines to the URC path.
 
-        After a failed command (timeout, over-long line) leftovers of its
-        answer may still be arriving: read until the stream is quiet (at most
-        DRAIN_MS, DRAIN_BYTES) and discard partial lines too.
+        Bytes the stream already holds (stream.any()) are read first: they
+        came before the command is written. After a failed command (timeout,
+        over-long line) leftovers of its answer may still be arriving: read
+        until the stream is quiet (at most DRAIN_MS, DRAIN_BYTES) and discard
+        partial lines too.
         """
         draining = self._dirty
         self._dirty = False
@@ -346,6 +457,11 @@ class AtEngine:
                 continue
             if line is None:
                 if not draining:
+                    if budget > 0 and self._waiting():
+                        n = len(self._buf)
+                        if self._fill():
+                            budget -= len(self._buf) - n
+                            continue
                     return
                 if self._diff(self._now(), start) >= DRAIN_MS or budget <= 0:
                     break
@@ -354,6 +470,9 @@ class AtEngine:
                     break
                 budget -= len(self._buf) - n
                 continue
+            text = line[1:] if line and line[0] == "\x00" else line
+            if text and is_boot(text):
+                self._boot(text, False)
             if line and line[0] != "\x00":
                 if self.trace:
                     self.trace("<", line)
@@ -361,6 +480,24 @@ class AtEngine:
         if len(self._buf) > self.max_line:
             self._skip = True  # still inside an over-long run: skip to its line end
         self._buf = bytearray()
+
+    # -- restarts ----------------------------------------------------------------
+
+    def _in_grace(self):
+        return self._grace is not None and \
+            self._diff(self._now(), self._grace) < self.restart_grace_ms
+
+    def _boot(self, line, expected):
+        """A boot indication came: True when it is a restart (counted; see module docstring)."""
+        if not self.started:
+            self._grace = self._now()  # start-up: the rest of this boot follows (SIM init)
+            return False
+        if expected or self._in_grace():
+            return False
+        self.restarts += 1
+        self.restart_line = line
+        self._grace = self._now()  # the rest of this boot's lines are part of it
+        return True
 
     def write_raw(self, data):
         """Write all of data (bytes) to the stream."""
@@ -392,12 +529,15 @@ class AtEngine:
 
     # -- lines -------------------------------------------------------------------
 
-    def _wait(self, cmd, timeout_ms, prefix, prompts):
+    def _wait(self, cmd, timeout_ms, prefix, prompts, restarts=False):
         """Collect information lines until the final result (or a prompt).
 
         Returns (info_lines, prompt) where prompt is None after OK. Raises
         AtError on an error result, TimeoutError_ when nothing final came in
-        timeout_ms, ProtocolError on over-long lines / too many lines.
+        timeout_ms, ProtocolError on over-long lines / too many lines,
+        ModemRestarted on a boot indication that is a restart. `restarts`:
+        True when the command causes one (boot lines expected), COUNT to
+        count a restart without failing (sync).
         """
         start = self._now()
         info = []
@@ -427,9 +567,16 @@ class AtEngine:
             if self.trace:
                 self.trace("<", line)
             if u == FINAL_OK:
+                self.started = True
                 return info, None
             if u in FINAL_ERRORS or u.startswith(CME) or u.startswith(CMS):
+                self.started = True
                 raise AtError(cmd, line)
+            if is_boot(line) and not (own is not None and u.startswith(own)) \
+                    and not (prefix and _starts(line, prefix)) \
+                    and self._boot(line, restarts is True) and restarts is not COUNT:
+                self._dirty = True  # the rest of the boot chatter follows
+                raise ModemRestarted(cmd, line)
             if prompts:
                 for p in prompts:
                     if u == p.upper() or u.startswith(p.upper() + " "):
@@ -475,7 +622,7 @@ class AtEngine:
 
     # -- API ---------------------------------------------------------------------
 
-    def command(self, cmd, timeout_ms=5000, prefix=None):
+    def command(self, cmd, timeout_ms=5000, prefix=None, restarts=False):
         """Send `cmd` (without CR) and return its information lines.
 
         The echo of the command, URCs and the final result are not returned.
@@ -483,10 +630,20 @@ class AtEngine:
         answer and everything else goes to the URC path; without it, lines
         that are neither known URCs nor garbage are the answer, and a line
         starting with the command's own name ("+CPIN:" for AT+CPIN?) always is.
-        Raises AtError (ERROR, +CME ERROR: n, +CMS ERROR: n), TimeoutError_.
+        `restarts`: the command restarts the modem or its SIM (known ones,
+        causes_restart(), need not say so): boot lines are then expected.
+        Raises AtError (ERROR, +CME ERROR: n, +CMS ERROR: n), TimeoutError_,
+        ModemRestarted (a boot indication while it waited).
         """
         cmd = self._send(cmd)
-        return self._wait(cmd, timeout_ms, prefix, None)[0]
+        expect = restarts or causes_restart(cmd)
+        if expect:
+            self._grace = self._now()
+        try:
+            return self._wait(cmd, timeout_ms, prefix, None, expect)[0]
+        finally:
+            if expect:
+                self._grace = self._now()  # its boot lines may follow the final result
 
     def data_command(self, cmd, payload, prompt=(">", "CONNECT", "DOWNLOAD"), timeout_ms=5000,
                      data_timeout_ms=None, prefix=None):
@@ -575,6 +732,9 @@ class AtEngine:
                     self.trace("<", line)
                 if _starts(line, prefix):
                     return line
+                if is_boot(line) and self._boot(line, False):
+                    self._dirty = True
+                    raise ModemRestarted("the wait for " + prefix, line)
                 self._urc(line)
             if self._diff(self._now(), start) >= timeout_ms:
                 raise TimeoutError_("no %s line within %d ms" % (prefix, timeout_ms))
@@ -587,7 +747,7 @@ class AtEngine:
         for _ in range(tries):
             self._dirty = True
             try:
-                self.command("AT", timeout_ms)
+                self._quiet_boot("AT", timeout_ms)
                 break
             except TransportError as e:  # AtError and TimeoutError_
                 last = e
@@ -596,8 +756,14 @@ class AtEngine:
         else:
             raise TimeoutError_("modem did not answer AT with OK in %d tries of %d ms (last: %s)"
                                 % (tries, timeout_ms, last))
-        self.command("ATE0", timeout_ms)
+        self._quiet_boot("ATE0", timeout_ms)
         return True
+
+    def _quiet_boot(self, cmd, timeout_ms):
+        """A command a boot line does not fail (sync: the modem may be starting); a restart
+        is still counted, and no grace window opens as after a command that restarts."""
+        cmd = self._send(cmd)
+        return self._wait(cmd, timeout_ms, None, None, COUNT)[0]
 
 
 def _is_echo(u, cmd):

@@ -23,10 +23,26 @@ logical channels (basic channel), a CGLA that fails mid-session (switch to
 CSIM on a channel opened here), long STORE DATA processing (per-APDU
 timeout segment_timeout_ms, 120 s by default).
 
-Two answers are made up here, both recorded in .notes: MANAGE CHANNEL open
+Modems without a profile entry that cut answers at 256 bytes (CUT_SIZE)
+are detected (see _cut_at): an answer of exactly 256 bytes that cannot be
+complete (its last two bytes are no status word that may follow data, or
+the BER-TLV / GET RESPONSE length it answers says more was due) is
+completed with GET RESPONSE like a profiled one, the profile's
+csim_max_answer is set to 256 for the rest of the session and .notes says
+so; when it cannot be completed, a ProtocolError names csim_max_answer.
+
+A modem that restarts (ipa_core.at.ModemRestarted: a boot indication such
+as RDY while an APDU waited, or counted by the engine before it was sent)
+takes every session and channel with it: the APDU fails at once, the card
+marks itself closed without sending anything to close, and refuses further
+APDUs until open() (a fresh session) is called.
+
+Three answers are made up here, all recorded in .notes: MANAGE CHANNEL open
 reads 6881 when the profile says CSIM cannot carry logical channels (so
-IsdrSession uses the basic channel), and a TERMINAL CAPABILITY the modem
-refuses reads 6D00 (IsdrSession treats it as optional, as for old cards).
+IsdrSession uses the basic channel), a TERMINAL CAPABILITY the modem
+refuses reads 6D00 (IsdrSession treats it as optional, as for old cards),
+and after a restart a MANAGE CHANNEL close reads 9000 (the restart closed
+the channel).
 A +CME ERROR becomes an AtError (a TransportError) whose message adds a
 hint for a person: "+CME ERROR: 13 (SIM failure) - is this an eUICC with
 an enabled profile?".
@@ -36,7 +52,7 @@ from binascii import hexlify, unhexlify
 
 from ipa_core import modems
 from ipa_core.apdu import ISDR_AID, MAX_RESPONSE, cla_for
-from ipa_core.at import AtError, shorten
+from ipa_core.at import AtError, ModemRestarted, shorten
 from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError
 
 MODES = ("auto", "cgla", "csim")
@@ -49,6 +65,7 @@ MAX_APDU = 261  # short APDU: header, Lc, 255 data bytes, Le
 MAX_NOTES = 32
 MAX_STALE_SESSIONS = 4
 HEX = "0123456789ABCDEFabcdef"
+CUT_SIZE = 256  # where modems cut answers (fact sheet: Huawei MT5700 "~256 bytes")
 
 # Words for people, added to AtError messages about SIM access.
 CME_HINTS = {
@@ -146,6 +163,47 @@ def parse_ccho(cmd, lines):
     return sid
 
 
+def sw_ok(sw1, sw2):
+    """SW1 SW2 can be a status word: SW1 6X (not 60) or 9X (ISO/IEC 7816-3 10.3.3)."""
+    return 0x61 <= sw1 <= 0x6F or 0x90 <= sw1 <= 0x9F
+
+
+def sw_after_data(sw1, sw2):
+    """A status word that may follow response data (ISO/IEC 7816-4 5.6: 9000, 61xx and the
+    62xx/63xx warnings; ETSI TS 102 221 10.2: 91xx, 92xx); errors carry no data."""
+    return (sw1 == 0x90 and sw2 == 0) or sw1 in (0x61, 0x62, 0x63, 0x91, 0x92)
+
+
+def tlv_total(b):
+    """Header + value length of the BER-TLV that starts b (ISO/IEC 8825-1 8.1.2-8.1.3),
+    None when b does not start with a definite-length TLV header."""
+    n = len(b)
+    i = 1
+    if n < 2:
+        return None
+    if b[0] & 0x1F == 0x1F:  # tag number in following bytes, b8 = more
+        while True:
+            if i >= n or i > 3:
+                return None
+            more = b[i] & 0x80
+            i += 1
+            if not more:
+                break
+    if i >= n:
+        return None
+    ln = b[i]
+    i += 1
+    if ln < 0x80:
+        return i + ln
+    k = ln & 0x7F
+    if k == 0 or k > 3 or i + k > n:
+        return None
+    v = 0
+    for j in range(k):
+        v = (v << 8) | b[i + j]
+    return i + k + v
+
+
 def _gr_cla(cla):
     """Interindustry CLA of GET RESPONSE on the channel `cla` addresses."""
     if cla & 0x40:
@@ -195,6 +253,8 @@ class AtCard:
         self.is_open = False
         self.notes = []
         self.ccho_error = None
+        self._restarts = 0  # engine.restarts when this session opened
+        self._lost = None  # boot line of a restart that took the session; None after open()
 
     @property
     def modem_channel(self):
@@ -212,6 +272,17 @@ class AtCard:
         """Init commands, stale channels closed, mode chosen (CCHO tried in auto mode)."""
         if self.is_open:
             return self
+        # Lines waiting from before (a reboot's chatter, URCs) are settled first:
+        # a restart counted from here on took this session with it.
+        settle = getattr(self.engine, "settle", None)
+        if settle is not None:
+            settle()
+        self._restarts = self._engine_restarts()
+        self._lost = None
+        self.ccho_error = None
+        self.session = None
+        self.channel = 0
+        self.mode = None if self.requested_mode == "auto" else self.requested_mode
         p = self.profile
         for cmd in p["init"]:
             self._quiet(cmd, COMMAND_TIMEOUT_MS, "init command")
@@ -281,17 +352,36 @@ class AtCard:
         return parse_ccho(cmd, lines)
 
     def close(self):
-        """AT+CCHC for the modem's session (its absence/ERROR tolerated), or our own channel."""
+        """Close the session (see _close_session). Subclasses that own the port free it here."""
+        self._close_session()
+
+    def _close_session(self):
+        """AT+CCHC for the modem's session (its absence/ERROR tolerated), or our own channel.
+
+        The port and the engine stay usable (refresh() goes on with them).
+        After a restart nothing is sent: the session and channels are gone.
+        """
         was = self.is_open
         self.is_open = False
         if not was:
             return
+        if self._restarted():
+            self._drop(self.engine.restart_line, False)
+            return
+        try:
+            self._close_commands()
+        except ModemRestarted as e:  # closing while the modem reboots: nothing left to close
+            self._drop(e.line, False)
+
+    def _close_commands(self):
         if self.channel:
             ch = self.channel
             self.channel = 0
             apdu = bytes((0x00, 0x70, 0x80, ch))
             try:
                 self._csim(apdu, self.apdu_timeout_ms)
+            except ModemRestarted:
+                raise  # the session is gone too: _close_session drops it
             except (TransportError, ProtocolError) as e:  # close must not hide an earlier error
                 self.note("closing channel %d failed: %s" % (ch, e))
         if self.session is not None:
@@ -302,10 +392,35 @@ class AtCard:
             self._quiet("AT+CCHC=%s" % sid, COMMAND_TIMEOUT_MS, "session close")
 
     def refresh(self):
-        """Make the modem re-read the SIM (profile refresh commands); the card is closed after."""
-        self.close()
+        """Make the modem re-read the SIM (profile refresh commands); the card is closed after.
+
+        Only the session is closed (_close_session): the port stays open for
+        the refresh commands and the next open(). Boot lines they cause
+        (+CPIN: READY, +CFUN: 1) are expected, not a restart.
+        """
+        self._close_session()
         for cmd in self.profile["refresh"]:
-            self.engine.command(cmd, REFRESH_TIMEOUT_MS)
+            self.engine.command(cmd, REFRESH_TIMEOUT_MS, restarts=True)
+
+    # -- restarts --------------------------------------------------------------------------
+
+    def _engine_restarts(self):
+        return getattr(self.engine, "restarts", 0)
+
+    def _restarted(self):
+        """The engine counted a restart since this session was opened."""
+        return self._engine_restarts() != self._restarts
+
+    def _drop(self, line, lost=True):
+        """The modem restarted: forget the session and channels (nothing to close)."""
+        self.note("modem restarted (it sent %r): session %s and channel %d are gone"
+                  % (line, self.session, self.channel))
+        self.is_open = False
+        self.session = None
+        self.channel = 0
+        self.mode = None if self.requested_mode == "auto" else self.requested_mode
+        if lost:
+            self._lost = line or "?"
 
     def __enter__(self):
         if not self.is_open:
@@ -343,19 +458,24 @@ class AtCard:
 
     def _csim(self, apdu, timeout_ms):
         cmd = 'AT+CSIM=%d,"%s"' % (2 * len(apdu), _hex(apdu))
-        try:
-            lines = self.engine.command(cmd, timeout_ms, "+CSIM:")
-        except AtError as e:
-            raise self._explain(e)
-        return parse_apdu_answer(cmd, lines, "+CSIM:")
+        return self._apdu_command(cmd, timeout_ms, "+CSIM:")
 
     def _cgla(self, apdu, timeout_ms):
         cmd = 'AT+CGLA=%s,%d,"%s"' % (self.session, 2 * len(apdu), _hex(apdu))
+        return self._apdu_command(cmd, timeout_ms, "+CGLA:")
+
+    def _apdu_command(self, cmd, timeout_ms, prefix):
+        """One CSIM/CGLA command; never sent when the modem restarted since open()."""
+        settle = getattr(self.engine, "settle", None)
+        if settle is not None:
+            settle()  # a boot line that came since the last answer is counted now
+        if self._restarted():
+            raise ModemRestarted(cmd, self.engine.restart_line, "before")
         try:
-            lines = self.engine.command(cmd, timeout_ms, "+CGLA:")
+            lines = self.engine.command(cmd, timeout_ms, prefix)
         except AtError as e:
             raise self._explain(e)
-        return parse_apdu_answer(cmd, lines, "+CGLA:")
+        return parse_apdu_answer(cmd, lines, prefix)
 
     def _one(self, apdu):
         """One APDU through the current mode; 6601 (transmission error) resent once."""
@@ -417,6 +537,12 @@ class AtCard:
                              % (("%d bytes" % len(apdu)) if isinstance(apdu, (bytes, bytearray))
                                 else type(apdu).__name__, MAX_APDU))
         apdu = bytes(apdu)
+        if self._lost is not None:
+            if apdu[1] == 0x70 and apdu[2] == 0x80:
+                # MANAGE CHANNEL close (IsdrSession.close()): the restart closed it.
+                self.note("MANAGE CHANNEL close after the modem restarted: answered 9000")
+                return b"\x90\x00"
+            raise ModemRestarted("APDU " + _hex(apdu[:4]), self._lost, "before")
         if not self.is_open:
             self.open()
         if (self.mode == "csim" and not self.profile["csim_logical_channels"]
@@ -426,6 +552,9 @@ class AtCard:
             return b"\x68\x81"
         try:
             return self._chain(apdu)
+        except ModemRestarted as e:
+            self._drop(e.line)
+            raise
         except AtError as e:
             if apdu[0] == 0x80 and apdu[1] == 0xAA:
                 # TERMINAL CAPABILITY is optional (IsdrSession accepts 6D00 for it).
@@ -439,38 +568,140 @@ class AtCard:
         le_cap = cap - 3 if cap else 256  # answers below the cut are never mistaken for cut
         if cap and apdu[1] == 0xC0 and len(apdu) == 5 and (apdu[4] or 256) > le_cap:
             apdu = apdu[:4] + bytes((le_cap,))
+        sent = apdu
         resp = self._one(apdu)
         out = bytearray()
         cla = _gr_cla(apdu[0])
         ours = False  # resp answers a GET RESPONSE sent here
+        learned = False  # the cut was detected here, not known from the profile
+        whole = None  # length of the cut answer's BER-TLV: what the completion must reach
         while True:
-            if cap and len(resp) >= cap and resp[-2:] != b"\x90\x00" and resp[-2] != 0x61:
-                # Cut by the modem (fact sheet: Huawei MT5700): every byte is data and
-                # the status word was lost. Ask the card for what follows.
-                out += resp
+            cut = self._cut_at(sent, resp, not out, cap)
+            if cut is not None:
+                # Cut by the modem (fact sheet: Huawei MT5700): the status word was lost
+                # (or only SW1 kept). Ask the card for what follows.
+                data, sw1 = cut
+                if not out and sent[1] == 0xE2:
+                    t = tlv_total(resp)
+                    if t is not None and t >= len(resp) - 1:  # one BER-TLV, longer than the cut
+                        whole = t
+                if not cap:
+                    cap, le_cap, learned = CUT_SIZE, CUT_SIZE - 3, True
+                    self.profile["csim_max_answer"] = cap
+                    self.note("this modem cut an answer at %d bytes (answer to %s ending %s): "
+                              "completed with GET RESPONSE; set the modem profile option "
+                              "csim_max_answer=%d" % (cap, _hex(sent[:4]), _hex(resp[-2:]), cap))
+                out += data
                 self._bound(out, 0)
-                resp = self._one(bytes((cla, 0xC0, 0x00, 0x00, le_cap)))
+                if sw1 == 0x90:  # SW2 lost; after 90 it can only be 00
+                    self.note("answer cut at %d bytes by the modem; its status word was 90.."
+                              % cap)
+                    return self._completed(out, whole, sent, cap, learned)
+                if sw1 is not None and sw1 != 0x61:
+                    raise self._uncut(sent, cap, "the byte after the data, %02X, is no SW1 "
+                                                 "that follows data" % sw1, learned)
+                sent = bytes((cla, 0xC0, 0x00, 0x00, le_cap))
+                try:
+                    resp = self._one(sent)
+                except AtError as e:
+                    if not learned:
+                        raise
+                    raise self._uncut(sent, cap, "GET RESPONSE failed: %s" % e.final, learned)
                 ours = True
                 if len(resp) == 2 and resp[0] not in (0x61, 0x6C) and resp != b"\x90\x00":
+                    if sw1 == 0x61:
+                        raise self._uncut(sent, cap, "the card announced more (61..) but "
+                                                     "answered GET RESPONSE with %s" % _hex(resp),
+                                          learned)
                     # Nothing more to get: the lost status word was 9000.
                     self.note("answer cut at %d bytes by the modem; completed (%s after it)"
                               % (cap, _hex(resp)))
-                    return bytes(out) + b"\x90\x00"
+                    return self._completed(out, whole, sent, cap, learned)
                 continue
-            out += resp[:-2]
             sw1, sw2 = resp[-2], resp[-1]
+            if not sw_ok(sw1, sw2):
+                raise ProtocolError(
+                    "answer of %d bytes to %s ends %02X%02X, which is no status word (SW1 is 6X "
+                    "or 9X): did the modem cut it? If this modem cuts answers at %d bytes, set "
+                    "its profile option csim_max_answer=%d"
+                    % (len(resp), _hex(sent[:4]), sw1, sw2, len(resp), len(resp)))
+            out += resp[:-2]
             if sw1 == 0x61:
                 le = sw2 or 256
                 self._bound(out, le)
-                resp = self._one(bytes((cla, 0xC0, 0x00, 0x00, min(le, le_cap) & 0xFF)))
+                sent = bytes((cla, 0xC0, 0x00, 0x00, min(le, le_cap) & 0xFF))
+                resp = self._one(sent)
                 ours = True
                 continue
             if sw1 == 0x6C and ours and len(resp) == 2:
                 # Wrong Le on our own GET RESPONSE: ask again with the exact length.
-                resp = self._one(bytes((cla, 0xC0, 0x00, 0x00, sw2)))
+                sent = bytes((cla, 0xC0, 0x00, 0x00, sw2))
+                resp = self._one(sent)
                 ours = False  # a second 6Cxx goes back to the caller
                 continue
+            if whole is not None and sw1 == 0x90:
+                return self._completed(out, whole, sent, cap, learned, bytes((sw1, sw2)))
             return bytes(out) + bytes((sw1, sw2))
+
+    def _completed(self, out, whole, sent, cap, learned, sw=b"\x90\x00"):
+        """out + sw after a cut, when it has the length its BER-TLV header announced.
+
+        A modem that cuts below the card's chunk size (256 bytes) drops data
+        the card will not send again: that answer cannot be completed.
+        """
+        if whole is not None and len(out) != whole:
+            raise self._uncut(sent, cap, "the %d-byte response came back with %d bytes: the "
+                                         "modem dropped data the card had sent"
+                              % (whole, len(out)), learned)
+        return bytes(out) + sw
+
+    def _cut_at(self, sent, resp, first, cap):
+        """(data, SW1 or None) when the modem cut `resp` (the answer to `sent`), else None.
+
+        A cut answer holds `cap` bytes or more (exactly CUT_SIZE when no cap
+        is known); the real one was longer. What it answers tells how much of
+        it is data: a GET RESPONSE asked for Le bytes; the first answer to
+        STORE DATA is one BER-TLV whose header gives its length. All n bytes
+        data: the SW was lost; n-1: the last byte kept is SW1; n-2: complete.
+        Otherwise: with a known cap every byte is data unless it ends
+        9000/61xx (the MT5700 rule); without one, only an ending that cannot
+        follow data (sw_after_data) marks a cut.
+        """
+        n = len(resp)
+        if (n < cap) if cap else (n != CUT_SIZE):
+            return None
+        if sent[1] == 0xC0 and len(sent) == 5:
+            le = sent[4] or 256
+            if le >= n:
+                return resp, None
+            if le == n - 1:
+                return resp[:le], resp[le]
+            return None  # le + SW fit: a complete answer
+        if first and sent[1] == 0xE2:
+            t = tlv_total(resp)
+            if t is not None and t >= n:
+                return resp, None
+            if t == n - 1:
+                return resp[:t], resp[t]
+            if t == n - 2:
+                return None
+        if cap:
+            if resp[-2:] == b"\x90\x00" or resp[-2] == 0x61:
+                return None
+            return resp, None
+        if sw_after_data(resp[-2], resp[-1]):
+            return None
+        return resp, None
+
+    def _uncut(self, sent, cap, why, learned):
+        if learned:
+            fix = "set the modem profile option csim_max_answer=%d, or use the other mode " \
+                  "(cgla/csim)" % cap
+        else:
+            fix = "the modem profile option csim_max_answer=%d cannot help here: use the other " \
+                  "mode (cgla/csim)" % cap
+        return ProtocolError("the modem cut an answer at %d bytes and it cannot be completed "
+                             "(%s, after %s): %s" % (cap, why, _hex(sent[:4]), fix))
 
     def _bound(self, out, more):
         if len(out) + more > self.max_response:

@@ -23,7 +23,9 @@ Profile keys:
                     so CSIM mode must use the basic channel (prefer CGLA)
   no_cchc           the modem has no AT+CCHC: never send it
   csim_max_answer   the modem cuts CSIM/CGLA answers at this many bytes
-                    (0 = no known limit); AtCard recovers with GET RESPONSE
+                    (0 = no known limit); AtCard recovers with GET RESPONSE.
+                    A cut at 256 bytes is also detected without it (AtCard
+                    then sets it and says so in .notes)
   cgla_errors_fall_back_to_csim  a CGLA ERROR switches to CSIM on a channel
                     AtCard opens itself
   stale_channels    logical channels closed at open() (MANAGE CHANNEL close

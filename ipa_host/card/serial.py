@@ -5,7 +5,9 @@
 
 `SerialStream` is the host side of the stream contract of ipa_core.at:
 `read(n) -> bytes` returns what arrived (b"" when nothing came within the
-poll timeout, never blocks longer), `write(data)` sends all bytes. It opens
+poll timeout, never blocks longer), `write(data)` sends all bytes, `any()`
+says how many bytes wait unread (so the engine reads lines that came before
+a command, such as a reboot's RDY, before writing it). It opens
 the port exclusively (flock, and TIOCEXCL so a ModemManager probe cannot
 open it in the middle of an APDU) and turns every failure into a
 TransportError that says what is wrong with the device and what to do.
@@ -134,6 +136,15 @@ class SerialStream:
                                  % (self.device, e))
         return bytes(data)
 
+    def any(self):
+        """Bytes received and not read yet (never blocks), like machine.UART.any()."""
+        port = self._open_port()
+        try:
+            return port.in_waiting
+        except (_serial.SerialException, OSError) as e:
+            raise TransportError("reading AT port %s failed: %s (modem unplugged or rebooting?)"
+                                 % (self.device, e))
+
     def write(self, data):
         """Send all of `data` (bounded by WRITE_TIMEOUT)."""
         port = self._open_port()
@@ -192,13 +203,14 @@ class SerialStream:
 
 
 def _at_card_class():
-    from ipa_core.at_card import REFRESH_TIMEOUT_MS, AtCard
+    from ipa_core.at_card import AtCard
 
     class SerialAtCard(AtCard):
         """An ipa_core.at_card.AtCard that owns its SerialStream: close() frees the port.
 
         Extra attributes: stream (SerialStream), device, identity (what
-        AT+CGMI/AT+CGMM answered).
+        AT+CGMI/AT+CGMM answered). refresh() (inherited) closes only the
+        session and keeps the port.
         """
 
         def close(self):
@@ -208,12 +220,6 @@ def _at_card_class():
                 stream = getattr(self, "stream", None)
                 if stream is not None:
                     stream.close()
-
-        def refresh(self):
-            # AtCard.refresh closes the session through self.close(): keep the port open.
-            AtCard.close(self)
-            for cmd in self.profile["refresh"]:
-                self.engine.command(cmd, REFRESH_TIMEOUT_MS)
 
         def __repr__(self):
             return "SerialAtCard(%r, %s, %s)" % (getattr(self, "device", None),

@@ -23,6 +23,9 @@ Script steps are (expected, reply):
             modem stays silent
 A mismatch raises AssertionError naming the step, what was expected and
 what was written. `inject(data)` queues unsolicited bytes at once.
+`any()` says how many bytes can be read before the next Silence (like
+machine.UART.any()); FakeModem(..., peek=False) hides it, as a stream that
+cannot tell.
 """
 
 
@@ -57,10 +60,11 @@ class FakeModem:
     poll_ms   fake time that passes on a read that finds nothing
     read_ms   fake time that passes on a read that returns bytes (a busy line)
     max_idle  consecutive empty reads before the test fails (a runaway loop)
+    peek      offer any() (bytes waiting); False: the stream cannot tell
     """
 
     def __init__(self, script, clock=None, echo=False, chunks=None, poll_ms=20, read_ms=0,
-                 max_idle=100000, name="FakeModem"):
+                 max_idle=100000, name="FakeModem", peek=True):
         self.script = list(script)
         self.clock = clock if clock is not None else FakeClock()
         self.echo = echo
@@ -78,6 +82,9 @@ class FakeModem:
         self._nchunk = 0
         self._idle = 0
         self.max_pending = 0  # most bytes ever waiting unread (for bound checks)
+        self.peeks = 0  # any() calls
+        if not peek:
+            self.any = None
 
     # -- script side ------------------------------------------------------------
 
@@ -155,6 +162,18 @@ class FakeModem:
         k = self.chunks[self._nchunk % len(self.chunks)]
         self._nchunk += 1
         return min(n, k)
+
+    def any(self):
+        """Bytes readable now: those queued before the first pending Silence."""
+        self.peeks += 1
+        n = 0
+        for p in self._out:
+            if isinstance(p, Silence):
+                if p.ms > 0:
+                    break
+                continue
+            n += len(p)
+        return n
 
     def read(self, n):
         pending = 0

@@ -7,7 +7,8 @@ clock, bounded), late answers after a timeout, prompts for raw data, sync.
 Plain functions with assert: pytest and tools/mp_test.py run them.
 """
 
-from ipa_core.at import AtEngine, AtError, CME_ERRORS, is_urc
+from ipa_core.at import (AtEngine, AtError, CME_ERRORS, ModemRestarted, causes_restart, is_boot,
+                         is_urc)
 from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
 
 from fakestream import FakeClock, FakeModem, Silence
@@ -106,12 +107,12 @@ def test_urcs_before_inside_and_after_the_answer():
 def test_urc_without_prefix_is_not_an_answer_but_own_name_is():
     eng, modem, _, urcs = rig([
         ("AT+CPIN?", "\r\n+CREG: 2\r\n+CPIN: READY\r\n" + OK),
-        ('AT+CCHO="A0"', "\r\n+CPIN: READY\r\n1\r\n" + OK),
+        ('AT+CCHO="A0"', "\r\n+CPIN: NOT READY\r\n1\r\n" + OK),
     ])
     assert eng.command("AT+CPIN?") == ["+CPIN: READY"]
     assert urcs == ["+CREG: 2"]
     assert eng.command('AT+CCHO="A0"') == ["1"]
-    assert urcs == ["+CREG: 2", "+CPIN: READY"]
+    assert urcs == ["+CREG: 2", "+CPIN: NOT READY"]
     assert is_urc("+CREG: 1") and is_urc("RDY") and not is_urc("+CSIM: 4,\"9000\"")
     modem.done()
 
@@ -342,3 +343,144 @@ def test_commands_with_line_breaks_are_refused():
     eng, _, _, _ = rig([])
     raises(ValueError, eng.command, "AT\rAT")
     raises(ValueError, eng.command, "  ")
+
+
+# ---- modem restarts ---------------------------------------------------------------------
+
+CSIM = 'AT+CSIM=22,"81E2910006BF3E035C015A"'
+BOOT = "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n\r\nSMS DONE\r\n"
+
+
+def test_boot_lines_and_restart_commands_are_recognised():
+    for line in ("RDY", "^SYSSTART", "^SYSSTART AIRPLANE MODE", "+SYSSTART", "+CPIN: READY",
+                 "+CPIN:READY", "+CFUN: 1", "*ATREADY: 1"):
+        assert is_boot(line) and is_urc(line), line
+    for line in ("+CPIN: SIM PIN", "+CFUN: 0", "+QUSIM: 1", "PB DONE", "READY", "RDYX", "OK"):
+        assert not is_boot(line), line
+    for cmd in ("AT+CFUN=1", "AT+CFUN=1,1", "at+cfun=0", "ATZ", "AT&F", 'AT+CPIN="1234"',
+                "AT+CRESET", "AT^RESET", "AT+QPOWD=1"):
+        assert causes_restart(cmd), cmd
+    for cmd in ("AT+CFUN?", "AT+CPIN?", "AT+CFUN=?", "AT+CGMM", "AT+CCHO=\"A0\""):
+        assert not causes_restart(cmd), cmd
+    assert not causes_restart(CSIM) and not causes_restart("AT")
+
+
+def test_rdy_before_the_first_answer_is_start_up_noise():
+    # Seen on Quectel-style modems (SimModem echo_urc): the port was opened while the
+    # modem booted; RDY comes before, and with, the first answer, +CPIN: READY after it.
+    eng, modem, _, urcs = rig([("AT", "\r\nRDY\r\n" + OK), ("ATE0", "\r\n+CPIN: READY\r\n" + OK),
+                               ("AT+CGMM", "\r\nEC25\r\n" + OK)])
+    modem.inject("\r\n^SYSSTART\r\n")
+    assert not eng.started
+    assert eng.sync(tries=1, timeout_ms=500)
+    assert eng.started and eng.restarts == 0
+    assert eng.command("AT+CGMM") == ["EC25"]
+    assert urcs == ["^SYSSTART", "RDY", "+CPIN: READY"] and eng.restarts == 0
+    modem.done()
+
+
+def test_sim_ready_long_after_start_up_is_a_restart():
+    # No boot line at start-up: the modem was up long before; +CPIN: READY now means
+    # the SIM was initialised again (channels gone).
+    eng, modem, _, _ = rig([("AT", OK), ("AT+CGMM", "\r\n+CPIN: READY\r\n" + OK)])
+    eng.command("AT")
+    e = raises(ModemRestarted, eng.command, "AT+CGMM")
+    assert e.line == "+CPIN: READY"
+    modem.done()
+
+
+def test_restart_while_a_command_waits_fails_at_once():
+    eng, modem, clock, urcs = rig([
+        ("AT", OK),
+        (CSIM, [Silence(3000), BOOT]),  # rebooted: the APDU is never answered
+        ("AT+CGMM", "\r\n+CPIN: READY\r\nEC25\r\n" + OK),
+    ])
+    eng.command("AT")
+    t0 = clock.t
+    e = raises(ModemRestarted, eng.command, CSIM, 120000, "+CSIM:")
+    assert isinstance(e, TransportError) and not isinstance(e, AtError)
+    assert clock.t - t0 <= 3100  # not the 120 s of the timeout
+    assert e.command == CSIM and e.line == "RDY" and e.when == "during"
+    assert str(e) == ("modem restarted during AT+CSIM=22,\"81E2910006BF3E035C015A\" "
+                      "(it sent 'RDY'): logical channels are lost, reopen the session")
+    assert eng.restarts == 1 and eng.restart_line == "RDY"
+    # The rest of that boot's chatter, before and during the next command, is part of it.
+    assert eng.command("AT+CGMM") == ["EC25"]
+    assert eng.restarts == 1 and "+CFUN: 1" in urcs and urcs.count("+CPIN: READY") == 2
+    modem.done()
+
+
+def test_restart_before_the_command_was_written_is_counted_not_failed():
+    eng, modem, _, urcs = rig([("AT", OK), ("AT+CGMM", "\r\nEC25\r\n" + OK)])
+    eng.command("AT")
+    modem.inject("\r\n^SYSSTART\r\n")  # came while nothing was asked
+    assert eng.command("AT+CGMM") == ["EC25"]
+    assert modem.peeks and eng.restarts == 1 and eng.restart_line == "^SYSSTART"
+    assert urcs == ["^SYSSTART"]
+    modem.done()
+
+
+def test_settle_counts_a_restart_without_sending_anything():
+    eng, modem, _, _ = rig([("AT", OK)])
+    eng.command("AT")
+    modem.inject(BOOT)
+    eng.settle()
+    assert eng.restarts == 1 and modem.written == b"AT\r"
+
+
+def test_without_any_a_line_before_the_command_counts_as_during_it():
+    # A stream that cannot say what is waiting: the engine cannot tell "before" from "during".
+    eng, modem, _, _ = rig([("AT", OK), ("AT+CGMM", "\r\nEC25\r\n" + OK)], peek=False)
+    eng.command("AT")
+    modem.inject("\r\nRDY\r\n")
+    e = raises(ModemRestarted, eng.command, "AT+CGMM")
+    assert e.command == "AT+CGMM" and eng.restarts == 1
+
+
+def test_own_answers_and_restart_commands_are_no_restart():
+    eng, modem, clock, urcs = rig([
+        ("AT+CPIN?", "\r\n+CPIN: READY\r\n" + OK),
+        ("AT+CFUN?", "\r\n+CFUN: 1\r\n" + OK),
+        ("AT+CFUN=0", OK),
+        ("AT+CFUN=1", "\r\nRDY\r\n" + OK + "\r\n+CPIN: READY\r\n"),
+        ("AT+CGMM", "\r\nRDY\r\nEC25\r\n" + OK),  # within the grace window: same restart
+        ("ATZ", "\r\nRDY\r\n" + OK),
+        ("AT+CGMI", [Silence(21000), OK]),  # the grace window ends
+        ("AT+CGMR", "\r\n+CPIN: READY\r\n" + OK),
+    ])
+    assert eng.command("AT+CPIN?") == ["+CPIN: READY"]
+    assert eng.command("AT+CFUN?") == ["+CFUN: 1"]
+    assert eng.command("AT+CFUN=0") == []
+    assert eng.command("AT+CFUN=1", 15000) == []
+    assert eng.command("AT+CGMM") == ["EC25"]
+    assert eng.command("ATZ") == []
+    assert eng.command("AT+CGMI", 30000) == []
+    assert eng.restarts == 0
+    e = raises(ModemRestarted, eng.command, "AT+CGMR")
+    assert e.line == "+CPIN: READY" and eng.restarts == 1
+    modem.done()
+
+
+def test_caller_may_say_a_command_restarts():
+    eng, modem, _, _ = rig([("AT", OK), ("AT+QRST=1,0", "\r\nRDY\r\n" + OK)])
+    eng.command("AT")
+    assert eng.command("AT+QRST=1,0", restarts=True) == []
+    assert eng.restarts == 0
+    modem.done()
+
+
+def test_sync_after_a_restart_counts_it_without_failing():
+    eng, modem, _, _ = rig([("AT", OK), ("AT", "\r\nRDY\r\n" + OK), ("ATE0", OK)])
+    eng.command("AT")
+    assert eng.sync(tries=1, timeout_ms=500)
+    assert eng.restarts == 1
+    modem.done()
+
+
+def test_restart_while_waiting_for_a_late_result():
+    eng, modem, _, _ = rig([("AT+QHTTPPOST=5,60,60", ["\r\nCONNECT\r\n"]),
+                            (b"hello", [OK, Silence(200), "\r\n^SYSSTART\r\n"])])
+    eng.data_command("AT+QHTTPPOST=5,60,60", b"hello")
+    e = raises(ModemRestarted, eng.wait_urc, "+QHTTPPOST:", 60000)
+    assert "+QHTTPPOST:" in str(e) and e.line == "^SYSSTART"
+    modem.done()

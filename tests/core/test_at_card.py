@@ -9,8 +9,9 @@ over AtCard in both modes.
 """
 
 from ipa_core import es10, modems
-from ipa_core.at import AtEngine, AtError
-from ipa_core.at_card import AtCard, open_isdr_session, parse_apdu_answer, parse_ccho
+from ipa_core.at import AtEngine, AtError, ModemRestarted
+from ipa_core.at_card import (AtCard, open_isdr_session, parse_apdu_answer, parse_ccho, sw_ok,
+                              tlv_total)
 from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError
 
 from fakestream import FakeClock, FakeModem, Silence
@@ -553,4 +554,259 @@ def test_cgla_fallback_without_a_free_channel_is_a_card_error():
     card.open()
     e = raises(CardError, card.transmit, bytes.fromhex("80E2910006BF3E035C015A"))
     assert e.sw == 0x6A81 and "MANAGE CHANNEL open after the CGLA failure" in str(e)
+    modem.done()
+
+
+# ---- modem restarts ----------------------------------------------------------------------
+
+GET_EID = "80E2910006BF3E035C015A"
+BOOT = "\r\nRDY\r\n\r\n+CFUN: 1\r\n\r\n+CPIN: READY\r\n"
+
+
+def test_restart_during_store_data_fails_at_once_and_closes_the_card():
+    card, modem, clock = make(opening("\r\n+CCHO: 1\r\n" + OK) + [
+        ('AT+CGLA=1,22,"%s"' % GET_EID,
+         [Silence(2000), "\r\nRDY\r\n", Silence(500), "\r\n+CFUN: 1\r\n+CPIN: READY\r\n"]),
+    ] + opening("\r\n+CCHO: 2\r\n" + OK) + [
+        cgla("2", GET_EID, EID_RSP + "9000"),
+        ("AT+CCHC=2", OK),
+    ])
+    s = open_isdr_session(card)
+    t0 = clock.t
+    e = raises(ModemRestarted, es10.get_eid, s)
+    assert clock.t - t0 <= 2100  # not the 120 s STORE DATA timeout
+    assert isinstance(e, TransportError) and e.when == "during" and e.line == "RDY"
+    assert str(e) == ('modem restarted during AT+CGLA=1,22,"80E2910006BF3E035C015A" '
+                      "(it sent 'RDY'): logical channels are lost, reopen the session")
+    assert not card.is_open and card.session is None and not card.modem_channel
+    sent = len(modem.lines)
+    # The lost session refuses APDUs without sending them; closing sends nothing.
+    e = raises(ModemRestarted, card.transmit, bytes.fromhex(GET_EID))
+    assert e.when == "before" and "reopen the session" in str(e)
+    s.close()
+    card.close()
+    assert len(modem.lines) == sent
+    # open() starts clean: init, stale channels, a new CCHO session.
+    s = open_isdr_session(card)
+    assert card.session == "2" and card.engine.restarts == 1
+    assert es10.get_eid(s) == EID
+    card.close()
+    assert "AT+CCHC=1" not in modem.lines
+    assert any("modem restarted (it sent 'RDY')" in n for n in card.notes)
+    modem.done()
+
+
+def test_restart_between_apdus_is_caught_before_the_next_one():
+    card, modem, _ = make(opening() + [
+        csim(TCAP, "9000"),
+        csim("0070000001", "019000"),
+        csim("01A4040410" + ISDR + "00", "9000"),
+        csim("81E2910006BF3E035C015A", EID_RSP + "9000"),
+    ], mode="csim")
+    s = open_isdr_session(card)
+    assert es10.get_eid(s) == EID
+    modem.inject(BOOT)  # the modem rebooted while the IPA was between two ES10 calls
+    e = raises(ModemRestarted, es10.get_eid, s)
+    assert e.when == "before" and e.line == "RDY"
+    assert str(e).startswith('modem restarted before AT+CSIM=22,"81E2910006BF3E035C015A"')
+    s.close()  # MANAGE CHANNEL close of channel 1: the restart closed it, nothing sent
+    card.close()
+    assert modem.lines[-1] == 'AT+CSIM=22,"81E2910006BF3E035C015A"'
+    assert any("MANAGE CHANNEL close after the modem restarted" in n for n in card.notes)
+    modem.done()
+
+
+def test_boot_lines_at_start_up_do_not_disturb_open():
+    # The port was opened while the modem booted: RDY with the first answer, the SIM
+    # ready a moment later (SimModem echo_urc; Quectel, SIMCom).
+    card, modem, _ = make([("ATE0", "\r\nRDY\r\n" + OK),
+                           ("AT+CMEE=1", "\r\n+CPIN: READY\r\n" + OK)] + stale() + [
+        (CCHO, "\r\n+CFUN: 1\r\n+CCHO: 1\r\n" + OK),
+        cgla("1", GET_EID, EID_RSP + "9000"),
+    ])
+    s = open_isdr_session(card)
+    assert es10.get_eid(s) == EID
+    assert card.engine.restarts == 0 and card.is_open
+    modem.done()
+
+
+class _PortOwningCard(AtCard):
+    """Like ipa_host.card.serial's SerialAtCard: close() also frees the port."""
+
+    def __init__(self, engine, **kw):
+        super().__init__(engine, **kw)
+        self.port_closed = 0
+
+    def close(self):
+        AtCard.close(self)
+        self.port_closed += 1
+
+
+def test_refresh_closes_only_the_session_and_expects_the_sim_to_restart():
+    clock = FakeClock()
+    modem = FakeModem(opening("\r\n+CCHO: 1\r\n" + OK) + [
+        ("AT+CCHC=1", OK),
+        ("AT+CFUN=0", "\r\n+CPIN: NOT READY\r\n" + OK),
+        ("AT+CFUN=1", OK + "\r\n+CFUN: 1\r\n"),
+        ("ATE0", "\r\n+CPIN: READY\r\n" + OK),  # the SIM is ready again while we reopen
+        ("AT+CMEE=1", OK)] + stale() + [
+        (CCHO, "\r\n+CCHO: 2\r\n" + OK),
+        cgla("2", GET_EID, EID_RSP + "9000"),
+        ("AT+CCHC=2", OK),
+    ], clock=clock)
+    card = _PortOwningCard(AtEngine(modem, clock_ms=clock))
+    card.open()
+    card.refresh()
+    assert card.port_closed == 0 and not card.is_open
+    s = open_isdr_session(card)
+    assert es10.get_eid(s) == EID
+    assert card.engine.restarts == 0
+    card.close()
+    assert card.port_closed == 1
+    modem.done()
+
+
+# ---- answers cut by a modem without a profile entry -------------------------------------
+
+SD = "81E2910003BF2D00"  # STORE DATA on channel 1 (csim mode)
+
+
+def test_unknown_modem_cut_found_from_the_tlv_length():
+    # 256 bytes of a 305-byte BF2D answer; its last two bytes happen to read 9000.
+    first = "BF2D82012C" + _data(249) + "9000"
+    rest = _data(49, 5)
+    assert tlv_total(bytes.fromhex(first)) == 305
+    card, modem, _ = make(opening() + [
+        csim(SD, first),
+        csim("01C00000FD", rest + "9000"),
+        csim("01C00000FD", _data(10) + "9000"),  # the caller's Le 00: capped from now on
+    ], mode="csim")
+    assert card.profile["csim_max_answer"] == 0
+    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(first + rest + "9000")
+    assert card.profile["csim_max_answer"] == 256
+    assert any("csim_max_answer=256" in n and "cut an answer at 256" in n for n in card.notes)
+    assert card.transmit(bytes.fromhex("01C0000000")) == bytes.fromhex(_data(10) + "9000")
+    modem.done()
+
+
+def test_unknown_modem_cut_found_from_a_tail_that_is_no_status_word():
+    # Before: "card answered SW 0A98 (unknown status)". The data ends 0A98: no SW ends so.
+    first = _data(254) + "0A98"
+    card, modem, _ = make(opening() + [
+        csim(SD, first),
+        csim("01C00000FD", "6985"),  # nothing more: the lost status word was 9000
+    ], mode="csim")
+    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(first + "9000")
+    assert card.profile["csim_max_answer"] == 256
+    modem.done()
+
+
+def test_cut_that_kept_sw1():
+    # A 255-byte BF2D answer + 9000 = 257 bytes, cut to 256: the last byte kept is SW1.
+    first = "BF2D81FB" + _data(251)
+    assert tlv_total(bytes.fromhex(first)) == 255
+    for prof in (None, modems.profile_for("Huawei MT5700")):
+        card, modem, _ = make(opening() + [csim(SD, first + "90")], mode="csim", profile=prof)
+        assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(first + "9000")
+        assert card.profile["csim_max_answer"] == 256
+        modem.done()
+
+
+def test_cut_of_our_get_response_le_ff_that_kept_61():
+    card, modem, _ = make(opening() + [
+        csim(SD, "61FF"),
+        csim("01C00000FF", _data(255) + "61"),  # 255 data + 61.. cut: SW2 lost
+        csim("01C00000FD", _data(20, 3) + "9000"),
+    ], mode="csim")
+    out = card.transmit(bytes.fromhex(SD))
+    assert out == bytes.fromhex(_data(255) + _data(20, 3) + "9000")
+    modem.done()
+
+
+def test_complete_256_byte_answers_are_left_alone():
+    whole = "BF2D81FA" + _data(250) + "9000"  # 254-byte TLV + SW: exactly 256 bytes
+    warn = _data(254) + "6282"  # end of file reached: a warning that may follow data
+    card, modem, _ = make(opening() + [csim(SD, whole), csim("81CA00FE00", warn)], mode="csim")
+    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(whole)
+    assert card.transmit(bytes.fromhex("81CA00FE00")) == bytes.fromhex(warn)
+    assert card.profile["csim_max_answer"] == 0 and card.notes == []
+    modem.done()
+
+
+def test_cut_that_cannot_be_completed_names_the_profile_option():
+    card, modem, _ = make(opening() + [
+        csim(SD, _data(254) + "0A98"),
+        ('AT+CSIM=10,"01C00000FD"', "\r\nERROR\r\n"),
+    ], mode="csim")
+    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    assert "cut an answer at 256 bytes and it cannot be completed" in str(e)
+    assert "GET RESPONSE failed: ERROR" in str(e) and "csim_max_answer=256" in str(e)
+    modem.done()
+    card, modem, _ = make(opening() + [csim(SD, "BF2D81FB" + _data(251) + "6A")], mode="csim")
+    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    assert "6A" in str(e) and "csim_max_answer=256" in str(e)
+    card, modem, _ = make(opening() + [
+        csim(SD, "61FF"), csim("01C00000FF", _data(255) + "61"), csim("01C00000FD", "6985"),
+    ], mode="csim")
+    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    assert "announced more" in str(e) and "csim_max_answer=256" in str(e)
+
+
+def test_answer_of_another_length_ending_in_no_status_word():
+    card, modem, _ = make(opening() + [csim(SD, _data(198) + "0A98")], mode="csim")
+    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    assert "ends 0A98, which is no status word" in str(e) and "csim_max_answer=200" in str(e)
+    assert sw_ok(0x90, 0x00) and sw_ok(0x6A, 0x88) and sw_ok(0x9F, 0x10)
+    assert not sw_ok(0x60, 0x00) and not sw_ok(0x0A, 0x98) and not sw_ok(0xA0, 0x00)
+
+
+def test_tlv_total_reads_headers():
+    assert tlv_total(bytes.fromhex("5A0A")) == 12
+    assert tlv_total(bytes.fromhex("BF2D8200FF")) == 5 + 255
+    assert tlv_total(bytes.fromhex("BF2D81")) is None
+    assert tlv_total(bytes.fromhex("BF")) is None
+    assert tlv_total(bytes.fromhex("3080")) is None  # indefinite length
+
+
+def test_cut_below_the_cards_chunks_loses_data_and_says_so():
+    # csim_max_answer=200 but the card sends 256-byte chunks: bytes 200-255 of the
+    # first chunk never reach us. Short data would be worse than an error.
+    prof = modems.profile_for("", {"csim_max_answer": 200})
+    first = "BF2D820146" + _data(195)  # 200 bytes of a 331-byte answer
+    card, modem, _ = make(opening() + [
+        csim(SD, first),
+        csim("01C00000C5", _data(75, 7) + "9000"),  # what the card still had
+    ], mode="csim", profile=prof)
+    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    assert "the 331-byte response came back with 275 bytes" in str(e)
+    assert "csim_max_answer=200 cannot help here" in str(e)
+    modem.done()
+
+
+def test_complete_answer_longer_than_a_wrong_cap_is_left_alone():
+    # csim_max_answer set for a modem that does not cut: a whole 258-byte answer passes.
+    prof = modems.profile_for("", {"csim_max_answer": 200})
+    whole = "BF2D8200FB" + _data(251) + "9000"  # 256-byte TLV + SW
+    card, modem, _ = make(opening() + [csim(SD, whole)], mode="csim", profile=prof)
+    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(whole)
+    modem.done()
+
+
+def test_restart_while_closing_drops_the_session_without_more_commands():
+    prof = modems.profile_for("Quectel EC20F")
+    card, modem, _ = make(opening("\r\n+CCHO: 2\r\n" + OK) + [
+        ('AT+CGLA=2,10,"80CA005A00"', "\r\nERROR\r\n"),  # CGLA fails: own CSIM channel 3
+        ("AT+CCHC=2", OK),
+        csim("0070000001", "039000"),
+        csim("03A4040410" + ISDR + "00", "9000"),
+        csim("83CA005A00", "9000"),
+        ('AT+CSIM=8,"00708003"', "\r\n^SYSSTART\r\n"),  # rebooted while we closed it
+    ], profile=prof)
+    card.open()
+    assert card.transmit(bytes.fromhex("80CA005A00")) == b"\x90\x00"
+    assert card.channel == 3
+    card.close()  # no error, no AT+CCHC after the restart
+    assert not card.is_open and card.channel == 0 and card.session is None
+    assert modem.lines[-1] == 'AT+CSIM=8,"00708003"'
+    assert any("modem restarted (it sent '^SYSSTART')" in n for n in card.notes)
     modem.done()

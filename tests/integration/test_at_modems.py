@@ -8,7 +8,8 @@ Checked in every personality and mode: ES10c.GetEID, ES10b.GetEuiccInfo2,
 GetEimConfigurationData, ES10c.GetProfilesInfo, ES10b.ListNotification and
 one ES10b.LoadEuiccPackage (signed by the eIM key, result verified with the
 eUICC certificate by the fixtures' own decoder). Then the faults: garbage
-bytes, a modem that stops answering, a reboot in the middle of an APDU and
+bytes, a modem that stops answering, a reboot in the middle of an APDU or
+between two, a modem without a profile entry that cuts answers, and
 channels a previous run left open. Every wait is bounded and timed.
 """
 
@@ -21,9 +22,9 @@ from euicc_fixtures import (EIM_ID, ICCID_1, ICCID_2, ICCID_EMERGENCY, ICCID_FAL
                             build_package, decode_epr, epr_signature_ok, make_euicc,
                             psmo_list_profile_info)
 from ipa_core import es10
-from ipa_core.at import AtError
+from ipa_core.at import AtError, ModemRestarted
 from ipa_core.at_card import open_isdr_session
-from ipa_core.errors import TimeoutError_, TransportError
+from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
 from ipa_host.card.select import open_card
 from ipa_host.card.serial import open_at_card
 from ipa_host.sim.modem import SimModem
@@ -99,7 +100,8 @@ def run_es10(card, s):
 def test_es10_over_at(card, modem_factory, personality, options, mode):
     m = modem_factory(personality, **options)
     t0 = time.monotonic()
-    c = open_at_card(m.path, mode=mode)
+    urcs = []
+    c = open_at_card(m.path, mode=mode, urc=urcs.append)
     try:
         want = "csim" if mode == "csim" or personality == "csim_only" else "cgla"
         assert c.mode == want, c.notes
@@ -120,7 +122,9 @@ def test_es10_over_at(card, modem_factory, personality, options, mode):
     if personality == "bare_ccho" and want == "cgla":
         assert any(cmd.startswith("AT+CGLA=000000000385a7") for cmd in sent)
     if personality == "echo_urc":
-        assert any(u.startswith(("+CREG", "+QIND", "+CGREG")) for u in c.engine.urcs)
+        assert any(u.startswith(("+CREG", "+QIND", "+CGREG")) for u in urcs)
+        assert "RDY" in urcs  # sent with the first answer: start-up, not a restart
+    assert c.engine.restarts == 0
     # the core never relies on =? test commands and always sends upper-case hex
     assert not any(cmd.endswith("=?") for cmd in sent)
     hexes = [cmd.split('"')[1] for cmd in sent if cmd.startswith(("AT+CSIM=", "AT+CGLA="))]
@@ -142,7 +146,7 @@ def test_auto_mode_without_a_known_identity(card, modem_factory, personality):
     assert m.open_channels == set()
 
 
-def test_unknown_truncating_modem_needs_the_profile_override(card, modem_factory):
+def test_unknown_truncating_modem_with_the_profile_override(card, modem_factory):
     """A modem that cuts answers at 256 bytes and is not in the table: the override fixes it."""
     m = modem_factory("truncate256", **GENERIC)
     with open_at_card(m.path, mode="csim", profile_overrides={"csim_max_answer": 256}) as c:
@@ -150,6 +154,40 @@ def test_unknown_truncating_modem_needs_the_profile_override(card, modem_factory
         assert [p["iccid"] for p in es10.get_profiles_info(s)] == ICCIDS
         assert len(es10.get_eim_configuration_data(s)) == 1
         s.close()
+        assert not any("cut an answer" in n for n in c.notes)
+
+
+@pytest.mark.parametrize("mode", ["cgla", "csim"])
+def test_unknown_truncating_modem_is_detected(card, modem_factory, mode):
+    """Without the override: the cut is detected, completed and named in the notes."""
+    m = modem_factory("truncate256", **GENERIC)
+    with open_at_card(m.path, mode=mode) as c:
+        assert c.profile["matched"] == () and c.profile["csim_max_answer"] == 0
+        s = open_isdr_session(c)
+        run_es10(card, s)
+        s.close()
+        assert c.profile["csim_max_answer"] == 256
+        assert any("csim_max_answer=256" in n for n in c.notes), c.notes
+    assert any("C00000FD" in cmd for cmd in m.received)  # completed with GET RESPONSE (Le 253)
+    assert m.open_channels == set() and m.sessions == {}
+
+
+def test_modem_cutting_at_another_size_fails_naming_the_profile_option(card, modem_factory):
+    """Cut at 200 bytes, below the card's 256-byte chunks: bytes 200-255 are lost in the
+    modem. A clear ProtocolError, never short data, with or without the override."""
+    m = modem_factory("textbook", cut_at=200)
+    with open_at_card(m.path, mode="csim") as c:
+        s = open_isdr_session(c)
+        assert es10.get_eid(s) == card.eid.upper()  # short answers pass
+        with pytest.raises(ProtocolError) as e:
+            es10.get_profiles_info(s)
+        assert "no status word" in str(e.value) and "csim_max_answer=200" in str(e.value)
+    with open_at_card(m.path, mode="csim", profile_overrides={"csim_max_answer": 200}) as c:
+        s = open_isdr_session(c)
+        with pytest.raises(ProtocolError) as e:
+            es10.get_profiles_info(s)
+        assert "modem dropped data the card had sent" in str(e.value)
+        assert "csim_max_answer=200" in str(e.value)
 
 
 def test_csim_only_modem_in_cgla_mode_fails_clearly(modem_factory):
@@ -209,21 +247,64 @@ def test_reset_in_the_middle_of_an_apdu(card, modem_factory):
     # APDUs: 3 stale-channel closes through CSIM, then GetEID (#4); the reset hits #5
     m = modem_factory("reset_mid_apdu", reset_after=4)
     t0 = time.monotonic()
-    c = open_at_card(m.path, apdu_timeout_ms=1000, segment_timeout_ms=1500)
+    c = open_at_card(m.path)  # default timeouts: a STORE DATA may take 120 s
     s = open_isdr_session(c)
     assert es10.get_eid(s) == card.eid.upper()
-    with pytest.raises(TransportError) as e:
+    lost = c.session
+    t1 = time.monotonic()
+    with pytest.raises(ModemRestarted) as e:
         es10.get_profiles_info(s)
-    assert time.monotonic() - t0 < 5
-    assert "AT+CGLA=" in str(e.value)
+    assert time.monotonic() - t1 < 2  # the boot's RDY, not the 120 s timeout
+    assert isinstance(e.value, TransportError) and e.value.line == "RDY"
+    assert str(e.value).startswith("modem restarted during AT+CGLA=%s," % lost)
+    assert str(e.value).endswith("logical channels are lost, reopen the session")
     assert m.open_channels == set() and m.sessions == {}  # the reboot closed them
-    c.close()  # CCHC on a session the modem forgot: refused, noted
+    assert not c.is_open and c.session is None
+    sent = len(m.received)
+    with pytest.raises(ModemRestarted):  # the lost session takes no APDU
+        es10.get_eid(s)
+    assert len(m.received) == sent
+    # the same card and port: open() starts a clean session
+    s = open_isdr_session(c)
+    assert c.session != lost
+    assert es10.get_eid(s) == card.eid.upper()
+    s.close()
+    c.close()
+    assert "AT+CCHC=%s" % lost not in m.received  # nothing sent for the session the reboot took
+    assert m.sessions == {}
+    assert time.monotonic() - t0 < 8
     # a new session afterwards works
     with open_at_card(m.path) as c2:
         s2 = open_isdr_session(c2)
         run_es10(card, s2)
         s2.close()
     assert m.open_channels == set()
+
+
+@pytest.mark.parametrize("mode", ["cgla", "csim"])
+def test_reset_between_two_apdus(card, modem_factory, mode):
+    m = modem_factory("textbook")
+    with open_at_card(m.path, mode=mode) as c:
+        s = open_isdr_session(c)
+        assert es10.get_eid(s) == card.eid.upper()
+        m.reset()  # reboots now: RDY, +CFUN: 1, +CPIN: READY wait unread on the port
+        deadline = time.monotonic() + 2
+        while not c.stream.any() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the pty hands the boot lines over a moment later
+        assert c.stream.any()
+        sent = len(m.received)
+        t0 = time.monotonic()
+        with pytest.raises(ModemRestarted) as e:
+            es10.get_eid(s)
+        assert time.monotonic() - t0 < 1
+        assert e.value.when == "before" and e.value.line == "RDY"
+        assert ("AT+%s=" % mode.upper()) in str(e.value)
+        assert len(m.received) == sent  # the APDU never went into the lost channel
+        s.close()  # csim: MANAGE CHANNEL close answered here (the reboot closed it)
+        s = open_isdr_session(c)
+        run_es10(card, s)
+        s.close()
+    assert m.open_channels == set() and m.sessions == {}
 
 
 @pytest.mark.parametrize("mode", ["cgla", "csim"])
