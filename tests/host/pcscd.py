@@ -101,6 +101,18 @@ def wait_for_other_test_pcscd(timeout=OTHER_TEST_WAIT):
     return other
 
 
+def as_root():
+    """[] as root; ["sudo", "-n"] for a user with password-less sudo (pcscd needs
+    /run/pcscd); otherwise a PcscdUnavailable saying how to run the tests."""
+    if os.geteuid() == 0:
+        return []
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True,
+                                               timeout=30).returncode == 0:
+        return ["sudo", "-n"]
+    raise PcscdUnavailable("pcscd must run as root (it owns /run/pcscd): run the tests as root "
+                           "or as a user with password-less sudo (`sudo -v` first)")
+
+
 def systemd_pcscd_active():
     """True when systemd manages pcscd (socket activation) and can stop/start it."""
     if not shutil.which("systemctl"):
@@ -164,7 +176,7 @@ class Pcscd:
         if other and systemd_pcscd_active():
             # Debian enables socket activation when pcscd is installed: park the
             # system service for this test session and bring it back in stop().
-            subprocess.run(["systemctl", "stop", "pcscd.socket", "pcscd.service"],
+            subprocess.run(as_root() + ["systemctl", "stop", "pcscd.socket", "pcscd.service"],
                            capture_output=True, timeout=30)
             self._restart_systemd = True
             other = running_pcscd()
@@ -186,7 +198,7 @@ class Pcscd:
                 'FRIENDLYNAME "%s"\nDEVICENAME   /dev/null:0x%04X\nLIBPATH      %s\n'
                 "CHANNELID    0x%04X\n" % (READER_NAME, self.port, driver, self.port)
             )
-        cmd = [exe, "--foreground", "--config", conf]
+        cmd = as_root() + [exe, "--foreground", "--config", conf]
         if self.debug:
             cmd += ["--debug", "--apdu"]
         logf = open(os.path.join(self.workdir, "pcscd.log"), "wb")
@@ -285,7 +297,8 @@ class Pcscd:
             self._own_dir = False
         if self._restart_systemd:
             self._restart_systemd = False
-            subprocess.run(["systemctl", "start", "pcscd.socket"], capture_output=True, timeout=30)
+            subprocess.run(as_root() + ["systemctl", "start", "pcscd.socket"], capture_output=True,
+                           timeout=30)
 
     def __enter__(self):
         return self.start()
