@@ -222,7 +222,24 @@ class Ipa:
 
     def exchange(self, function, message):
         """Post an ESipa message and decode the answer (None for handleNotification)."""
-        return self._decode(function, self._post(function, message))
+        body = self._post(function, message)
+        try:
+            return self._decode(function, body)
+        except ProtocolError as e:
+            raise self._undecodable(function, body, e)
+
+    def _undecodable(self, function, body, e):
+        """The error for an eIM answer that does not decode: it names the ESipa function, and
+        the Content-Type when it is not the binding's (a proxy or captive portal answered)."""
+        binding_json = self.config["binding"] == "json"
+        want = esipa_json.CONTENT_TYPE if binding_json else ASN1_CONTENT_TYPE
+        got = (getattr(self.network, "response_headers", None) or {}).get("content-type")
+        if got and got.split(";")[0].strip().lower() != want.split(";")[0].lower():
+            return ProtocolError("ESipa %s: the eIM answered Content-Type %s, expected %s; "
+                                 "its %d bytes do not decode: %s"
+                                 % (function, got, want, len(body), e))
+        return ProtocolError("ESipa %s: the eIM's answer (%d bytes) does not decode: %s"
+                             % (function, len(body), e))
 
     # ---- public API ------------------------------------------------------------------
 
@@ -419,7 +436,7 @@ class Ipa:
             pkg = self._decode("getEimPackage", body)
         except ProtocolError as e:
             if self._package_tag(body) is None:
-                raise
+                raise self._undecodable("getEimPackage", body, e)
             # A package we cannot read: tell the eIM so (eimPackageResultResponseError).
             self.note("warning", "eIM package refused as invalidPackageFormat: %s" % e)
             self._clear_state_change(sc)

@@ -4,7 +4,8 @@ Every subcommand talks to one eUICC chosen with --card (docs/cli.md):
 `sim` (the built-in virtual eUICC, state under --home), `pcsc`,
 `pcsc:<reader>`, `at:<port>?...`. Output is for people by default and a
 single JSON document with --json. Exit codes: 0 ok, 1 the eUICC or a
-server refused, 2 bad usage, 3 transport failure (reader, modem, network).
+server refused or a poll cycle failed, 2 bad usage, 3 the card could not be
+reached (reader, modem).
 """
 
 import argparse
@@ -25,6 +26,7 @@ examples:
   ipa poll                         one cycle with the eIM: get a package, run it, report
   ipa run                          poll for ever with back-off (for systemd, docs/cli.md)
   ipa notifications process        deliver pending notifications to the eIM
+  ipa download 'LPA:1$smdp.example.com$MATCHING-ID'   install a profile from the SM-DP+
   ipa --trace info                 show every APDU on stderr
 
 card selection (--card, $IPA_CARD or [card] spec in the config file):
@@ -69,6 +71,14 @@ def build_parser():
     g.add_argument("--ca-file", metavar="PEM", help="trust this CA bundle instead of the "
                    "eUICC's trustedPublicKeyDataTls")
     g.add_argument("--allow-http", action="store_true", help="allow plain http:// (lab use only)")
+    p.add_argument("--smdp-ca-file", metavar="PEM",
+                   help="trust this CA bundle for SM-DP+ servers (direct profile download: "
+                        "`download`, and eIM download triggers in poll/run) instead of the "
+                        "system CAs (labs)")
+    p.add_argument("--profile-download", choices=("auto", "direct", "indirect"),
+                   help="how poll/run carry out an eIM's download trigger: direct to the SM-DP+ "
+                        "(ES9+), relayed by the eIM (ESipa), or auto: the eIM Configuration "
+                        "Data's indirectProfileDownload (default)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="EID, eUICC info, eIM configurations, profiles, pending notifications",
                    description="Read everything the IPA knows about the eUICC, changing nothing.")
@@ -99,25 +109,29 @@ def build_parser():
     nsub = n.add_subparsers(dest="notif_command", metavar="ACTION")
     nsub.add_parser("list", help="list pending notifications (ES10b.ListNotification)")
     nsub.add_parser("process", help="deliver them to the eIM, remove what it took")
+    add_download_parser(sub)
     return p
 
 
 def settings(a):
     """Options over the config file over defaults -> runner.Settings."""
     cfg = load_config(find_config(a.config))
-    c, e, i = cfg["card"], cfg["eim"], cfg["ipa"]
+    c, e, i, dl = cfg["card"], cfg["eim"], cfg["ipa"], cfg["download"]
     home = a.home or (os.path.expanduser(i["home"]) if i["home"] else default_home())
     trace = None
     if a.trace:
         def trace(direction, data):
             sys.stderr.write("%s %s\n" % (direction, bytes(data).hex().upper()))
-    return runner.Settings(
+    st = runner.Settings(
         card=a.card or os.environ.get("IPA_CARD") or c["spec"], home=home,
         segment_size=a.segment_size or c["segment_size"], sgp32=a.sgp32 or c["sgp32"],
         trace=trace, eim_id=a.eim_id or e["id"], eim_url=a.eim_url or e["url"],
         binding=a.binding or e["binding"], ca_file=a.ca_file or e["ca_file"],
         allow_http=a.allow_http or e["allow_http"], timeout=e["timeout"],
-        poll_interval=i["poll_interval"], max_interval=i["max_interval"]), i["log_level"]
+        poll_interval=i["poll_interval"], max_interval=i["max_interval"],
+        smdp_ca_file=a.smdp_ca_file or dl["smdp_ca_file"],
+        profile_download=a.profile_download or dl["mode"])
+    return st, i["log_level"]
 
 
 # ---- info -------------------------------------------------------------------
@@ -379,8 +393,107 @@ def cmd_notifications(a, st, out):
     raise ValueError("ipa notifications: choose an action: list or process")
 
 
+# ---- download -------------------------------------------------------------------
+
+
+def add_download_parser(sub):
+    d = sub.add_parser(
+        "download", help="download and install a profile from an activation code",
+        description="Profile download (SGP.32 3.2.3): directly from the SM-DP+ over ES9+ "
+                    "(default), or relayed by the eIM over ESipa (--indirect). The progress "
+                    "of the bound profile package goes to stderr.")
+    d.add_argument("activation_code", metavar="ACTIVATION-CODE",
+                   help="LPA:1$<SM-DP+ address>$<matchingId>[$<OID>[$1]] (LPA: optional)")
+    d.add_argument("--confirmation-code", metavar="CODE",
+                   help="confirmation code, if the SM-DP+ asks for one")
+    d.add_argument("--enable", action="store_true",
+                   help="enable the profile right after installation (ES10b.ImmediateEnable)")
+    d.add_argument("--indirect", action="store_true",
+                   help="relay through the eIM (ESipa) instead of talking to the SM-DP+")
+    d.add_argument("--imei", metavar="DIGITS", help="IMEI to put in deviceInfo")
+
+
+class ProgressBar:
+    """`progress(done, total)` for the BPP segments: a bar on a terminal, else a few lines."""
+
+    def __init__(self, err, width=30):
+        self.err = err
+        self.width = width
+        self.tty = hasattr(err, "isatty") and err.isatty()
+        self.shown = -1
+
+    def __call__(self, done, total):
+        if self.tty:
+            n = self.width * done // max(total, 1)
+            self.err.write("\rloading profile [%s%s] %d/%d segments" % (
+                "#" * n, "." * (self.width - n), done, total))
+            if done >= total:
+                self.err.write("\n")
+        elif done in (0, total) or done * 4 // max(total, 1) != self.shown:
+            self.shown = done * 4 // max(total, 1)
+            self.err.write("loading profile: %d/%d segments\n" % (done, total))
+        self.err.flush()
+
+
+def print_download(r, out):
+    md = r.get("profileMetadata") or {}
+    name = md.get("profileName") or md.get("serviceProviderName") or ""
+    if r.get("ok"):
+        out.write("installed      %s%s\n" % (r.get("iccid"), "  " + name if name else ""))
+    else:
+        fr = ((r.get("pir") or {}).get("finalResult") or {}).get("errorResult") or {}
+        out.write("failed         %s (bppCommandId %s, errorReason %s)\n" % (
+            (r.get("pir") or {}).get("error"), fr.get("bppCommandId"), fr.get("errorReason")))
+    out.write("SM-DP+         %s (%s)\n" % (r.get("smdpAddress") or "chosen by the eIM",
+                                           r.get("transport")))
+    out.write("transaction    %s\n" % r.get("transactionId"))
+    if r.get("segments"):
+        out.write("segments       %d of %d\n" % tuple(r["segments"]))
+    if "immediateEnable" in r:
+        out.write("enabled        %s\n" % r["immediateEnable"])
+
+
+def cmd_download(a, st, out):
+    from ipa_core import activation
+    from ipa_core import ipa_download as dl
+
+    ac = activation.parse(a.activation_code)  # ValueError: exit 2 with the reason
+    kw = {"activation": ac, "confirmation_code": a.confirmation_code, "imei": a.imei,
+          "immediate_enable": a.enable, "progress": ProgressBar(sys.stderr),
+          "log": lambda level, msg: runner.log.log(
+              {"debug": 10, "info": 20, "warning": 30}.get(level, 40), msg)}
+    try:
+        if a.indirect:
+            with runner.IpaHost(st) as h:
+                r = dl.download(h.session, dl.IndirectTransport(h.ipa), **kw)
+        else:
+            s = runner.open_session(st)
+            try:
+                net = runner.build_smdp_network(st, ac["smdpAddress"])
+                try:
+                    r = dl.download(s, dl.DirectTransport(net), **kw)
+                finally:
+                    net.close()
+            finally:
+                s.close()
+    except dl.DownloadError as e:
+        sys.stderr.write("ipa: %s\n" % e)
+        c = e.result.get("cancel")
+        if c:
+            sys.stderr.write("ipa: session cancelled (%s): eUICC %s, %s %s\n" % (
+                c["reason"], "yes" if c["euicc"] else "no (%s)" % c.get("euiccError"),
+                "SM-DP+" if not a.indirect else "eIM",
+                "yes" if c["server"] else "no (%s)" % c.get("serverError")))
+        if a.json:
+            emit(a, out, {"ok": False, "stage": e.stage, "error": str(e.cause),
+                          "result": e.result}, lambda d, o: None)
+        return 3 if isinstance(e.cause, TransportError) else 1
+    emit(a, out, r, print_download)
+    return 0 if r.get("ok") else 1
+
+
 COMMANDS = {"info": cmd_info, "poll": cmd_poll, "run": cmd_run, "eim": cmd_eim,
-            "notifications": cmd_notifications}
+            "notifications": cmd_notifications, "download": cmd_download}
 
 
 def main(argv=None, out=None):

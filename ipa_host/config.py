@@ -17,6 +17,10 @@ the file. Unknown sections or keys are errors, so a typo never goes unnoticed.
     allow_http = false           # plain HTTP to the eIM: lab use only
     timeout = 30                 # seconds per network wait
 
+    [download]
+    mode = "auto"                # auto (as the eIM configuration says) | direct | indirect
+    smdp_ca_file = ""            # CA bundle for SM-DP+ TLS (default: the system CAs)
+
     [ipa]
     home = "~/.local/share/ipa-iot"   # state folder (IPA progress, virtual eUICC)
     poll_interval = 60           # seconds between polls when idle (grows to max_interval)
@@ -35,11 +39,13 @@ DEFAULTS = {
     "card": {"spec": "sim", "segment_size": None, "sgp32": "1.2"},
     "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
             "timeout": 30},
+    "download": {"mode": "auto", "smdp_ca_file": ""},
     "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "log_level": "info"},
 }
 CHOICES = {
     ("card", "sgp32"): ("1.0", "1.1", "1.2"),
     ("eim", "binding"): ("asn1", "json"),
+    ("download", "mode"): ("auto", "direct", "indirect"),
     ("ipa", "log_level"): ("debug", "info", "warning", "error"),
 }
 RANGES = {

@@ -11,11 +11,13 @@ SIGTERM/SIGINT or a cycle limit.
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 
 from ipa_core import apdu
 from ipa_core.ipa import Ipa
+from ipa_core.ipa_download import make_download_handler
 from ipa_host.store import FileStore
 
 log = logging.getLogger("ipa")
@@ -28,7 +30,8 @@ class Settings:
 
     def __init__(self, card="sim", home=None, segment_size=None, sgp32="1.2", trace=None,
                  eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
-                 timeout=30, poll_interval=60, max_interval=3600):
+                 timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
+                 profile_download="auto"):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -42,6 +45,8 @@ class Settings:
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.max_interval = max_interval
+        self.smdp_ca_file = smdp_ca_file or None
+        self.profile_download = profile_download
 
 
 def open_session(st):
@@ -55,29 +60,76 @@ def open_session(st):
         card = open_home_euicc(st.home)
     else:
         card = open_card(st.card)
-    if kind == "at":
-        # The modem may own the channel (CGLA): the card knows, and its
-        # profile may lower the segment size for a fragile UART.
-        from ipa_core.at_card import open_isdr_session
+    try:
+        if kind == "at":
+            # The modem may own the channel (CGLA): the card knows, and its
+            # profile may lower the segment size for a fragile UART.
+            from ipa_core.at_card import open_isdr_session
 
-        kw = {"segment_size": st.segment_size} if st.segment_size else {}
-        return open_isdr_session(card, trace=st.trace, version=st.sgp32, **kw)
-    s = apdu.IsdrSession(card, segment_size=st.segment_size or apdu.SEGMENT_SIZE,
-                         trace=st.trace, version=st.sgp32)
-    return s.open()
+            kw = {"segment_size": st.segment_size} if st.segment_size else {}
+            s = open_isdr_session(card, trace=st.trace, version=st.sgp32, **kw)
+        else:
+            s = apdu.IsdrSession(card, segment_size=st.segment_size or apdu.SEGMENT_SIZE,
+                                 trace=st.trace, version=st.sgp32).open()
+    except BaseException:
+        _close_card(card)
+        raise
+    _closes_card(s, card)
+    return s
+
+
+def _close_card(card):
+    close = getattr(card, "close", None)  # AT: AT+CCHC and the port; PC/SC: the reader
+    if close is not None:
+        close()
+
+
+def _closes_card(session, card):
+    """session.close() also closes the card opened for it: a modem's AT port or a PC/SC
+    reader held open would refuse the next cycle of `ipa run` ("in use")."""
+    close_session = session.close
+
+    def close():
+        try:
+            close_session()
+        finally:
+            _close_card(card)
+
+    session.close = close
+
+
+# DTLS associations kept between the cycles of `ipa run` (ipa_host.net.coaps): the next
+# poll restores the association instead of a full handshake.
+DTLS_SESSIONS = {}
 
 
 def build_network(st, eim):
-    """HTTPS network object for the eIM that `Ipa.choose_eim` picked (or the override URL)."""
-    from ipa_host.net.https import HttpsNetwork
-
+    """Network object for the eIM that `Ipa.choose_eim` picked (or the override URL):
+    HttpsNetwork for https://, CoapsNetwork for coaps:// (eimRetrieveCoaps), with the trust
+    anchor the eUICC holds (or the configured CA file)."""
     url = st.eim_url or eim["url"]
-    if url.startswith("coaps://"):
-        raise ValueError("eIM %s offers only CoAP/DTLS (%s); this IPA build speaks HTTPS so far"
-                         % (eim["eimId"], url))
     # A configured CA bundle replaces the eUICC's trust anchor (e.g. a lab eIM).
     trust = None if st.ca_file else eim.get("trust")
+    if url.startswith(("coaps://", "coap://")):
+        from ipa_host.net.coaps import CoapsNetwork
+
+        if url.startswith("coap://"):  # plain CoAP: lab use, like plain HTTP
+            return CoapsNetwork(url, allow_plain=st.allow_http, timeout=st.timeout)
+        return CoapsNetwork(url, trust=trust, ca_file=st.ca_file, timeout=st.timeout,
+                            session_cache=DTLS_SESSIONS)
+    from ipa_host.net.https import HttpsNetwork
+
     return HttpsNetwork(url, trust=trust, ca_file=st.ca_file, allow_http=st.allow_http,
+                        timeout=st.timeout)
+
+
+def build_smdp_network(st, smdp_address):
+    """HTTPS network to an SM-DP+ for a direct profile download (ES9+): https://<address>
+    (host[:port] from the activation code), trusting `st.smdp_ca_file` (--smdp-ca-file, for
+    labs) or else the system CAs."""
+    from ipa_host.net.https import HttpsNetwork
+
+    return HttpsNetwork("https://" + smdp_address, ca_file=st.smdp_ca_file,
                         timeout=st.timeout)
 
 
@@ -105,6 +157,11 @@ class IpaHost:
             self.eim = self.ipa.choose_eim(st.eim_id)
             self.network = build_network(st, self.eim)
             self.ipa.network = self.network
+            mode = st.profile_download or "auto"
+            self.ipa.download_handler = make_download_handler(
+                self.ipa, lambda address: build_smdp_network(st, address),
+                indirect=None if mode == "auto" else mode == "indirect")
+            _test_kill_hook(self)
         except BaseException:
             self.session.close()
             raise
@@ -114,6 +171,37 @@ class IpaHost:
         if self.network is not None:
             self.network.close()
         self.session.close()
+
+
+TEST_KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
+
+
+def _test_kill_hook(h):
+    """TEST ONLY, inert unless $IPA_TEST_KILL_AFTER_STEP=n is set (docs/resilience.md):
+    every progress-store write, ES10 exchange and eIM answer is an event, logged on stderr
+    as "test-kill event k: ..."; right after event n (0: never) the process SIGKILLs itself,
+    as a power cut at that step boundary would."""
+    n = os.environ.get(TEST_KILL_ENV)
+    if not n:
+        return
+    n, count = int(n), [0]
+
+    def wrap(fn, name, i):
+        def event(*args, **kw):
+            r = fn(*args, **kw)
+            count[0] += 1
+            what = args[i] if isinstance(args[i], str) else bytes(args[i][:2]).hex().upper()
+            sys.stderr.write("test-kill event %d: %s %s\n" % (count[0], name, what))
+            sys.stderr.flush()
+            if count[0] == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return r
+        return event
+
+    store = h.ipa.store
+    store.put, store.delete = wrap(store.put, "put", 0), wrap(store.delete, "delete", 0)
+    h.session.store_data = wrap(h.session.store_data, "ES10", 0)
+    h.network.post = wrap(h.network.post, "eIM", 1)
 
 
 def run_loop(st, max_cycles=None, stop=None, on_cycle=None):

@@ -128,3 +128,131 @@ def make_rig(request, transport, tmp_path):
 def rig(make_rig):
     """The default card: 4 profiles, eIM test-eim with associationToken 1, counter 0."""
     return make_rig()
+
+
+# ---- the `ipa` command against the simulated eIM (test_ipa_faults.py, test_ipa_modem.py) ----
+
+IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
+NET_TIMEOUT = 1  # [eim] timeout: every network wait 1 s, one whole request 4 s at most
+
+
+class IpaHome:
+    """A provisioned `ipa` home (the virtual eUICC, the demo eIM's folder and TLS identity),
+    the eIM serving it, and the `ipa` command run on it as a user runs it (a subprocess).
+
+    home.path / eid / pki_dir    the home folder, the eUICC's EID, its test PKI
+    home.tls                     the eIM's TLS files (ipa_host.sim.eim_tls.ensure_tls): the
+                                 eUICC's trustedPublicKeyDataTls is their CA
+    home.server                  the running EimServer (start_eim / stop_eim)
+    home.ipa(*args, url=...)     `ipa --config <timeout 1 s> --home <path> --eim-url <url> ...`
+    home.profiles() / pending()  the eUICC's committed state, read from its state file
+    home.job()                   the IPA's unfinished procedure (ipa-state.json), or None
+    """
+
+    def __init__(self, path):
+        from ipa_host.sim.eim_tls import ensure_tls
+        from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
+
+        self.path = str(path)
+        self.eid = open_home_euicc(self.path).eid
+        self.pki_dir = os.path.join(sim_dir(self.path), "pki")
+        self.eim_dir = eim_dir(self.path)
+        self.tls = ensure_tls(self.eim_dir)
+        self.config = os.path.join(self.path, "ipa.toml")
+        with open(self.config, "w") as f:
+            f.write("[eim]\ntimeout = %d\n" % NET_TIMEOUT)
+        self.server = None
+        self._hostile = []
+
+    def start_eim(self, port=0):
+        from ipa_host.sim.eim import EimServer
+
+        self.server = EimServer(self.eim_dir, pki_dir=self.pki_dir, association_token=1,
+                                port=port).start()
+        return self.server
+
+    def stop_eim(self):
+        if self.server is not None:
+            self.server.stop()
+
+    def hostile(self, faults, upstream=True):
+        """A HostileEim (tests/host/hostile_eim.py) with the eIM's own TLS identity."""
+        from hostile_eim import HostileEim
+
+        bad = HostileEim(self.tls["server_cert"], self.tls["server_key"],
+                         upstream=self.server if upstream else None, faults=faults).start()
+        self._hostile.append(bad)
+        return bad
+
+    def command(self, *args, url=None, card=None):
+        cmd = [IPA, "--config", self.config, "--home", self.path]
+        if card is not None:
+            cmd += ["--card", card]
+        if url is not False:
+            cmd += ["--eim-url", url or self.server.url]
+        return cmd + list(args)
+
+    def ipa(self, *args, url=None, card=None, env=None, timeout=60):
+        """Run `ipa`; the CompletedProcess gets `.elapsed` (seconds)."""
+        import subprocess
+        import time
+
+        full_env = dict(os.environ, **(env or {}))
+        t0 = time.monotonic()
+        r = subprocess.run(self.command(*args, url=url, card=card), capture_output=True,
+                           text=True, timeout=timeout, env=full_env)
+        r.elapsed = time.monotonic() - t0
+        return r
+
+    def euicc_state(self):
+        from ipa_host.sim.euicc_state import EuiccState
+        from ipa_host.sim.home import sim_dir
+
+        return EuiccState.load(os.path.join(sim_dir(self.path), "euicc.json")).data
+
+    def profiles(self):
+        return {p["iccid"]: p["state"] for p in self.euicc_state()["profiles"]}
+
+    def pending(self):
+        """What the eUICC keeps for the eIM: [(seq, kind)], kind "notification" or "result"."""
+        return [(n["seq"], n["kind"]) for n in self.euicc_state()["notifications"]]
+
+    def ipa_state(self):
+        import json
+
+        try:
+            with open(os.path.join(self.path, "ipa-state.json")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def job(self):
+        return self.ipa_state().get("ipa.job")
+
+    def close(self):
+        for bad in self._hostile:
+            bad.stop()
+        self.stop_eim()
+
+
+@pytest.fixture
+def make_ipa_home(tmp_path):
+    """make_ipa_home(name="home") -> a new IpaHome under tmp_path with its eIM running;
+    all closed (eIMs stopped) at the end of the test."""
+    homes = []
+
+    def make(name="home"):
+        home = IpaHome(tmp_path / name)
+        homes.append(home)
+        home.start_eim()
+        return home
+
+    yield make
+    for home in homes:
+        home.close()
+
+
+@pytest.fixture
+def ipa_home(make_ipa_home):
+    """An IpaHome with its eIM running."""
+    return make_ipa_home()

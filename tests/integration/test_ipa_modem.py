@@ -1,0 +1,142 @@
+"""The `ipa` command on a cellular modem's AT port, end to end, as a user runs it:
+
+    ipa --card at:<pty> run|info  (subprocess)
+      -> pyserial -> pty -> ipa_host.sim.modem.SimModem (a personality of modem_personality.py)
+      -> the home's VirtualEuicc;   eIM: ipa_host.sim.eim.EimServer over real TLS
+
+`ipa run` carries out a queued PSMO through a textbook and a quirky modem, the eIM verifies
+the eUICC's signature, SIGTERM ends it cleanly and no modem session stays open between
+cycles. `ipa info` works through every personality meant to work, and fails clearly, in
+bounded time, on a dead modem or once when the modem reboots in the middle of an APDU.
+"""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ipa_host.sim.home import DEMO_PROFILES, open_home_euicc
+from ipa_host.sim.modem import SimModem
+from ipa_host.sim.modem_personality import PERSONALITIES
+
+PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
+
+# How `ipa info` is run per personality: (options for SimModem, card spec suffix).
+INFO = {
+    "csim_only": ({}, "?mode=csim"),  # no AT+CCHO/CGLA at all
+    "slow": ({"delay": 0.1}, ""),  # 0.1 s per card command instead of 2 s: same path, faster
+}
+FAULTY = ("dead", "reset_mid_apdu")  # tested on their own below
+
+
+@pytest.fixture
+def modem_home(ipa_home):
+    """(home, card, make_modem): the home's virtual eUICC in the modems that make_modem makes."""
+    card = open_home_euicc(ipa_home.path)
+    made = []
+
+    def make(personality, **options):
+        m = SimModem(card, personality, **options).start()
+        made.append(m)
+        return m
+
+    yield ipa_home, card, make
+    for m in made:
+        m.stop()
+
+
+def _wait(cond, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: not within %d s" % (what, seconds))
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("personality", ["textbook", "truncate256"])
+def test_run_carries_out_a_psmo_through_the_modem(modem_home, personality):
+    home, card, make = modem_home
+    m = make(personality)
+    home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
+    proc = subprocess.Popen(home.command("--json", "run", card="at:" + m.path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: home.server.results(home.eid), 20, "the eIM got no result")
+        # The second cycle (1 s later: the eIM may have more) opens the modem port again.
+        _wait(lambda: [q["function"] for q in home.server.requests][-1:] == ["getEimPackage"]
+              and len(home.server.requests) >= 3, 20, "no second poll")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped after 2 cycle(s)" in err, err
+    assert "could not start" not in err and "in use" not in err, err
+    cycles = [json.loads(line) for line in out.splitlines()]
+    assert len(cycles) == 2, out
+    assert cycles[0]["package"] == "euiccPackageRequest" and cycles[0]["delivered"]
+    assert cycles[0]["result"]["operations"] == [["enableResult", 0, "ok"]]
+    assert cycles[1]["idle"] and cycles[1]["error"] is None
+    results = home.server.results(home.eid)
+    assert len(results) == 1
+    epr = results[0]["euiccPackageResult"]
+    assert epr["signatureValid"] is True and epr["eimIdMatches"]
+    assert [(r["name"], r["value"]) for r in epr["results"]] == [("enableResult", 0)]
+    assert card.state.enabled_profile()["iccid"] == PROFILE_B
+    assert card.state.pending() == []  # the result and notifications left after the eIM's ack
+    # Every cycle closed its modem session and channel (AT+CCHC) and freed the port.
+    assert m.sessions == {} and m.open_channels == set()
+    if personality == "truncate256":  # long answers came in pieces (GET RESPONSE)
+        assert any('"00C00000' in line for line in m.received)
+
+
+def _info(home, path, suffix=""):
+    return home.ipa("--json", "info", url=False, card="at:" + path + suffix, timeout=60)
+
+
+def _check_info(r, card):
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["eid"] == card.eid
+    assert [p["iccid"] for p in d["profiles"]] == [PROFILE_A, PROFILE_B, TEST_PROFILE]
+    assert [e["eimId"] for e in d["eims"]] == ["ipa-demo-eim"]
+
+
+@pytest.mark.parametrize("personality", sorted(p for p in PERSONALITIES if p not in FAULTY))
+def test_info_through_every_working_personality(modem_home, personality):
+    home, card, make = modem_home
+    options, suffix = INFO.get(personality, ({}, ""))
+    m = make(personality, **options)
+    r = _info(home, m.path, suffix)
+    _check_info(r, card)
+    assert r.elapsed < 15, r.elapsed
+    assert m.sessions == {} and m.open_channels == set()  # nothing left open behind it
+
+
+def test_info_on_a_dead_modem_fails_clearly(modem_home):
+    home, card, make = modem_home
+    m = make("dead", dead_after=0)  # silent from power-on
+    r = _info(home, m.path)
+    assert r.returncode == 3, (r.stdout, r.stderr)  # a transport failure (ipa_host/cli.py)
+    assert r.stdout == ""
+    assert ("ipa: AT port %s: modem did not answer AT with OK in 3 tries" % m.path) in r.stderr
+    assert "is it the modem's AT port" in r.stderr
+    assert r.elapsed < 10, r.elapsed
+
+
+def test_info_when_the_modem_reboots_in_the_middle_of_an_apdu(modem_home):
+    home, card, make = modem_home
+    m = make("reset_mid_apdu")
+    r = _info(home, m.path)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "ipa: modem restarted during AT+CGLA=" in r.stderr
+    assert "logical channels are lost, reopen the session" in r.stderr
+    assert r.elapsed < 10, r.elapsed
+    # Running it again (the reboot took the old session) works on the same port.
+    r = _info(home, m.path)
+    _check_info(r, card)
+    assert m.sessions == {} and m.open_channels == set()
