@@ -1,0 +1,397 @@
+"""ES9+ (LPA/IPA <-> SM-DP+), JSON binding over HTTPS, client side (SGP.22 v2.5 5.6, 6.5).
+
+Used by a direct profile download (SGP.32 v1.2 3.2.3: the IPAd talks to the
+SM-DP+ itself). One request builder and one response parser per function:
+
+    function (path /gsma/rsp2/es9plus/<f>)  request body               response body
+    initiateAuthentication   euiccChallenge, euiccInfo1,  transactionId, serverSigned1,
+                             smdpAddress                  serverSignature1, euiccCiPKIdToBeUsed,
+                                                          serverCertificate
+    authenticateClient       transactionId,               transactionId, profileMetadata?,
+                             authenticateServerResponse   smdpSigned2, smdpSignature2,
+                                                          smdpCertificate
+    getBoundProfilePackage   transactionId,               transactionId, boundProfilePackage
+                             prepareDownloadResponse
+    handleNotification       pendingNotification          (none: HTTP 204)
+    cancelSession            transactionId,               (header only)
+                             cancelSessionResponse
+
+JSON conventions (SGP.22 6.5.1): transactionId is upper-case hex of the
+value; euiccChallenge is base64 of the 16-byte value; every other ASN.1
+object is base64 of its whole DER TLV (tag included) - signed objects are
+passed byte for byte. Requests: POST with Content-Type application/json,
+X-Admin-Protocol gsma/rsp/v2.1.0, User-Agent gsma-rsp-lpad. Responses carry
+"header": {"functionExecutionStatus": {"status": "Executed-Success" |
+"Executed-WithWarning" | "Failed" | "Expired", "statusCodeData":
+{"subjectCode", "reasonCode", "subjectIdentifier"?, "message"?}}}; a failed
+status raises Es9Error naming subject and reason.
+
+Request header: the ES2+-style "header" {"functionRequesterIdentifier",
+"functionCallIdentifier"} is left out by default, as deployed LPAs do for
+ES9+ (SGP.22 6.5.1.3 describes it for the operator-facing interfaces);
+`requester=...` adds it for servers that want it.
+
+Parsed responses are dicts of raw TLV bytes ready for ipa_core.es10
+(authenticate_server, prepare_download, load_bound_profile_package).
+Accepted leniently: base64 of a bare value where a primitive TLV is expected
+(serverSignature1 '5F37', euiccCiPKIdToBeUsed '04', smdpSignature2 '5F37').
+"""
+
+import json
+from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
+
+from ipa_core import tlv
+from ipa_core.errors import FunctionError, ProtocolError
+
+PATH = "/gsma/rsp2/es9plus/"
+CONTENT_TYPE = "application/json"
+HEADERS = {"X-Admin-Protocol": "gsma/rsp/v2.1.0", "User-Agent": "gsma-rsp-lpad"}
+FUNCTIONS = ("initiateAuthentication", "authenticateClient", "getBoundProfilePackage",
+             "handleNotification", "cancelSession")
+MAX_BODY = 2 * 1024 * 1024  # base64 of a 1 MiB bound profile package, and some
+MAX_CERT = 4096  # one DER certificate
+MAX_SMALL = 1024  # signed data objects other than the BPP
+MAX_METADATA = 8192  # StoreMetadataRequest: names, icon (SGP.22: up to 1024 bytes), PPRs, ...
+
+# Status codes (SGP.22 5.6, subjectCode/reasonCode) -> the SGP.32 ASN.1 error code of the
+# same failure, so that ES9+ and ESipa errors read alike (names: ipa_core.esipa_decode).
+# From the SGP.22 ES9+ tables as best known; an unknown pair maps to undefinedError 127.
+STATUS_CODES = {
+    "initiateAuthentication": {("8.8.1", "3.8"): 1, ("8.8.3", "3.1"): 2, ("8.8.2", "3.1"): 3,
+                               ("8.8.4", "3.7"): 3},
+    "authenticateClient": {("8.1.2", "6.1"): 1, ("8.1.2", "6.3"): 2, ("8.1.3", "6.1"): 3,
+                           ("8.1.3", "6.3"): 4, ("8.1", "6.1"): 5, ("8.2.6", "3.8"): 6,
+                           ("8.1.1", "3.8"): 7, ("8.2", "3.7"): 8, ("8.11.1", "3.9"): 9,
+                           ("8.10.1", "3.9"): 10, ("8.1", "4.8"): 11},
+    "getBoundProfilePackage": {("8.1", "6.1"): 1, ("8.2.7", "2.2"): 2, ("8.2.7", "3.8"): 3,
+                               ("8.2.7", "6.4"): 4, ("8.2", "3.8"): 5, ("8.8.5", "4.10"): 6,
+                               ("8.10.1", "3.9"): 95},
+    "cancelSession": {("8.10.1", "3.9"): 1, ("8.1", "6.1"): 2, ("8.8", "3.10"): 3},
+    "handleNotification": {},
+}
+
+
+class Es9Error(FunctionError):
+    """The SM-DP+ answered functionExecutionStatus "Failed" (or "Expired").
+
+    `code` is the SGP.32 ASN.1 error code of the same failure (127 if the
+    pair is unknown); subject_code, reason_code, subject_identifier,
+    message and status are the header's words.
+    """
+
+    def __init__(self, function, status, scd, names=None):
+        scd = scd if isinstance(scd, dict) else {}
+        self.status = status
+        self.subject_code = scd.get("subjectCode")
+        self.reason_code = scd.get("reasonCode")
+        self.subject_identifier = scd.get("subjectIdentifier")
+        self.message = scd.get("message")
+        self.status_code_data = scd
+        code = STATUS_CODES.get(function, {}).get((self.subject_code, self.reason_code), 127)
+        name = (names or {}).get(code) or "undefinedError"
+        detail = "%s, subjectCode %s reasonCode %s" % (status, self.subject_code,
+                                                       self.reason_code)
+        if self.subject_identifier:
+            detail += " (%s)" % self.subject_identifier
+        if self.message:
+            detail += ": %s" % self.message
+        super().__init__(spec_name(function), code, "%s [%s]" % (name, detail))
+
+
+def spec_name(function):
+    """'initiateAuthentication' -> 'ES9+.InitiateAuthentication'."""
+    return "ES9+." + function[:1].upper() + function[1:]
+
+
+def path(function):
+    """The HTTP path of an ES9+ function."""
+    if function not in FUNCTIONS:
+        raise ValueError("unknown ES9+ function %r, expected one of %s"
+                         % (function, ", ".join(FUNCTIONS)))
+    return PATH + function
+
+
+# ---- scalars -------------------------------------------------------------------------------
+
+
+def b64(b):
+    return b2a_base64(bytes(b)).decode().strip()
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+def unb64(s, what, limit):
+    """Strict base64 of at most `limit` decoded bytes -> bytes; else ProtocolError."""
+    if not isinstance(s, str):
+        raise ProtocolError("%s: expected a base64 string, got %r" % (what, s))
+    if len(s) > (limit + 2) // 3 * 4:
+        raise ProtocolError("%s: expected at most %d bytes, got about %d"
+                            % (what, limit, len(s) * 3 // 4))
+    if len(s) % 4 or "=" in s.rstrip("="):
+        raise ProtocolError("%s: expected padded base64, got %r" % (what, s[:40]))
+    for ch in s:
+        if ch not in _B64:
+            raise ProtocolError("%s: expected base64, got character %r" % (what, ch))
+    try:
+        return a2b_base64(s.encode())
+    except Exception:  # binascii.Error on CPython, ValueError on MicroPython
+        raise ProtocolError("%s: expected base64, got %r" % (what, s[:40]))
+
+
+def tid_hex(tid):
+    """TransactionId bytes (1..16) -> upper-case hex, as ES9+ carries it."""
+    b = bytes(tid)
+    if not 1 <= len(b) <= 16:
+        raise ValueError("transactionId: expected 1..16 bytes, got %d" % len(b))
+    return hexlify(b).decode().upper()
+
+
+def tid_bytes(s, what="transactionId"):
+    """The hex transactionId of a response -> bytes (1..16); else ProtocolError."""
+    if not isinstance(s, str) or not 2 <= len(s) <= 32 or len(s) % 2:
+        raise ProtocolError("%s: expected 2..32 hex digits, got %r" % (what, s))
+    for ch in s:
+        if ch not in "0123456789ABCDEFabcdef":
+            raise ProtocolError("%s: expected hex digits, got %r" % (what, s))
+    return unhexlify(s)
+
+
+def _raw(x, tags, what):
+    """bytes or a dict with "raw" (the es10 answers) holding one TLV with a tag in tags."""
+    if isinstance(x, dict):
+        x = x.get("raw")
+    if x is None:
+        raise ValueError("%s: expected bytes or a dict with \"raw\"" % what)
+    x = bytes(x)
+    t = tlv.decode(x)
+    if t.tag not in tags:
+        raise ValueError("%s: expected one TLV with tag %s, got tag %X"
+                         % (what, "/".join("%X" % n for n in tags), t.tag))
+    return x
+
+
+# ---- requests -------------------------------------------------------------------------------
+
+
+def _body(obj, requester, call_id):
+    if requester is not None:
+        obj["header"] = {"functionRequesterIdentifier": requester,
+                         "functionCallIdentifier": call_id or "1"}
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def initiate_authentication_request(euicc_challenge, euicc_info1, smdp_address,
+                                    requester=None, call_id=None):
+    """ES9+.InitiateAuthentication body (bytes): euiccChallenge (16 bytes), euiccInfo1 ('BF20'
+    TLV or the es10.get_euicc_info1 dict), smdpAddress (str, as in the activation code)."""
+    ch = bytes(euicc_challenge)
+    if len(ch) != 16:
+        raise ValueError("euiccChallenge: expected 16 bytes, got %d" % len(ch))
+    if not smdp_address:
+        raise ValueError("smdpAddress: expected the SM-DP+ address, got %r" % (smdp_address,))
+    return _body({"euiccChallenge": b64(ch),
+                  "euiccInfo1": b64(_raw(euicc_info1, (0xBF20,), "euiccInfo1")),
+                  "smdpAddress": smdp_address}, requester, call_id)
+
+
+def authenticate_client_request(transaction_id, authenticate_server_response, requester=None,
+                                call_id=None):
+    """ES9+.AuthenticateClient body: transactionId, authenticateServerResponse ('BF38', verbatim)."""
+    return _body({"transactionId": tid_hex(transaction_id),
+                  "authenticateServerResponse": b64(_raw(authenticate_server_response, (0xBF38,),
+                                                         "authenticateServerResponse"))},
+                 requester, call_id)
+
+
+def get_bound_profile_package_request(transaction_id, prepare_download_response, requester=None,
+                                      call_id=None):
+    """ES9+.GetBoundProfilePackage body: transactionId, prepareDownloadResponse ('BF21')."""
+    return _body({"transactionId": tid_hex(transaction_id),
+                  "prepareDownloadResponse": b64(_raw(prepare_download_response, (0xBF21,),
+                                                      "prepareDownloadResponse"))},
+                 requester, call_id)
+
+
+def handle_notification_request(pending_notification, requester=None, call_id=None):
+    """ES9+.HandleNotification body: pendingNotification (the PIR 'BF37' or an
+    OtherSignedNotification '30', verbatim)."""
+    return _body({"pendingNotification": b64(_raw(pending_notification, (0xBF37, 0x30),
+                                                  "pendingNotification"))},
+                 requester, call_id)
+
+
+def cancel_session_request(transaction_id, cancel_session_response, requester=None,
+                           call_id=None):
+    """ES9+.CancelSession body: transactionId, cancelSessionResponse (the ES10b answer 'BF41')."""
+    return _body({"transactionId": tid_hex(transaction_id),
+                  "cancelSessionResponse": b64(_raw(cancel_session_response, (0xBF41,),
+                                                    "cancelSessionResponse"))},
+                 requester, call_id)
+
+
+# ---- responses ------------------------------------------------------------------------------
+
+
+def load(function, body):
+    """A response body (bytes/str; empty = {}) -> dict, after the status check (Es9Error)."""
+    what = "%s response" % spec_name(function)
+    if body is None:
+        body = b""
+    if len(body) > MAX_BODY:
+        raise ProtocolError("%s: a body of %d bytes, expected at most %d"
+                            % (what, len(body), MAX_BODY))
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeError:
+            raise ProtocolError("%s: the body is not UTF-8" % what)
+    if not body.strip():
+        return {}
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        raise ProtocolError("%s: the body is not JSON: %r" % (what, body[:60]))
+    if not isinstance(obj, dict):
+        raise ProtocolError("%s: expected a JSON object, got %r" % (what, body[:60]))
+    check_status(function, obj)
+    return obj
+
+
+def check_status(function, obj):
+    """Raise Es9Error for a header.functionExecutionStatus other than Executed-*."""
+    what = "%s response" % spec_name(function)
+    h = obj.get("header")
+    if h is None:
+        return  # some servers leave it out on success; the body decides
+    fes = h.get("functionExecutionStatus") if isinstance(h, dict) else None
+    if not isinstance(fes, dict):
+        raise ProtocolError("%s: header without functionExecutionStatus" % what)
+    status = fes.get("status")
+    if status in ("Executed-Success", "Executed-WithWarning"):
+        return
+    if status not in ("Failed", "Expired"):
+        raise ProtocolError("%s: functionExecutionStatus.status %r, expected Executed-Success,"
+                            " Executed-WithWarning, Failed or Expired" % (what, status))
+    from ipa_core.esipa_decode import (AUTHENTICATE_CLIENT_ERROR, CANCEL_SESSION_ERROR,
+                                       GET_BOUND_PROFILE_PACKAGE_ERROR,
+                                       INITIATE_AUTHENTICATION_ERROR)
+    names = {"initiateAuthentication": INITIATE_AUTHENTICATION_ERROR,
+             "authenticateClient": AUTHENTICATE_CLIENT_ERROR,
+             "getBoundProfilePackage": GET_BOUND_PROFILE_PACKAGE_ERROR,
+             "cancelSession": CANCEL_SESSION_ERROR}.get(function)
+    raise Es9Error(function, status, fes.get("statusCodeData"), names)
+
+
+def _need(obj, key, what):
+    v = obj.get(key)
+    if v is None:
+        raise ProtocolError("%s: %r missing" % (what, key))
+    return v
+
+
+def _tlv_field(obj, keys, tags, what, limit, required=True):
+    """base64 of one TLV with a tag in tags -> its bytes (a bare value of a primitive tag is
+    wrapped); None when absent and not required."""
+    key = keys[0]
+    v = None
+    for k in keys:
+        if obj.get(k) is not None:
+            key, v = k, obj[k]
+            break
+    if v is None:
+        if required:
+            raise ProtocolError("%s: %r missing" % (what, keys[0]))
+        return None
+    w = "%s.%s" % (what, key)
+    raw = unb64(v, w, limit)
+    try:
+        t = tlv.decode(raw)
+        if t.tag in tags:
+            return raw
+        found = "tag %X" % t.tag
+    except ProtocolError as e:
+        found = str(e)
+    if len(tags) == 1 and not tlv.is_constructed(tags[0]):
+        return tlv.encode(tags[0], raw)  # base64 of the bare value
+    raise ProtocolError("%s: expected base64 of one TLV with tag %s, got %s"
+                        % (w, "/".join("%X" % n for n in tags), found))
+
+
+def _tid(obj, what, expected):
+    tid = tid_bytes(_need(obj, "transactionId", what), what + ".transactionId")
+    if expected is not None and tid != bytes(expected):
+        raise ProtocolError("%s: transactionId %s, expected the session's %s"
+                            % (what, tid_hex(tid), tid_hex(expected)))
+    return tid
+
+
+def decode_initiate_authentication_response(body):
+    """ES9+.InitiateAuthentication response -> {"transactionId" (bytes), "serverSigned1" '30',
+    "serverSignature1" '5F37', "euiccCiPKIdToBeUsed" '04', "serverCertificate" '30' (raw TLVs
+    for es10.authenticate_server), "serverAddress", "euiccChallenge" (from serverSigned1)}."""
+    f = "initiateAuthentication"
+    what = spec_name(f) + " response"
+    obj = load(f, body)
+    out = {"transactionId": _tid(obj, what, None),
+           "serverSigned1": _tlv_field(obj, ("serverSigned1",), (0x30,), what, MAX_SMALL),
+           "serverSignature1": _tlv_field(obj, ("serverSignature1",), (0x5F37,), what,
+                                          MAX_SMALL),
+           "euiccCiPKIdToBeUsed": _tlv_field(obj, ("euiccCiPKIdToBeUsed",
+                                                   "euiccCiPKIdentifierToBeUsed"),
+                                             (0x04,), what, MAX_SMALL),
+           "serverCertificate": _tlv_field(obj, ("serverCertificate",), (0x30,), what,
+                                           MAX_CERT)}
+    ss1 = tlv.decode(out["serverSigned1"])
+    signed_tid = ss1.need(0x80, "transactionId in serverSigned1").value
+    if signed_tid != out["transactionId"]:
+        raise ProtocolError("%s: transactionId %s differs from serverSigned1's %s"
+                            % (what, tid_hex(out["transactionId"]), tid_hex(signed_tid)))
+    out["euiccChallenge"] = ss1.need(0x81, "euiccChallenge in serverSigned1").value
+    out["serverAddress"] = ss1.need(0x83, "serverAddress in serverSigned1").as_str()
+    return out
+
+
+def decode_authenticate_client_response(body, transaction_id=None):
+    """ES9+.AuthenticateClient response -> {"transactionId", "smdpSigned2" '30',
+    "smdpSignature2" '5F37', "smdpCertificate" '30', "profileMetadata"? ('BF25' raw:
+    StoreMetadataRequest), "ccRequiredFlag" (from smdpSigned2)}. transaction_id: the
+    session's, checked when given."""
+    f = "authenticateClient"
+    what = spec_name(f) + " response"
+    obj = load(f, body)
+    out = {"transactionId": _tid(obj, what, transaction_id),
+           "smdpSigned2": _tlv_field(obj, ("smdpSigned2",), (0x30,), what, MAX_SMALL),
+           "smdpSignature2": _tlv_field(obj, ("smdpSignature2",), (0x5F37,), what, MAX_SMALL),
+           "smdpCertificate": _tlv_field(obj, ("smdpCertificate",), (0x30,), what, MAX_CERT)}
+    md = _tlv_field(obj, ("profileMetadata", "profileMetaData"), (0xBF25,), what, MAX_METADATA,
+                    required=False)
+    if md is not None:
+        out["profileMetadata"] = md
+    s2 = tlv.decode(out["smdpSigned2"])
+    if s2.need(0x80, "transactionId in smdpSigned2").value != out["transactionId"]:
+        raise ProtocolError("%s: smdpSigned2 is for another transactionId" % what)
+    out["ccRequiredFlag"] = s2.need(0x01, "ccRequiredFlag in smdpSigned2").as_bool()
+    return out
+
+
+def decode_get_bound_profile_package_response(body, transaction_id=None):
+    """ES9+.GetBoundProfilePackage response -> {"transactionId", "boundProfilePackage" ('BF36'
+    raw, for es10.load_bound_profile_package)}."""
+    f = "getBoundProfilePackage"
+    what = spec_name(f) + " response"
+    obj = load(f, body)
+    tid = _tid(obj, what, transaction_id)
+    bpp = _tlv_field(obj, ("boundProfilePackage",), (0xBF36,), what, tlv.MAX_LEN)
+    obj.clear()  # the base64 text goes now: one copy of the package stays
+    return {"transactionId": tid, "boundProfilePackage": bpp}
+
+
+def decode_handle_notification_response(body):
+    """ES9+.HandleNotification response: no body (HTTP 204) or a header -> None."""
+    load("handleNotification", body)
+
+
+def decode_cancel_session_response(body):
+    """ES9+.CancelSession response (header only) -> None; "Failed" -> Es9Error."""
+    load("cancelSession", body)

@@ -1,0 +1,474 @@
+"""Profile download by the IPAd (SGP.32 v1.2 3.2.3; SGP.22 v2.5 3.1.3 as the LPA does it).
+
+    r = download(session, DirectTransport(network), activation="LPA:1$dp.example$ABC-123")
+    r["ok"], r["iccid"], r["pir"]["raw"]
+
+The procedure, in this order:
+ 1. ES10b.GetEUICCInfo1, ES10b.GetEUICCChallenge
+ 2. InitiateAuthentication (server)        -> transactionId, serverSigned1, ...
+ 3. ES10b.AuthenticateServer               ctxParams1 = matchingId + deviceInfo (or the
+                                           eIM's ctxParams1, indirect)
+ 4. AuthenticateClient (server)            -> smdpSigned2, profileMetadata, ccRequiredFlag
+ 5. ES10b.PrepareDownload                  hashCc = SHA-256(SHA-256(CC) | transactionId)
+                                           when the SM-DP+ asks for a Confirmation Code
+ 6. GetBoundProfilePackage (server)        -> the BPP 'BF36'
+ 7. ES10b.LoadBoundProfilePackage          one STORE DATA sequence per segment (SGP.22
+                                           2.5.5), progress(done, total) after each; a
+                                           segment answered with 'BF37' ends it early
+ 8. ProfileInstallationResult              returned (success or error: the eIM / SM-DP+
+                                           gets it as the PIR notification, by the normal
+                                           notification path)
+ 9. optionally ES10b.ImmediateEnable
+An error answer from the eUICC at 3 or 5 is still sent to the server (4, 6)
+so it learns why, then the procedure stops. On any failure after 2:
+ES10b.CancelSession on the eUICC and, with its signed answer, CancelSession
+on the server; failures of the cancels are logged, the first error is
+raised as DownloadError (stage, reason, cause).
+
+The server side is a transport: DirectTransport (ES9+ JSON to the SM-DP+,
+ipa_core.es9p) or IndirectTransport (ESipa 'BF39'/'BF3B'/'BF3A'/'BF41' to the
+eIM, ipa_core.esipa), both with initiate_authentication,
+authenticate_client, get_bound_profile_package, cancel_session.
+
+make_download_handler(ipa, ...) gives the Ipa.download_handler for an eIM's
+profileDownloadTriggerRequest (see DownloadHandler).
+"""
+
+import hashlib
+from binascii import hexlify
+
+from ipa_core import activation as act
+from ipa_core import es10, es9p, esipa, esipa_json, tlv
+from ipa_core import es10_decode as d
+from ipa_core import es10_signed as sg
+from ipa_core.errors import IpaError, ProtocolError, TlvError
+
+DEFAULT_TAC = b"\x00\x00\x00\x00"
+DEFAULT_CAPABILITIES = {"eutranEpcSupportedRelease": "15.0.0"}
+
+
+def _hex(b):
+    return None if b is None else hexlify(bytes(b)).decode().upper()
+
+
+class DownloadError(IpaError):
+    """A profile download stopped: `stage` (the step that failed), `cause` (the error),
+    `reason` (the CancelSessionReason used, or None when nothing was cancelled),
+    `result` (what was known so far: transactionId, profileMetadata, ...)."""
+
+    def __init__(self, stage, cause, reason=None, result=None):
+        self.stage = stage
+        self.cause = cause
+        self.reason = reason
+        self.result = result or {}
+        super().__init__("profile download failed at %s: %s" % (stage, cause))
+
+
+def hash_cc(confirmation_code, transaction_id):
+    """SGP.22 3.1.3.3: SHA-256(SHA-256(Confirmation Code) | TransactionID), 32 bytes."""
+    cc = confirmation_code.encode("utf-8") if isinstance(confirmation_code, str) else \
+        bytes(confirmation_code)
+    inner = hashlib.sha256(cc).digest()
+    return hashlib.sha256(inner + bytes(transaction_id)).digest()
+
+
+# ---- transports ----------------------------------------------------------------------------
+
+
+class DirectTransport:
+    """ES9+ JSON to the SM-DP+: `network.post(path, body, content_type, headers)` bound to
+    https://<SM-DP+ address> (ipa_host.net.https.HttpsNetwork, or any such object)."""
+
+    name = "direct"
+
+    def __init__(self, network, requester=None):
+        self.network = network
+        self.requester = requester
+        self.calls = 0
+
+    def _call(self, function, body):
+        self.calls += 1
+        status, rbody = self.network.post(es9p.path(function), body, es9p.CONTENT_TYPE,
+                                          es9p.HEADERS)
+        if status in (200, 204):
+            return rbody
+        try:  # some SM-DP+ answer a failed function with a 4xx and the JSON header
+            es9p.load(function, rbody)
+        except es9p.Es9Error:
+            raise
+        except IpaError:
+            pass
+        raise ProtocolError("%s: the SM-DP+ answered HTTP %s, expected 200 or 204"
+                            % (es9p.spec_name(function), status))
+
+    def _kw(self):
+        return {"requester": self.requester, "call_id": str(self.calls + 1)}
+
+    def initiate_authentication(self, euicc_challenge, euicc_info1, smdp_address):
+        body = es9p.initiate_authentication_request(euicc_challenge, euicc_info1, smdp_address,
+                                                    **self._kw())
+        return es9p.decode_initiate_authentication_response(
+            self._call("initiateAuthentication", body))
+
+    def authenticate_client(self, transaction_id, authenticate_server_response):
+        body = es9p.authenticate_client_request(transaction_id, authenticate_server_response,
+                                                **self._kw())
+        return es9p.decode_authenticate_client_response(
+            self._call("authenticateClient", body), transaction_id)
+
+    def get_bound_profile_package(self, transaction_id, prepare_download_response):
+        body = es9p.get_bound_profile_package_request(transaction_id, prepare_download_response,
+                                                      **self._kw())
+        return es9p.decode_get_bound_profile_package_response(
+            self._call("getBoundProfilePackage", body), transaction_id)
+
+    def cancel_session(self, transaction_id, cancel_session_response):
+        body = es9p.cancel_session_request(transaction_id, cancel_session_response,
+                                           **self._kw())
+        es9p.decode_cancel_session_response(self._call("cancelSession", body))
+
+    def handle_notification(self, pending_notification):
+        """ES9+.HandleNotification (a PIR or other notification for this SM-DP+)."""
+        body = es9p.handle_notification_request(pending_notification, **self._kw())
+        es9p.decode_handle_notification_response(self._call("handleNotification", body))
+
+
+_ESIPA_DECODERS = {
+    "initiateAuthentication": esipa.decode_initiate_authentication_response,
+    "authenticateClient": esipa.decode_authenticate_client_response,
+    "getBoundProfilePackage": esipa.decode_get_bound_profile_package_response,
+    "cancelSession": esipa.decode_cancel_session_response,
+}
+
+
+class IndirectTransport:
+    """The same exchanges relayed by the eIM over ESipa (SGP.32 6.3.2.1-6.3.2.4), through
+    `ipa._post` (the Ipa's network and binding, asn1 or json)."""
+
+    name = "indirect"
+
+    def __init__(self, ipa, eim_transaction_id=None):
+        self.ipa = ipa
+        self.eim_transaction_id = eim_transaction_id
+
+    def _call(self, function, message):
+        body = self.ipa._post(function, message)
+        if self.ipa.config.get("binding") == "json":
+            return esipa_json.from_json(function, body)
+        return _ESIPA_DECODERS[function](body)
+
+    def initiate_authentication(self, euicc_challenge, euicc_info1, smdp_address):
+        r = self._call("initiateAuthentication", esipa.initiate_authentication_request(
+            euicc_challenge, euicc_info1, smdp_address, self.eim_transaction_id))
+        r["euiccCiPKIdToBeUsed"] = r.pop("euiccCiPKIdentifierToBeUsed")
+        return r
+
+    def authenticate_client(self, transaction_id, authenticate_server_response):
+        r = self._call("authenticateClient", esipa.authenticate_client_request(
+            transaction_id, authenticate_server_response))
+        if r.get("kind") != "authenticateClientOkDPEsipa":
+            raise ProtocolError("ESipa.AuthenticateClient: the eIM answered %s (an SM-DS event),"
+                                " expected authenticateClientOkDPEsipa" % r.get("kind"))
+        md = r.pop("profileMetaData", None)
+        if md is not None:
+            r["profileMetadata"] = md["raw"]
+        return r
+
+    def get_bound_profile_package(self, transaction_id, prepare_download_response):
+        return self._call("getBoundProfilePackage", esipa.get_bound_profile_package_request(
+            transaction_id, prepare_download_response))
+
+    def cancel_session(self, transaction_id, cancel_session_response):
+        self._call("cancelSession", esipa.cancel_session_request(transaction_id,
+                                                                 cancel_session_response))
+
+
+# ---- the procedure --------------------------------------------------------------------------
+
+
+def load_bound_profile_package(session, bpp, progress=None):
+    """ES10b.LoadBoundProfilePackage segment by segment from `bpp` (one copy: segments are
+    cut from a memoryview), progress(done, total) after each -> the PIR dict (es10_signed
+    .profile_installation_result) with "segmentsSent"."""
+    spans = es10.bpp_segments(bpp)
+    total = len(spans)
+    mv = memoryview(bpp)
+    if progress is not None:
+        progress(0, total)
+    for i in range(total):
+        start, end = spans[i]
+        rsp = session.store_data(bytes(mv[start:end]))
+        if progress is not None:
+            progress(i + 1, total)
+        if rsp:
+            t = tlv.decode(rsp)
+            if t.tag != 0xBF37:
+                raise TlvError(0, "a BF37 ProfileInstallationResult from "
+                               "ES10b.LoadBoundProfilePackage", "tag %X" % t.tag)
+            pir = sg.profile_installation_result(t)
+            pir["segmentsSent"] = i + 1
+            pir["segmentsTotal"] = total
+            return pir
+    raise ProtocolError("ES10b.LoadBoundProfilePackage: no ProfileInstallationResult after the "
+                        "last of %d segments" % total)
+
+
+def _note(log, level, msg):
+    if log is not None:
+        log(level, msg)
+
+
+def _cancel(session, transport, tid, reason, out, log):
+    """ES10b.CancelSession, then the server's CancelSession with the eUICC's signed answer.
+    Failures are logged and recorded in out["cancel"], never raised."""
+    c = {"reason": reason, "euicc": False, "server": False}
+    out["cancel"] = c
+    try:
+        csr = es10.cancel_session(session, tid, reason)
+        c["euicc"] = True
+    except IpaError as e:
+        c["euiccError"] = str(e)
+        _note(log, "warning", "ES10b.CancelSession: %s" % e)
+        return
+    try:
+        transport.cancel_session(tid, csr["raw"])
+        c["server"] = True
+    except IpaError as e:
+        c["serverError"] = str(e)
+        _note(log, "warning", "CancelSession (%s): %s" % (transport.name, e))
+
+
+class _Stop(Exception):
+    """Internal: stop with (stage, cause, reason)."""
+
+    def __init__(self, stage, cause, reason):
+        self.stage = stage
+        self.cause = cause
+        self.reason = reason
+        super().__init__(stage)
+
+
+def download(session, transport, activation=None, smdp_address=None, matching_id=None,
+             confirmation_code=None, imei=None, progress=None, immediate_enable=False,
+             tac=None, device_capabilities=None, confirm=None, refresh_flag=True, log=None):
+    """Download and install one profile (see the module docstring) -> result dict:
+
+        ok              the PIR says successResult
+        pir             the ProfileInstallationResult dict ("raw": forward verbatim)
+        iccid, transactionId (hex), smdpAddress, matchingId, transport
+        profileMetadata the StoreMetadataRequest as a dict (ProfileInfo names) + "raw"
+        segments        [sent, total]
+        immediateEnable "ok" or the error text (only when asked and installed)
+
+    activation: an Activation Code string or activation.parse() dict;
+    smdp_address / matching_id override it. confirmation_code: str, used
+    only when the SM-DP+ sets ccRequiredFlag. confirm(profileMetadata) ->
+    False refuses the profile (CancelSession endUserRejection). log(level,
+    msg) optional. Failures -> DownloadError (after the cancels).
+    """
+    ac = activation
+    if isinstance(ac, (str, bytes, bytearray)):
+        ac = act.parse(ac)
+    ac = ac or {}
+    smdp = smdp_address or ac.get("smdpAddress")
+    mid = matching_id if matching_id is not None else ac.get("matchingId")
+    if smdp is None and transport.name == "direct":
+        raise ValueError("direct download: expected an SM-DP+ address (activation code or "
+                         "smdp_address), got none")
+    out = {"transport": transport.name, "smdpAddress": smdp, "matchingId": mid, "ok": False}
+    stage = "ES10b.GetEUICCInfo1"
+    tid = None
+    try:
+        info1 = es10.get_euicc_info1(session)
+        stage = "ES10b.GetEUICCChallenge"
+        challenge = es10.get_euicc_challenge(session)
+        stage = "InitiateAuthentication"
+        ia = transport.initiate_authentication(challenge, info1["raw"], smdp)
+        tid = ia["transactionId"]
+        out["transactionId"] = _hex(tid)
+        _note(log, "info", "InitiateAuthentication: transactionId %s" % out["transactionId"])
+
+        stage = "ES10b.AuthenticateServer"
+        ctx = ia.get("ctxParams1")
+        if ctx is None:
+            ctx = es10.encode_ctx_params1(ia.get("matchingId", mid), tac or DEFAULT_TAC,
+                                          DEFAULT_CAPABILITIES if device_capabilities is None
+                                          else device_capabilities, imei)
+        asr = es10.authenticate_server(session, ia["serverSigned1"], ia["serverSignature1"],
+                                       ia["euiccCiPKIdToBeUsed"], ia["serverCertificate"], ctx)
+        stage = "AuthenticateClient"
+        acr = transport.authenticate_client(tid, asr["raw"])
+        if asr.get("error"):  # the server should have refused it; stop either way
+            raise _Stop("ES10b.AuthenticateServer", IpaError(
+                "the eUICC refused the SM-DP+: %s (%s)" % (asr["error"],
+                                                          asr.get("authenticateErrorCode"))),
+                "undefinedReason")
+        if acr["transactionId"] != tid:
+            raise ProtocolError("AuthenticateClient: transactionId %s, expected %s"
+                                % (_hex(acr["transactionId"]), out["transactionId"]))
+        md = acr.get("profileMetadata")
+        if md is not None:
+            out["profileMetadata"] = d.fields(tlv.decode(md), d.PROFILE_INFO, {"raw": md})
+            out["iccid"] = out["profileMetadata"].get("iccid")
+        if confirm is not None and not confirm(out.get("profileMetadata")):
+            raise _Stop("profile confirmation", IpaError("the profile was refused"),
+                        "endUserRejection")
+
+        stage = "confirmation code"
+        hcc = None
+        if acr.get("ccRequiredFlag"):
+            if confirmation_code is not None:
+                hcc = hash_cc(confirmation_code, tid)
+            elif acr.get("hashCc") is not None:  # indirect: the eIM computed it
+                hcc = acr["hashCc"]
+            else:
+                raise _Stop(stage, IpaError("the SM-DP+ requires a confirmation code, none was"
+                                            " given"), "endUserRejection")
+        stage = "ES10b.PrepareDownload"
+        pdr = es10.prepare_download(session, acr["smdpSigned2"], acr["smdpSignature2"],
+                                    acr["smdpCertificate"], hcc)
+        stage = "GetBoundProfilePackage"
+        gb = transport.get_bound_profile_package(tid, pdr["raw"])
+        if pdr.get("error"):
+            raise _Stop("ES10b.PrepareDownload", IpaError(
+                "the eUICC refused: %s (%s)" % (pdr["error"], pdr.get("downloadErrorCode"))),
+                "undefinedReason")
+        if gb["transactionId"] != tid:
+            raise ProtocolError("GetBoundProfilePackage: transactionId %s, expected %s"
+                                % (_hex(gb["transactionId"]), out["transactionId"]))
+        bpp = gb.pop("boundProfilePackage")
+        gb = None
+        stage = "ES10b.LoadBoundProfilePackage"
+        try:
+            pir = load_bound_profile_package(session, bpp, progress)
+        except IpaError as e:
+            raise _Stop(stage, e, "loadBppExecutionError")
+        bpp = None
+    except _Stop as s:
+        if tid is not None:
+            _cancel(session, transport, tid, s.reason, out, log)
+        raise DownloadError(s.stage, s.cause, s.reason, out)
+    except IpaError as e:
+        reason = None
+        if tid is not None:
+            reason = "undefinedReason"
+            _cancel(session, transport, tid, reason, out, log)
+        raise DownloadError(stage, e, reason, out)
+    except ValueError as e:  # a caller's or a peer's value refused while building a request
+        if tid is not None:
+            _cancel(session, transport, tid, "undefinedReason", out, log)
+        raise DownloadError(stage, e, "undefinedReason" if tid is not None else None, out)
+
+    out["pir"] = pir
+    out["segments"] = [pir["segmentsSent"], pir["segmentsTotal"]]
+    out["ok"] = not pir.get("error")
+    if pir.get("iccid"):
+        out["iccid"] = pir["iccid"]
+    if not out["ok"]:
+        _note(log, "warning", "profile installation failed: %s" % pir.get("error"))
+        return out
+    _note(log, "info", "profile %s installed" % out.get("iccid"))
+    if immediate_enable:
+        try:
+            es10.immediate_enable(session, refresh_flag)
+            out["immediateEnable"] = "ok"
+        except IpaError as e:
+            out["immediateEnable"] = str(e)
+            _note(log, "warning", "ImmediateEnable: %s" % e)
+    return out
+
+
+# ---- the eIM's profileDownloadTriggerRequest -------------------------------------------------
+
+
+class DownloadHandler:
+    """Ipa.download_handler: profileDownloadTriggerRequest -> ProfileDownloadTriggerResult 'BF54'.
+
+    profileDownloadData:
+      activationCode      parsed (ipa_core.activation); the download goes direct or
+                          indirect as `indirect` says (None: the eIM Configuration Data's
+                          indirectProfileDownload, from ipa.eim);
+      contactDefaultSmdp  the eUICC's defaultDpAddress (ES10a.GetEuiccConfiguredAddresses),
+                          no matchingId;
+      contactSmds         not supported: profileDownloadError undefinedError;
+      (none)              indirect only: the eIM knows what to download.
+    Result: the PIR (success or its error result) verbatim, or profileDownloadError
+    undefinedError; eimTransactionId echoed. `last` keeps the last result dict or
+    error for the host's summary. network_factory(smdp_address) -> a network for
+    DirectTransport (closed after the download if it has close()).
+    """
+
+    def __init__(self, ipa, network_factory=None, indirect=None, immediate_enable=False,
+                 progress=None, device_info=None):
+        self.ipa = ipa
+        self.network_factory = network_factory
+        self.indirect = indirect
+        self.immediate_enable = immediate_enable
+        self.progress = progress
+        self.device_info = device_info
+        self.last = None
+
+    def _log(self, level, msg):
+        self.ipa.note(level, msg)
+
+    def _use_indirect(self):
+        if self.indirect is not None:
+            return bool(self.indirect)
+        return bool((getattr(self.ipa, "eim", None) or {}).get("indirectProfileDownload"))
+
+    def __call__(self, req):
+        tid = req.get("eimTransactionId")
+        try:
+            self.last = self._download(req, tid)
+            pir = self.last["pir"]
+            return esipa.profile_download_trigger_result(profile_installation_result=pir["raw"],
+                                                         eim_transaction_id=tid)
+        except (IpaError, ValueError) as e:
+            self._log("error", "profile download: %s" % e)
+            self.last = {"ok": False, "error": str(e)}
+            return esipa.profile_download_trigger_result(error_reason="undefinedError",
+                                                         eim_transaction_id=tid)
+
+    def _download(self, req, tid):
+        ipa = self.ipa
+        pdd = req.get("profileDownloadData")
+        indirect = self._use_indirect()
+        kw = {}
+        if pdd is None:
+            if not indirect:
+                raise IpaError("profileDownloadTriggerRequest without profileDownloadData: only"
+                               " an indirect download (the eIM chooses) can do that")
+        elif "activationCode" in pdd:
+            kw["activation"] = act.parse(pdd["activationCode"])
+        elif "contactDefaultSmdp" in pdd:
+            addr = es10.get_euicc_configured_addresses(ipa.session).get("defaultDpAddress")
+            if not addr:
+                raise IpaError("contactDefaultSmdp: the eUICC has no default SM-DP+ address")
+            kw["smdp_address"] = addr
+        else:
+            raise IpaError("profileDownloadData %s: not supported (SM-DS)"
+                           % ", ".join(sorted(pdd)))
+        info = self.device_info or ipa.config.get("device_info") or {}
+        kw.update(tac=info.get("tac"), device_capabilities=info.get("deviceCapabilities"),
+                  imei=info.get("imei"), progress=self.progress,
+                  immediate_enable=self.immediate_enable, log=ipa.note)
+        if indirect:
+            return download(ipa.session, IndirectTransport(ipa, tid), **kw)
+        if self.network_factory is None:
+            raise IpaError("direct profile download: no way to reach an SM-DP+ "
+                           "(network_factory)")
+        smdp = kw.get("smdp_address") or kw["activation"]["smdpAddress"]
+        network = self.network_factory(smdp)
+        try:
+            return download(ipa.session, DirectTransport(network), **kw)
+        finally:
+            close = getattr(network, "close", None)
+            if close is not None:
+                close()
+
+
+def make_download_handler(ipa, network_factory=None, indirect=None, immediate_enable=False,
+                          progress=None, device_info=None):
+    """The function for `ipa.download_handler` (a DownloadHandler; see there)."""
+    return DownloadHandler(ipa, network_factory, indirect, immediate_enable, progress,
+                           device_info)

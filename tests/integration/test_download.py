@@ -1,0 +1,160 @@
+"""Profile download end to end, as a user runs it: `ipa download <activation code>` (direct,
+ES9+ JSON over real TLS) against the simulated SM-DP+ (ipa_host.sim.smdpp: real DPauth/DPpb
+signatures, a bound profile package with session keys) and the virtual eUICC
+(ipa_host.sim.euicc_download), and an eIM's download trigger handled by `ipa poll`.
+
+Three independent parties: the core IPA (ipa_core.es9p, ipa_download), the SM-DP+ simulator
+and the virtual eUICC, each with its own codec; the eUICC checks every SM-DP+ signature and
+the SM-DP+ every eUICC signature.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ipa_host.sim.eim import EimServer
+from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
+from ipa_host.sim.smdpp import SmdpServer
+
+IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
+ICCID_1 = "89000123456789012341"
+ICCID_CC = "89000123456789012358"
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A provisioned home (virtual eUICC) and a running SM-DP+ under the same test CI."""
+    h = str(tmp_path / "home")
+    card = open_home_euicc(h)
+    dp = SmdpServer(str(tmp_path / "smdp"), os.path.join(sim_dir(h), "pki")).start()
+    dp.add_profile("MATCH-1", ICCID_1, "Test profile", size=20000)
+    dp.add_profile("MATCH-CC", ICCID_CC, "CC profile", size=3000, cc="1234")
+    try:
+        yield h, card.eid, dp
+    finally:
+        dp.stop()
+
+
+def ipa(h, dp, *args, timeout=120):
+    cmd = [IPA, "--home", h, "--smdp-ca-file", dp.tls_ca_path] + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def info(h):
+    r = subprocess.run([IPA, "--home", h, "--json", "info"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def functions(dp):
+    return [(e["function"], e["status"]) for e in dp.events]
+
+
+def test_direct_download(lab):
+    h, eid, dp = lab
+    r = ipa(h, dp, "download", "LPA:1$%s$MATCH-1" % dp.address)
+    assert r.returncode == 0, r.stderr
+    assert "installed      %s  Test profile" % ICCID_1 in r.stdout
+    assert "loading profile: 25/25 segments" in r.stderr
+    assert functions(dp) == [("initiateAuthentication", "Executed-Success"),
+                             ("authenticateClient", "Executed-Success"),
+                             ("getBoundProfilePackage", "Executed-Success")]
+    d = info(h)
+    assert ICCID_1 in [p["iccid"] for p in d["profiles"]]
+    # the PIR waits on the eUICC for the notification path
+    assert any(n.get("iccid") == ICCID_1 for n in d["notifications"])
+
+
+def test_json_output_and_confirmation_code(lab):
+    h, eid, dp = lab
+    r = ipa(h, dp, "--json", "download", "1$%s$MATCH-CC$$1" % dp.address,
+            "--confirmation-code", "1234")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ok"] is True and out["iccid"] == ICCID_CC
+    assert out["pir"]["finalResult"]["successResult"]["aid"]
+    assert out["profileMetadata"]["profileName"] == "CC profile"
+    assert out["segments"][0] == out["segments"][1] > 3
+
+
+def test_missing_confirmation_code_cancels_on_both_sides(lab):
+    h, eid, dp = lab
+    r = ipa(h, dp, "download", "1$%s$MATCH-CC$$1" % dp.address)
+    assert r.returncode == 1
+    assert "requires a confirmation code" in r.stderr
+    assert "session cancelled (endUserRejection): eUICC yes, SM-DP+ yes" in r.stderr
+    assert functions(dp)[-1] == ("cancelSession", "Executed-Success")
+    assert list(dp.events)[-1]["reason"] == 0  # endUserRejection
+    assert ICCID_CC not in [p["iccid"] for p in info(h)["profiles"]]
+
+
+def test_wrong_confirmation_code(lab):
+    h, eid, dp = lab
+    r = ipa(h, dp, "download", "1$%s$MATCH-CC$$1" % dp.address, "--confirmation-code", "9999")
+    assert r.returncode == 1
+    assert "GetBoundProfilePackage" in r.stderr and "confirmationCode" in r.stderr, r.stderr
+    assert ICCID_CC not in [p["iccid"] for p in info(h)["profiles"]]
+
+
+def test_unknown_matching_id(lab):
+    h, eid, dp = lab
+    r = ipa(h, dp, "download", "1$%s$NOPE" % dp.address)
+    assert r.returncode == 1
+    assert "matchingIdRefused" in r.stderr and "8.2.6" in r.stderr
+    assert functions(dp)[-1] == ("cancelSession", "Executed-Success")
+
+
+def test_untrusted_smdp_is_a_transport_error(lab):
+    h, eid, dp = lab
+    r = subprocess.run([IPA, "--home", h, "download", "1$%s$MATCH-1" % dp.address],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "InitiateAuthentication" in r.stderr
+    assert not list(dp.events)
+
+
+def test_bad_activation_code_is_usage_error(lab):
+    h, eid, dp = lab
+    r = ipa(h, dp, "download", "1$%s" % dp.address)
+    assert r.returncode == 2 and "at least 3" in r.stderr
+
+
+def test_eim_trigger_handled_by_poll(lab):
+    h, eid, dp = lab
+    eim = EimServer(eim_dir(h), pki_dir=os.path.join(sim_dir(h), "pki"),
+                    association_token=1).start()
+    try:
+        eim.queue_download_trigger(eid, activation_code="LPA:1$%s$MATCH-1" % dp.address)
+        r = ipa(h, dp, "--eim-url", eim.url, "--profile-download", "direct", "poll")
+        assert r.returncode == 0, r.stderr
+        assert "profileDownloadTriggerRequest" in r.stdout
+        res = eim.results(eid)[-1]
+        assert res["kind"] == "profileDownloadTriggerResult", res
+        assert res["result"] == "profileInstallationResult" and res["eimTransactionId"], res
+        assert ("getBoundProfilePackage", "Executed-Success") in functions(dp)
+        assert ICCID_1 in [p["iccid"] for p in info(h)["profiles"]]
+    finally:
+        eim.stop()
+
+
+def test_eim_trigger_relayed_by_an_eim_that_cannot(lab):
+    """auto: the demo eIM's configuration asks for indirect download; this eIM simulator
+    refuses the relay, and gets a profileDownloadError result (undefinedError), not silence."""
+    h, eid, dp = lab
+    eim = EimServer(eim_dir(h), pki_dir=os.path.join(sim_dir(h), "pki"),
+                    association_token=1).start()
+    try:
+        eim.queue_download_trigger(eid, activation_code="LPA:1$%s$MATCH-1" % dp.address)
+        r = ipa(h, dp, "--eim-url", eim.url, "poll")
+        assert r.returncode == 0, r.stderr
+        assert "failed at InitiateAuthentication" in r.stderr
+        res = eim.results(eid)[-1]
+        assert res["result"] == "profileDownloadError" and res["der"].endswith("300380017F"), res
+        assert res["eimTransactionId"]  # echoed from the trigger
+        assert not list(dp.events)  # the SM-DP+ was never contacted
+    finally:
+        eim.stop()
