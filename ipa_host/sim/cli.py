@@ -6,6 +6,7 @@
     ipa-sim modem --personality P     a simulated (quirky) modem on a pty
     ipa-sim eim serve --dir DIR       the simulated eIM (ESipa over HTTPS); also
     ipa-sim eim psmo|eco|results ...  its operator commands
+    ipa-sim smdpp serve --dir DIR     the simulated SM-DP+ (ES9+ over HTTPS, real binding)
 """
 import sys
 
@@ -15,6 +16,7 @@ COMMANDS = {
     "sign": ("ipa_host.sim.signer", "signer_main", "build and sign an EuiccPackageRequest"),
     "modem": ("ipa_host.sim.modem", "modem_main", "run a simulated modem on a pty"),
     "eim": ("ipa_host.sim.eim", "eim_main", "run or operate the simulated eIM"),
+    "smdpp": ("ipa_host.sim.smdpp", "smdpp_main", "run the simulated SM-DP+ (ES9+ over HTTPS)"),
 }
 
 

@@ -10,6 +10,8 @@ card transport of the IPA. Layers:
 - euicc_es10.py      ES10a/b/c functions (info, certs, eIM configuration,
                      notifications, profiles, fallback, emergency, reset)
 - euicc_package.py   ES10b.LoadEuiccPackage and ProfileRollback
+- euicc_download.py  profile download: AuthenticateServer, PrepareDownload,
+                     LoadBoundProfilePackage (segmented), CancelSession
 - euicc_profiles.py  profile state changes and their notifications
 - euicc_codec.py     data objects shared by those
 - euicc_state.py     committed state, written atomically after every change
@@ -37,6 +39,7 @@ from ipa_core import tlv
 from ipa_core.errors import TlvError
 
 from ipa_host.sim import euicc_codec as codec
+from ipa_host.sim import euicc_download as download
 from ipa_host.sim import euicc_es10 as es10
 from ipa_host.sim import euicc_package as package
 from ipa_host.sim import pki
@@ -62,7 +65,7 @@ FUNCTIONS = {
     0xBF57: ("ES10b.AddInitialEim", es10.add_initial_eim),
     0xBF51: ("ES10b.LoadEuiccPackage", package.load_euicc_package),
     0xBF2B: ("ES10b.RetrieveNotificationsList", es10.retrieve_notifications_list),
-    0xBF28: ("ES10b.ListNotification", es10.list_notification),
+    0xBF28: ("ES10b.ListNotification", download.list_notification),
     0xBF30: ("ES10b.RemoveNotificationFromList", es10.remove_notification_from_list),
     0xBF2D: ("ES10c.GetProfilesInfo", es10.get_profiles_info),
     0xBF58: ("ES10b.ProfileRollback", package.profile_rollback),
@@ -77,8 +80,10 @@ FUNCTIONS = {
     0xBF65: ("ES10a.SetDefaultDpAddress", es10.set_default_dp_address),
     0xBF3F: ("ES10a.SetDefaultDpAddress (SGP.22)", es10.set_default_dp_address),
     0xBF5F: ("ES10b.GetConnectivityParameters", es10.get_connectivity_parameters),
-    0xBF41: ("ES10b.CancelSession", es10.cancel_session),
-    0xBF2E: ("ES10b.GetEuiccChallenge", es10.get_euicc_challenge),
+    0xBF41: ("ES10b.CancelSession", download.cancel_session),
+    0xBF2E: ("ES10b.GetEuiccChallenge", download.get_euicc_challenge),
+    0xBF38: ("ES10b.AuthenticateServer", download.authenticate_server),
+    0xBF21: ("ES10b.PrepareDownload", download.prepare_download),
 }
 
 # 3B 9F 96 80 1F C7 | historical: 80 31 E0 73 FE 21 13 67 "eUICC-V" | TCK
@@ -140,6 +145,7 @@ class VirtualEuicc:
         self._save()
         self.atr = _atr()
         self.challenge = None
+        self.download = None  # RSP session context (euicc_download): volatile
         self.last_error = None
         self._lock = threading.RLock()
         self.functions = dict(FUNCTIONS)
@@ -166,6 +172,7 @@ class VirtualEuicc:
         with self._lock:
             self.apdu.reset()
             self.challenge = None
+            self.download = None
             return self.atr
 
     def sign(self, data):
@@ -175,15 +182,20 @@ class VirtualEuicc:
     # -- ES10 dispatch --------------------------------------------------------------------
 
     def _process(self, request):
-        try:
-            req = tlv.decode(request)
-        except TlvError as e:
-            log.info("malformed ES10 request: %s", e)
-            raise SwError(0x6A80, str(e))
-        entry = self.functions.get(req.tag)
-        if entry is None:
-            raise SwError(0x6A88, "no ES10 function with tag %X" % req.tag)
-        name, fn = entry
+        if download.is_bpp_segment(self, request):
+            # LoadBoundProfilePackage comes in pieces that are not whole TLVs (SGP.22 5.7.6)
+            req = request
+            name, fn = "ES10b.LoadBoundProfilePackage", download.load_bound_profile_package
+        else:
+            try:
+                req = tlv.decode(request)
+            except TlvError as e:
+                log.info("malformed ES10 request: %s", e)
+                raise SwError(0x6A80, str(e))
+            entry = self.functions.get(req.tag)
+            if entry is None:
+                raise SwError(0x6A88, "no ES10 function with tag %X" % req.tag)
+            name, fn = entry
         before = copy.deepcopy(self.state.data)
         try:
             response = fn(self, req)
@@ -192,6 +204,9 @@ class VirtualEuicc:
             self.last_error = "%s: %s" % (name, e)
             log.info("%s: malformed request: %s", name, e)
             raise SwError(0x6A80, str(e))
+        except SwError:
+            self.state.data = before
+            raise
         except Exception as e:  # a bug in the simulator must not leave half a change behind
             self.state.data = before
             self.last_error = "%s: %r" % (name, e)

@@ -1,0 +1,201 @@
+"""A simulated SGP.22 SM-DP+ for tests and demos: ES9+ JSON over HTTPS, real BPP crypto.
+
+    with SmdpServer("smdp/", "pki/").start() as dp:     # pki/ holds the test CI (pki.py)
+        dp.add_profile("MATCH-1", "89000123456789012341", "Test profile", size=100_000, cc="1234")
+        dp.url         # https://127.0.0.1:<port>
+        dp.address     # "127.0.0.1:<port>" - serverAddress / the activation code's SM-DP+ address
+        dp.tls_ca_der  # trust anchor for the client (the CI, which issued CERT.DP.TLS)
+        dp.events, dp.notifications, dp.requests
+
+Layers: smdpp_es9.py (the five ES9+ functions, sessions, profiles,
+signatures, BPP building with bsp.py), smdpp_http.py (HTTPS, JSON),
+pki_smdp.py (DPauth / DPpb / TLS certificates under the CI),
+profile_package.py (the profile and its metadata).
+
+CLI (the lead wires it as `ipa-sim smdpp`):
+
+    smdpp serve --dir DIR --pki PKI [--port P] [--profile MATCHING_ID=ICCID[:SIZE[:CC]]] [--ppk]
+"""
+
+import argparse
+import collections
+import logging
+import os
+import signal
+import ssl
+import sys
+import threading
+import time
+
+from ipa_host.sim import pki, pki_smdp
+from ipa_host.sim.eim_http import Server
+from ipa_host.sim.smdpp_es9 import Es9Service
+from ipa_host.sim.smdpp_http import Es9Handler
+
+log = logging.getLogger("ipa_host.sim.smdpp")
+
+
+class SmdpServer:
+    """The SM-DP+ simulator: folder for its certificates, the CI from pki_dir."""
+
+    def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, use_ppk=False, tls_names=(),
+                 idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID):
+        self.folder = str(folder)
+        self.pki_dir = str(pki_dir)
+        self.host = host
+        self.port = port
+        self.use_ppk = use_ppk
+        self.idle_timeout = idle_timeout
+        names = [host] + [n for n in tls_names if n != host]
+        pki_smdp.create_smdp_pki(self.folder, self.pki_dir, smdp_oid=smdp_oid, names=names)
+        self.material = pki_smdp.load_smdp_pki(self.folder, self.pki_dir)
+        self.service = None
+        self.requests = collections.deque(maxlen=1000)
+        self.handshake_failures = collections.deque(maxlen=100)
+        self._pending = []
+        self._server = None
+        self._thread = None
+        self._lock = threading.Lock()
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    def start(self):
+        if self._server is not None:
+            return self
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.material["dptls_crt_path"], self.material["dptls_key_path"])
+        ctx.set_alpn_protocols(["http/1.1"])
+        self._server = Server((self.host, self.port), Es9Handler, self, ctx, self.idle_timeout)
+        self.port = self._server.server_address[1]
+        self.service = Es9Service(self.material, self.address, use_ppk=self.use_ppk)
+        for args, kw in self._pending:
+            self.service.add_profile(*args, **kw)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="smdpp-%d" % self.port, daemon=True)
+        self._thread.start()
+        log.info("SM-DP+ serving ES9+ at %s (serverAddress %s)", self.url, self.address)
+        return self
+
+    def stop(self):
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.drop_connections()
+        self._server.server_close()
+        self._thread.join(5)
+        self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- addresses, trust, profiles ------------------------------------------------------------
+
+    @property
+    def address(self):
+        """host:port as serverAddress / smdpAddress carry it."""
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "%s:%d" % (host, self.port)
+
+    @property
+    def url(self):
+        return "https://" + self.address
+
+    @property
+    def tls_ca_der(self):
+        """DER of the certificate that issued CERT.DP.TLS (the test CI)."""
+        return pki.certificate_der(self.material["ci_cert"])
+
+    @property
+    def tls_ca_path(self):
+        return os.path.join(self.pki_dir, "ci.crt")
+
+    @property
+    def smdp_oid(self):
+        return self.material["smdp_oid"]
+
+    def add_profile(self, matching_id, iccid, name, size=4096, cc=None, **kw):
+        """Offer a profile under `matching_id` (see Es9Service.add_profile for the options)."""
+        if self.service is None:
+            self._pending.append(((matching_id, iccid, name), dict(kw, size=size, cc=cc)))
+            return None
+        return self.service.add_profile(matching_id, iccid, name, size=size, cc=cc, **kw)
+
+    def profile(self, matching_id):
+        return self.service.profiles.get(matching_id) if self.service else None
+
+    @property
+    def events(self):
+        return list(self.service.events) if self.service else []
+
+    @property
+    def notifications(self):
+        return list(self.service.notifications) if self.service else []
+
+    # ---- called by the HTTP layer -----------------------------------------------------------------
+
+    def record(self, rec):
+        with self._lock:
+            self.requests.append(rec)
+        log.debug("ES9+ %s -> %s %s", rec["function"] or rec["path"], rec["status"], rec["error"] or "")
+
+    def note_handshake_failure(self, client_address, err):
+        self.handshake_failures.append({"time": time.time(), "peer": "%s:%s" % client_address[:2],
+                                        "error": repr(err)})
+        log.info("SM-DP+ TLS handshake with %s failed: %s", client_address, err)
+
+
+def _profile_arg(text):
+    """MATCHING_ID=ICCID[:SIZE[:CC]]"""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError("expected MATCHING_ID=ICCID[:SIZE[:CC]], got %r" % text)
+    mid, rest = text.split("=", 1)
+    bits = rest.split(":")
+    try:
+        size = int(bits[1]) if len(bits) > 1 and bits[1] else 4096
+    except ValueError:
+        raise argparse.ArgumentTypeError("SIZE must be a number of bytes, got %r" % bits[1])
+    return mid, bits[0], size, (bits[2] if len(bits) > 2 and bits[2] else None)
+
+
+def smdpp_main(argv=None):
+    """`ipa-sim smdpp serve --dir DIR --pki PKI [--host H] [--port P] [--profile ...] [--ppk]`."""
+    ap = argparse.ArgumentParser(prog="ipa-sim smdpp", description="simulated SM-DP+ (ES9+ over HTTPS)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="serve ES9+ until interrupted")
+    s.add_argument("--dir", required=True, help="folder for the SM-DP+ certificates")
+    s.add_argument("--pki", required=True, help="test PKI folder holding ci.crt and ci.key")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8443)
+    s.add_argument("--profile", action="append", type=_profile_arg, default=[],
+                   help="offer a profile: MATCHING_ID=ICCID[:SIZE[:CC]] (repeatable)")
+    s.add_argument("--ppk", action="store_true", help="protect the profile with ReplaceSessionKeys (PPK)")
+    s.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        dp = SmdpServer(args.dir, args.pki, host=args.host, port=args.port, use_ppk=args.ppk).start()
+        for mid, iccid, size, cc in args.profile:
+            dp.add_profile(mid, iccid, "Test profile " + mid, size=size, cc=cc)
+    except (OSError, ValueError) as e:
+        print("ipa-sim smdpp: %s" % e, file=sys.stderr)
+        return 2
+    print("SM-DP+ at %s  address %s  TLS trust anchor %s" % (dp.url, dp.address, dp.tls_ca_path))
+    for mid, _iccid, _size, cc in args.profile:
+        print("activation code: LPA:1$%s$%s%s" % (dp.address, mid, "$$1" if cc else ""))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    dp.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(smdpp_main())

@@ -1,0 +1,84 @@
+"""HTTPS front end of the simulated SM-DP+: ES9+ JSON binding (SGP.22 v2.5 6.5).
+
+    POST /gsma/rsp2/es9plus/<function>   Content-Type application/json
+                                         X-Admin-Protocol gsma/rsp/v<x.y.z>
+
+Answers: 200 JSON (function errors as header.functionExecutionStatus
+"Failed"), 204 for handleNotification, 400 with a text reason for a request
+that is not ES9+ JSON, 404 unknown path or function, 405 not POST, 411/413
+body framing, 415 wrong Content-Type, 500 (logged) on a simulator bug.
+The connection handling (TLS handshake per thread, keep-alive, bounded
+bodies) is the eIM simulator's (eim_http.Server / _Base).
+"""
+
+import json
+import logging
+import time
+from urllib.parse import urlsplit
+
+from ipa_host.sim.eim_http import HttpError, _Base
+from ipa_host.sim.smdpp_es9 import Es9Refused
+
+log = logging.getLogger("ipa_host.sim.smdpp")
+
+PATH_PREFIX = "/gsma/rsp2/es9plus/"
+ADMIN_PROTOCOL = "gsma/rsp/v2.1.0"
+MAX_BODY = 64 * 1024
+FUNCTIONS = ("initiateAuthentication", "authenticateClient", "getBoundProfilePackage",
+             "handleNotification", "cancelSession")
+
+
+class Es9Handler(_Base):
+    server_version = "ipa-iot-smdpp-sim"
+
+    def do_POST(self):
+        owner = self.server.owner
+        rec = {"time": time.time(), "path": self.path, "function": None, "status": None,
+               "error": None, "conn": self.conn["id"], "peer": self.conn["peer"]}
+        try:
+            try:
+                status, answer = self._serve(rec)
+            except Es9Refused as e:
+                raise HttpError(400, str(e))
+            body, ctype = (b"", None) if answer is None else (
+                json.dumps(answer, separators=(",", ":")).encode(), "application/json;charset=UTF-8")
+        except HttpError as e:
+            if e.close:
+                self.close_connection = True
+            rec["error"] = e.reason
+            status, body, ctype = e.status, (e.reason + "\n").encode(), "text/plain"
+        except Exception as e:  # a simulator bug: answer, log, keep serving
+            log.exception("SM-DP+ simulator: %s failed", rec["function"] or self.path)
+            self.close_connection = True
+            rec["error"] = "internal error: %r" % (e,)
+            status, body, ctype = 500, b"internal error in the SM-DP+ simulator\n", "text/plain"
+        rec["status"] = status
+        owner.record(rec)
+        try:
+            self.send(status, body, ctype, {"X-Admin-Protocol": ADMIN_PROTOCOL})
+        except OSError:
+            self.close_connection = True
+
+    def _serve(self, rec):
+        path = urlsplit(self.path).path
+        if not path.startswith(PATH_PREFIX):
+            self.read_body(MAX_BODY)
+            raise HttpError(404, "unknown path %s: ES9+ is POST %s<function>" % (self.path[:80], PATH_PREFIX))
+        function = path[len(PATH_PREFIX):]
+        rec["function"] = function
+        body = self.read_body(MAX_BODY)
+        if function not in FUNCTIONS:
+            raise HttpError(404, "unknown ES9+ function %r (known: %s)" % (function, ", ".join(FUNCTIONS)))
+        proto = self.headers.get("X-Admin-Protocol")
+        if not proto or not proto.strip().startswith("gsma/rsp/v"):
+            raise HttpError(400, "X-Admin-Protocol: expected %s, got %r" % (ADMIN_PROTOCOL, proto))
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise HttpError(415, "Content-Type: expected application/json, got %r" % self.headers.get("Content-Type"))
+        try:
+            obj = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise HttpError(400, "request body is not JSON: %s" % e)
+        if not isinstance(obj, dict):
+            raise HttpError(400, "request body: expected a JSON object")
+        return self.server.owner.service.handle(function, obj)
