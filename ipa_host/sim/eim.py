@@ -50,11 +50,14 @@ class EimServer:
     host, port  ESipa listener (port 0: any free port); api_port: operator API on
                 the same loopback host (None: no API)
     tls         False: plain HTTP (lab only: nothing authenticates the eIM)
+    coap_port   None: no CoAP listener; else ESipa over CoAP on that UDP port (0: any free
+                one) of `host`, over DTLS with the same TLS certificate when `tls`
+                (ipa_host.sim.eim_coap); `coap_url` is its address
     """
 
     def __init__(self, folder, pki_dir=None, host="127.0.0.1", port=0, api_port=0, tls=True,
                  eim_id=None, version=None, association_token=_UNSET, tls_names=(),
-                 idle_timeout=30.0):
+                 idle_timeout=30.0, coap_port=None):
         self.folder = os.path.abspath(folder)
         os.makedirs(self.folder, exist_ok=True)
         cfg_path = os.path.join(self.folder, "config.json")
@@ -94,6 +97,8 @@ class EimServer:
         self.api_port = api_port
         self.tls = tls
         self.idle_timeout = idle_timeout
+        self.coap_port = coap_port
+        self._coap = None
         self.store = Store(self.folder)
         self.service = EsipaService(self.store, eim_id, self.eim_key, version)
         self._requests = collections.deque(maxlen=MAX_REQUESTS)
@@ -143,6 +148,12 @@ class EimServer:
             t.start()
             self._threads.append(t)
         self.port = esipa.server_address[1]
+        if self.coap_port is not None:
+            try:
+                self._start_coap()
+            except BaseException:
+                self.stop()
+                raise
         if self.api_port is not None:
             self.api_port = self._servers[1].server_address[1]
         self._write_info()
@@ -150,8 +161,21 @@ class EimServer:
                  self.api_url)
         return self
 
+    def _start_coap(self):
+        from ipa_host.sim.eim_coap import CoapEndpoint
+
+        files = self.tls_files or {}
+        self._coap = CoapEndpoint(self, self.host, self.coap_port,
+                                  cert_file=files.get("server_cert"),
+                                  key_file=files.get("server_key")).start()
+        self.coap_port = self._coap.port
+        log.info("eIM %s serving ESipa over CoAP at %s", self.eim_id, self.coap_url)
+
     def stop(self):
         """Stop listening and drop open connections (state is already on disk)."""
+        if self._coap is not None:
+            self._coap.stop()
+            self._coap = None
         for s in self._servers:
             s.shutdown()
             s.drop_connections()
@@ -168,7 +192,7 @@ class EimServer:
         self.stop()
 
     def _write_info(self):
-        info = {"url": self.url, "api_url": self.api_url, "eim_id": self.eim_id,
+        info = {"url": self.url, "api_url": self.api_url, "coap_url": self.coap_url, "eim_id": self.eim_id,
                 "pki": self.pki_dir, "tls_ca_cert": self.tls_files["ca_cert"] if self.tls else None,
                 "pid": os.getpid(), "started": time.time()}
         _write_atomic(os.path.join(self.folder, "server.json"),
@@ -184,6 +208,13 @@ class EimServer:
     def url(self):
         """Base URL of ESipa (append /gsma/rsp2/asn1 or /gsma/rsp2/esipa/<function>)."""
         return self._base("https" if self.tls else "http", self.port)
+
+    @property
+    def coap_url(self):
+        """coaps://host:port (coap:// without TLS) of the CoAP listener, None without one."""
+        if self.coap_port is None:
+            return None
+        return self._base("coaps" if self.tls else "coap", self.coap_port)
 
     @property
     def api_url(self):
