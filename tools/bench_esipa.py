@@ -1,0 +1,563 @@
+"""ESipa bytes on the wire, HTTPS vs CoAP/DTLS (issue "ESipa over CoAP/DTLS"): a measurement.
+
+    .venv/bin/python tools/bench_esipa.py                 # table on stdout (a few seconds)
+    .venv/bin/python tools/bench_esipa.py --json          # the same figures as JSON
+    .venv/bin/python tools/bench_esipa.py --write-docs    # and update docs/bench.md
+
+The real core IPA (ipa_core.ipa.Ipa, over an IsdrSession to the virtual eUICC
+of ipa_host.sim.home) polls an in-process simulated eIM (ipa_host.sim.eim)
+that listens on HTTPS and CoAPS; a second eIM without TLS serves plain HTTP
+and plain CoAP as references. Two procedures, each over every transport:
+
+    empty poll   ESipa.GetEimPackage -> eimPackageError noEimPackageAvailable
+    PSMO cycle   GetEimPackage -> an eIM-signed enable (LoadEuiccPackage on the
+                 eUICC) -> ProvideEimPackageResult (result + notifications) -> ack
+
+Transports (what a device pays for one procedure):
+    coaps-full     CoapsNetwork, a DTLS 1.2 handshake (with HelloVerifyRequest cookie)
+    coaps-resumed  the second poll: the association kept in a session cache by the
+                   first (ipa_host.net.coaps "Resumption": a CoAP ping, no handshake)
+    https-new      HttpsNetwork, a new TCP + TLS connection, closed after the poll
+    https-kept     the second poll on a connection kept alive from the first
+    coap-plain     CoAP without DTLS (reference, lab only)
+    http-plain     HTTP/1.1 without TLS, new connection (reference, lab only)
+
+Counted at the client's socket (the network classes' counters: every byte the
+socket sent/received, i.e. all layers above UDP/TCP, DTLS/TLS records,
+handshakes, close_notify): sent / received bytes; UDP datagrams both ways
+(the network's counters); TCP segments both ways from the kernel (Linux
+TCP_INFO tcpi_segs_out/in, read just before the socket closes: SYN and pure
+ACKs included, the FIN exchange after close not). IP/UDP/TCP headers are
+NOT in the byte counts; the "with hdrs" column estimates them: +28 B per UDP
+datagram (IPv4 20 + UDP 8), +40 B per TCP segment (IPv4 20 + TCP 20; Linux
+adds 12 B of timestamp option per segment, not included). Loopback has a
+64 kB MTU: a real link splits the TLS certificate flight into more TCP
+segments (the DTLS client packs datagrams to 1280 B itself).
+
+Round trips: times the client waited for the peer, counted at the socket as
+switches from sending to receiving, +1 per new TCP connection (SYN /
+SYN-ACK, which the socket API does not show).
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import shlex
+import socket
+import struct
+import sys
+import tempfile
+import textwrap
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from ipa_core import apdu  # noqa: E402
+from ipa_core.errors import IpaError  # noqa: E402
+from ipa_core.ipa import Ipa  # noqa: E402
+from ipa_core.ipa_store import MemoryStore  # noqa: E402
+from ipa_host.net import coaps, https  # noqa: E402
+from ipa_host.sim.eim import EimServer  # noqa: E402
+from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
+
+DOCS = os.path.join(ROOT, "docs", "bench.md")
+DOCS_INTRO = ("# Benchmarks\n\nMeasurements of the host chain, not tests: nothing here passes "
+              "or fails.\n")
+SECTION = "## ESipa bytes on the wire (HTTPS vs CoAP/DTLS)"
+PROCEDURES = ("empty poll", "PSMO cycle")
+TRANSPORTS = ("coaps-full", "coaps-resumed", "https-new", "https-kept", "coap-plain",
+              "http-plain")
+BASELINE = "https-new"
+UDP_HDR = 28  # IPv4 20 + UDP 8
+TCP_HDR = 40  # IPv4 20 + TCP 20 (no options)
+PROFILE_A, PROFILE_B = DEMO_PROFILES[0]["iccid"], DEMO_PROFILES[1]["iccid"]
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- socket-level recorder
+
+def _tcp_segs(sock):
+    """(segments out, segments in) of a TCP socket from Linux TCP_INFO, or None."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (AttributeError, OSError):
+        return None
+    if len(info) < 144:  # tcpi_segs_out/in (Linux 4.2+) at offsets 136/140
+        return None
+    return struct.unpack_from("<II", info, 136)
+
+
+class Recorder:
+    """Wraps the wire methods of the network classes (class level, for the bench's life):
+    the order of sends and receives (round trips) and TCP segment counts."""
+
+    def __init__(self):
+        self.events = []  # "o" / "i" per socket send / receive that moved bytes
+        self.segs_closed = [0, 0]
+        self.segs_known = True
+        self.open_wires = set()
+        self.security = {}  # "tls" / "dtls": the version and cipher suite negotiated
+        self._saved = []
+
+    def _patch(self, cls, name, wrapper):
+        orig = getattr(cls, name)
+        self._saved.append((cls, name, orig))
+        setattr(cls, name, wrapper(orig))
+
+    def __enter__(self):
+        rec = self
+
+        def out(orig):
+            def f(self_, data, *a, **kw):
+                r = orig(self_, data, *a, **kw)
+                rec.events.append("o")
+                return r
+            return f
+
+        def inc(orig):
+            def f(self_, *a, **kw):
+                r = orig(self_, *a, **kw)
+                if r:
+                    rec.events.append("i")
+                return r
+            return f
+
+        def wire_init(orig):
+            def f(self_, sock, net):
+                orig(self_, sock, net)
+                rec.open_wires.add(self_)
+            return f
+
+        def wire_close(orig):
+            def f(self_):
+                if self_ in rec.open_wires:
+                    rec.open_wires.discard(self_)
+                    segs = _tcp_segs(self_.sock)
+                    if segs is None:
+                        rec.segs_known = False
+                    else:
+                        rec.segs_closed[0] += segs[0]
+                        rec.segs_closed[1] += segs[1]
+                return orig(self_)
+            return f
+
+        def tls_done(orig):
+            def f(self_):
+                r = orig(self_)
+                rec.security["tls"] = "%s %s" % (self_.obj.version(), self_.obj.cipher()[0])
+                return r
+            return f
+
+        def dtls_done(orig):
+            def f(self_):
+                r = orig(self_)
+                c = self_.buf.cipher()
+                rec.security["dtls"] = "DTLSv1.2 %s" % (c[0] if isinstance(c, tuple) else c)
+                return r
+            return f
+
+        self._patch(https._Tls, "handshake", tls_done)
+        self._patch(coaps.DtlsDatagram, "_handshake", dtls_done)
+        self._patch(coaps.DtlsDatagram, "_send_wire", out)
+        self._patch(coaps.DtlsDatagram, "_recv_wire", inc)
+        self._patch(coaps.UdpDatagram, "send", out)
+        self._patch(coaps.UdpDatagram, "recv", inc)
+        self._patch(https._Wire, "send", out)
+        self._patch(https._Wire, "recv", inc)
+        self._patch(https._Wire, "__init__", wire_init)
+        self._patch(https._Wire, "close", wire_close)
+        return self
+
+    def __exit__(self, *exc):
+        for cls, name, orig in reversed(self._saved):
+            setattr(cls, name, orig)
+        self._saved = []
+
+    def segs(self):
+        out, inn = self.segs_closed
+        for w in self.open_wires:
+            s = _tcp_segs(w.sock)
+            if s is None:
+                self.segs_known = False
+            else:
+                out, inn = out + s[0], inn + s[1]
+        return out, inn
+
+
+def round_trips(events):
+    """Switches from sending to receiving: the times the client waited for an answer."""
+    n = 0
+    for a, b in zip(events, events[1:]):
+        if a == "o" and b == "i":
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------- the runs
+
+class Lab:
+    """A home (virtual eUICC + its eIM, TLS and plain) and a Recorder."""
+
+    def __init__(self, workdir):
+        self.home = os.path.join(str(workdir), "home")
+        self.card = open_home_euicc(self.home)
+        self.eid = self.card.eid
+        pki_dir = os.path.join(sim_dir(self.home), "pki")
+        self.eim = EimServer(eim_dir(self.home), pki_dir=pki_dir, association_token=1,
+                             coap_port=0, api_port=None)
+        self.plain = EimServer(os.path.join(str(workdir), "eim-plain"), pki_dir=pki_dir,
+                               association_token=1, coap_port=0, api_port=None, tls=False)
+        self.session = None
+        self.rec = Recorder()
+
+    def __enter__(self):
+        self.eim.start()
+        self.plain.start()
+        self.session = apdu.IsdrSession(self.card).open()
+        self.rec.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.rec.__exit__()
+        self.session.close()
+        self.plain.stop()
+        self.eim.stop()
+
+    def server(self, transport):
+        return self.plain if transport.endswith("-plain") else self.eim
+
+    def network(self, transport, cache):
+        trust = self.eim.tls_ca_cert_der
+        if transport.startswith("coaps"):
+            return coaps.CoapsNetwork(self.eim.coap_url, trust=trust, session_cache=cache)
+        if transport == "coap-plain":
+            return coaps.CoapsNetwork(self.plain.coap_url, allow_plain=True)
+        if transport.startswith("https"):
+            return https.HttpsNetwork(self.eim.url, trust=trust)
+        return https.HttpsNetwork(self.plain.url, allow_http=True)
+
+    def _poll(self, net, server, procedure):
+        """One poll with `procedure` prepared at the eIM; the poll summary (checked)."""
+        if procedure == "PSMO cycle":
+            # the two eIMs sign as the same eIM: the next counterValue must be above both
+            server.register_eid(self.eid, counter=max(self.eim.counter(self.eid),
+                                                      self.plain.counter(self.eid)))
+            server.queue_psmo(self.eid, [{"op": "enable", "iccid": self._next_enable()}])
+        ipa = Ipa(self.session, net, MemoryStore(), config={"eim_id": DEMO_EIM_ID})
+        r = ipa.poll_once(raise_errors=True)
+        if procedure == "empty poll" and not r["idle"]:
+            raise BenchError("empty poll: expected noEimPackageAvailable, got %r" % r)
+        if procedure == "PSMO cycle":
+            ops = (r.get("result") or {}).get("operations") or []
+            if not (r["delivered"] and ops and ops[0][:2] == ["enableResult", 0]):
+                raise BenchError("PSMO cycle did not complete: %r" % r)
+        return r
+
+    def _next_enable(self):
+        self.enabled = PROFILE_A if getattr(self, "enabled", PROFILE_A) == PROFILE_B \
+            else PROFILE_B
+        return self.enabled
+
+    def measure(self, procedure, transport):
+        """One procedure over one transport -> a result dict (see COLUMNS)."""
+        server = self.server(transport)
+        kept = transport in ("coaps-resumed", "https-kept")
+        cache = {} if transport.startswith("coaps") else None
+        net = self.network(transport, cache)
+        if kept:  # the first poll opens what the measured one reuses
+            self._poll(net, server, "empty poll")
+            if transport == "coaps-resumed":
+                net.close()  # keeps the association in `cache`
+                net = self.network(transport, cache)
+        snap = self._snap(net, server)
+        t0 = time.monotonic()
+        self._poll(net, server, procedure)
+        if not kept:
+            net.close()  # a new connection per poll is closed with it (close_notify, FIN)
+        wall = time.monotonic() - t0
+        after = self._snap(net, server)
+        if kept:
+            net.close()
+        return self._result(procedure, transport, snap, after, net, server, wall)
+
+    def _snap(self, net, server):
+        return {"sent": net.bytes_sent, "recv": net.bytes_received,
+                "dg_out": getattr(net, "datagrams_sent", 0),
+                "dg_in": getattr(net, "datagrams_received", 0),
+                "full": getattr(net, "handshakes_full", 0),
+                "resumed": getattr(net, "handshakes_resumed", 0),
+                "conns": net.connections, "segs": self.rec.segs(),
+                "events": len(self.rec.events), "requests": len(server.requests)}
+
+    def _result(self, procedure, transport, a, b, net, server, wall):
+        udp = transport.startswith("coap")
+        reqs = server.requests[a["requests"]:b["requests"]]
+        r = {"procedure": procedure, "transport": transport,
+             "esipa_functions": [q["function"] for q in reqs],
+             "esipa_msgs": len(reqs),
+             "esipa_bytes": sum(len(q["request"]) + len(q["response"]) for q in reqs),
+             "sent": b["sent"] - a["sent"], "received": b["recv"] - a["recv"],
+             "connections": b["conns"] - a["conns"], "wall_s": wall}
+        r["total"] = r["sent"] + r["received"]
+        events = self.rec.events[a["events"]:b["events"]]
+        r["round_trips"] = round_trips(events)
+        if udp:
+            r["packets_out"] = b["dg_out"] - a["dg_out"]
+            r["packets_in"] = b["dg_in"] - a["dg_in"]
+            r["handshake"] = _handshakes(transport, b["full"] - a["full"],
+                                         b["resumed"] - a["resumed"], r["connections"])
+            r["with_headers"] = r["total"] + UDP_HDR * (r["packets_out"] + r["packets_in"])
+        else:
+            new = r["connections"]
+            r["round_trips"] += new  # TCP SYN / SYN-ACK
+            r["handshake"] = _handshakes(transport, 0 if transport == "http-plain" else new, 0,
+                                         new)
+            if self.rec.segs_known:
+                r["packets_out"] = b["segs"][0] - a["segs"][0]
+                r["packets_in"] = b["segs"][1] - a["segs"][1]
+                r["with_headers"] = r["total"] + TCP_HDR * (r["packets_out"] + r["packets_in"])
+            else:
+                r["packets_out"] = r["packets_in"] = r["with_headers"] = None
+        return r
+
+
+def _handshakes(transport, full, resumed, connections):
+    """What the procedure paid to secure its connections, e.g. "1 full + 1 resumed"."""
+    if transport.endswith("-plain"):
+        return "none (%d conn)" % connections
+    parts = ["kept"] if transport in ("coaps-resumed", "https-kept") and not resumed else []
+    parts += ["%d %s" % (n, what) for n, what in ((full, "full"), (resumed, "resumed")) if n]
+    return " + ".join(parts)
+
+
+def run_bench(workdir, procedures=PROCEDURES, transports=TRANSPORTS, progress=None):
+    """Every procedure over every transport; results in that order, with ratios."""
+    results = []
+    with Lab(workdir) as lab:
+        for p in procedures:
+            for t in transports:
+                r = lab.measure(p, t)
+                results.append(r)
+                if progress:
+                    progress(r)
+    add_ratios(results)
+    for r in results:
+        r["security"] = ("-" if r["transport"].endswith("-plain") else
+                         lab.rec.security.get("dtls" if r["transport"].startswith("coaps")
+                                              else "tls"))
+    return results
+
+
+def add_ratios(results):
+    base = {r["procedure"]: r for r in results if r["transport"] == BASELINE}
+    for r in results:
+        b = base.get(r["procedure"])
+        r["ratio_bytes"] = r["total"] / b["total"] if b else None
+        r["ratio_headers"] = (r["with_headers"] / b["with_headers"]
+                              if b and r["with_headers"] and b["with_headers"] else None)
+
+
+# ---------------------------------------------------------------- output
+
+COLUMNS = (
+    ("procedure", "procedure", "%s"), ("transport", "transport", "%s"),
+    ("handshake", "handshake", "%s"), ("esipa_msgs", "ESipa msgs", "%d"),
+    ("esipa_bytes", "ESipa B", "%d"), ("sent", "sent B", "%d"), ("received", "recv B", "%d"),
+    ("total", "total B", "%d"), ("packets_out", "pkts out", "%d"),
+    ("packets_in", "pkts in", "%d"), ("with_headers", "with hdrs B", "%d"),
+    ("round_trips", "RTTs", "%d"), ("ratio_bytes", "B vs https-new", "%.2f"),
+    ("ratio_headers", "hdrs vs https-new", "%.2f"),
+)
+TEXT_COLS = 3
+
+
+def _cell(r, key, fmt):
+    v = r.get(key)
+    return "-" if v is None else fmt % v
+
+
+def table(results):
+    """A Markdown table of the results (also readable on a terminal)."""
+    head = [c[1] for c in COLUMNS]
+    rows = [[_cell(r, k, f) for k, _h, f in COLUMNS] for r in results]
+    rows.append(["indirect download", "(all)", "-"] + ["see later"] + ["-"] * (len(COLUMNS) - 4))
+    width = [max(len(x) for x in col) for col in zip(head, *rows)]
+
+    def line(cells):
+        return "| " + " | ".join(c.rjust(w) if i >= TEXT_COLS else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, width))) + " |"
+
+    sep = "|" + "|".join("-" * (w + 1) + (":" if i >= TEXT_COLS else "-")
+                         for i, w in enumerate(width)) + "|"
+    return "\n".join([line(head), sep] + [line(r) for r in rows])
+
+
+def machine():
+    """One line about where the figures were taken."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name"):
+                    cpu = ln.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d cores, %s %s, Python %s" % (cpu, os.cpu_count() or 0, platform.system(),
+                                               platform.release(), platform.python_version())
+
+
+def _fill(text):
+    return textwrap.fill(" ".join(text.split()), 80, break_on_hyphens=False)
+
+
+def findings(results):
+    """Bullet points computed from the results."""
+    by = {(r["procedure"], r["transport"]): r for r in results}
+    out = []
+    for p in PROCEDURES:
+        base, full, res = (by.get((p, t)) for t in (BASELINE, "coaps-full", "coaps-resumed"))
+        kept, plain = by.get((p, "https-kept")), by.get((p, "coap-plain"))
+        if not (base and full and res):
+            continue
+        text = ("%s: CoAP/DTLS with a full handshake moves %d B (%.2f x HTTPS with a new "
+                "connection, %d B), resumed %d B (%.2f x); HTTPS kept alive %s. Round trips: "
+                "%d (DTLS full), %d (resumed), %d (HTTPS new), %s (HTTPS kept)."
+                % (p, full["total"], full["ratio_bytes"], base["total"], res["total"],
+                   res["ratio_bytes"],
+                   "%d B (%.2f x)" % (kept["total"], kept["ratio_bytes"]) if kept else "-",
+                   full["round_trips"], res["round_trips"], base["round_trips"],
+                   kept["round_trips"] if kept else "-"))
+        if plain:
+            text += (" Plain CoAP: %d B, so DTLS adds %d B when resumed (record headers, "
+                     "the ping) and %d B with a handshake."
+                     % (plain["total"], res["total"] - plain["total"],
+                        full["total"] - plain["total"]))
+        out.append(text)
+    return "\n".join(textwrap.fill(b, 80, initial_indent="- ", subsequent_indent="  ",
+                                   break_on_hyphens=False) for b in out)
+
+
+def _security(results, transport):
+    return next((r["security"] for r in results if r["transport"] == transport), None) or "-"
+
+
+def section(results, command, elapsed=None):
+    """The section of docs/bench.md (Markdown, ends with a newline)."""
+    took = "" if elapsed is None else " (%.1f s here)" % elapsed
+    parts = [
+        SECTION,
+        _fill("What one ESipa procedure costs on the wire over each transport, measured by "
+              "`tools/bench_esipa.py`. Taken %s on %s. Reproduce%s:"
+              % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 machine(), took)),
+        "```sh\n%s\n```" % command,
+        _fill("The chain: the core IPA (`ipa_core.ipa.Ipa.poll_once`) over an `IsdrSession` "
+              "to the virtual eUICC, with `HttpsNetwork` or `CoapsNetwork` (ipa_host.net) to "
+              "the simulated eIM in the same process over loopback (a second eIM without TLS "
+              "for the plain references). Empty poll = GetEimPackage answered "
+              "noEimPackageAvailable. PSMO cycle = GetEimPackage carrying an eIM-signed "
+              "enable, ProvideEimPackageResult with the signed result and the notifications, "
+              "and the eIM's acknowledgement. coaps-full / https-new: a new DTLS "
+              "association / TCP+TLS connection for the poll, closed with it (https-new pays "
+              "close_notify; the DTLS association is kept in the session cache, as `ipa run` "
+              "does). coaps-resumed: the second poll, restoring the association the first "
+              "one kept (a CoAP ping checks it, no handshake). https-kept: the second poll on "
+              "the connection the first one left open. coap-plain, http-plain: no security "
+              "at all (lab only), the floor. The enable switches profile, so the IPA drops "
+              "its connection before ProvideEimPackageResult (ipa_steps.connect: the modem "
+              "re-attaches): HTTPS opens a second TCP + TLS connection; CoAPS restores the "
+              "association it kept (on loopback the address stays the same; after a real "
+              "re-attach the device's address usually changes and an eIM that keys "
+              "associations by address, as the simulated one does, needs a full handshake "
+              "again). Bodies over 512 B go in CoAP Block1 blocks of 512 B, one round trip "
+              "each (`block_size`)."),
+        _fill("Columns: ESipa msgs / B = ESipa requests the eIM got and the request + "
+              "response bodies (the ASN.1 itself); sent / recv B = bytes the client's socket "
+              "sent / received, i.e. everything above UDP or TCP (CoAP, DTLS/TLS records and "
+              "handshakes, HTTP headers); IP, UDP and TCP headers are NOT in them. pkts = UDP "
+              "datagrams, or TCP segments from the kernel (Linux TCP_INFO, read before close: "
+              "SYN and pure ACKs included, the FIN exchange after close not). with hdrs B = "
+              "total + 28 B per datagram (IPv4 + UDP) or + 40 B per segment (IPv4 + TCP "
+              "without options; Linux adds 12 B of timestamps per segment): an estimate. "
+              "RTTs = times the client waited for the peer (switches from sending to "
+              "receiving at the socket, + 1 per new TCP connection for SYN / SYN-ACK). "
+              "Ratios: total B and with hdrs B against https-new for the same procedure."),
+        table(results),
+        "What the figures say:",
+        findings(results),
+        _fill("Loopback has a 64 kB MTU, so the TCP segment counts are those of a link "
+              "that never splits a TLS flight; on a cellular link (MSS about 1400) the "
+              "certificate flight takes one or two more segments. The DTLS client packs "
+              "its datagrams to 1280 B itself. The TLS version is what Python's ssl and the "
+              "simulated eIM agree on (%s here; the client does not use TLS session "
+              "tickets); DTLS: %s (python-mbedtls). Byte counts vary by a few bytes "
+              "between runs (signature and certificate encodings of a fresh test PKI). The "
+              "indirect profile download (through the eIM relay) is not measured yet. "
+              "`--json` prints every figure, including the ESipa functions of each "
+              "procedure." % (_security(results, "https-new"),
+                               _security(results, "coaps-full"))),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_docs(text, path=DOCS):
+    """Replace (or add) this tool's section of docs/bench.md; keep the others."""
+    try:
+        with open(path) as f:
+            doc = f.read()
+    except FileNotFoundError:
+        doc = DOCS_INTRO
+    start = doc.find(SECTION + "\n")
+    if start < 0:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    else:
+        nxt = doc.find("\n## ", start + len(SECTION))
+        doc = doc[:start] + text + ("\n" + doc[nxt + 1:] if nxt >= 0 else "")
+    with open(path, "w") as f:
+        f.write(doc.rstrip("\n") + "\n")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--write-docs", action="store_true",
+                   help="update the '%s' section of docs/bench.md" % SECTION)
+    args = p.parse_args(argv)
+
+    def progress(r):
+        print("%-10s %-13s %6d B, %2d RTTs" % (r["procedure"], r["transport"], r["total"],
+                                               r["round_trips"]), file=sys.stderr, flush=True)
+
+    logging.getLogger("ipa_host.net").setLevel(logging.ERROR)  # "plain: lab use only"
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-esipa-") as tmp:
+        try:
+            results = run_bench(tmp, progress=progress)
+        except (BenchError, IpaError) as e:
+            print("bench_esipa: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps({"machine": machine(), "runs": results}, indent=1))
+    else:
+        print(table(results))
+    if args.write_docs:
+        command = " ".join([".venv/bin/python", "tools/bench_esipa.py"]
+                           + [shlex.quote(a) for a in argv])
+        write_docs(section(results, command, time.monotonic() - t0))
+        print("updated %s" % os.path.relpath(DOCS, ROOT), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
