@@ -44,7 +44,6 @@ import datetime
 import json
 import logging
 import os
-import platform
 import shlex
 import socket
 import struct
@@ -57,6 +56,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchdoc  # noqa: E402
+from benchdoc import DOCS, machine  # noqa: E402,F401
 from ipa_core import apdu  # noqa: E402
 from ipa_core.errors import IpaError  # noqa: E402
 from ipa_core.ipa import Ipa  # noqa: E402
@@ -65,9 +67,6 @@ from ipa_host.net import coaps, https  # noqa: E402
 from ipa_host.sim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
 
-DOCS = os.path.join(ROOT, "docs", "bench.md")
-DOCS_INTRO = ("# Benchmarks\n\nMeasurements of the host chain, not tests: nothing here passes "
-              "or fails.\n")
 SECTION = "## ESipa bytes on the wire (HTTPS vs CoAP/DTLS)"
 PROCEDURES = ("empty poll", "PSMO cycle")
 TRANSPORTS = ("coaps-full", "coaps-resumed", "https-new", "https-kept", "coap-plain",
@@ -400,21 +399,6 @@ def table(results):
     return "\n".join([line(head), sep] + [line(r) for r in rows])
 
 
-def machine():
-    """One line about where the figures were taken."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name"):
-                    cpu = ln.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return "%s, %d cores, %s %s, Python %s" % (cpu, os.cpu_count() or 0, platform.system(),
-                                               platform.release(), platform.python_version())
-
-
 def _fill(text):
     return textwrap.fill(" ".join(text.split()), 80, break_on_hyphens=False)
 
@@ -511,19 +495,7 @@ def section(results, command, elapsed=None):
 
 def write_docs(text, path=DOCS):
     """Replace (or add) this tool's section of docs/bench.md; keep the others."""
-    try:
-        with open(path) as f:
-            doc = f.read()
-    except FileNotFoundError:
-        doc = DOCS_INTRO
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + ("\n" + doc[nxt + 1:] if nxt >= 0 else "")
-    with open(path, "w") as f:
-        f.write(doc.rstrip("\n") + "\n")
+    benchdoc.write_section(text, SECTION, path)
 
 
 def main(argv=None):

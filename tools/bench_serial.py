@@ -50,7 +50,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -66,6 +65,9 @@ from euicc_fixtures import (  # noqa: E402
     EIM_ID, ICCID_2, ICCID_FALLBACK, build_package, iccid_tlv, make_euicc, make_pki,
     psmo_enable, psmo_list_profile_info,
 )
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchdoc  # noqa: E402
+from benchdoc import DOCS, machine  # noqa: E402,F401
 from ipa_core import es10, modems, tlv  # noqa: E402
 from ipa_core.at import AtEngine  # noqa: E402
 from ipa_core.at_card import AtCard, open_isdr_session  # noqa: E402
@@ -80,16 +82,7 @@ BAUD = 115200
 BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
 DRAIN_QUIET = 0.3  # seconds of silence that end a run's final read of the line
 DRAIN_MAX = 5.0
-DOCS = os.path.join(ROOT, "docs", "bench.md")
 SECTION = "## Serial line (AT)"
-DOCS_INTRO = """# Benchmarks
-
-Measurements of the host chain, not tests: nothing here passes or fails. Each
-section below is written by one tool, which also prints the figures; rerun the
-command given in the section to reproduce them on your machine (figures depend
-on the machine and its load). Run the commands from the repository root after
-`make setup`.
-"""
 
 
 class BenchError(Exception):
@@ -429,21 +422,6 @@ def table(results):
     return "\n".join([line(head), sep] + [line(r) for r in rows])
 
 
-def machine():
-    """One line about where the figures were taken."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name"):
-                    cpu = ln.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return "%s, %d cores, %s %s, Python %s" % (cpu, os.cpu_count() or 0, platform.system(),
-                                               platform.release(), platform.python_version())
-
-
 def _rel(new, old):
     """Change from old to new, in whole per cent (never "-0")."""
     return int(round(100.0 * (new - old) / old)) if old else 0
@@ -575,20 +553,8 @@ def section(results, command, baud, script, elapsed=None):
 
 
 def write_docs(text, path=DOCS):
-    """Replace (or add) the '## Serial line (AT)' section of docs/bench.md; keep the others."""
-    try:
-        with open(path) as f:
-            doc = f.read()
-    except FileNotFoundError:
-        doc = DOCS_INTRO
-    start = doc.find(SECTION + "\n")
-    if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + ("\n" + doc[nxt + 1:] if nxt >= 0 else "")
-    with open(path, "w") as f:
-        f.write(doc.rstrip("\n") + "\n")
+    """Replace (or add) this tool's section of docs/bench.md; keep the others."""
+    benchdoc.write_section(text, SECTION, path)
 
 
 def _list(text, cast, allowed=None):
