@@ -15,7 +15,6 @@ extKeyUsage serverAuth so that strict verifiers accept them.
 """
 
 import datetime
-import ipaddress
 import os
 
 from cryptography import x509
@@ -44,16 +43,6 @@ def _usage(ca):
                          crl_sign=ca, encipher_only=False, decipher_only=False)
 
 
-def _split(names):
-    dns, ips = [], []
-    for n in names:
-        try:
-            ips.append(ipaddress.ip_address(n))
-        except ValueError:
-            dns.append(n)
-    return dns, ips
-
-
 def _make_ca():
     key = ec.generate_private_key(ec.SECP256R1())
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -72,7 +61,7 @@ def _make_ca():
 
 def _make_server(ca_cert, ca_key, names):
     key = ec.generate_private_key(ec.SECP256R1())
-    dns, ips = _split(names)
+    dns, ips = pki.split_names(names)
     sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(i) for i in ips]
     cert = (x509.CertificateBuilder().subject_name(_name(dns[0] if dns else str(ips[0])))
             .issuer_name(ca_cert.subject).public_key(key.public_key())
@@ -91,27 +80,12 @@ def _make_server(ca_cert, ca_key, names):
     return cert, key
 
 
-def _write(path, data, private=False):
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _pem_key(key):
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
 def _covers(cert, names):
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    dns, ips = _split(names)
+    dns, ips = pki.split_names(names)
     have_dns = {d.lower() for d in san.get_values_for_type(x509.DNSName)}
     have_ips = set(san.get_values_for_type(x509.IPAddress))
     return all(d.lower() in have_dns for d in dns) and all(i in have_ips for i in ips)
@@ -134,8 +108,8 @@ def ensure_tls(folder, names=()):
             raise ValueError("%s does not belong to %s" % (paths["ca.key"], paths["ca.crt"]))
     else:
         ca_cert, ca_key = _make_ca()
-        _write(paths["ca.key"], _pem_key(ca_key), private=True)
-        _write(paths["ca.crt"], ca_cert.public_bytes(serialization.Encoding.PEM))
+        pki.write_file(paths["ca.key"], pki.key_pem(ca_key), private=True)
+        pki.write_file(paths["ca.crt"], ca_cert.public_bytes(serialization.Encoding.PEM))
     fresh = False
     if os.path.exists(paths["server.crt"]) and os.path.exists(paths["server.key"]):
         cert = pki.load_certificate(paths["server.crt"])
@@ -147,8 +121,8 @@ def ensure_tls(folder, names=()):
                  and _covers(cert, want))
     if not fresh:
         cert, key = _make_server(ca_cert, ca_key, want)
-        _write(paths["server.key"], _pem_key(key), private=True)
-        _write(paths["server.crt"], cert.public_bytes(serialization.Encoding.PEM))
+        pki.write_file(paths["server.key"], pki.key_pem(key), private=True)
+        pki.write_file(paths["server.crt"], cert.public_bytes(serialization.Encoding.PEM))
     return {"ca_cert": paths["ca.crt"], "server_cert": paths["server.crt"],
             "server_key": paths["server.key"],
             "ca_der": ca_cert.public_bytes(serialization.Encoding.DER),

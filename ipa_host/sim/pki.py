@@ -21,6 +21,7 @@ eimSignature, euiccSignEPR and euiccSignEPE cover.
 import argparse
 import datetime
 import hashlib
+import ipaddress
 import os
 import sys
 
@@ -287,7 +288,8 @@ def _build(subject, subject_key, issuer_name, issuer_key, issuer_cert, ca, path_
     return b.sign(issuer_key, hashes.SHA256())
 
 
-def _write(path, data, private=False):
+def write_file(path, data, private=False):
+    """Write atomically (temp file, fsync, rename); keys get mode 0600."""
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
     with os.fdopen(fd, "wb") as f:
@@ -297,10 +299,21 @@ def _write(path, data, private=False):
     os.replace(tmp, path)
 
 
-def _key_pem(key):
+def key_pem(key):
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def split_names(names):
+    """Host names and IP addresses apart, for a subjectAltName."""
+    dns, ips = [], []
+    for n in names:
+        try:
+            ips.append(ipaddress.ip_address(n))
+        except ValueError:
+            dns.append(n)
+    return dns, ips
 
 
 def _cert_pem(cert):
@@ -343,8 +356,8 @@ def create_test_pki(folder, eid=DEFAULT_EID, overwrite=False):
         else:
             icert, ikey = issuer
             cert = _build(subject, key, icert.subject, ikey, icert, ca, path_len, name, not_after)
-        _write(paths[name + ".key"], _key_pem(key), private=True)
-        _write(paths[name + ".crt"], _cert_pem(cert))
+        write_file(paths[name + ".key"], key_pem(key), private=True)
+        write_file(paths[name + ".crt"], _cert_pem(cert))
         have[name] = (cert, key)
         return have[name]
 

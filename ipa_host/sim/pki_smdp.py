@@ -18,7 +18,6 @@ is 2.999.10 (the SGP.26 test SM-DP+ uses an OID under 2.999).
 """
 
 import datetime
-import ipaddress
 import os
 
 from cryptography import x509
@@ -32,16 +31,6 @@ DEFAULT_OID = "2.999.10"
 DEFAULT_NAMES = ("127.0.0.1", "localhost")
 ROLE_OID = {"dptls": "2.23.146.1.2.1.3", "dpauth": "2.23.146.1.2.1.4", "dppb": "2.23.146.1.2.1.5"}
 NAMES = ("dpauth", "dppb", "dptls")
-
-
-def _split(names):
-    dns, ips = [], []
-    for n in names:
-        try:
-            ips.append(ipaddress.ip_address(n))
-        except ValueError:
-            dns.append(n)
-    return dns, ips
 
 
 def _issue(role, ci_cert, ci_key, smdp_oid, names):
@@ -67,7 +56,7 @@ def _issue(role, ci_cert, ci_key, smdp_oid, names):
              x509.ObjectIdentifier(ROLE_OID[role]), None)]), role != "dptls"))
     alt = [x509.RegisteredID(x509.ObjectIdentifier(smdp_oid))]
     if role == "dptls":
-        dns, ips = _split(names)
+        dns, ips = pki.split_names(names)
         alt = [x509.DNSName(d) for d in dns] + [x509.IPAddress(i) for i in ips] + alt
         b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
     b = b.add_extension(x509.SubjectAlternativeName(alt), False)
@@ -106,14 +95,14 @@ def create_smdp_pki(folder, pki_dir, smdp_oid=DEFAULT_OID, names=(), overwrite=F
                   and smdp_oid_of(cert) == smdp_oid)
             if ok and role == "dptls":
                 san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                dns, ips = _split(want)
+                dns, ips = pki.split_names(want)
                 ok = (all(d in san.get_values_for_type(x509.DNSName) for d in dns)
                       and all(i in san.get_values_for_type(x509.IPAddress) for i in ips))
             if ok:
                 continue
         cert, k = _issue(role, p["ci_cert"], p["ci_key"], smdp_oid, want)
-        pki._write(key, pki._key_pem(k), private=True)
-        pki._write(crt, pki._cert_pem(cert))
+        pki.write_file(key, pki.key_pem(k), private=True)
+        pki.write_file(crt, pki._cert_pem(cert))
     return paths
 
 
