@@ -34,6 +34,7 @@ import time
 from ipa_host.sim import eim_tls, pki
 from ipa_host.sim.eim_esipa import EsipaService, cert_der
 from ipa_host.sim.eim_http import ApiHandler, EsipaHandler, Server, log
+from ipa_host.sim.eim_relay import SmdpRelay
 from ipa_host.sim.eim_state import Store, _write_atomic, check_eid
 
 MAX_REQUESTS = 10000
@@ -53,11 +54,14 @@ class EimServer:
     coap_port   None: no CoAP listener; else ESipa over CoAP on that UDP port (0: any free
                 one) of `host`, over DTLS with the same TLS certificate when `tls`
                 (ipa_host.sim.eim_coap); `coap_url` is its address
+    smdp_ca_file  PEM CA bundle the eIM trusts for the SM-DP+'s TLS when it relays an
+                indirect profile download (ipa_host.sim.eim_relay; None: system CAs);
+                smdp_timeout bounds each of its network waits
     """
 
     def __init__(self, folder, pki_dir=None, host="127.0.0.1", port=0, api_port=0, tls=True,
                  eim_id=None, version=None, association_token=_UNSET, tls_names=(),
-                 idle_timeout=30.0, coap_port=None):
+                 idle_timeout=30.0, coap_port=None, smdp_ca_file=None, smdp_timeout=30):
         self.folder = os.path.abspath(folder)
         os.makedirs(self.folder, exist_ok=True)
         cfg_path = os.path.join(self.folder, "config.json")
@@ -101,6 +105,12 @@ class EimServer:
         self._coap = None
         self.store = Store(self.folder)
         self.service = EsipaService(self.store, eim_id, self.eim_key, version)
+        if smdp_ca_file is not None and not os.path.isfile(smdp_ca_file):
+            raise FileNotFoundError("smdp_ca_file %s: no such file (the PEM CA of the SM-DP+'s"
+                                    " TLS certificate)" % smdp_ca_file)
+        self.smdp_ca_file = smdp_ca_file
+        self.relay = SmdpRelay(ca_file=smdp_ca_file, timeout=smdp_timeout)
+        self.service.relay = self.relay
         self._requests = collections.deque(maxlen=MAX_REQUESTS)
         self._req_lock = threading.Lock()
         self._req_seq = 0
@@ -184,6 +194,7 @@ class EimServer:
             t.join(5)
         self._servers = []
         self._threads = []
+        self.relay.close()
 
     def __enter__(self):
         return self.start()

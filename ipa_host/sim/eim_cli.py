@@ -1,6 +1,7 @@
 """`ipa-sim eim`: run the simulated eIM, and operate it through its API (JSON output).
 
     ipa-sim eim serve --dir DIR [--pki PKI] [--port 8443] [--api-port 8444] [--http] [--token N]
+                      [--coap-port 5684] [--smdp-ca-file PEM]
     ipa-sim eim psmo EID enable ICCID [--rollback]      (disable|delete|setFallbackAttribute ICCID,
                                                           getRAT, unsetFallbackAttribute,
                                                           listProfileInfo [ICCID] [--tag-list HEX],
@@ -198,6 +199,12 @@ def _parser():
     s.add_argument("--version", default="1.2", choices=signer.VERSIONS, help="SGP.32 version")
     s.add_argument("--tls-name", action="append", default=[],
                    help="extra DNS name or IP for the TLS server certificate")
+    s.add_argument("--coap-port", type=int, default=None,
+                   help="also serve ESipa over CoAP (DTLS unless --http) on this UDP port "
+                        "(0: any free one; default: no CoAP)")
+    s.add_argument("--smdp-ca-file", metavar="PEM", default=None,
+                   help="CA bundle trusted for the SM-DP+'s TLS when relaying an indirect "
+                        "profile download (default: the system CAs)")
 
     r = sub.add_parser("register", parents=[common], help="make an EID known / set its data")
     r.add_argument("eid")
@@ -279,7 +286,8 @@ def _serve(args):
     try:
         server = EimServer(args.dir, args.pki, host=args.host, port=args.port,
                            api_port=None if args.no_api else args.api_port, tls=not args.http,
-                           version=args.version, tls_names=args.tls_name, **kw)
+                           version=args.version, tls_names=args.tls_name,
+                           coap_port=args.coap_port, smdp_ca_file=args.smdp_ca_file, **kw)
         server.start()
     except (OSError, ValueError) as e:
         raise CliError("eim serve: %s" % e)
@@ -297,6 +305,8 @@ def _serve(args):
         print("plain HTTP: lab use only, nothing authenticates this eIM")
     else:
         print("TLS trust anchor for the IPA: %s" % server.tls_files["ca_cert"])
+    if server.coap_url:
+        print("ESipa over CoAP at %s" % server.coap_url)
     if server.api_url:
         print("operator API at %s" % server.api_url)
     if server.pki_eid:

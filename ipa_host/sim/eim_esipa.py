@@ -95,6 +95,7 @@ class EsipaService:
         self.eim_id = eim_id
         self.key = signing_key
         self.version = version
+        self.relay = None  # an eim_relay.SmdpRelay: indirect downloads relayed to the SM-DP+
 
     # ---- the operator side -------------------------------------------------------------
 
@@ -228,8 +229,11 @@ class EsipaService:
                 info["status"] = 204
                 return b"", info
             if t.tag in codec.RELAY_ERROR_TAGS:
-                info["note"] = RELAY_NOTE
-                return codec.relay_error(t.tag), info
+                if self.relay is None:
+                    info["note"] = RELAY_NOTE
+                    return codec.relay_error(t.tag), info
+                answer, info["note"] = self.relay.handle(t)
+                return answer, info
         except TlvError as e:
             raise EsipaRefused("%s: %s" % (info["function"], e))
         if t.tag == codec.TRANSFER_EIM_PACKAGE:
@@ -317,6 +321,7 @@ class EsipaService:
             acks = self._record_result(rec, parsed, via)
             self.store.save(eid)
         info["note"] = "%s; acknowledged %s" % (parsed["entry"]["kind"], acks or "nothing")
+        self._forward_pirs(parsed["notifications"], info)
         return codec.provide_result_response(acks)
 
     def _parse_result(self, result):
@@ -456,6 +461,17 @@ class EsipaService:
             rec["notifications"].append(note)
             self.store.save(eid)
         info["note"] = "%s seqNumber %s" % (n["kind"], n["seqNumber"])
+        self._forward_pirs([c], info)
+
+    def _forward_pirs(self, notifications, info):
+        """PIRs of downloads this eIM relayed go on to their SM-DP+ (outside the store lock)."""
+        if self.relay is None:
+            return
+        for n in notifications:
+            if n.tag == codec.PROFILE_INSTALLATION_RESULT:
+                done = self.relay.notify_pir(n.raw)
+                if done:
+                    info["note"] = "%s; %s" % (info["note"], done)
 
     def _attribute(self, n, conn):
         """Which EID a HandleNotification belongs to (see the module docstring)."""

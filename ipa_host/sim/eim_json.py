@@ -21,8 +21,19 @@ SGP.32 6.4):
                               (base64 of BF53)}
     handleNotification       {pendingNotification (the PendingNotification TLV) |
                               provideEimPackageResult (BF50)} -> HTTP 204, no body
-    initiateAuthentication, authenticateClient, getBoundProfilePackage, cancelSession
-                             -> {header: Failed} (no SM-DP+ relay yet)
+    initiateAuthentication   {euiccChallenge (base64 of the 16 bytes), smdpAddress?,
+                              euiccInfo1?, eimTransactionId? (hex)}
+                             -> {header, transactionId (hex), serverSigned1, serverSignature1,
+                                 euiccCiPKIdentifierToBeUsed, serverCertificate}
+    authenticateClient       {transactionId, authenticateServerResponse}
+                             -> {header, transactionId, profileMetadata?, smdpSigned2,
+                                 smdpSignature2, smdpCertificate}
+    getBoundProfilePackage   {transactionId, prepareDownloadResponse}
+                             -> {header, transactionId, boundProfilePackage}
+    cancelSession            {transactionId, cancelSessionResponse (the ES10b answer 'BF41')}
+                             -> {header}
+    (relayed to the SM-DP+ by ipa_host.sim.eim_relay; an error is "Failed" with the
+    ES9+ status code of the same error, eim_relay.ESIPA_STATUS, none for undefinedError)
 
 A function error is the "Failed" header with the status code of SGP.32
 5.14.5 Table 18 / 5.14.6 Table 21 as read publicly (eidNotFound 8.1.1/3.9,
@@ -40,14 +51,16 @@ import json
 from ipa_core import tlv
 from ipa_core.errors import TlvError
 from ipa_host.sim import eim_codec as codec
-from ipa_host.sim.eim_esipa import RELAY_NOTE, EsipaRefused
+from ipa_host.sim.eim_esipa import RELAY_NOTE, EsipaRefused  # noqa: F401 (eim_http reads it)
+from ipa_host.sim.eim_relay import ESIPA_STATUS
 
 PATH_PREFIX = "/gsma/rsp2/esipa/"
 CONTENT_TYPE = "application/json;charset=UTF-8"
 
 FUNCTION_TAGS = {name: tag for tag, name in codec.FUNCTIONS.items()}
-RELAYS = ("initiateAuthentication", "authenticateClient", "getBoundProfilePackage",
-          "cancelSession")
+RELAYS = ()  # functions answered without the eIM (none since eim_relay serves the download)
+RELAY_FUNCTIONS = ("initiateAuthentication", "authenticateClient", "getBoundProfilePackage",
+                   "cancelSession")
 
 STATUS_CODES = {  # error code -> (subjectCode, reasonCode)
     codec.NO_EIM_PACKAGE_AVAILABLE: ("8.1.1", "3.7"),
@@ -153,13 +166,88 @@ def request_to_asn1(function, obj):
             return tlv.encode(codec.HANDLE_NOTIFICATION, res.raw)
         n = _tlv(obj["pendingNotification"], "pendingNotification", codec.PENDING_NOTIFICATION_TAGS)
         return tlv.encode(codec.HANDLE_NOTIFICATION, tlv.encode(0xA0, n.raw))
+    if function in RELAY_FUNCTIONS:
+        return _relay_request(function, obj)
     raise EsipaRefused("%s is not served through this mapping" % function)
+
+
+def _bare(value, what):
+    """base64 of a bare value or of its TLV -> the bare value (lenient, as the IPA side is)."""
+    return _unb64(value, what)
+
+
+def _tid_tlv(obj, tag=0x80):
+    v = obj.get("transactionId")
+    if not isinstance(v, str) or len(v) > 64:
+        raise EsipaRefused("transactionId: expected hex, got %r" % (v,))
+    try:
+        return tlv.encode(tag, binascii.unhexlify(v))
+    except (binascii.Error, ValueError):
+        raise EsipaRefused("transactionId: expected hex, got %r" % v[:40])
+
+
+def _relay_request(function, obj):
+    """ESipa JSON download request -> the ASN.1 request (the relay serves both bindings)."""
+    tag = FUNCTION_TAGS[function]
+    if function == "initiateAuthentication":
+        if "euiccChallenge" not in obj:
+            raise EsipaRefused("initiateAuthentication: euiccChallenge is required")
+        parts = [tlv.encode(0x81, _bare(obj["euiccChallenge"], "euiccChallenge"))]
+        if obj.get("smdpAddress") is not None:
+            if not isinstance(obj["smdpAddress"], str):
+                raise EsipaRefused("smdpAddress: expected a string")
+            parts.append(tlv.encode(0x83, obj["smdpAddress"].encode("utf-8")))
+        if obj.get("euiccInfo1") is not None:
+            parts.append(_tlv(obj["euiccInfo1"], "euiccInfo1", (0xBF20,)).raw)
+        if obj.get("eimTransactionId") is not None:
+            parts.append(_tid_tlv({"transactionId": obj["eimTransactionId"]}, 0x82))
+        return tlv.encode(tag, b"".join(parts))
+    key, inner = {"authenticateClient": ("authenticateServerResponse", 0xBF38),
+                  "getBoundProfilePackage": ("prepareDownloadResponse", 0xBF21),
+                  "cancelSession": ("cancelSessionResponse", 0xBF41)}[function]
+    if key not in obj or "transactionId" not in obj:
+        raise EsipaRefused("%s: transactionId and %s are required" % (function, key))
+    t = _tlv(obj[key], key, (inner, 0xA1) if function == "cancelSession" else (inner,))
+    raw = tlv.encode(0xA1, t.value) if function == "cancelSession" else t.raw  # [1] in ASN.1
+    return tlv.encode(tag, _tid_tlv(obj) + raw)
+
+
+def _relay_answer(function, der):
+    t = tlv.decode(der)
+    inner = next(iter(t))
+    if inner.tag != 0xA0:  # the error alternative
+        code = inner.as_int()
+        pair = ESIPA_STATUS[function].get(code)
+        return {"header": failed(message="%s error %d" % (function, code), subject=pair)}
+    out = {"header": SUCCESS}
+    if function == "cancelSession":
+        return out
+    seqs = []
+    for c in inner:
+        if c.tag == 0x80:
+            out["transactionId"] = codec.hexu(c.value)
+        elif c.tag == 0x30:
+            seqs.append(c.raw)
+        elif c.tag == 0x5F37:
+            out["serverSignature1" if function == "initiateAuthentication"
+                else "smdpSignature2"] = _b64(c.raw)
+        elif c.tag == 0x04:
+            out["euiccCiPKIdentifierToBeUsed"] = _b64(c.raw)
+        elif c.tag == 0xBF25:
+            out["profileMetadata"] = _b64(c.raw)
+        elif c.tag == 0xBF36:
+            out["boundProfilePackage"] = _b64(c.raw)
+    names = {"initiateAuthentication": ("serverSigned1", "serverCertificate"),
+             "authenticateClient": ("smdpSigned2", "smdpCertificate")}.get(function, ())
+    for name, raw in zip(names, seqs):
+        out[name] = _b64(raw)
+    return out
 
 
 def answer_to_json(function, der):
     """The JSON answer for the ASN.1 answer `der` of `function`."""
-    if function in RELAYS:
-        return {"header": failed(message=RELAY_NOTE, subject=("8.8", "3.7"))}
+    if function in RELAY_FUNCTIONS:
+        return _relay_answer(function, der)
     t = tlv.decode(der)
     inner = next(iter(t))
     if function == "getEimPackage":
