@@ -187,5 +187,7 @@ def test_psmo_cycle_survives_drops_duplicates_and_reordering(lab):
     assert functions.count("provideEimPackageResult") == 1, functions
     # The profile is enabled on the eUICC.
     assert enabled_profile(session) == PROFILE_B
-    assert took < 15, took
+    # Bounded, not timed: the faults cost ~3 s here; a handshake that exhausted its
+    # 30 s budget would have failed above.
+    assert took < 60, took
     print("lossy relay: %r, %.1f s" % (relay.stats, took))
