@@ -113,6 +113,11 @@ def build_network(st, eim):
     if url.startswith(("coaps://", "coap://")):
         from ipa_host.net.coaps import CoapsNetwork
 
+        if st.binding == "json":
+            # SGP.32 defines the JSON binding over HTTPS only; CoAP carries the ASN.1 one.
+            raise ValueError("the ESipa JSON binding runs over HTTPS only; use --binding asn1 "
+                             "(or [eim] binding = \"asn1\") with %s" % url)
+
         if url.startswith("coap://"):  # plain CoAP: lab use, like plain HTTP
             return CoapsNetwork(url, allow_plain=st.allow_http, timeout=st.timeout)
         return CoapsNetwork(url, trust=trust, ca_file=st.ca_file, timeout=st.timeout,
