@@ -76,3 +76,49 @@ def test_wrong_trust_is_refused_before_anything_is_sent(home, tmp_path):
     assert r.returncode != 0
     assert "DTLS certificate verification" in r.stderr + r.stdout
     assert server.requests == []
+
+
+def test_ipa_euicc_data_request_over_coaps(home):
+    h, eid, server = home
+    # BF22 EUICCInfo2 (hundreds of bytes: the answer needs Block1), 84 associationToken
+    server.queue_data_request(eid, ["BF22", "84"])
+    r = ipa(h, server.coap_url, "--json", "poll")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["package"] == "ipaEuiccDataRequest"
+    got = server.results(eid)[-1]
+    assert got["kind"] == "ipaEuiccDataResponse", got
+    from ipa_core import tlv
+
+    data = tlv.decode(bytes.fromhex(got["der"])).find(0xA0)  # ipaEuiccData
+    assert data is not None and data.find(0xBF22) is not None
+    assert data.find(0x84).as_int() == 1
+    assert {q["binding"] for q in server.requests} == {"coaps"}
+
+
+def test_notifications_are_delivered_over_coaps(home):
+    h, eid, server = home
+    # A disable run directly on the eUICC leaves a signed notification pending.
+    from ipa_core import apdu, es10
+    from ipa_host.sim import pki
+    from ipa_host.sim.signer import build_euicc_package_request
+
+    card = open_home_euicc(h)
+    key = pki.load_private_key(os.path.join(sim_dir(h), "pki", "eim.key"))
+    req = build_euicc_package_request("ipa-demo-eim", eid, 1,
+                                      [{"op": "disable", "iccid": PROFILE_A}], key,
+                                      association_token=1)
+    s = apdu.IsdrSession(card).open()
+    es10.load_euicc_package(s, req)
+    pending = [n["seqNumber"] for n in es10.list_notification(s)]
+    s.close()
+    assert pending
+    r = ipa(h, server.coap_url, "--json", "notifications", "process")
+    assert r.returncode == 0, r.stderr
+    done = json.loads(r.stdout)
+    assert done["delivered"] and sorted(done["removed"]) == sorted(done["delivered"])
+    assert server.notifications(eid)
+    assert {q["binding"] for q in server.requests} == {"coaps"}
+    s = apdu.IsdrSession(open_home_euicc(h)).open()
+    left = [n["seqNumber"] for n in es10.list_notification(s)]
+    s.close()
+    assert left == [n for n in pending if n not in done["removed"]]
