@@ -38,9 +38,10 @@ Accepted leniently: base64 of a bare value where a primitive TLV is expected
 """
 
 import json
-from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
+from binascii import hexlify, unhexlify
 
 from ipa_core import tlv
+from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core.errors import FunctionError, ProtocolError
 
 PATH = "/gsma/rsp2/es9plus/"
@@ -112,31 +113,6 @@ def path(function):
 
 
 # ---- scalars -------------------------------------------------------------------------------
-
-
-def b64(b):
-    return b2a_base64(bytes(b)).decode().strip()
-
-
-_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-
-
-def unb64(s, what, limit):
-    """Strict base64 of at most `limit` decoded bytes -> bytes; else ProtocolError."""
-    if not isinstance(s, str):
-        raise ProtocolError("%s: expected a base64 string, got %r" % (what, s))
-    if len(s) > (limit + 2) // 3 * 4:
-        raise ProtocolError("%s: expected at most %d bytes, got about %d"
-                            % (what, limit, len(s) * 3 // 4))
-    if len(s) % 4 or "=" in s.rstrip("="):
-        raise ProtocolError("%s: expected padded base64, got %r" % (what, s[:40]))
-    for ch in s:
-        if ch not in _B64:
-            raise ProtocolError("%s: expected base64, got character %r" % (what, ch))
-    try:
-        return a2b_base64(s.encode())
-    except Exception:  # binascii.Error on CPython, ValueError on MicroPython
-        raise ProtocolError("%s: expected base64, got %r" % (what, s[:40]))
 
 
 def tid_hex(tid):

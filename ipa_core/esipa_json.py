@@ -82,9 +82,10 @@ unknown keys (ignored).
 """
 
 import json
-from binascii import a2b_base64, b2a_base64, unhexlify
+from binascii import unhexlify
 
 from ipa_core import tlv
+from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core import es10_decode as d
 from ipa_core import esipa_decode as dec
 from ipa_core.errors import EimError, ProtocolError
@@ -240,25 +241,6 @@ def spec_name(function):
 def dumps(obj):
     """Compact JSON text (every byte counts on NB-IoT)."""
     return json.dumps(obj, separators=(",", ":"))
-
-
-def b64(b):
-    return b2a_base64(bytes(b)).decode().strip()
-
-
-_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-
-
-def unb64(s, what):
-    """Strict base64 (RFC 4648, padded) -> bytes; anything else is a ProtocolError."""
-    if not isinstance(s, str):
-        raise ProtocolError("%s: expected a base64 string, got %r" % (what, s))
-    if len(s) % 4 or any(ch not in _B64 for ch in s) or "=" in s.rstrip("="):
-        raise ProtocolError("%s: expected base64, got %r" % (what, s[:40]))
-    try:
-        return a2b_base64(s.encode())
-    except Exception:  # binascii.Error on CPython, a plain Exception on MicroPython
-        raise ProtocolError("%s: expected base64, got %r" % (what, s[:40]))
 
 
 def unhex(s, what):
