@@ -126,6 +126,24 @@ def _not_valid(cert):
     return None
 
 
+def _recv_counted(dgram, wait_s, proto):
+    """One datagram from dgram.sock within wait_s (None when none came), counted on dgram;
+    socket failures become TransportErrors naming the peer."""
+    dgram.sock.settimeout(wait_s)
+    try:
+        data = dgram.sock.recv(_RECV)
+    except socket.timeout:
+        return None
+    except ConnectionRefusedError:
+        raise TransportError("%s to %s: port unreachable (no %s server there)"
+                             % (proto, dgram.where, "CoAPS" if proto == "DTLS" else "CoAP"))
+    except OSError as e:
+        raise TransportError("receiving from %s failed: %s" % (dgram.where, e))
+    dgram.bytes_received += len(data)
+    dgram.datagrams_received += 1
+    return data
+
+
 class UdpDatagram:
     """dgram interface over a connected UDP socket (plain coap://, lab use), with counters."""
 
@@ -145,19 +163,7 @@ class UdpDatagram:
         self.datagrams_sent += 1
 
     def recv(self, timeout_ms):
-        self.sock.settimeout(max(timeout_ms, 1) / 1000.0)
-        try:
-            data = self.sock.recv(_RECV)
-        except socket.timeout:
-            return None
-        except ConnectionRefusedError:
-            raise TransportError("CoAP to %s: port unreachable (no CoAP server there)"
-                                 % self.where)
-        except OSError as e:
-            raise TransportError("receiving from %s failed: %s" % (self.where, e))
-        self.bytes_received += len(data)
-        self.datagrams_received += 1
-        return data
+        return _recv_counted(self, max(timeout_ms, 1) / 1000.0, "CoAP")
 
     def close(self):
         self.sock.close()
@@ -362,19 +368,7 @@ class DtlsDatagram:
                 self._send_wire(d, quiet)
 
     def _recv_wire(self, wait):
-        self.sock.settimeout(max(wait, 0.001))
-        try:
-            data = self.sock.recv(_RECV)
-        except socket.timeout:
-            return None
-        except ConnectionRefusedError:
-            raise TransportError("DTLS to %s: port unreachable (no CoAPS server there)"
-                                 % self.where)
-        except OSError as e:
-            raise TransportError("receiving from %s failed: %s" % (self.where, e))
-        self.bytes_received += len(data)
-        self.datagrams_received += 1
-        return data
+        return _recv_counted(self, max(wait, 0.001), "DTLS")
 
     def _decrypt(self, data):
         """Feed one datagram; its application records (a datagram may carry several)."""
