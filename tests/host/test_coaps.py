@@ -272,3 +272,20 @@ def test_libcoap_client_is_refused_by_a_wrong_ca(tmp_path, pki):
         assert b"certificate verify failed" in r.stdout + r.stderr  # libcoap exits 0 anyway
     finally:
         server.stop()
+
+
+def test_plain_coap_to_a_closed_port_says_port_unreachable():
+    from ipa_host.net.coaps import UdpDatagram
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: the kernel answers ICMP port unreachable
+    d = UdpDatagram("127.0.0.1", port)
+    try:
+        d.send(b"\x40\x01\x00\x01")
+        with pytest.raises(TransportError, match="CoAP to 127.0.0.1:%d: port unreachable "
+                                                 r"\(no CoAP server there\)" % port):
+            d.recv(2000)
+    finally:
+        d.sock.close()
