@@ -207,38 +207,54 @@ class _Base(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_DELETE = do_PATCH = not_post
 
 
+
+    def answer(self, rec, work, who):
+        """Run work() -> (status, body, content type) and send it; an HttpError becomes its
+        plain-text answer, a simulator bug a 500 (logged, the server keeps serving); the
+        exchange is recorded on the owner either way."""
+        try:
+            status, body, ctype = work()
+        except HttpError as e:
+            if e.close:
+                self.close_connection = True
+            rec["error"] = e.reason
+            status, body, ctype = e.status, (e.reason + "\n").encode(), "text/plain"
+            if "response" in rec:
+                rec["response"] = body
+        except Exception as e:  # a simulator bug: answer, log, keep serving
+            log.exception("%s simulator: %s failed", who, rec["function"] or self.path)
+            self.close_connection = True
+            rec["error"] = "internal error: %r" % (e,)
+            status, body, ctype = 500, ("internal error in the %s simulator\n" % who).encode(), \
+                "text/plain"
+            if "response" in rec:
+                rec["response"] = body
+        rec["status"] = status
+        self.server.owner.record(rec)
+        try:
+            self.send(status, body, ctype, {"X-Admin-Protocol": ADMIN_PROTOCOL})
+        except OSError:
+            self.close_connection = True
+
 class EsipaHandler(_Base):
     """POST /gsma/rsp2/asn1 and /gsma/rsp2/esipa/<function>."""
 
     def do_POST(self):
-        owner = self.server.owner
         rec = {"time": time.time(), "path": self.path, "binding": None, "function": None,
                "eid": None, "status": None, "request": b"", "response": b"", "note": None,
                "error": None, "conn": self.conn["id"], "peer": self.conn["peer"]}
-        try:
+
+        def work():
             try:
                 body = self.read_body(MAX_BODY)
                 rec["request"] = body
                 status, answer, ctype = self._serve(body, rec)
             except EsipaRefused as e:
                 raise HttpError(400, str(e))
-        except HttpError as e:
-            if e.close:
-                self.close_connection = True
-            rec["error"] = e.reason
-            status, answer, ctype = e.status, (e.reason + "\n").encode(), "text/plain"
-        except Exception as e:  # a simulator bug: answer, log, keep serving
-            log.exception("eIM simulator: %s failed", rec["function"] or self.path)
-            self.close_connection = True
-            rec["error"] = "internal error: %r" % (e,)
-            status, answer, ctype = 500, b"internal error in the eIM simulator\n", "text/plain"
-        rec["status"] = status
-        rec["response"] = answer
-        owner.record(rec)
-        try:
-            self.send(status, answer, ctype, {"X-Admin-Protocol": ADMIN_PROTOCOL})
-        except OSError:
-            self.close_connection = True
+            rec["response"] = answer
+            return status, answer, ctype
+
+        self.answer(rec, work, "eIM")
 
     def _check_headers(self, want_type):
         proto = self.headers.get("X-Admin-Protocol")

@@ -32,32 +32,20 @@ class Es9Handler(_Base):
     server_version = "ipa-iot-smdpp-sim"
 
     def do_POST(self):
-        owner = self.server.owner
         rec = {"time": time.time(), "path": self.path, "function": None, "status": None,
                "error": None, "conn": self.conn["id"], "peer": self.conn["peer"]}
-        try:
+
+        def work():
             try:
                 status, answer = self._serve(rec)
             except Es9Refused as e:
                 raise HttpError(400, str(e))
-            body, ctype = (b"", None) if answer is None else (
-                json.dumps(answer, separators=(",", ":")).encode(), "application/json;charset=UTF-8")
-        except HttpError as e:
-            if e.close:
-                self.close_connection = True
-            rec["error"] = e.reason
-            status, body, ctype = e.status, (e.reason + "\n").encode(), "text/plain"
-        except Exception as e:  # a simulator bug: answer, log, keep serving
-            log.exception("SM-DP+ simulator: %s failed", rec["function"] or self.path)
-            self.close_connection = True
-            rec["error"] = "internal error: %r" % (e,)
-            status, body, ctype = 500, b"internal error in the SM-DP+ simulator\n", "text/plain"
-        rec["status"] = status
-        owner.record(rec)
-        try:
-            self.send(status, body, ctype, {"X-Admin-Protocol": ADMIN_PROTOCOL})
-        except OSError:
-            self.close_connection = True
+            if answer is None:
+                return status, b"", None
+            return status, json.dumps(answer, separators=(",", ":")).encode(), \
+                "application/json;charset=UTF-8"
+
+        self.answer(rec, work, "SM-DP+")
 
     def _serve(self, rec):
         path = urlsplit(self.path).path
