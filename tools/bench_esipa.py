@@ -7,11 +7,17 @@
 The real core IPA (ipa_core.ipa.Ipa, over an IsdrSession to the virtual eUICC
 of ipa_host.sim.home) polls an in-process simulated eIM (ipa_host.sim.eim)
 that listens on HTTPS and CoAPS; a second eIM without TLS serves plain HTTP
-and plain CoAP as references. Two procedures, each over every transport:
+and plain CoAP as references. Both eIMs relay indirect profile downloads to an
+in-process simulated SM-DP+ (ipa_host.sim.smdpp, ES9+ over HTTPS; that hop is
+the eIM's and is not counted). Three procedures, each over every transport:
 
-    empty poll   ESipa.GetEimPackage -> eimPackageError noEimPackageAvailable
-    PSMO cycle   GetEimPackage -> an eIM-signed enable (LoadEuiccPackage on the
-                 eUICC) -> ProvideEimPackageResult (result + notifications) -> ack
+    empty poll         ESipa.GetEimPackage -> eimPackageError noEimPackageAvailable
+    PSMO cycle         GetEimPackage -> an eIM-signed enable (LoadEuiccPackage on the
+                       eUICC) -> ProvideEimPackageResult (result + notifications) -> ack
+    indirect download  GetEimPackage -> profileDownloadTriggerRequest (activation
+                       code) -> InitiateAuthentication, AuthenticateClient,
+                       GetBoundProfilePackage (a 40 KiB profile package), all relayed
+                       by the eIM to the SM-DP+ -> ProvideEimPackageResult (the PIR)
 
 Transports (what a device pays for one procedure):
     coaps-full     CoapsNetwork, a DTLS 1.2 handshake (with HelloVerifyRequest cookie)
@@ -62,19 +68,34 @@ from benchdoc import DOCS, machine  # noqa: E402,F401
 from ipa_core import apdu  # noqa: E402
 from ipa_core.errors import IpaError  # noqa: E402
 from ipa_core.ipa import Ipa  # noqa: E402
+from ipa_core.ipa_download import make_download_handler  # noqa: E402
 from ipa_core.ipa_store import MemoryStore  # noqa: E402
 from ipa_host.net import coaps, https  # noqa: E402
 from ipa_host.sim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
+from ipa_host.sim.smdpp import SmdpServer  # noqa: E402
 
 SECTION = "## ESipa bytes on the wire (HTTPS vs CoAP/DTLS)"
-PROCEDURES = ("empty poll", "PSMO cycle")
+PROCEDURES = ("empty poll", "PSMO cycle", "indirect download")
 TRANSPORTS = ("coaps-full", "coaps-resumed", "https-new", "https-kept", "coap-plain",
               "http-plain")
 BASELINE = "https-new"
 UDP_HDR = 28  # IPv4 20 + UDP 8
 TCP_HDR = 40  # IPv4 20 + TCP 20 (no options)
+MSS = 1400  # about a cellular link's TCP MSS (the findings' estimate for large answers)
 PROFILE_A, PROFILE_B = DEMO_PROFILES[0]["iccid"], DEMO_PROFILES[1]["iccid"]
+PROFILE_SIZE = 40 * 1024  # bytes of the unprotected profile package the SM-DP+ binds
+BLOCK = 512  # CoapsNetwork's CoAP block size (Block1 and Block2), as `ipa` uses it
+
+
+def bench_iccid(n):
+    """A distinct, Luhn-valid test ICCID per download (an ICCID installs only once)."""
+    body = "8900012345678%06d" % n
+    total = 0
+    for i, c in enumerate(reversed(body)):
+        d = int(c) * (2 if i % 2 == 0 else 1)  # doubled: every second digit from the check's left
+        total += d - 9 if d > 9 else d
+    return body + str((10 - total % 10) % 10)
 
 
 class BenchError(Exception):
@@ -96,15 +117,31 @@ def _tcp_segs(sock):
 
 class Recorder:
     """Wraps the wire methods of the network classes (class level, for the bench's life):
-    the order of sends and receives (round trips) and TCP segment counts."""
+    the order of sends and receives (round trips) and TCP segment counts.
+
+    Only the IPA's networks count (`watch`): the eIM's relay to the SM-DP+ runs in this
+    process on the same HttpsNetwork class, and its connections are not the device's."""
 
     def __init__(self):
+        self.nets = set()  # ids of the watched (the IPA's) HttpsNetworks
         self.events = []  # "o" / "i" per socket send / receive that moved bytes
         self.segs_closed = [0, 0]
         self.segs_known = True
         self.open_wires = set()
         self.security = {}  # "tls" / "dtls": the version and cipher suite negotiated
         self._saved = []
+
+    def watch(self, net):
+        self.nets.add(id(net))
+        self._keep = getattr(self, "_keep", []) + [net]  # ids stay unique while we live
+        return net
+
+    def mine(self, obj):
+        """Is this wire (or TLS stream, or datagram) the IPA's?"""
+        net = getattr(obj, "net", None)
+        if net is None and hasattr(obj, "wire"):
+            net = obj.wire.net
+        return net is None or id(net) in self.nets  # datagrams: only the IPA uses them
 
     def _patch(self, cls, name, wrapper):
         orig = getattr(cls, name)
@@ -117,14 +154,15 @@ class Recorder:
         def out(orig):
             def f(self_, data, *a, **kw):
                 r = orig(self_, data, *a, **kw)
-                rec.events.append("o")
+                if rec.mine(self_):
+                    rec.events.append("o")
                 return r
             return f
 
         def inc(orig):
             def f(self_, *a, **kw):
                 r = orig(self_, *a, **kw)
-                if r:
+                if r and rec.mine(self_):
                     rec.events.append("i")
                 return r
             return f
@@ -132,7 +170,8 @@ class Recorder:
         def wire_init(orig):
             def f(self_, sock, net):
                 orig(self_, sock, net)
-                rec.open_wires.add(self_)
+                if rec.mine(self_):
+                    rec.open_wires.add(self_)
             return f
 
         def wire_close(orig):
@@ -151,7 +190,9 @@ class Recorder:
         def tls_done(orig):
             def f(self_):
                 r = orig(self_)
-                rec.security["tls"] = "%s %s" % (self_.obj.version(), self_.obj.cipher()[0])
+                if rec.mine(self_):
+                    rec.security["tls"] = "%s %s" % (self_.obj.version(),
+                                                     self_.obj.cipher()[0])
                 return r
             return f
 
@@ -203,21 +244,27 @@ def round_trips(events):
 # ---------------------------------------------------------------- the runs
 
 class Lab:
-    """A home (virtual eUICC + its eIM, TLS and plain) and a Recorder."""
+    """A home (virtual eUICC + its eIM, TLS and plain), an SM-DP+ both eIMs relay
+    indirect downloads to (its TLS CA is the home's test CI), and a Recorder."""
 
     def __init__(self, workdir):
         self.home = os.path.join(str(workdir), "home")
         self.card = open_home_euicc(self.home)
         self.eid = self.card.eid
         pki_dir = os.path.join(sim_dir(self.home), "pki")
+        self.smdp = SmdpServer(os.path.join(str(workdir), "smdp"), pki_dir)
+        relay = {"smdp_ca_file": self.smdp.tls_ca_path, "smdp_timeout": 10}
         self.eim = EimServer(eim_dir(self.home), pki_dir=pki_dir, association_token=1,
-                             coap_port=0, api_port=None)
+                             coap_port=0, api_port=None, **relay)
         self.plain = EimServer(os.path.join(str(workdir), "eim-plain"), pki_dir=pki_dir,
-                               association_token=1, coap_port=0, api_port=None, tls=False)
+                               association_token=1, coap_port=0, api_port=None, tls=False,
+                               **relay)
         self.session = None
+        self.downloads = 0
         self.rec = Recorder()
 
     def __enter__(self):
+        self.smdp.start()
         self.eim.start()
         self.plain.start()
         self.session = apdu.IsdrSession(self.card).open()
@@ -229,16 +276,21 @@ class Lab:
         self.session.close()
         self.plain.stop()
         self.eim.stop()
+        self.smdp.stop()
 
     def server(self, transport):
         return self.plain if transport.endswith("-plain") else self.eim
 
     def network(self, transport, cache):
+        return self.rec.watch(self._network(transport, cache))
+
+    def _network(self, transport, cache):
         trust = self.eim.tls_ca_cert_der
         if transport.startswith("coaps"):
-            return coaps.CoapsNetwork(self.eim.coap_url, trust=trust, session_cache=cache)
+            return coaps.CoapsNetwork(self.eim.coap_url, trust=trust, session_cache=cache,
+                                      block_size=BLOCK)
         if transport == "coap-plain":
-            return coaps.CoapsNetwork(self.plain.coap_url, allow_plain=True)
+            return coaps.CoapsNetwork(self.plain.coap_url, allow_plain=True, block_size=BLOCK)
         if transport.startswith("https"):
             return https.HttpsNetwork(self.eim.url, trust=trust)
         return https.HttpsNetwork(self.plain.url, allow_http=True)
@@ -250,7 +302,16 @@ class Lab:
             server.register_eid(self.eid, counter=max(self.eim.counter(self.eid),
                                                       self.plain.counter(self.eid)))
             server.queue_psmo(self.eid, [{"op": "enable", "iccid": self._next_enable()}])
+        if procedure == "indirect download":
+            self.downloads += 1
+            mid, iccid = "BENCH-%d" % self.downloads, bench_iccid(self.downloads)
+            self.smdp.add_profile(mid, iccid, "Bench profile %d" % self.downloads,
+                                  size=PROFILE_SIZE)
+            server.queue_download_trigger(self.eid, activation_code="LPA:1$%s$%s"
+                                          % (self.smdp.address, mid))
+            results_before = len(server.results(self.eid))
         ipa = Ipa(self.session, net, MemoryStore(), config={"eim_id": DEMO_EIM_ID})
+        ipa.download_handler = make_download_handler(ipa, indirect=True)
         r = ipa.poll_once(raise_errors=True)
         if procedure == "empty poll" and not r["idle"]:
             raise BenchError("empty poll: expected noEimPackageAvailable, got %r" % r)
@@ -258,6 +319,14 @@ class Lab:
             ops = (r.get("result") or {}).get("operations") or []
             if not (r["delivered"] and ops and ops[0][:2] == ["enableResult", 0]):
                 raise BenchError("PSMO cycle did not complete: %r" % r)
+        if procedure == "indirect download":
+            last = ipa.download_handler.last or {}
+            got = server.results(self.eid)[results_before:]
+            if not (r["delivered"] and last.get("ok") and last.get("iccid") == iccid
+                    and len(got) == 1 and got[0].get("result") == "profileInstallationResult"):
+                raise BenchError("indirect download did not complete: %r, handler %r, eIM "
+                                 "results %r" % (r, {k: last.get(k) for k in ("ok", "iccid",
+                                                                              "error")}, got))
         return r
 
     def _next_enable(self):
@@ -303,6 +372,7 @@ class Lab:
              "esipa_functions": [q["function"] for q in reqs],
              "esipa_msgs": len(reqs),
              "esipa_bytes": sum(len(q["request"]) + len(q["response"]) for q in reqs),
+             "esipa_largest": max([len(q["response"]) for q in reqs] or [0]),
              "sent": b["sent"] - a["sent"], "received": b["recv"] - a["recv"],
              "connections": b["conns"] - a["conns"], "wall_s": wall}
         r["total"] = r["sent"] + r["received"]
@@ -387,7 +457,6 @@ def table(results):
     """A Markdown table of the results (also readable on a terminal)."""
     head = [c[1] for c in COLUMNS]
     rows = [[_cell(r, k, f) for k, _h, f in COLUMNS] for r in results]
-    rows.append(["indirect download", "(all)", "-"] + ["see later"] + ["-"] * (len(COLUMNS) - 4))
     width = [max(len(x) for x in col) for col in zip(head, *rows)]
 
     def line(cells):
@@ -421,13 +490,45 @@ def findings(results):
                    full["round_trips"], res["round_trips"], base["round_trips"],
                    kept["round_trips"] if kept else "-"))
         if plain:
+            dgrams = res["packets_out"] + res["packets_in"]
             text += (" Plain CoAP: %d B, so DTLS adds %d B when resumed (record headers, "
-                     "the ping) and %d B with a handshake."
+                     "the ping: %.0f B per datagram) and %d B with a handshake."
                      % (plain["total"], res["total"] - plain["total"],
+                        (res["total"] - plain["total"]) / float(dgrams or 1),
                         full["total"] - plain["total"]))
+        if p == "indirect download":
+            text += " " + _download_finding(full, base, by.get((p, "https-kept")))
         out.append(text)
     return "\n".join(textwrap.fill(b, 80, initial_indent="- ", subsequent_indent="  ",
                                    break_on_hyphens=False) for b in out)
+
+
+def _blocks(n, size):
+    return (n + size - 1) // size
+
+
+def _download_finding(full, base, kept):
+    """Where the download's CoAP round trips go (the Block2 transfer of the BPP), and what
+    loopback's large TCP segments hide in the HTTPS header estimate."""
+    bpp = full["esipa_largest"]
+    n = _blocks(bpp, BLOCK)
+    text = ("The largest answer, GetBoundProfilePackage's %d B, comes in %d Block2 blocks of "
+            "%d B, each fetched with a request of its own (a round trip, two datagrams, a "
+            "CoAP header and a DTLS record each way), where HTTPS sends it as one response: "
+            "that is most of CoAP's round trips and of its extra bytes (%d round trips over "
+            "HTTPS with a new connection, %s kept alive). Blocks of 1024 B (`block_size`, "
+            "the largest RFC 7959 allows) would take %d blocks, %d fewer round trips (not "
+            "measured here)."
+            % (bpp, n, BLOCK, base["round_trips"], kept["round_trips"] if kept else "-",
+               _blocks(bpp, 1024), n - _blocks(bpp, 1024)))
+    need = _blocks(base["received"], MSS)
+    if base.get("packets_in") is not None and need > base["packets_in"]:
+        text += (" Over HTTPS the %d B received came in %d TCP segments on loopback; with "
+                 "an MSS of %d B they take at least %d, so with hdrs B for HTTPS is at "
+                 "least %d B higher on a real link."
+                 % (base["received"], base["packets_in"], MSS, need,
+                    TCP_HDR * (need - base["packets_in"])))
+    return text
 
 
 def _security(results, transport):
@@ -450,20 +551,29 @@ def section(results, command, elapsed=None):
               "for the plain references). Empty poll = GetEimPackage answered "
               "noEimPackageAvailable. PSMO cycle = GetEimPackage carrying an eIM-signed "
               "enable, ProvideEimPackageResult with the signed result and the notifications, "
-              "and the eIM's acknowledgement. coaps-full / https-new: a new DTLS "
-              "association / TCP+TLS connection for the poll, closed with it (https-new pays "
-              "close_notify; the DTLS association is kept in the session cache, as `ipa run` "
-              "does). coaps-resumed: the second poll, restoring the association the first "
-              "one kept (a CoAP ping checks it, no handshake). https-kept: the second poll on "
-              "the connection the first one left open. coap-plain, http-plain: no security "
-              "at all (lab only), the floor. The enable switches profile, so the IPA drops "
-              "its connection before ProvideEimPackageResult (ipa_steps.connect: the modem "
+              "and the eIM's acknowledgement. Indirect download = GetEimPackage carrying a "
+              "profileDownloadTriggerRequest (an activation code); InitiateAuthentication, "
+              "AuthenticateClient and GetBoundProfilePackage over ESipa, each relayed by the "
+              "eIM to a simulated SM-DP+ (ES9+ over HTTPS: that hop is the eIM's and is not "
+              "counted); the eUICC installing a %d B (%d KiB) profile package; "
+              "ProvideEimPackageResult with the PIR, acknowledged."
+              % (PROFILE_SIZE, PROFILE_SIZE // 1024)),
+        _fill("Transports: coaps-full / https-new: a new DTLS association / TCP+TLS "
+              "connection for the poll, closed with it (https-new pays close_notify; the DTLS "
+              "association is kept in the session cache, as `ipa run` does). coaps-resumed: "
+              "the second poll, restoring the association the first one kept (a CoAP ping "
+              "checks it, no handshake). https-kept: the second poll on the connection the "
+              "first one left open. coap-plain, http-plain: no security at all (lab only), "
+              "the floor. In the PSMO cycle the enable switches profile, so the IPA drops its "
+              "connection before ProvideEimPackageResult (ipa_steps.connect: the modem "
               "re-attaches): HTTPS opens a second TCP + TLS connection; CoAPS restores the "
               "association it kept (on loopback the address stays the same; after a real "
               "re-attach the device's address usually changes and an eIM that keys "
               "associations by address, as the simulated one does, needs a full handshake "
-              "again). Bodies over 512 B go in CoAP Block1 blocks of 512 B, one round trip "
-              "each (`block_size`)."),
+              "again). The download does not switch profile: one connection throughout. "
+              "CoAP bodies over %d B go in Block1 blocks of %d B, and answers over %d B come "
+              "in Block2 blocks of %d B (the size the client asks for), one round trip per "
+              "block (`block_size`)." % (BLOCK, BLOCK, BLOCK, BLOCK)),
         _fill("Columns: ESipa msgs / B = ESipa requests the eIM got and the request + "
               "response bodies (the ASN.1 itself); sent / recv B = bytes the client's socket "
               "sent / received, i.e. everything above UDP or TCP (CoAP, DTLS/TLS records and "
@@ -484,8 +594,7 @@ def section(results, command, elapsed=None):
               "its datagrams to 1280 B itself. The TLS version is what Python's ssl and the "
               "simulated eIM agree on (%s here; the client does not use TLS session "
               "tickets); DTLS: %s (python-mbedtls). Byte counts vary by a few bytes "
-              "between runs (signature and certificate encodings of a fresh test PKI). The "
-              "indirect profile download (through the eIM relay) is not measured yet. "
+              "between runs (signature and certificate encodings of a fresh test PKI). "
               "`--json` prints every figure, including the ESipa functions of each "
               "procedure." % (_security(results, "https-new"),
                                _security(results, "coaps-full"))),
@@ -508,7 +617,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     def progress(r):
-        print("%-10s %-13s %6d B, %2d RTTs" % (r["procedure"], r["transport"], r["total"],
+        print("%-17s %-13s %6d B, %2d RTTs" % (r["procedure"], r["transport"], r["total"],
                                                r["round_trips"]), file=sys.stderr, flush=True)
 
     logging.getLogger("ipa_host.net").setLevel(logging.ERROR)  # "plain: lab use only"
