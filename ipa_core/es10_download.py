@@ -1,6 +1,7 @@
 """ES10b functions of a profile download (SGP.22 v2.5 3.1.3, 5.7.13-5.7.16; SGP.32 v1.2 5.9).
 
-AuthenticateServer, PrepareDownload, LoadBoundProfilePackage and
+AuthenticateServer, PrepareDownload, LoadBoundProfilePackage (with its
+segmenter, BppSegments: from bytes or streamed from the network) and
 CancelSession, used in direct download (ES9+ to the SM-DP+) and indirect
 download (relayed by the eIM over ESipa). Everything the eUICC signs is
 returned with its exact bytes under "raw" and everything a server signed
@@ -10,7 +11,8 @@ is taken as whole TLVs and forwarded verbatim. Re-exported by ipa_core.es10.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import es10_signed as sg
-from ipa_core.errors import ProtocolError, TlvError
+from ipa_core.errors import IpaError, ProtocolError, TlvError
+from ipa_core.stream import BytesReader, TlvReader
 
 CANCEL_SESSION_ERROR = {5: "invalidTransactionId", 127: "undefinedError"}
 AUTHENTICATE_ERROR_CODE = {1: "invalidCertificate", 2: "invalidSignature",
@@ -129,59 +131,243 @@ def prepare_download(s, smdp_signed2, smdp_signature2, smdp_certificate, hash_cc
                             "downloadErrorCode", DOWNLOAD_ERROR_CODE)
 
 
-def bpp_segments(bpp):
-    """The STORE DATA segments of a BoundProfilePackage 'BF36' as (start, end) offsets (SGP.22 2.5.5).
+MAX_SEGMENT = 2048  # bytes of one STORE DATA segment; SGP.22 2.5.3: an 86/87/88 TLV is <= 1020
 
-    (1) BF36 tag+length with the whole BF23; (2) A0 with its 87; (3) A1
-    tag+length, then each 88 alone; (4) A2 with its 87 (optional); (5) A3
-    tag+length, then each 86 alone. The whole package is checked before
-    anything is sent, and offsets (not copies) keep the heap flat.
+
+class BppSegments:
+    """The STORE DATA segments of a BoundProfilePackage 'BF36' read from a stream (SGP.22 2.5.5).
+
+    (1) BF36 tag+length with the whole InitialiseSecureChannel BF23; (2) A0
+    with its 87; (3) A1 tag+length, then each 88 alone; (4) A2 with its 87
+    (optional); (5) A3 tag+length, then each 86 alone. Each segment is read
+    from `tr` (an ipa_core.stream.TlvReader) only when asked for, so one
+    segment (at most `max_segment` bytes) is in RAM, whatever the profile size.
+
+        segs = BppSegments(TlvReader(reader))
+        seg = segs.next()     # bytes-like, or None after the last
+        segs.skip()           # (start, end) offsets of the next one, not kept; None at the end
+        segs.total()          # segments in all: exact when known, else an estimate
+        segs.close()          # closes the reader (what is left is discarded)
+
+    `end`: where the enclosing data ends (absolute offset in tr), None: the
+    body. `first`: (start, tag, length, header bytes) of the BF36 header when
+    the caller already read it. Structure errors are ProtocolError/TlvError
+    naming the offset; a body that ends early is a ProtocolError; the first
+    error is kept in `error`.
     """
-    t = tlv.decode(bpp)
-    if t.tag != 0xBF36:
-        raise ProtocolError("BoundProfilePackage: expected tag BF36, got %X" % t.tag)
-    kids = t.children()
-    if not kids or kids[0].tag != 0xBF23:
-        raise ProtocolError("BoundProfilePackage: expected InitialiseSecureChannel BF23 first")
-    spans = [(t.start, kids[0].end)]
-    last = 0
-    for k in kids[1:]:
-        if k.tag not in (0xA0, 0xA1, 0xA2, 0xA3) or k.tag <= last:
-            raise ProtocolError("BoundProfilePackage: expected A0, A1, A2 (optional), A3 in "
-                                "order after BF23, got %X" % k.tag)
-        last = k.tag
-        if k.tag in (0xA0, 0xA2):
-            spans.append((k.start, k.end))
+
+    def __init__(self, tr, end=None, max_segment=MAX_SEGMENT, first=None, total=None):
+        self.tr = tr
+        self.end = end
+        self.max_segment = max_segment
+        self.count = 0  # segments handed out
+        self.done = False
+        self.error = None
+        self.start = tr.offset if first is None else first[0]
+        self.bpp_end = None
+        self.head_len = 0  # bytes of the BF36 tag+length (they open segment 1)
+        self._first = first
+        self._known = total
+        self._copy = True
+        self._pending = None
+        self._gen = self._walk()
+
+    def _seg(self, at, hdr, n, what):
+        size = len(hdr) + n
+        if size > self.max_segment:
+            raise ProtocolError("BoundProfilePackage: %s at offset %d makes a segment of %d bytes,"
+                                " expected at most %d" % (what, at, size, self.max_segment))
+        if not self._copy:
+            self.tr.skip(n, what)
+            return None
+        out = bytearray(size)
+        out[0:len(hdr)] = hdr
+        if n:
+            self.tr.read_into(memoryview(out)[len(hdr):], what)
+        return out
+
+    def _walk(self):
+        tr = self.tr
+        if self._first is None:
+            start = tr.offset
+            tag, n, h0 = tr.header(self.end)
         else:
-            spans.append((k.start, k.vstart))
-            want = 0x88 if k.tag == 0xA1 else 0x86
-            for c in k:
-                if c.tag != want:
+            start, tag, n, h0 = self._first
+            self._first = None
+        if tag != 0xBF36:
+            raise ProtocolError("BoundProfilePackage: expected tag BF36, got %X" % tag)
+        end = tr.offset + n
+        self.bpp_end = end
+        self.head_len = len(h0)
+        tag = None
+        if tr.offset < end:
+            tag, n, h1 = tr.header(end)
+        if tag != 0xBF23:
+            raise ProtocolError("BoundProfilePackage: expected InitialiseSecureChannel BF23 first")
+        yield self._seg(start, h0 + h1, n, "BF36 with InitialiseSecureChannel BF23")
+        last = 0
+        while tr.offset < end:
+            at = tr.offset
+            tag, n, h = tr.header(end)
+            if tag not in (0xA0, 0xA1, 0xA2, 0xA3) or tag <= last:
+                raise ProtocolError("BoundProfilePackage: expected A0, A1, A2 (optional), A3 in "
+                                    "order after BF23, got %X" % tag)
+            last = tag
+            if tag in (0xA0, 0xA2):
+                yield self._seg(at, h, n, "%X" % tag)
+                continue
+            yield self._seg(at, h, 0, "%X" % tag)
+            want = 0x88 if tag == 0xA1 else 0x86
+            kend = tr.offset + n
+            while tr.offset < kend:
+                at = tr.offset
+                ctag, cn, ch = tr.header(kend)
+                if ctag != want:
                     raise ProtocolError("BoundProfilePackage: expected %X in %X, got %X"
-                                        % (want, k.tag, c.tag))
-                spans.append((c.start, c.end))
-    if last != 0xA3:
-        raise ProtocolError("BoundProfilePackage: sequenceOf86 (A3) missing")
+                                        % (want, tag, ctag))
+                yield self._seg(at, ch, cn, "%X in %X" % (ctag, tag))
+        if last != 0xA3:
+            raise ProtocolError("BoundProfilePackage: sequenceOf86 (A3) missing")
+
+    def _step(self, copy):
+        if self._pending is not None:
+            seg = self._pending
+            self._pending = None
+            self.count += 1
+            return seg
+        if self.done:
+            return None
+        self._copy = copy
+        at = self.tr.offset
+        try:
+            seg = next(self._gen)
+        except StopIteration:
+            self.done = True
+            return None
+        except IpaError as e:
+            self.error = e
+            self.done = True
+            raise
+        self.count += 1
+        return seg if copy else (at, self.tr.offset)
+
+    def next(self):
+        """The next segment (a bytearray), or None after the last."""
+        return self._step(True)
+
+    def peek(self):
+        """The next segment without handing it out (next() returns it)."""
+        if self._pending is None:
+            seg = self._step(True)
+            if seg is not None:
+                self.count -= 1
+                self._pending = seg
+        return self._pending
+
+    def skip(self):
+        """(start, end) of the next segment, read and dropped; None after the last."""
+        if self._pending is not None:
+            raise ValueError("skip() after peek()")
+        return self._step(False)
+
+    def total(self):
+        """Segments in all: exact once known (all read, or given), else an estimate from the
+        bytes left at the average segment size so far (at least one more)."""
+        if self.done:
+            return self.count
+        if self._known is not None:
+            return self._known
+        ahead = 1 if self._pending is not None else 0
+        used = self.tr.offset - self.start
+        if self.bpp_end is None or used <= 0 or self.count + ahead == 0:
+            return self.count + ahead + 1
+        left = self.bpp_end - self.tr.offset
+        guess = (left * (self.count + ahead) + used // 2) // used
+        return self.count + ahead + max(guess, 1 if left > 0 else 0)
+
+    def finish(self):
+        """After an early end (a ProfileInstallationResult): read the rest without keeping it,
+        to count it; the total, or the estimate when the rest does not read."""
+        if self._known is not None:
+            return self._known
+        try:
+            self._pending = None
+            while self.skip() is not None:
+                pass
+        except IpaError:
+            return self.total()
+        return self.count
+
+    def close(self):
+        """Close the underlying reader (what is left of the body is discarded)."""
+        self.done = True
+        self._pending = None
+        tr = self.tr
+        if tr is not None:
+            tr.close()
+
+
+def _bytes_segments(bpp, max_segment=MAX_SEGMENT, total=None):
+    return BppSegments(TlvReader(BytesReader(bpp), "BoundProfilePackage"), None, max_segment,
+                       total=total)
+
+
+def bpp_segments(bpp, max_segment=MAX_SEGMENT):
+    """The STORE DATA segments of a BoundProfilePackage 'BF36' in RAM as (start, end) offsets.
+
+    The same walk as BppSegments over the bytes, without copies; the whole
+    package is checked (nothing may follow the BF36).
+    """
+    segs = _bytes_segments(bpp, max_segment)
+    spans = []
+    while True:
+        span = segs.skip()
+        if span is None:
+            break
+        spans.append(span)
+    tr = segs.tr
+    if not tr.at_end():
+        raise TlvError(tr.offset, "end of data after tag BF36",
+                       "%d trailing bytes" % (len(bpp) - tr.offset))
     return spans
 
 
-def load_bound_profile_package(s, bpp):
+def load_bound_profile_package(s, bpp, progress=None):
     """ES10b.LoadBoundProfilePackage: send the BPP in segments; return the ProfileInstallationResult.
 
+    `bpp`: the BF36 bytes (the whole package is checked before anything is
+    sent) or a BppSegments read from the network (checked as it comes: a
+    broken one ends the load with its error, kept in bpp.error).
+    progress(done, total) after each segment (total: BppSegments.total()).
     Any segment may be answered early with a ProfileInstallationResult
     'BF37' (an error): sending stops and it is returned. The result (success
     or "error") is a dict from es10_signed.profile_installation_result whose
-    "raw" is forwarded as is.
+    "raw" is forwarded as is, plus "segmentsSent" and "segmentsTotal".
     """
     f = "ES10b.LoadBoundProfilePackage"
-    for start, end in bpp_segments(bpp):
-        rsp = s.store_data(bytes(bpp[start:end]))
+    segs = bpp
+    if not isinstance(bpp, BppSegments):
+        segs = _bytes_segments(bpp, total=len(bpp_segments(bpp)))
+    if progress is not None:
+        progress(0, segs.total())
+    while True:
+        seg = segs.next()
+        if seg is None:
+            break
+        rsp = s.store_data(seg)
+        seg = None
+        if progress is not None:
+            progress(segs.count, segs.total())
         if rsp:
             t = tlv.decode(rsp)
             if t.tag != 0xBF37:
                 raise TlvError(0, "a BF37 ProfileInstallationResult from " + f, "tag %X" % t.tag)
-            return sg.profile_installation_result(t)
-    raise ProtocolError("%s: no ProfileInstallationResult after the last segment" % f)
+            pir = sg.profile_installation_result(t)
+            pir["segmentsSent"] = segs.count
+            pir["segmentsTotal"] = segs.finish()
+            return pir
+    raise ProtocolError("%s: no ProfileInstallationResult after the last of %d segments"
+                        % (f, segs.count))
 
 
 def cancel_session(s, transaction_id, reason):

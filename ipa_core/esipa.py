@@ -7,7 +7,9 @@ decoded by the functions re-exported from ipa_core.esipa_decode
 (decode_get_eim_package_response, decode_provide_eim_package_result_response,
 decode_initiate_authentication_response, decode_authenticate_client_response,
 decode_get_bound_profile_package_response, decode_cancel_session_response,
-decode_transfer_eim_package_request, decode_eim_message). ipa_core.esipa_json
+decode_transfer_eim_package_request, decode_eim_message; and
+open_get_bound_profile_package_response, which reads the BPP answer from
+a stream one STORE DATA segment at a time). ipa_core.esipa_json
 maps the same messages to and from the JSON binding, so the IPA logic does
 not care which binding is in use.
 
@@ -52,7 +54,8 @@ from ipa_core.esipa_decode import (  # noqa: F401
     decode_cancel_session_response, decode_eim_message, decode_get_bound_profile_package_response,
     decode_get_eim_package_response, decode_initiate_authentication_response,
     decode_provide_eim_package_result_response, decode_transfer_eim_package_request,
-    euicc_package_request, ipa_euicc_data_request, profile_download_trigger_request,
+    euicc_package_request, ipa_euicc_data_request, open_get_bound_profile_package_response,
+    profile_download_trigger_request,
 )
 
 # ---- names (numbers from SGP32Definitions v1.2) ---------------------------------------

@@ -24,6 +24,8 @@ accepted too; unknown extension components are ignored.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core.errors import EimError, ProtocolError, TlvError
+from ipa_core.es10_download import MAX_SEGMENT, BppSegments
+from ipa_core.stream import TlvReader, close_quietly
 
 # ---- names (numbers from SGP32Definitions v1.2) ---------------------------------------
 
@@ -508,6 +510,75 @@ def decode_get_bound_profile_package_response(data):
         tid = bpp.need(0xBF23, "initialiseSecureChannelRequest").need(0x80, "transactionId")
     out["transactionId"] = transaction_id(tid)
     return out
+
+
+def open_get_bound_profile_package_response(reader, max_segment=None):
+    """ESipa.GetBoundProfilePackage answer 'BF3A' read from a stream (the reader contract of
+    ipa_core.stream) -> {"transactionId", "segments"}.
+
+    The streamed twin of decode_get_bound_profile_package_response, for the
+    heap budget: it reads the wrapper BF3A { A0 { transactionId [0]?,
+    boundProfilePackage BF36 } } (BF3A doubly tagged accepted) up to the BF36
+    and the first segment, and returns "segments", an
+    es10_download.BppSegments that reads the package from the network one
+    STORE DATA segment at a time (pass it to es10.load_bound_profile_package;
+    close() it afterwards: that discards the rest of the answer).
+    transactionId comes from InitialiseSecureChannel when the eIM left it out.
+    getBoundProfilePackageErrorEsipa '81' -> EimError. On any error the
+    reader is closed.
+    """
+    f = "ESipa.GetBoundProfilePackage"
+    what = "GetBoundProfilePackageResponseEsipa"
+    tr = TlvReader(reader, f + " answer")
+    try:
+        if tr.at_end():
+            raise ProtocolError("%s: the eIM answered no data, expected a BF3A %s" % (f, what))
+        tag, n, _ = tr.header()
+        if tag != 0xBF3A:
+            raise TlvError(0, "a BF3A %s from %s" % (what, f), "tag %02X" % tag)
+        end = tr.offset + n
+        at = tr.offset
+        tag, n, _ = tr.header(end)
+        if tag == 0xBF3A and tr.offset + n == end:  # doubly tagged (es10_decode.unwrap)
+            at = tr.offset
+            tag, n, _ = tr.header(end)
+        if tr.offset + n != end:
+            raise TlvError(at, "one %s alternative in BF3A" % what, "more TLVs")
+        if tag == 0x81:
+            if not 1 <= n <= 8:
+                raise TlvError(at, "an INTEGER getBoundProfilePackageErrorEsipa of 1..8 bytes",
+                               "%d bytes" % n)
+            code = tlv.int_decode(tr.read(n), at)
+            raise EimError(f, code, GET_BOUND_PROFILE_PACKAGE_ERROR.get(code))
+        if tag != 0xA0:
+            raise ProtocolError("unknown %s alternative tag %02X at offset %d, expected A0 or 81"
+                                % (what, tag, at))
+        tid = None
+        segs = None
+        while tr.offset < end:
+            at = tr.offset
+            tag, n, hdr = tr.header(end)
+            if tag == 0xBF36:
+                segs = BppSegments(tr, end, max_segment or MAX_SEGMENT, (at, tag, n, hdr))
+                break
+            if tag == 0x80 and tid is None:
+                if not 1 <= n <= 16:
+                    raise TlvError(tr.offset, "a transactionId of 1..16 bytes", "%d bytes" % n)
+                tid = bytes(tr.read(n))
+            else:  # an extension component: not needed
+                tr.skip(n)
+        if segs is None:
+            raise TlvError(end, "child BF36 (boundProfilePackage) in A0", "it missing")
+        first = segs.peek()
+        if tid is None:
+            if first is None:
+                raise ProtocolError("%s: the boundProfilePackage has no segment" % f)
+            isc = tlv.decode(first, offset=segs.head_len)
+            tid = transaction_id(isc.need(0x80, "transactionId in initialiseSecureChannelRequest"))
+    except BaseException:
+        close_quietly(reader)
+        raise
+    return {"transactionId": tid, "segments": segs}
 
 
 def decode_cancel_session_response(data):

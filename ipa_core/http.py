@@ -32,6 +32,12 @@ ProtocolError (what was expected, what came); EOF in the middle of a
 message raises TransportError; EOF before the first byte of an answer
 raises ConnectionClosed (a TransportError) so a kept-alive connection the
 server dropped can be reopened once.
+
+Streamed answers (issue 8 heap budget): HttpClient.post_stream returns the
+body as a BodyReader (the reader contract of ipa_core.stream) that reads
+from the connection only as the caller asks, with the same framing and
+bounds; the connection is kept for the next request once the body was read
+or skipped (at most MAX_SKIP bytes), else it is closed.
 """
 
 from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
@@ -54,6 +60,7 @@ MAX_HEADERS = 100  # fields in one head (trailers included)
 MAX_CHUNK_LINE = 1024  # chunk size + extensions
 MAX_INTERIM = 8  # 1xx answers before the final one
 READ_SIZE = 4096
+MAX_SKIP = 0x10000  # bytes of an unread streamed body skipped to keep the connection
 
 # errno values (Linux numbering, also MicroPython's): the peer dropped the connection.
 _CLOSED_ERRNOS = (32, 103, 104)  # EPIPE, ECONNABORTED, ECONNRESET
@@ -208,6 +215,29 @@ class Buffered:
                 data = data[:n]
             out.extend(data)
             n -= len(data)
+
+    def read_some(self, n, what, eof_ok=False):
+        """1..n bytes: what is pending, else one stream read of at most n (and read_size).
+        At EOF: b"" when `eof_ok`, else the error for a cut answer."""
+        p = self.pending()
+        if p:
+            k = n if n < p else p
+            out = self._buf[self._pos:self._pos + k]
+            self._pos += k
+            if self._pos >= len(self._buf):
+                self._buf = b""
+                self._pos = 0
+            return out
+        data = self._read(min(n, self.read_size), what)
+        if not data:
+            if eof_ok:
+                return b""
+            raise self._eof(what)
+        if len(data) > n:  # a stream that returned more than asked: keep the rest
+            self._buf = data[n:]
+            self._pos = 0
+            data = data[:n]
+        return data
 
     def read_byte(self, what):
         if not self.pending():
@@ -401,27 +431,37 @@ def _content_length(value):
     return int(first)
 
 
+def _chunk_size(rd):
+    """One chunk-size line [; extensions] -> the size (RFC 9112 7.1)."""
+    line = rd.readline(MAX_CHUNK_LINE, "chunk size line")
+    semi = line.find(b";")
+    size = (line[:semi] if semi >= 0 else line).strip(b" \t")
+    if not size or len(size) > 16 or any(c not in _HEX for c in size):
+        raise ProtocolError("chunk size line: expected hex digits [;extensions], got %s"
+                            % _short(line))
+    return int(size, 16)
+
+
+def _chunk_end(rd, n):
+    """The CRLF (or LF) after the n bytes of chunk data."""
+    c = rd.read_byte("the CRLF after chunk data")
+    if c == 13:
+        c = rd.read_byte("the CRLF after chunk data")
+    if c != 10:
+        raise ProtocolError("chunk data: expected CRLF after %d bytes, got byte 0x%02X"
+                            % (n, c))
+
+
 def _read_chunked(rd, out, max_body, max_header):
     """RFC 9112 7.1: chunk-size [; ext] CRLF data CRLF ... 0 CRLF trailers CRLF."""
     while True:
-        line = rd.readline(MAX_CHUNK_LINE, "chunk size line")
-        semi = line.find(b";")
-        size = (line[:semi] if semi >= 0 else line).strip(b" \t")
-        if not size or len(size) > 16 or any(c not in _HEX for c in size):
-            raise ProtocolError("chunk size line: expected hex digits [;extensions], got %s"
-                                % _short(line))
-        n = int(size, 16)
+        n = _chunk_size(rd)
         if n == 0:
             break
         if len(out) + n > max_body:
             raise _too_big(max_body, "at least %d" % (len(out) + n))
         rd.read_into(out, n, "chunk data")
-        c = rd.read_byte("the CRLF after chunk data")
-        if c == 13:
-            c = rd.read_byte("the CRLF after chunk data")
-        if c != 10:
-            raise ProtocolError("chunk data: expected CRLF after %d bytes, got byte 0x%02X"
-                                % (n, c))
+        _chunk_end(rd, n)
     _read_fields(rd, None, max_header, "chunked trailer", max_header)
 
 
@@ -441,6 +481,56 @@ def read_head(rd, max_header=MAX_HEADER):
     return minor, status, reason, headers
 
 
+def _final_head(rd, max_header):
+    """The head of the final answer, 1xx interim answers (100 Continue) skipped."""
+    for _ in range(MAX_INTERIM + 1):
+        minor, status, reason, headers = read_head(rd, max_header)
+        if status >= 200:
+            return minor, status, reason, headers
+        if status == 101:
+            raise ProtocolError("HTTP status: expected a final answer, got 101 Switching"
+                                " Protocols (no upgrade was asked)")
+    raise ProtocolError("HTTP: expected a final answer, got more than %d 1xx answers"
+                        % MAX_INTERIM)
+
+
+def _framing(method, minor, status, headers, max_body):
+    """How the body is delimited (RFC 9112 6.3) -> (kind, length, keep_alive).
+
+    kind "none" (HEAD, 204, 304), "chunked", "length" (Content-Length) or
+    "eof" (until the server closes: the connection cannot be kept).
+    """
+    conn = _tokens(headers.get("connection", ""))
+    keep = ("keep-alive" in conn) if minor == 0 else ("close" not in conn)
+    if method in ("HEAD", b"HEAD") or status in (204, 304):
+        return "none", 0, keep
+    te = headers.get("transfer-encoding")
+    if te is not None:
+        codings = [c for c in _tokens(te) if c != "identity"]
+        if codings != ["chunked"]:
+            raise ProtocolError("Transfer-Encoding: expected chunked, got %r" % te[:40])
+        if "content-length" in headers:
+            keep = False  # RFC 9112 6.3: both present, the connection must close after
+        return "chunked", None, keep
+    if "content-length" in headers:
+        n = _content_length(headers["content-length"])
+        if n > max_body:
+            raise _too_big(max_body, "Content-Length %d" % n)
+        return "length", n, keep
+    return "eof", None, False
+
+
+def _read_body(rd, kind, n, max_body, max_header):
+    body = bytearray()
+    if kind == "chunked":
+        _read_chunked(rd, body, max_body, max_header)
+    elif kind == "length":
+        rd.read_into(body, n, "response body (Content-Length %d)" % n)
+    elif kind == "eof":
+        rd.read_to_eof(body, max_body, "response body (until close)")
+    return bytes(body)
+
+
 def read_message(rd, method="POST", max_body=MAX_BODY, max_header=MAX_HEADER):
     """One full answer from Buffered `rd`: (status, reason, headers, body, keep_alive).
 
@@ -449,38 +539,125 @@ def read_message(rd, method="POST", max_body=MAX_BODY, max_header=MAX_HEADER):
     without keep-alive, a body delimited by EOF).
     """
     rd.mark()
-    for _ in range(MAX_INTERIM + 1):
-        minor, status, reason, headers = read_head(rd, max_header)
-        if status >= 200:
-            break
-        if status == 101:
-            raise ProtocolError("HTTP status: expected a final answer, got 101 Switching"
-                                " Protocols (no upgrade was asked)")
-    else:
-        raise ProtocolError("HTTP: expected a final answer, got more than %d 1xx answers"
-                            % MAX_INTERIM)
-    conn = _tokens(headers.get("connection", ""))
-    keep = ("keep-alive" in conn) if minor == 0 else ("close" not in conn)
-    body = bytearray()
-    if method in ("HEAD", b"HEAD") or status in (204, 304):
-        return status, reason, headers, b"", keep
-    te = headers.get("transfer-encoding")
-    if te is not None:
-        codings = [c for c in _tokens(te) if c != "identity"]
-        if codings != ["chunked"]:
-            raise ProtocolError("Transfer-Encoding: expected chunked, got %r" % te[:40])
-        if "content-length" in headers:
-            keep = False  # RFC 9112 6.3: both present, the connection must close after
-        _read_chunked(rd, body, max_body, max_header)
-    elif "content-length" in headers:
-        n = _content_length(headers["content-length"])
-        if n > max_body:
-            raise _too_big(max_body, "Content-Length %d" % n)
-        rd.read_into(body, n, "response body (Content-Length %d)" % n)
-    else:
-        rd.read_to_eof(body, max_body, "response body (until close)")
-        keep = False
-    return status, reason, headers, bytes(body), keep
+    minor, status, reason, headers = _final_head(rd, max_header)
+    kind, n, keep = _framing(method, minor, status, headers, max_body)
+    return status, reason, headers, _read_body(rd, kind, n, max_body, max_header), keep
+
+
+class BodyReader:
+    """The body of one answer, read as it arrives (the reader contract of ipa_core.stream).
+
+    read(n) -> 1..n bytes, b"" only at the end; `length` is the Content-Length
+    (None for chunked or until-close bodies); the framing and bounds are
+    those of read_message (max_body in all, chunk lines, trailers). A body
+    cut short by the connection is a TransportError, as for post().
+    close() discards what is left: read and dropped when at most `max_skip`
+    bytes remain (the kept-alive connection stays usable), else the
+    connection is closed (the next request opens a new one). The client
+    closes an unfinished reader itself before its next request.
+    """
+
+    def __init__(self, client, rd, kind, length, keep):
+        self._client = client
+        self._rd = rd
+        self._kind = kind
+        self._keep = keep
+        self.length = length
+        self._left = length if kind == "length" else 0  # chunked: left in the current chunk
+        self._chunk = 0
+        self.received = 0
+        self.done = False
+        self._broken = None
+        if kind == "none" or (kind == "length" and length == 0):
+            self._finish()
+
+    def read(self, n):
+        if self._broken is not None:
+            raise TransportError(self._broken)
+        if self.done or n <= 0:
+            return b""
+        try:
+            data = self._read(n)
+        except BaseException:
+            self._drop("an earlier read of this answer failed")
+            raise
+        if not data:
+            self._finish()
+        return data
+
+    def _read(self, n):
+        rd = self._rd
+        c = self._client
+        if self._kind == "length":
+            data = rd.read_some(min(n, self._left),
+                                "response body (Content-Length %d)" % self.length)
+            self._left -= len(data)
+            self.received += len(data)
+            if not self._left:
+                self._finish()
+            return data
+        if self._kind == "chunked":
+            if not self._left:
+                size = _chunk_size(rd)
+                if size == 0:
+                    _read_fields(rd, None, c.max_header, "chunked trailer", c.max_header)
+                    return b""
+                if self.received + size > c.max_body:
+                    raise _too_big(c.max_body, "at least %d" % (self.received + size))
+                self._left = self._chunk = size
+            data = rd.read_some(min(n, self._left), "chunk data")
+            self._left -= len(data)
+            self.received += len(data)
+            if not self._left:
+                _chunk_end(rd, self._chunk)
+            return data
+        k = min(n, c.max_body + 1 - self.received)
+        data = rd.read_some(k, "response body (until close)", eof_ok=True)
+        self.received += len(data)
+        if self.received > c.max_body:
+            raise _too_big(c.max_body, "more than %d" % c.max_body)
+        return data
+
+    def _finish(self):
+        self.done = True
+        c = self._client
+        if c._body is self:
+            c._body = None
+        if not self._keep:
+            c.close()
+
+    def _drop(self, why):
+        """Close the connection under this body (its state is unknown)."""
+        if self.done:
+            return
+        self.done = True
+        self._broken = why
+        c = self._client
+        if c._body is self:
+            c._body = None
+        c.close()
+
+    def close(self):
+        """Discard the rest of the body (see the class docstring); never raises."""
+        if self.done:
+            return
+        left = self._left if self._kind == "length" else 0
+        limit = self._client.max_skip
+        if self._kind == "eof" or left > limit:
+            self._drop("the answer was closed before its end")
+            self._broken = None
+            return
+        skipped = 0
+        try:
+            while not self.done:
+                data = self.read(min(READ_SIZE, limit + 1 - skipped))
+                skipped += len(data)
+                if skipped > limit:
+                    self._drop("the answer was closed before its end")
+                    break
+        except IpaError:
+            pass  # read() dropped the connection
+        self._broken = None
 
 
 def read_response(stream, max_body=MAX_BODY, max_header=MAX_HEADER, method="POST"):
@@ -513,8 +690,10 @@ class HttpClient:
     """
 
     def __init__(self, open_stream, host, headers=None, max_body=MAX_BODY,
-                 max_header=MAX_HEADER, read_size=READ_SIZE, timeout_ms=None, clock_ms=None):
+                 max_header=MAX_HEADER, read_size=READ_SIZE, timeout_ms=None, clock_ms=None,
+                 max_skip=MAX_SKIP):
         self.open_stream = open_stream
+        self.max_skip = max_skip
         self.host = host
         self.headers = merge_headers({}, headers or {})
         self.max_body = max_body
@@ -528,6 +707,7 @@ class HttpClient:
         self.connections = 0
         self.requests = 0
         self._rd = None
+        self._body = None  # the BodyReader of a post_stream answer not read to its end
 
     def post(self, path, body, content_type, headers=None):
         """POST `body` with `content_type`; return (status, body)."""
@@ -536,9 +716,58 @@ class HttpClient:
             h = merge_headers(h, headers)
         return self.request("POST", path, body, h)
 
+    def post_stream(self, path, body, content_type, headers=None):
+        """post() with the answer's body as a BodyReader: (status, reader).
+
+        Read the reader to its end or close() it; a next request closes it
+        first (see BodyReader.close). Head errors raise here; body errors
+        from reader.read().
+        """
+        h = {"Content-Type": content_type}
+        if headers:
+            h = merge_headers(h, headers)
+        return self.request_stream("POST", path, body, h)
+
     def request(self, method, path, body=b"", headers=None):
         """Send one request; return (status, body). Any status is returned, not raised."""
+        minor, status, reason, hdrs = self._exchange(method, path, body, headers)
+        try:
+            kind, n, keep = _framing(method, minor, status, hdrs, self.max_body)
+            rbody = _read_body(self._rd, kind, n, self.max_body, self.max_header)
+        except BaseException:
+            self.close()
+            raise
+        self._answered(status, reason, hdrs)
+        if not keep:
+            self.close()
+        return status, rbody
+
+    def request_stream(self, method, path, body=b"", headers=None):
+        """request() with the body as a BodyReader: (status, reader)."""
+        minor, status, reason, hdrs = self._exchange(method, path, body, headers)
+        try:
+            kind, n, keep = _framing(method, minor, status, hdrs, self.max_body)
+        except BaseException:
+            self.close()
+            raise
+        self._answered(status, reason, hdrs)
+        reader = BodyReader(self, self._rd, kind, n, keep)
+        if not reader.done:
+            self._body = reader
+        return status, reader
+
+    def _answered(self, status, reason, headers):
+        self.requests += 1
+        self.status = status
+        self.reason = reason
+        self.response_headers = headers
+
+    def _exchange(self, method, path, body, headers):
+        """Send one request and read the head of its final answer: (minor, status, reason,
+        headers); the body is next on self._rd."""
         req = build_request(method, self.host, path, body, merge_headers(self.headers, headers or {}))
+        if self._body is not None:
+            self._body.close()  # the previous answer was not read to its end
         for attempt in (0, 1):
             if self._rd is not None and self._rd.pending():
                 self.close()  # bytes nobody asked for: the connection's state is unknown
@@ -547,8 +776,8 @@ class HttpClient:
                 self._open()
             try:
                 write_all(self._rd.stream, req, "sending %s %s" % (method, path))
-                status, reason, headers, rbody, keep = read_message(
-                    self._rd, method, self.max_body, self.max_header)
+                self._rd.mark()
+                return _final_head(self._rd, self.max_header)
             except ConnectionClosed:
                 self.close()
                 if reused and attempt == 0:
@@ -557,13 +786,6 @@ class HttpClient:
             except BaseException:
                 self.close()
                 raise
-            self.requests += 1
-            self.status = status
-            self.reason = reason
-            self.response_headers = headers
-            if not keep:
-                self.close()
-            return status, rbody
         raise TransportError("unreachable")  # the loop returns or raises
 
     def _open(self):
@@ -576,6 +798,11 @@ class HttpClient:
 
     def close(self):
         """Close the connection (the next request opens a new one)."""
+        body = self._body
+        self._body = None
+        if body is not None and not body.done:  # a reader still open on it: it cannot go on
+            body.done = True
+            body._broken = "the connection was closed before the answer was read"
         rd = self._rd
         self._rd = None
         if rd is not None:

@@ -14,6 +14,9 @@ Peers (no I/O here):
   bound to the eIM's base URL (HTTPS or CoAP: the host builds it, see
   choose_eim); binding "asn1" posts every message to /gsma/rsp2/asn1
   (application/x-gsma-rsp-asn1), "json" to /gsma/rsp2/esipa/<function>;
+  optional `post_stream(...) -> (status, reader)` (ipa_core.stream): the
+  bound profile package of an indirect download is then read from the
+  network one STORE DATA segment at a time (the heap stays flat);
 - store: the Store interface (ipa_core.ipa_store: keys and record shapes);
 - connectivity: `wait_connected(timeout_ms) -> bool` (after a profile
   switch the device re-attaches), optional `refresh()` (called once the
@@ -60,7 +63,7 @@ not answer (TransportError, HTTP 5xx) is retried without bound, with
 back-off (next_poll_delay_ms).
 """
 
-from ipa_core import es10, esipa, esipa_json, ipa_notify, ipa_steps, tlv
+from ipa_core import es10, esipa, ipa_notify, ipa_steps, tlv
 from ipa_core import version as ver
 from ipa_core.errors import EimError, FunctionError, IpaError, ProtocolError, TransportError
 from ipa_core.ipa_store import JOB, NOTIFIED, STATE_CHANGE, MemoryStore  # noqa: F401
@@ -198,22 +201,48 @@ class Ipa:
 
     # ---- ESipa exchange ---------------------------------------------------------------
 
-    def _post(self, function, message):
-        """Send one ESipa message (bytes from ipa_core.esipa); return the body of the answer."""
-        if self.config["binding"] == "json":
-            fn, body = esipa_json.to_json(message)
-            status, rbody = self.network.post(esipa_json.path(fn), body.encode("utf-8"),
-                                              esipa_json.CONTENT_TYPE, ESIPA_HEADERS)
+    def _json(self):
+        """ipa_core.esipa_json, imported only by a JSON-binding IPA (a board needs only ASN.1)."""
+        if self.config["binding"] != "json":
+            return None
+        from ipa_core import esipa_json
+
+        return esipa_json
+
+    def _send(self, function, message, stream):
+        """POST one ESipa message (bytes from ipa_core.esipa) with the binding's path, type and
+        headers; the answer's body (bytes), or with `stream` a reader of it."""
+        ej = self._json()
+        if ej is not None:
+            fn, body = ej.to_json(message)
+            args = (ej.path(fn), body.encode("utf-8"), ej.CONTENT_TYPE, ESIPA_HEADERS)
         else:
-            status, rbody = self.network.post(ASN1_PATH, message, ASN1_CONTENT_TYPE,
-                                              ESIPA_HEADERS)
+            args = (ASN1_PATH, message, ASN1_CONTENT_TYPE, ESIPA_HEADERS)
+        if stream:
+            from ipa_core.stream import close_quietly, post_stream
+
+            status, rbody = post_stream(self.network, *args)
+            if status not in (200, 204):
+                close_quietly(rbody)
+        else:
+            status, rbody = self.network.post(*args)
         if status not in (200, 204):
             raise HttpStatusError(function, status)
         return rbody
 
+    def _post(self, function, message):
+        """Send one ESipa message (bytes from ipa_core.esipa); return the body of the answer."""
+        return self._send(function, message, False)
+
+    def _post_stream(self, function, message):
+        """_post with the answer as a reader (ipa_core.stream contract), for the bound profile
+        package: read or close it before the next exchange."""
+        return self._send(function, message, True)
+
     def _decode(self, function, body):
-        if self.config["binding"] == "json":
-            return esipa_json.from_json(function, body)
+        ej = self._json()
+        if ej is not None:
+            return ej.from_json(function, body)
         if function == "getEimPackage":
             return esipa.decode_get_eim_package_response(body)
         if function == "provideEimPackageResult":
@@ -231,8 +260,8 @@ class Ipa:
     def _undecodable(self, function, body, e):
         """The error for an eIM answer that does not decode: it names the ESipa function, and
         the Content-Type when it is not the binding's (a proxy or captive portal answered)."""
-        binding_json = self.config["binding"] == "json"
-        want = esipa_json.CONTENT_TYPE if binding_json else ASN1_CONTENT_TYPE
+        ej = self._json()
+        want = ASN1_CONTENT_TYPE if ej is None else ej.CONTENT_TYPE
         got = (getattr(self.network, "response_headers", None) or {}).get("content-type")
         if got and got.split(";")[0].strip().lower() != want.split(";")[0].lower():
             return ProtocolError("ESipa %s: the eIM answered Content-Type %s, expected %s; "
@@ -461,8 +490,9 @@ class Ipa:
         """The tag of the package alternative in an undecodable GetEimPackageResponse, if any."""
         try:
             raw = body
-            if self.config["binding"] == "json":
-                raw = esipa_json.json_to_asn1("getEimPackage", body)
+            ej = self._json()
+            if ej is not None:
+                raw = ej.json_to_asn1("getEimPackage", body)
             t = tlv.decode(raw)
             kids = t.children()
         except (IpaError, ValueError, TypeError):

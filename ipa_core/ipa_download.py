@@ -1,6 +1,7 @@
 """Profile download by the IPAd (SGP.32 v1.2 3.2.3; SGP.22 v2.5 3.1.3 as the LPA does it).
 
     r = download(session, DirectTransport(network), activation="LPA:1$dp.example$ABC-123")
+    (DirectTransport: ipa_core.ipa_direct)
     r["ok"], r["iccid"], r["pir"]["raw"]
 
 The procedure, in this order:
@@ -23,12 +24,26 @@ An error answer from the eUICC at 3 or 5 is still sent to the server (4, 6)
 so it learns why, then the procedure stops. On any failure after 2:
 ES10b.CancelSession on the eUICC and, with its signed answer, CancelSession
 on the server; failures of the cancels are logged, the first error is
-raised as DownloadError (stage, reason, cause).
+raised as DownloadError (stage, reason, cause). A streamed BPP is checked
+as it arrives: an eIM answer that breaks while segments are being loaded
+(cut, malformed, a segment over the bound) fails at stage
+GetBoundProfilePackage with undefinedReason, as a broken whole answer
+does; an eUICC failure during the load is loadBppExecutionError. The stream
+is closed before any cancel goes out.
 
 The server side is a transport: DirectTransport (ES9+ JSON to the SM-DP+,
-ipa_core.es9p) or IndirectTransport (ESipa 'BF39'/'BF3B'/'BF3A'/'BF41' to the
-eIM, ipa_core.esipa), both with initiate_authentication,
-authenticate_client, get_bound_profile_package, cancel_session.
+ipa_core.es9p; in ipa_core.ipa_direct, imported only when used) or
+IndirectTransport (ESipa 'BF39'/'BF3B'/'BF3A'/'BF41' to the eIM,
+ipa_core.esipa), both with initiate_authentication, authenticate_client,
+get_bound_profile_package, cancel_session. get_bound_profile_package gives
+the BPP as bytes ("boundProfilePackage") or, streamed, as "segments" (an
+es10.BppSegments): IndirectTransport over the ASN.1 binding reads the eIM's
+answer from the network one STORE DATA segment at a time (`ipa._post_stream`),
+so the heap does not grow with the profile (issue 8 budget).
+
+Imports are lazy where a board may not need them: ipa_direct/es9p (direct
+download), activation (an Activation Code to parse), esipa_json (the JSON
+binding).
 
 make_download_handler(ipa, ...) gives the Ipa.download_handler for an eIM's
 profileDownloadTriggerRequest (see DownloadHandler).
@@ -37,11 +52,9 @@ profileDownloadTriggerRequest (see DownloadHandler).
 import hashlib
 from binascii import hexlify
 
-from ipa_core import activation as act
-from ipa_core import es10, es9p, esipa, esipa_json, tlv
+from ipa_core import es10, esipa, tlv
 from ipa_core import es10_decode as d
-from ipa_core import es10_signed as sg
-from ipa_core.errors import IpaError, ProtocolError, TlvError
+from ipa_core.errors import IpaError, ProtocolError
 
 DEFAULT_TAC = b"\x00\x00\x00\x00"
 DEFAULT_CAPABILITIES = {"eutranEpcSupportedRelease": "15.0.0"}
@@ -75,64 +88,6 @@ def hash_cc(confirmation_code, transaction_id):
 # ---- transports ----------------------------------------------------------------------------
 
 
-class DirectTransport:
-    """ES9+ JSON to the SM-DP+: `network.post(path, body, content_type, headers)` bound to
-    https://<SM-DP+ address> (ipa_host.net.https.HttpsNetwork, or any such object)."""
-
-    name = "direct"
-
-    def __init__(self, network, requester=None):
-        self.network = network
-        self.requester = requester
-        self.calls = 0
-
-    def _call(self, function, body):
-        self.calls += 1
-        status, rbody = self.network.post(es9p.path(function), body, es9p.CONTENT_TYPE,
-                                          es9p.HEADERS)
-        if status in (200, 204):
-            return rbody
-        try:  # some SM-DP+ answer a failed function with a 4xx and the JSON header
-            es9p.load(function, rbody)
-        except es9p.Es9Error:
-            raise
-        except IpaError:
-            pass
-        raise ProtocolError("%s: the SM-DP+ answered HTTP %s, expected 200 or 204"
-                            % (es9p.spec_name(function), status))
-
-    def _kw(self):
-        return {"requester": self.requester, "call_id": str(self.calls + 1)}
-
-    def initiate_authentication(self, euicc_challenge, euicc_info1, smdp_address):
-        body = es9p.initiate_authentication_request(euicc_challenge, euicc_info1, smdp_address,
-                                                    **self._kw())
-        return es9p.decode_initiate_authentication_response(
-            self._call("initiateAuthentication", body))
-
-    def authenticate_client(self, transaction_id, authenticate_server_response):
-        body = es9p.authenticate_client_request(transaction_id, authenticate_server_response,
-                                                **self._kw())
-        return es9p.decode_authenticate_client_response(
-            self._call("authenticateClient", body), transaction_id)
-
-    def get_bound_profile_package(self, transaction_id, prepare_download_response):
-        body = es9p.get_bound_profile_package_request(transaction_id, prepare_download_response,
-                                                      **self._kw())
-        return es9p.decode_get_bound_profile_package_response(
-            self._call("getBoundProfilePackage", body), transaction_id)
-
-    def cancel_session(self, transaction_id, cancel_session_response):
-        body = es9p.cancel_session_request(transaction_id, cancel_session_response,
-                                           **self._kw())
-        es9p.decode_cancel_session_response(self._call("cancelSession", body))
-
-    def handle_notification(self, pending_notification):
-        """ES9+.HandleNotification (a PIR or other notification for this SM-DP+)."""
-        body = es9p.handle_notification_request(pending_notification, **self._kw())
-        es9p.decode_handle_notification_response(self._call("handleNotification", body))
-
-
 _ESIPA_DECODERS = {
     "initiateAuthentication": esipa.decode_initiate_authentication_response,
     "authenticateClient": esipa.decode_authenticate_client_response,
@@ -147,13 +102,19 @@ class IndirectTransport:
 
     name = "indirect"
 
-    def __init__(self, ipa, eim_transaction_id=None):
+    def __init__(self, ipa, eim_transaction_id=None, max_segment=None):
         self.ipa = ipa
         self.eim_transaction_id = eim_transaction_id
+        self.max_segment = max_segment
+
+    def _json(self):
+        return self.ipa.config.get("binding") == "json"
 
     def _call(self, function, message):
         body = self.ipa._post(function, message)
-        if self.ipa.config.get("binding") == "json":
+        if self._json():
+            from ipa_core import esipa_json
+
             return esipa_json.from_json(function, body)
         return _ESIPA_DECODERS[function](body)
 
@@ -175,8 +136,15 @@ class IndirectTransport:
         return r
 
     def get_bound_profile_package(self, transaction_id, prepare_download_response):
-        return self._call("getBoundProfilePackage", esipa.get_bound_profile_package_request(
-            transaction_id, prepare_download_response))
+        """{"transactionId", "boundProfilePackage": bytes} (JSON binding: base64 in JSON), or
+        streamed (ASN.1 binding) {"transactionId", "segments": es10.BppSegments}, open on the
+        eIM's answer until closed."""
+        msg = esipa.get_bound_profile_package_request(transaction_id, prepare_download_response)
+        post_stream = getattr(self.ipa, "_post_stream", None)
+        if self._json() or post_stream is None:
+            return self._call("getBoundProfilePackage", msg)
+        return esipa.open_get_bound_profile_package_response(
+            post_stream("getBoundProfilePackage", msg), self.max_segment)
 
     def cancel_session(self, transaction_id, cancel_session_response):
         self._call("cancelSession", esipa.cancel_session_request(transaction_id,
@@ -187,30 +155,21 @@ class IndirectTransport:
 
 
 def load_bound_profile_package(session, bpp, progress=None):
-    """ES10b.LoadBoundProfilePackage segment by segment from `bpp` (one copy: segments are
-    cut from a memoryview), progress(done, total) after each -> the PIR dict (es10_signed
-    .profile_installation_result) with "segmentsSent"."""
-    spans = es10.bpp_segments(bpp)
-    total = len(spans)
-    mv = memoryview(bpp)
-    if progress is not None:
-        progress(0, total)
-    for i in range(total):
-        start, end = spans[i]
-        rsp = session.store_data(bytes(mv[start:end]))
-        if progress is not None:
-            progress(i + 1, total)
-        if rsp:
-            t = tlv.decode(rsp)
-            if t.tag != 0xBF37:
-                raise TlvError(0, "a BF37 ProfileInstallationResult from "
-                               "ES10b.LoadBoundProfilePackage", "tag %X" % t.tag)
-            pir = sg.profile_installation_result(t)
-            pir["segmentsSent"] = i + 1
-            pir["segmentsTotal"] = total
-            return pir
-    raise ProtocolError("ES10b.LoadBoundProfilePackage: no ProfileInstallationResult after the "
-                        "last of %d segments" % total)
+    """ES10b.LoadBoundProfilePackage segment by segment (es10.load_bound_profile_package: one
+    segmenter for bytes and streams), progress(done, total) after each -> the PIR dict
+    (es10_signed.profile_installation_result) with "segmentsSent" and "segmentsTotal".
+    `bpp`: the BF36 bytes or es10.BppSegments read from the network."""
+    return es10.load_bound_profile_package(session, bpp, progress)
+
+
+def _close(source):
+    """Close a streamed BPP (discards the rest of the eIM's answer) before the next request."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        try:
+            close()
+        except IpaError:
+            pass  # the connection is dropped then; the next request opens a new one
 
 
 def _note(log, level, msg):
@@ -268,6 +227,8 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
     """
     ac = activation
     if isinstance(ac, (str, bytes, bytearray)):
+        from ipa_core import activation as act
+
         ac = act.parse(ac)
     ac = ac or {}
     smdp = smdp_address or ac.get("smdpAddress")
@@ -329,20 +290,29 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
                                     acr["smdpCertificate"], hcc)
         stage = "GetBoundProfilePackage"
         gb = transport.get_bound_profile_package(tid, pdr["raw"])
-        if pdr.get("error"):
-            raise _Stop("ES10b.PrepareDownload", IpaError(
-                "the eUICC refused: %s (%s)" % (pdr["error"], pdr.get("downloadErrorCode"))),
-                "undefinedReason")
-        if gb["transactionId"] != tid:
-            raise ProtocolError("GetBoundProfilePackage: transactionId %s, expected %s"
-                                % (_hex(gb["transactionId"]), out["transactionId"]))
-        bpp = gb.pop("boundProfilePackage")
-        gb = None
-        stage = "ES10b.LoadBoundProfilePackage"
+        bpp = gb.pop("segments", None)  # streamed: open on the answer until closed
         try:
-            pir = load_bound_profile_package(session, bpp, progress)
-        except IpaError as e:
-            raise _Stop(stage, e, "loadBppExecutionError")
+            if pdr.get("error"):
+                raise _Stop("ES10b.PrepareDownload", IpaError(
+                    "the eUICC refused: %s (%s)" % (pdr["error"], pdr.get("downloadErrorCode"))),
+                    "undefinedReason")
+            if gb["transactionId"] != tid:
+                raise ProtocolError("GetBoundProfilePackage: transactionId %s, expected %s"
+                                    % (_hex(gb["transactionId"]), out["transactionId"]))
+            if bpp is None:
+                bpp = gb.pop("boundProfilePackage")
+            gb = None
+            stage = "ES10b.LoadBoundProfilePackage"
+            try:
+                pir = load_bound_profile_package(session, bpp, progress)
+            except IpaError as e:
+                if getattr(bpp, "error", None) is e:
+                    # the eIM's answer broke while being read (cut, malformed, oversized):
+                    # a GetBoundProfilePackage failure, cancelled as one
+                    raise _Stop("GetBoundProfilePackage", e, "undefinedReason")
+                raise _Stop(stage, e, "loadBppExecutionError")
+        finally:
+            _close(bpp)  # before CancelSession or the next ESipa request on this network
         bpp = None
     except _Stop as s:
         if tid is not None:
@@ -439,6 +409,8 @@ class DownloadHandler:
                 raise IpaError("profileDownloadTriggerRequest without profileDownloadData: only"
                                " an indirect download (the eIM chooses) can do that")
         elif "activationCode" in pdd:
+            from ipa_core import activation as act
+
             kw["activation"] = act.parse(pdd["activationCode"])
         elif "contactDefaultSmdp" in pdd:
             addr = es10.get_euicc_configured_addresses(ipa.session).get("defaultDpAddress")
@@ -457,6 +429,8 @@ class DownloadHandler:
         if self.network_factory is None:
             raise IpaError("direct profile download: no way to reach an SM-DP+ "
                            "(network_factory)")
+        from ipa_core.ipa_direct import DirectTransport
+
         smdp = kw.get("smdp_address") or kw["activation"]["smdpAddress"]
         network = self.network_factory(smdp)
         try:
@@ -465,6 +439,16 @@ class DownloadHandler:
             close = getattr(network, "close", None)
             if close is not None:
                 close()
+
+
+def __getattr__(name):
+    """ipa_download.DirectTransport, as before it moved to ipa_core.ipa_direct (PEP 562;
+    imported on first use, so the indirect-only board never loads es9p)."""
+    if name == "DirectTransport":
+        from ipa_core.ipa_direct import DirectTransport
+
+        return DirectTransport
+    raise AttributeError("module 'ipa_core.ipa_download' has no attribute %r" % (name,))
 
 
 def make_download_handler(ipa, network_factory=None, indirect=None, immediate_enable=False,

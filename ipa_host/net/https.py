@@ -29,6 +29,10 @@ does. Every failure is an ipa_core.errors error (TransportError naming what
 failed, TimeoutError_, ProtocolError for broken or oversized HTTP), never a
 raw socket/ssl exception.
 
+`post_stream` returns the answer's body as a reader (ipa_core.stream
+contract) for the bound profile package: read from the connection as the
+IPA asks for it, one STORE DATA segment at a time (issue 8 heap budget).
+
 `bytes_sent` / `bytes_received` count every byte on the TCP socket (TLS
 records and handshakes included), for benches.
 """
@@ -292,6 +296,34 @@ class _Tls:
 
 # ---------------------------------------------------------------- network
 
+class _TimedReader:
+    """A streamed body whose reads share one budget of network time (request_timeout)."""
+
+    def __init__(self, net, body, spent):
+        self.net = net
+        self.body = body
+        self.spent = spent
+        self.length = body.length
+
+    def read(self, n):
+        net = self.net
+        t0 = time.monotonic()
+        net._deadline = t0 + max(net.request_timeout - self.spent, 0.001)
+        try:
+            return self.body.read(n)
+        finally:
+            net._deadline = None
+            self.spent += time.monotonic() - t0
+
+    def close(self):
+        net = self.net
+        net._deadline = time.monotonic() + net.timeout  # skipping the rest: one more wait at most
+        try:
+            self.body.close()
+        finally:
+            net._deadline = None
+
+
 class HttpsNetwork:
     """The IPA's way to one server (eIM over ESipa, or an SM-DP+ over ES9+).
 
@@ -453,6 +485,27 @@ class HttpsNetwork:
             return self._client.post(self.base_path + path, body, content_type, headers)
         finally:
             self._deadline = None
+
+    def post_stream(self, path, body, content_type, headers=None):
+        """post() with the answer's body as a reader (ipa_core.stream contract): (status, reader).
+
+        The body is read from the connection only as the caller asks (the
+        bound profile package, one STORE DATA segment at a time). Waits:
+        `timeout` per network read, and `request_timeout` bounds the time
+        spent waiting on the network for the whole answer (head and body,
+        summed; the caller's own work in between is not counted). Close the
+        reader or read it to its end before the next request.
+        """
+        if not path.startswith("/"):
+            raise ValueError("path: expected one starting with '/', got %r" % path)
+        t0 = time.monotonic()
+        self._deadline = t0 + self.request_timeout
+        try:
+            status, reader = self._client.post_stream(self.base_path + path, body, content_type,
+                                                      headers)
+        finally:
+            self._deadline = None
+        return status, _TimedReader(self, reader, time.monotonic() - t0)
 
     @property
     def status(self):

@@ -12,7 +12,8 @@ from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
 
 from ipa_core import es9p, tlv
 from ipa_core import ipa_download as dl
-from ipa_core.errors import CardError, FunctionError, TransportError
+from ipa_core.errors import CardError, FunctionError, ProtocolError, TransportError
+from ipa_core.ipa_direct import DirectTransport
 
 from scripted import ScriptedSession
 
@@ -215,7 +216,7 @@ def test_direct_download_in_order_segment_by_segment():
     card = Recorder(es10_head() + load_script(), tl)
     net = Es9Net(es9_requests_ok(), tl)
     seen = []
-    r = dl.download(card, dl.DirectTransport(net), activation="LPA:1$dp.example$ABC-123",
+    r = dl.download(card, DirectTransport(net), activation="LPA:1$dp.example$ABC-123",
                     progress=lambda done, total: seen.append((done, total)))
     card.done()
     net.done()
@@ -244,7 +245,7 @@ def test_confirmation_code_goes_into_prepare_download():
     script = es9_requests_ok()
     script[1] = (script[1][0], script[1][1], ac_ok(cc=True))
     net = Es9Net(script, tl)
-    r = dl.download(card, dl.DirectTransport(net), activation="1$dp.example$ABC-123$$1",
+    r = dl.download(card, DirectTransport(net), activation="1$dp.example$ABC-123$$1",
                     confirmation_code="12345678")
     card.done()
     net.done()
@@ -260,7 +261,7 @@ def test_missing_confirmation_code_cancels_both_sides():
     script.append(("cancelSession", {"transactionId": TID_HEX,
                                      "cancelSessionResponse": b64(CSR)}, cancel_ok()))
     net = Es9Net(script, tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"),
                      "confirmation code")
     card.done()
@@ -275,7 +276,7 @@ def test_early_error_result_stops_the_load():
     card = Recorder(es10_head() + load_script(answer_at=3, answer=pir(False)), tl)
     net = Es9Net(es9_requests_ok(), tl)
     seen = []
-    r = dl.download(card, dl.DirectTransport(net), activation="1$dp.example$ABC-123",
+    r = dl.download(card, DirectTransport(net), activation="1$dp.example$ABC-123",
                     progress=lambda done, total: seen.append(done))
     card.done()  # no segment after the 4th was sent
     net.done()
@@ -295,7 +296,7 @@ def fail_at_server(step, subject, reason, stage):
                                           "cancelSessionResponse": b64(CSR)}, cancel_ok())]
     card = Recorder(es10, tl)
     net = Es9Net(script, tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"), stage)
     card.done()
     net.done()
@@ -318,7 +319,7 @@ def test_initiate_authentication_refused_cancels_nothing():
     tl = []
     card = Recorder(es10_head()[:2], tl)
     net = Es9Net([("initiateAuthentication", None, failed("8.8.2", "3.1"))], tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"),
                      "InitiateAuthentication")
     card.done()
@@ -333,7 +334,7 @@ def test_card_failure_during_load_cancels_with_load_bpp_execution_error():
     loads = [(hx(segs[i]), b"") for i in range(4)] + [(hx(segs[4]), CardError(0x6F00))]
     card = Recorder(es10_head() + loads + cancel_es10(5), tl)
     net = Es9Net(es9_requests_ok() + [("cancelSession", None, cancel_ok())], tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"),
                      "ES10b.LoadBoundProfilePackage")
     card.done()
@@ -352,7 +353,7 @@ def test_prepare_download_error_is_forwarded_then_cancelled():
                                                    "prepareDownloadResponse": b64(PDR_ERR)},
                         failed("8.1", "6.1")), ("cancelSession", None, cancel_ok())]
     net = Es9Net(script, tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"),
                      "GetBoundProfilePackage")
     card.done()
@@ -371,7 +372,7 @@ def test_authenticate_server_error_is_forwarded():
                                                "authenticateServerResponse": b64(ASR_ERR)},
                         ac_ok())]
     net = Es9Net(script, tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"),
                      "ES10b.AuthenticateServer")
     card.done()
@@ -388,7 +389,7 @@ def test_network_failure_still_tries_both_cancels():
     script = ok[:2] + [("getBoundProfilePackage", None, (0, TransportError("link down"))),
                        ("cancelSession", None, (0, TransportError("link down")))]
     net = Es9Net(script, tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"),
                      "GetBoundProfilePackage")
     card.done()
@@ -402,7 +403,7 @@ def test_http_error_status():
     tl = []
     card = Recorder(es10_head()[:2], tl)
     net = Es9Net([("initiateAuthentication", None, (503, None))], tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123"),
                      "InitiateAuthentication")
     assert "HTTP 503" in str(e)
@@ -411,7 +412,7 @@ def test_http_error_status():
 def test_bad_activation_code_sends_nothing():
     card = ScriptedSession([])
     try:
-        dl.download(card, dl.DirectTransport(Es9Net([], [])), activation="1$dp.example")
+        dl.download(card, DirectTransport(Es9Net([], [])), activation="1$dp.example")
     except ValueError as e:
         assert "at least 3" in str(e)
     else:
@@ -423,7 +424,7 @@ def test_immediate_enable_after_success():
     tl = []
     card = Recorder(es10_head() + load_script() + [("BF5A 03 80 01 FF", "BF5A 03 80 01 00")], tl)
     net = Es9Net(es9_requests_ok(), tl)
-    r = dl.download(card, dl.DirectTransport(net), activation="1$dp.example$ABC-123",
+    r = dl.download(card, DirectTransport(net), activation="1$dp.example$ABC-123",
                     immediate_enable=True)
     card.done()
     assert r["immediateEnable"] == "ok"
@@ -433,7 +434,7 @@ def test_refused_metadata_cancels():
     tl = []
     card = Recorder(es10_head()[:3] + cancel_es10(0), tl)
     net = Es9Net(es9_requests_ok()[:2] + [("cancelSession", None, cancel_ok())], tl)
-    e = expect_error(lambda: dl.download(card, dl.DirectTransport(net),
+    e = expect_error(lambda: dl.download(card, DirectTransport(net),
                                          activation="1$dp.example$ABC-123",
                                          confirm=lambda md: md["iccid"] != "89490000000000000001"),
                      "profile confirmation")
@@ -504,6 +505,169 @@ def test_indirect_failure_cancels_over_esipa():
     assert ipa.sent[-1] == ("cancelSession", tlv.enc(0xBF41, tlv.encode(0x80, TID),
                                                      tlv.encode(0xA1, tlv.decode(CSR).value)))
     assert e.result["cancel"] == {"reason": "undefinedReason", "euicc": True, "server": True}
+
+
+# ---- indirect, streamed (ASN.1 binding: the BPP read from the network segment by segment) ------
+
+
+class StreamIpa(FakeIpa):
+    """FakeIpa with Ipa._post_stream: answers come as readers handing out 1..7 bytes per read;
+    the timeline records when each reader was opened and closed."""
+
+    def __init__(self, session, answers, timeline, binding="asn1", eim=None, length=True):
+        FakeIpa.__init__(self, session, answers, binding, eim)
+        self.timeline = timeline
+        self.readers = []
+        self.length = length  # False: the body's length is not announced (chunked)
+
+    def _post(self, function, message):
+        self.timeline.append(("esipa", function))
+        return FakeIpa._post(self, function, message)
+
+    def _post_stream(self, function, message):
+        from test_stream import ChunkyReader
+
+        self.timeline.append(("esipa-stream", function))
+        self.sent.append((function, message))
+        timeline = self.timeline
+
+        class Reader(ChunkyReader):
+            def close(self):
+                timeline.append(("closed", function))
+                ChunkyReader.close(self)
+
+        r = Reader(self.answers.pop(0), length=self.length)
+        self.readers.append(r)
+        return r
+
+
+class AheadCheck:
+    """A Recorder wrapper: at each STORE DATA of the BPP, how far the stream was read ahead."""
+
+    def __init__(self, card, ipa):
+        self.card = card
+        self.ipa = ipa
+        self.version = card.version
+        self.sent = 0
+        self.ahead = 0
+        self.largest = 0
+
+    def store_data(self, req):
+        if self.ipa.readers:
+            self.sent += len(req)
+            self.largest = max(self.largest, len(req))
+            self.ahead = max(self.ahead, self.ipa.readers[-1].consumed - self.sent)
+        return self.card.store_data(req)
+
+
+def test_indirect_download_streams_the_package():
+    tl = []
+    card = Recorder(es10_head() + load_script(), tl)
+    ipa = StreamIpa(card, esipa_answers(), tl)
+    check = AheadCheck(card, ipa)
+    seen = []
+    r = dl.download(check, dl.IndirectTransport(ipa, EIM_TID), activation="1$dp.example$ABC-123",
+                    progress=lambda done, total: seen.append((done, total)))
+    card.done()
+    assert r["ok"] and r["segments"] == [9, 9] and r["pir"]["raw"] == pir()
+    assert [s[0] for s in ipa.sent] == ["initiateAuthentication", "authenticateClient",
+                                        "getBoundProfilePackage"]
+    assert ipa.sent[2][1] == tlv.enc(0xBF3A, tlv.encode(0x80, TID), PDR_OK)
+    # the answer's wrapper and first segment came before the first STORE DATA, then each
+    # segment was read just before it went to the eUICC: never a second one ahead
+    wrapper = len(esipa_answers()[2]) - len(BPP)
+    assert check.sent == len(BPP) and check.ahead <= wrapper + 256
+    assert ipa.readers[0].consumed == len(esipa_answers()[2]) and ipa.readers[0].closed
+    assert tl[-1] == ("closed", "getBoundProfilePackage")
+    assert tl.index(("esipa-stream", "getBoundProfilePackage")) < tl.index(("es10", "BF36"))
+    assert seen[-1] == (9, 9) and [d for d, _ in seen] == list(range(10))
+
+
+def test_indirect_streamed_without_transaction_id_and_early_result():
+    tl = []
+    card = Recorder(es10_head() + load_script(answer_at=3, answer=pir(False)), tl)
+    answers = esipa_answers()
+    answers[2] = tlv.enc(0xBF3A, tlv.enc(0xA0, BPP))  # transactionId from BF23
+    ipa = StreamIpa(card, answers, tl)
+    r = dl.download(card, dl.IndirectTransport(ipa), activation="1$dp.example$ABC-123")
+    card.done()
+    assert r["ok"] is False and r["segments"] == [4, 9] and "cancel" not in r
+    assert ipa.readers[0].closed
+
+
+def streamed_failure(gbpp_answer, stage, transport_kw=None, loads=0, length=True):
+    """The streamed GetBoundProfilePackage answer breaks: DownloadError at `stage`, the
+    reader closed before ES10b.CancelSession and ESipa.CancelSession went out."""
+    tl = []
+    card = Recorder(es10_head()[:4] + load_script()[:loads] + cancel_es10(127), tl)
+    answers = esipa_answers()[:2] + [gbpp_answer, tlv.enc(0xBF41, tlv.enc(0xA0))]
+    ipa = StreamIpa(card, answers, tl, length=length)
+    e = expect_error(lambda: dl.download(card, dl.IndirectTransport(ipa, **(transport_kw or {})),
+                                         activation="1$dp.example$ABC-123"), stage)
+    card.done()
+    assert e.reason == "undefinedReason"
+    assert e.result["cancel"] == {"reason": "undefinedReason", "euicc": True, "server": True}
+    closed = tl.index(("closed", "getBoundProfilePackage"))
+    assert closed < tl.index(("es10", "BF41")) < tl.index(("esipa", "cancelSession"))
+    return e
+
+
+def test_indirect_streamed_error_answer_cancels_as_before():
+    e = streamed_failure(tlv.enc(0xBF3A, tlv.encode(0x81, b"\x06")), "GetBoundProfilePackage")
+    assert isinstance(e.cause, FunctionError) and e.cause.name == "downloadOrderExpired"
+
+
+def test_indirect_streamed_cut_answer_stops_and_cancels():
+    whole = esipa_answers()[2]
+    cut = whole[:len(whole) - 100]  # in the middle of the 300-byte 86
+    # length not announced (chunked): found when the cut is reached, after 6 segments went out
+    e = streamed_failure(cut, "GetBoundProfilePackage", loads=6, length=False)
+    assert isinstance(e.cause, ProtocolError)
+    assert "ESipa.GetBoundProfilePackage answer: the body ended after %d bytes, in the middle " \
+        "of 86 in A3" % len(cut) == str(e.cause), str(e.cause)
+    # an announced length shorter than the TLVs: refused at the header, before any segment
+    e = streamed_failure(cut, "GetBoundProfilePackage", loads=0)
+    assert "value bytes for tag BF3A" in str(e.cause)
+
+
+def test_indirect_streamed_oversized_segment_stops_and_cancels():
+    e = streamed_failure(esipa_answers()[2], "GetBoundProfilePackage", {"max_segment": 200},
+                         loads=6)
+    assert "makes a segment of 304 bytes, expected at most 200" in str(e.cause)
+
+
+def test_ipa_post_stream_keeps_the_esipa_headers_and_status_rules():
+    from ipa_core.ipa import ASN1_CONTENT_TYPE, ESIPA_HEADERS, HttpStatusError, Ipa, MemoryStore
+    from test_stream import ChunkyReader
+
+    class Net:
+        def __init__(self, status):
+            self.status = status
+            self.readers = []
+
+        def post_stream(self, path, body, ctype, headers=None):
+            self.args = (path, body, ctype, headers)
+            self.readers.append(ChunkyReader(b"answer"))
+            return self.status, self.readers[-1]
+
+    net = Net(200)
+    ipa = Ipa(Recorder([], []), net, MemoryStore(), eid="89" + "0" * 30)
+    r = ipa._post_stream("getBoundProfilePackage", b"\xbf\x3a\x00")
+    assert net.args == ("/gsma/rsp2/asn1", b"\xbf\x3a\x00", ASN1_CONTENT_TYPE, ESIPA_HEADERS)
+    assert r.read(100) and not r.closed
+    net = Net(503)
+    ipa.network = net
+    try:
+        ipa._post_stream("getBoundProfilePackage", b"\xbf\x3a\x00")
+    except HttpStatusError as e:
+        assert e.status == 503 and e.transient and "getBoundProfilePackage" in str(e)
+    else:
+        raise AssertionError("HTTP 503 accepted")
+    assert net.readers[0].closed  # the refused answer's body is not left on the connection
+
+
+def test_direct_transport_name_kept_in_ipa_download():
+    assert dl.DirectTransport is DirectTransport
 
 
 # ---- the eIM's trigger ---------------------------------------------------------------------

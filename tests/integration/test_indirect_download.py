@@ -195,3 +195,91 @@ def test_untrusted_smdp_and_unknown_session(lab, tmp_path):
             "8.10.1", "3.9")
     finally:
         net.close()
+
+
+def luhn_iccid(prefix19):
+    """prefix19 + its Luhn check digit (ITU-T E.118 ICCID)."""
+    total = 0
+    for i, ch in enumerate(reversed(prefix19)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return prefix19 + str((10 - total % 10) % 10)
+
+
+class CountingReader:
+    """Wraps the HTTPS network's streamed answer: bytes taken from the network so far."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.length = reader.length
+        self.consumed = 0
+        self.largest_read = 0
+        self.closed = False
+
+    def read(self, n):
+        data = self.reader.read(n)
+        self.consumed += len(data)
+        self.largest_read = max(self.largest_read, len(data))
+        return data
+
+    def close(self):
+        self.closed = True
+        self.reader.close()
+
+
+def test_indirect_download_over_https_streams_the_package(lab):
+    """In process, over real TLS to the eIM relay: the 40 KB package is read from the HTTPS
+    connection one STORE DATA segment at a time, never a whole package in RAM."""
+    from ipa_core import ipa_download as dl
+    from ipa_core.stream import CHUNK
+    from ipa_host import runner
+
+    h, eid, dp, eim = lab
+    iccid = luhn_iccid("8900012345678901237")
+    dp.add_profile("BIG-1", iccid, "Big profile", size=40000)
+    st = runner.Settings(home=h, eim_url=eim.url)
+    readers = []
+    sends = []  # (segment length, bytes of the answer read when it went to the eUICC)
+    with runner.IpaHost(st) as host:
+        net = host.network
+        plain = net.post_stream
+
+        def post_stream(*args, **kw):
+            status, reader = plain(*args, **kw)
+            readers.append(CountingReader(reader))
+            return status, readers[-1]
+
+        net.post_stream = post_stream
+        store_data = host.session.store_data
+
+        def recording(req):
+            if readers and not readers[-1].closed:
+                sends.append((len(req), readers[-1].consumed))
+            return store_data(req)
+
+        host.session.store_data = recording
+        r = dl.download(host.session, dl.IndirectTransport(host.ipa),
+                        activation="LPA:1$%s$BIG-1" % dp.address)
+        assert r["ok"], r
+        assert host.ipa.network.connections == 1  # the kept-alive connection survived
+    assert r["iccid"] == iccid and r["segments"][0] == r["segments"][1] == len(sends)
+    assert len(readers) == 1 and readers[0].closed
+    body = readers[0].length
+    assert body > 40000 and readers[0].consumed == body  # read to its end, no more
+    sent = 0
+    ahead = 0
+    for size, consumed in sends:
+        sent += size
+        ahead = max(ahead, consumed - sent)
+        assert size <= 1024, size  # SGP.22 2.5.3: a segment TLV is at most 1020 bytes
+    # what was read but not yet sent: the ESipa wrapper (BF3A, A0 headers, transactionId:
+    # at most 8 + 18 bytes) and the TLV-header read-ahead, never a segment more; and no
+    # network read larger than one segment
+    assert ahead <= 26 + CHUNK, ahead
+    assert readers[0].largest_read <= 1024
+    assert ICCID_1 not in [p["iccid"] for p in info(h)["profiles"]]
+    assert iccid in [p["iccid"] for p in info(h)["profiles"]]
