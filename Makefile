@@ -2,7 +2,7 @@
 # they need first (tools/setup.sh is idempotent and quick when all is there).
 PY := .venv/bin/python
 
-.PHONY: setup test lint pytest mp mpy demo clean
+.PHONY: setup test lint pytest mp mp-cycle mpy demo clean
 
 setup:
 	@sh tools/setup.sh
@@ -16,6 +16,9 @@ pytest: setup
 mp: setup
 	$(PY) tools/mp_test.py
 
+mp-cycle: setup
+	$(PY) tools/mp_cycle.py --max-heap 65536
+
 mpy: setup
 	$(PY) tools/mpy_size.py
 
@@ -23,6 +26,7 @@ test: setup
 	$(PY) -m ruff check ipa_core ipa_host tests tools boards
 	$(PY) -m pytest
 	$(PY) tools/mp_test.py
+	$(PY) tools/mp_cycle.py --max-heap 65536
 	$(PY) tools/mpy_size.py
 
 demo: setup
