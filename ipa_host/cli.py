@@ -16,7 +16,7 @@ import sys
 from ipa_core import apdu, es10
 from ipa_core.errors import CardError, FunctionError, IpaError, TransportError
 from ipa_host import runner
-from ipa_host.config import ConfigError, find_config, load_config
+from ipa_host.config import ConfigError, find_config, load_config, parse_network
 
 EXAMPLES = """\
 examples:
@@ -28,6 +28,8 @@ examples:
   ipa notifications process        deliver pending notifications to the eIM
   ipa download 'LPA:1$smdp.example.com$MATCHING-ID'   install a profile from the SM-DP+
   ipa --trace info                 show every APDU on stderr
+  ipa --card at:/dev/ttyUSB2 --network modem --ca-file eim-ca.pem poll
+                                   the eIM through the modem's own HTTPS stack
 
 card selection (--card, $IPA_CARD or [card] spec in the config file):
   sim | pcsc | pcsc:<reader name or index>[?shared=1&protocol=T0|T1]
@@ -68,8 +70,14 @@ def build_parser():
     g.add_argument("--eim-url", metavar="URL", help="override the eIM address, e.g. "
                    "https://eim.example.com:8443")
     g.add_argument("--binding", choices=("asn1", "json"), help="ESipa HTTPS binding (default asn1)")
+    g.add_argument("--network", metavar="HOW", type=_network,
+                   help="how to reach the eIM: socket (this host's own TCP/TLS, default) or "
+                        "modem[:quectel|sim7080|simcom] (the HTTP(S) stack of the modem on the "
+                        "--card at: port, sharing it with the APDUs; the stack is picked from "
+                        "the modem's identity unless named; https needs --ca-file)")
     g.add_argument("--ca-file", metavar="PEM", help="trust this CA bundle instead of the "
-                   "eUICC's trustedPublicKeyDataTls")
+                   "eUICC's trustedPublicKeyDataTls; with --network modem: the eIM's CA PEM, "
+                   "uploaded to the modem (required for https)")
     g.add_argument("--allow-http", action="store_true", help="allow plain http:// (lab use only)")
     p.add_argument("--smdp-ca-file", metavar="PEM",
                    help="trust this CA bundle for SM-DP+ servers (direct profile download: "
@@ -113,6 +121,14 @@ def build_parser():
     return p
 
 
+def _network(value):
+    """--network: argparse type (a bad value is a usage error naming the choices)."""
+    try:
+        return parse_network(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 def settings(a):
     """Options over the config file over defaults -> runner.Settings."""
     cfg = load_config(find_config(a.config))
@@ -130,7 +146,8 @@ def settings(a):
         allow_http=a.allow_http or e["allow_http"], timeout=e["timeout"],
         poll_interval=i["poll_interval"], max_interval=i["max_interval"],
         smdp_ca_file=a.smdp_ca_file or dl["smdp_ca_file"],
-        profile_download=a.profile_download or dl["mode"])
+        profile_download=a.profile_download or dl["mode"],
+        network=a.network or e["network"])
     return st, i["log_level"]
 
 
@@ -456,6 +473,7 @@ def print_download(r, out):
 def cmd_download(a, st, out):
     from ipa_core import activation
     from ipa_core import ipa_download as dl
+    from ipa_core.ipa_direct import DirectTransport
 
     ac = activation.parse(a.activation_code)  # ValueError: exit 2 with the reason
     kw = {"activation": ac, "confirmation_code": a.confirmation_code, "imei": a.imei,
@@ -471,7 +489,7 @@ def cmd_download(a, st, out):
             try:
                 net = runner.build_smdp_network(st, ac["smdpAddress"])
                 try:
-                    r = dl.download(s, dl.DirectTransport(net), **kw)
+                    r = dl.download(s, DirectTransport(net), **kw)
                 finally:
                     net.close()
             finally:

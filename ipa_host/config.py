@@ -13,9 +13,12 @@ the file. Unknown sections or keys are errors, so a typo never goes unnoticed.
     id = ""                      # eIM to use (eimId); empty: the first configured one
     url = ""                     # override, e.g. "https://eim.example.com:8443"
     binding = "asn1"             # asn1 | json
-    ca_file = ""                 # CA bundle instead of the eUICC's trustedPublicKeyDataTls
+    ca_file = ""                 # CA bundle instead of the eUICC's trustedPublicKeyDataTls;
+                                 # with network = "modem": the eIM's CA PEM for the modem
     allow_http = false           # plain HTTP to the eIM: lab use only
     timeout = 30                 # seconds per network wait
+    network = "socket"           # socket (the host's TCP/TLS) | modem | modem:quectel |
+                                 # modem:sim7080 | modem:simcom (the modem's HTTP(S) stack)
 
     [download]
     mode = "auto"                # auto (as the eIM configuration says) | direct | indirect
@@ -38,7 +41,7 @@ except ImportError:  # Python < 3.11
 DEFAULTS = {
     "card": {"spec": "sim", "segment_size": None, "sgp32": "1.2"},
     "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
-            "timeout": 30},
+            "timeout": 30, "network": "socket"},
     "download": {"mode": "auto", "smdp_ca_file": ""},
     "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "log_level": "info"},
 }
@@ -58,6 +61,26 @@ RANGES = {
 
 class ConfigError(ValueError):
     """The configuration file is unusable; the message names file, key and problem."""
+
+
+NETWORKS = ("socket", "modem", "modem:quectel", "modem:sim7080", "modem:simcom")
+
+
+def parse_network(value):
+    """How the IPA reaches the eIM: 'socket', 'modem' (the modem's HTTP stack, picked from
+    its identity) or 'modem:<stack>' (a name or alias of ipa_core.at_http) -> one of
+    NETWORKS; ValueError naming the choices."""
+    v = (value or "socket").strip().lower()
+    if v in ("socket", "modem"):
+        return v
+    if v.startswith("modem:"):
+        from ipa_core import at_http
+
+        try:
+            return "modem:" + at_http.resolve(v[6:])
+        except ValueError:
+            pass
+    raise ValueError("network %r: expected one of %s" % (value, ", ".join(NETWORKS)))
 
 
 def search_path():
@@ -94,6 +117,11 @@ def _check(path, section, key, value):
     if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
         raise ConfigError("%s = %r: expected one of %s"
                           % (where, value, ", ".join(CHOICES[(section, key)])))
+    if (section, key) == ("eim", "network"):
+        try:
+            return parse_network(value)
+        except ValueError:
+            raise ConfigError("%s = %r: expected one of %s" % (where, value, ", ".join(NETWORKS)))
     return value
 
 

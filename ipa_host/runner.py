@@ -8,6 +8,7 @@ progress is kept in `<home>/ipa-state.json`. `run_loop()` is the long-running
 SIGTERM/SIGINT or a cycle limit.
 """
 
+import hashlib
 import logging
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 
 from ipa_core import apdu
+from ipa_core.errors import TransportError
 from ipa_core.ipa import Ipa
 from ipa_core.ipa_download import make_download_handler
 from ipa_host.store import FileStore
@@ -31,7 +33,7 @@ class Settings:
     def __init__(self, card="sim", home=None, segment_size=None, sgp32="1.2", trace=None,
                  eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
                  timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
-                 profile_download="auto"):
+                 profile_download="auto", network="socket"):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -47,6 +49,7 @@ class Settings:
         self.max_interval = max_interval
         self.smdp_ca_file = smdp_ca_file or None
         self.profile_download = profile_download
+        self.network = network or "socket"
 
 
 def open_session(st):
@@ -103,11 +106,14 @@ def _closes_card(session, card):
 DTLS_SESSIONS = {}
 
 
-def build_network(st, eim):
+def build_network(st, eim, session=None):
     """Network object for the eIM that `Ipa.choose_eim` picked (or the override URL):
     HttpsNetwork for https://, CoapsNetwork for coaps:// (eimRetrieveCoaps), with the trust
-    anchor the eUICC holds (or the configured CA file)."""
+    anchor the eUICC holds (or the configured CA file); with st.network "modem[:stack]" the
+    modem's own HTTP(S) stack on the card's AT port (build_modem_network)."""
     url = st.eim_url or eim["url"]
+    if st.network != "socket":
+        return build_modem_network(st, url, session)
     # A configured CA bundle replaces the eUICC's trust anchor (e.g. a lab eIM).
     trust = None if st.ca_file else eim.get("trust")
     if url.startswith(("coaps://", "coap://")):
@@ -126,6 +132,137 @@ def build_network(st, eim):
 
     return HttpsNetwork(url, trust=trust, ca_file=st.ca_file, allow_http=st.allow_http,
                         timeout=st.timeout)
+
+
+MAX_CA_FILE = 10240  # the largest certificate file the modems' file systems take
+MODEM_CA_NAME = "eim_ca.pem"
+# CA files this process uploaded: {(AT port, stack): sha256 of the PEM}. The cycles of
+# `ipa run` reopen the network; the file stays in the modem's flash, so it is uploaded
+# once per process (again when --ca-file changes), not at every poll.
+MODEM_CAS = {}
+
+
+def build_modem_network(st, url, session):
+    """The eIM through the modem's own HTTP(S) stack (ipa_core.at_http): the card's AT
+    engine carries both the APDUs and the HTTP commands. The stack is the one st.network
+    names, else the one the modem's identity (AT+CGMI/AT+CGMM) points to. https needs
+    st.ca_file: the PEM CA of the eIM's TLS certificate, uploaded to the modem, which
+    verifies the server with it (the modem cannot use the eUICC's trust anchor)."""
+    from ipa_core import at_http
+
+    card = getattr(session, "card", None)
+    engine = getattr(card, "engine", None)
+    if engine is None:
+        raise ValueError("--network %s: the modem's HTTP stack needs the card on the modem's "
+                         "AT port (--card at:/dev/ttyUSB2...), not %r" % (st.network, st.card))
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("--network %s carries HTTP(S) only, the eIM address is %s (use "
+                         "--network socket, or an https:// --eim-url)" % (st.network, url))
+    stack = st.network.partition(":")[2]
+    identity = getattr(card, "identity", "") or ""
+    if not stack:
+        stack = at_http.pick(identity)
+        if stack is None:
+            raise ValueError("--network modem: cannot tell the HTTP stack of the modem %r "
+                             "from its identity; name it: --network modem:quectel, "
+                             "modem:sim7080 or modem:simcom" % identity)
+    pem = None
+    if url.startswith("http://"):
+        if not st.allow_http:
+            raise ValueError("plain http:// refused for %s: the eIM must be reached over HTTPS "
+                             "(--allow-http is for lab use only)" % url)
+        log.warning("plain HTTP to %s through the modem: lab use only", url)
+    else:
+        pem = _modem_ca(st)
+    timeout_ms = int(st.timeout * 1000)
+    opts = {"http_timeout_ms": timeout_ms, "read_timeout_ms": timeout_ms}
+    key = (getattr(card, "device", None), at_http.resolve(stack))
+    digest = hashlib.sha256(pem).hexdigest() if pem is not None else None
+    if digest is not None and MODEM_CAS.get(key) == digest:
+        opts["ca"] = MODEM_CA_NAME  # uploaded by an earlier cycle: spare the modem's flash
+    net = at_http.open_network(engine, url, stack, **opts)
+    if pem is not None and "ca" not in opts:
+        try:
+            net.install_ca(pem, MODEM_CA_NAME)
+        except BaseException:
+            net.close()
+            raise
+        MODEM_CAS[key] = digest
+    log.info("eIM %s through the %s HTTP stack of %s", url, stack, identity or "the modem")
+    return ModemNetwork(net, key, st.ca_file) if pem is not None else net
+
+
+# Stack failures a TLS handshake the modem refused ends in: the stacks have no TLS code of
+# their own (Quectel: socket connect error; SIM7080: AT+SHCONN answers ERROR) or name it.
+TLS_SUSPECTS = {"quectel": (701, 716), "simcom": (710, 715, 719), "sim7080": ()}
+
+
+class ModemNetwork:
+    """An https network object of ipa_core.at_http whose connection failures say that
+    they may be the modem refusing the eIM's certificate, and which CA file it was given
+    (the stack's own code rarely says TLS); such a failure also makes the next cycle upload
+    the CA again (MODEM_CAS). Everything else passes through unchanged."""
+
+    def __init__(self, net, key, ca_file):
+        self.net = net
+        self.key = key
+        self.stack = key[1]
+        self.ca_file = ca_file
+
+    def post(self, path, body, content_type, headers=None):
+        try:
+            return self.net.post(path, body, content_type, headers)
+        except TransportError as e:
+            raise self._named(e)
+
+    def post_stream(self, path, body, content_type, headers=None):
+        try:
+            return self.net.post_stream(path, body, content_type, headers)
+        except TransportError as e:
+            raise self._named(e)
+
+    def close(self):
+        self.net.close()
+
+    def install_ca(self, pem, name="eim_ca.pem"):
+        self.net.install_ca(pem, name)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def _named(self, e):
+        from ipa_core.at import AtError
+
+        code = getattr(e, "code", None)
+        command = getattr(e, "command", "") or ""
+        if code in TLS_SUSPECTS[self.stack] or \
+                (isinstance(e, AtError) and command.upper().startswith("AT+SHCONN")):
+            MODEM_CAS.pop(self.key, None)  # the CA on the modem may be gone or wrong
+            return TransportError(
+                "%s; TLS through the modem's %s HTTP stack failed or the eIM is unreachable: "
+                "is --ca-file %s the CA that issued the eIM's TLS certificate?"
+                % (e, self.stack, self.ca_file))
+        return e
+
+
+def _modem_ca(st):
+    """The PEM bytes of --ca-file for the modem (ValueError with what to do)."""
+    if not st.ca_file:
+        raise ValueError("--network %s with an https:// eIM needs --ca-file PEM (or [eim] "
+                         "ca_file): the CA of the eIM's TLS certificate, which is uploaded to "
+                         "the modem so that its TLS stack can verify the server" % st.network)
+    try:
+        with open(st.ca_file, "rb") as f:
+            pem = f.read(MAX_CA_FILE + 1)
+    except OSError as e:
+        raise ValueError("--ca-file %s: cannot read it: %s" % (st.ca_file, e.strerror or e))
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ValueError("--ca-file %s: expected a PEM certificate (-----BEGIN CERTIFICATE-----)"
+                         " for the modem's TLS stack" % st.ca_file)
+    if len(pem) > MAX_CA_FILE:
+        raise ValueError("--ca-file %s: over %d bytes, more than the modems' file systems take; "
+                         "give only the eIM's CA certificate" % (st.ca_file, MAX_CA_FILE))
+    return pem
 
 
 def build_smdp_network(st, smdp_address):
@@ -160,7 +297,7 @@ class IpaHost:
             self.ipa = Ipa(self.session, None, store, config=config, log=log,
                            clock_ms=lambda: int(time.monotonic() * 1000))
             self.eim = self.ipa.choose_eim(st.eim_id)
-            self.network = build_network(st, self.eim)
+            self.network = build_network(st, self.eim, self.session)
             self.ipa.network = self.network
             mode = st.profile_download or "auto"
             self.ipa.download_handler = make_download_handler(

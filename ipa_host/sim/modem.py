@@ -18,6 +18,9 @@ more than MAX_LINE bytes answers ERROR, output nobody reads is dropped
 after WRITE_TIMEOUT, and stop() ends the thread within a poll interval
 (or the current delay).
 
+Personalities with `http_stack` also serve a vendor's HTTP(S) commands and send
+the requests to the (loopback) server in the URL: modem_http.py.
+
 `ipa-sim modem --personality X [--pki DIR --state FILE] [--baud N]` runs one
 until SIGINT/SIGTERM and prints the pty path (modem_main).
 """
@@ -210,6 +213,7 @@ class SimModem:
             except (OSError, ValueError):
                 break
             if not ready:
+                self._tick()
                 continue
             try:
                 data = os.read(self._master, 4096)
@@ -217,6 +221,7 @@ class SimModem:
                 continue
             except OSError:  # no client has the slave open yet/any more
                 self._stop.wait(POLL)
+                self._tick()
                 continue
             if not data:
                 continue
@@ -224,28 +229,63 @@ class SimModem:
             with self._lock:
                 if self.at.dead:
                     continue
-                if self.at.echo:
-                    self.write(data)
-                self._discard = False
-                for b in data:
-                    if self._discard or self.at.dead or self._stop.is_set():
-                        line.clear()
-                        break
-                    if b == 0x0D:
-                        if overflow:
-                            self.received.append("<%d+ bytes>" % MAX_LINE)
-                            self.write(b"\r\nERROR\r\n")
-                        else:
-                            self.received.append(line.decode("latin-1"))
-                            self.at.handle_line(bytes(line))
-                        line.clear()
-                        overflow = False
-                    elif b == 0x0A:
-                        continue  # V.250: S3 (CR) ends a line; LF is not part of it
-                    elif len(line) >= MAX_LINE:
-                        overflow = True
-                    else:
-                        line.append(b)
+                overflow = self._take(data, line, overflow)
+
+    def _tick(self):
+        with self._lock:
+            if not self.at.dead:
+                self.at.tick()
+
+    def _take(self, data, line, overflow):
+        """Bytes from the client: command lines, or raw data while a command waits for it.
+        Echo (when on) repeats command bytes, never raw data."""
+        echo = bytearray() if self.at.echo else None
+        self._discard = False
+        i, n = 0, len(data)
+        while i < n:
+            if self._discard or self.at.dead or self._stop.is_set():
+                line.clear()
+                break
+            if self.at.data is not None:
+                if echo:
+                    self.write(bytes(echo))
+                    echo.clear()
+                i += self.at.feed_data(data[i:])
+                continue
+            b = data[i]
+            i += 1
+            if echo is not None:
+                echo.append(b)
+            if b == 0x0D:
+                if echo:
+                    self.write(bytes(echo))
+                    echo.clear()
+                if overflow:
+                    self.received.append("<%d+ bytes>" % MAX_LINE)
+                    self.write(b"\r\nERROR\r\n")
+                else:
+                    self.received.append(line.decode("latin-1"))
+                    self.at.handle_line(bytes(line))
+                line.clear()
+                overflow = False
+                if self.at.data is not None and i < n and data[i] == 0x0A:
+                    i += 1  # CR LF ended the command: the LF is not raw data
+            elif b == 0x0A:
+                continue  # V.250: S3 (CR) ends a line; LF is not part of it
+            elif len(line) >= MAX_LINE:
+                overflow = True
+            else:
+                line.append(b)
+        if echo:
+            self.write(bytes(echo))
+        return overflow
+
+    def call_locked(self, fn):
+        """fn() under the modem's lock (the end of a background HTTP request writes its URC
+        so); nothing once the modem stopped."""
+        with self._lock:
+            if self._master is not None and not self._stop.is_set():
+                fn()
 
 
 # ---- command line ------------------------------------------------------------------------
@@ -267,12 +307,21 @@ def modem_main(argv=None, card=None):
     p.add_argument("--reset-after", type=int, metavar="N", help="reboot during APDU N+1")
     p.add_argument("--max-channels", type=int, metavar="N", help="logical channels of the card")
     p.add_argument("--seed", type=int, help="seed of the random garbage/URC choices")
+    p.add_argument("--http-error", type=int, metavar="CODE",
+                   help="every request of the modem's HTTP stack ends with this stack error "
+                        "code (e.g. 702 on quectel_http, 706 on a7670)")
+    p.add_argument("--read-block", type=int, metavar="N",
+                   help="HTTP responses go out in pieces of N bytes (see --read-pause)")
+    p.add_argument("--read-pause", type=float, metavar="S", help="seconds between those pieces")
     args = p.parse_args(argv)
     if args.baud is not None and args.baud <= 0:
         p.error("--baud must be a positive number")
     options = {k: v for k, v in (("delay", args.delay), ("dead_after", args.dead_after),
                                  ("reset_after", args.reset_after),
-                                 ("max_channels", args.max_channels), ("seed", args.seed))
+                                 ("max_channels", args.max_channels), ("seed", args.seed),
+                                 ("http_error", args.http_error),
+                                 ("http_read_block", args.read_block),
+                                 ("http_read_pause", args.read_pause))
                if v is not None}
     if card is None:
         if not args.pki:

@@ -13,13 +13,24 @@ The SIM commands it serves:
 - 8.46 AT+CCHC=<sessionid>: MANAGE CHANNEL close.
 - 9.1 AT+CMEE, 8.2 AT+CFUN, 8.3 AT+CPIN?, 5.1-5.4 AT+CGMI/CGMM/CGMR/CGSN, ATI, ATE.
 
+A personality with `http_stack` also serves that vendor's HTTP(S) commands
+(modem_http.py and its modem_http_<vendor>.py); every other command answers
+ERROR, as an unknown command does on a modem.
+
+Raw data: a command such as AT+QHTTPPOST or AT+HTTPDATA answers a prompt
+(CONNECT, DOWNLOAD, >) and then takes exactly n bytes of any value, not
+lines (begin_data/feed_data); URCs wait until that ends. Bounded by the
+command's own input time (tick() ends it).
+
 Personalities (modem_personality.py) bend these as modems in the field do.
 The interpreter never touches a tty: it writes through `io.write(bytes)`,
-waits through `io.sleep(seconds)` and reboots through `io.boot()`; SimModem
+waits through `io.sleep(seconds)`, reboots through `io.boot()` and runs
+the end of background work through `io.call_locked(fn)`; SimModem
 (modem.py) supplies them on a pty.
 """
 
 import random
+import time
 
 CRLF = b"\r\n"
 MAX_APDU = 4 + 1 + 255 + 1  # short APDUs only (what modems accept in CSIM/CGLA)
@@ -41,11 +52,27 @@ BOOT_URCS = ("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE",
 
 
 class CmdError(Exception):
-    """A command failed: `cme` is the +CME ERROR number, None for a plain ERROR."""
+    """A command failed: `cme` is the +CME ERROR number, None for a plain ERROR; `text`
+    the verbose form (AT+CMEE=2) when CME_TEXT has none."""
 
-    def __init__(self, cme=None):
+    def __init__(self, cme=None, text=None):
         self.cme = cme
+        self.text = text
         Exception.__init__(self, "CME %s" % cme)
+
+
+class DataSink:
+    """Raw bytes a command waits for after its prompt: `length` bytes within `timeout`
+    seconds, then on_data(bytes); on_timeout() if they do not all come. `ack_every`:
+    write "A" after each such many bytes (Quectel AT+QFUPL ackmode)."""
+
+    def __init__(self, length, timeout, on_data, on_timeout, ack_every=None):
+        self.length = length
+        self.deadline = time.monotonic() + timeout
+        self.on_data = on_data
+        self.on_timeout = on_timeout
+        self.ack_every = ack_every
+        self.buf = bytearray()
 
 
 class NoAnswer(Exception):
@@ -122,6 +149,13 @@ class AtInterpreter:
         self._next_session = 0
         self.cfun = 1
         self.csimsleep = 1
+        self.data = None  # DataSink while the modem takes raw bytes
+        self.held = []  # URCs held back meanwhile
+        self.http = None
+        if cfg.get("http_stack"):
+            from ipa_host.sim import modem_http
+
+            self.http = modem_http.make_stack(cfg["http_stack"], self)
         self.power_on()
 
     # -- power ---------------------------------------------------------------------------
@@ -140,7 +174,75 @@ class AtInterpreter:
     def reboot(self):
         """What a modem does when it restarts: state lost, RDY and boot URCs after a while."""
         self.power_on()
+        self.data = None
+        self.held = []
+        if self.http is not None:
+            self.http.reboot()
         self.io.boot([CRLF + u.encode() + CRLF for u in BOOT_URCS])
+
+    # -- raw data and URCs -----------------------------------------------------------------
+
+    def begin_data(self, prompt, length, timeout, on_data, on_timeout, ack_every=None):
+        """Write `prompt` and take the next `length` raw bytes (see DataSink). on_data and
+        on_timeout return the answer lines (then OK) or raise CmdError/NoAnswer, as a command
+        handler does."""
+        self.io.write(prompt)
+        self.data = DataSink(length, timeout, on_data, on_timeout, ack_every)
+
+    def feed_data(self, chunk):
+        """Raw bytes from the client while a DataSink waits; returns how many it took."""
+        sink = self.data
+        take = bytes(chunk[:sink.length - len(sink.buf)])
+        before = len(sink.buf)
+        sink.buf += take
+        if sink.ack_every:
+            for _ in range(len(sink.buf) // sink.ack_every - before // sink.ack_every):
+                self.io.write(b"A")
+        if len(sink.buf) >= sink.length:
+            self.data = None
+            self._finish(sink.on_data, bytes(sink.buf))
+        return len(take)
+
+    def tick(self):
+        """Called while the line is idle: ends a data phase whose input time is over."""
+        sink = self.data
+        if sink is not None and time.monotonic() > sink.deadline:
+            self.data = None
+            self._finish(sink.on_timeout)
+
+    def _finish(self, fn, *args):
+        try:
+            lines = fn(*args)
+            final = "OK"
+        except CmdError as e:
+            lines, final = [], self._error_text(e.cme, e.text)
+        except NoAnswer:
+            final = None
+        if final is not None:
+            self._answer(lines or [], final)
+        self.flush_urcs()
+
+    def urc(self, text):
+        """An unsolicited result code now (held back while raw data comes in)."""
+        data = CRLF + text.encode("latin-1") + CRLF
+        if self.data is not None:
+            self.held.append(data)
+        else:
+            self.io.write(data)
+
+    def flush_urcs(self):
+        if self.data is None:
+            held, self.held = self.held, []
+            for data in held:
+                self.io.write(data)
+
+    def final(self, text):
+        """A final result code written by a handler that writes its own answer."""
+        self.io.write(CRLF + text.encode("latin-1") + CRLF)
+
+    def error_text(self, err):
+        """The final result line for CmdError `err` under the current AT+CMEE mode."""
+        return self._error_text(err.cme, err.text)
 
     # -- lines ---------------------------------------------------------------------------
 
@@ -162,19 +264,21 @@ class AtInterpreter:
             final = "OK"
         except CmdError as e:
             lines = []
-            final = self._error_text(e.cme)
+            final = self._error_text(e.cme, e.text)
         except NoAnswer:
+            self.flush_urcs()
             return
         self._answer(lines, final)
+        self.flush_urcs()
 
-    def _error_text(self, cme):
+    def _error_text(self, cme, text=None):
         if cme is None:
             return "ERROR"
         mode = 1 if self.cfg["cmee_fixed"] else self.cmee
         if mode == 0:
             return "ERROR"
         if mode == 2:
-            return "+CME ERROR: %s" % CME_TEXT.get(cme, "unknown")
+            return "+CME ERROR: %s" % (text or CME_TEXT.get(cme, "unknown"))
         return "+CME ERROR: %d" % cme
 
     def _garbage(self):
@@ -238,6 +342,8 @@ class AtInterpreter:
         else:
             raise CmdError()
         handler = getattr(self, "_cmd_" + name.lower(), None)
+        if handler is None and self.http is not None:
+            handler = self.http.handler(name)
         if handler is None or name in ("CCHO", "CGLA", "CCHC") and not self.cfg["logical_channels"]:
             raise CmdError()
         if kind == "test" and not self.cfg["test_cmds"]:

@@ -39,6 +39,22 @@ Options (all personalities accept all of them as keyword overrides):
     boot_delay      seconds the reboot takes (input is lost meanwhile)
     max_channels    logical channels the card offers besides the basic one (3)
     seed            seed of the random generator (garbage bytes, URC choice)
+
+The modem's own HTTP(S) stack (modem_http.py; each stack's module says what it serves):
+
+    http_stack      None, "quectel" (AT+QHTTP*, QSSLCFG, QFUPL), "sim7080" (AT+SH*,
+                    CFSWFILE, CSSLCFG) or "simcom" (A76xx/SIM7600 AT+HTTP*, CCERTDOWN,
+                    CSSLCFG); the other vendors' commands answer ERROR
+    http_error      None or the stack error code every request ends with, after the
+                    body was taken (Quectel +QHTTPPOST: <err>, SIM7080 +SHREQ status 6xx,
+                    A76xx +HTTPACTION: 1,<errcode>,0); nothing reaches the server
+    http_read_block None or n: response bytes go out in pieces of n bytes (A76xx: one
+                    "+HTTPREAD: <n>" block per piece), http_read_pause seconds apart
+    http_read_pause seconds between those pieces
+    qhttp_reqheader_add  AT+QHTTPCFG="reqheader/add" exists (Unisoc-based EG915U/EC200U);
+                    False: custom headers only with AT+QHTTPCFG="requestheader",1
+    sh_body_max     SIM7080: largest AT+SHCONF="BODYLEN" (4096)
+    sh_read_max     SIM7080: largest <datalen> of one AT+SHREAD (2048)
 """
 
 DEFAULTS = {
@@ -70,7 +86,21 @@ DEFAULTS = {
     "boot_delay": 0.2,
     "max_channels": 3,
     "seed": 1,
+    "http_stack": None,
+    "http_error": None,
+    "http_read_block": None,
+    "http_read_pause": 0.0,
+    "qhttp_reqheader_add": True,
+    "sh_body_max": 4096,
+    "sh_read_max": 2048,
 }
+
+QUECTEL_HTTP = {"manufacturer": "Quectel", "model": "EG915U", "revision": "EG915UEUABR03A01M08",
+                "http_stack": "quectel", "cmee": 1}
+SIM7080 = {"manufacturer": "SIMCOM INCORPORATED", "model": "SIMCOM_SIM7080G",
+           "revision": "1951B16SIM7080", "http_stack": "sim7080"}
+A7670 = {"manufacturer": "SIMCOM INCORPORATED", "model": "A7670E-LASE",
+         "revision": "A7670M7_V1.11.1", "http_stack": "simcom"}
 
 PERSONALITIES = {
     # 3GPP TS 27.007 to the letter: +CCHO: <id>, +CGLA: <len>,"<hex>", ERROR.
@@ -101,6 +131,17 @@ PERSONALITIES = {
     "dead": {"dead_after": 20},
     "garbage": {"garbage": True},
     "reset_mid_apdu": {"reset_after": 6},
+    # Modems with their own HTTP(S) stack (modem_http*.py), for MCUs without TLS.
+    # Quectel EG915U (Unisoc): AT+QHTTP*, AT+QSSLCFG, AT+QFUPL; numeric +CME ERROR by default.
+    "quectel_http": QUECTEL_HTTP,
+    # SIMCom SIM7080G: AT+SH*, AT+CFSWFILE, AT+CSSLCFG="convert".
+    "sim7080": SIM7080,
+    # SIMCom A7670E (A76xx, like SIM7600): AT+HTTP*, AT+CCERTDOWN, AT+CSSLCFG.
+    "a7670": A7670,
+    # Faults of those stacks: every request ends with "+QHTTPPOST: 702" (HTTP(S) timeout);
+    # an A7670 that trickles each response in 100-byte +HTTPREAD blocks, 50 ms apart.
+    "quectel_http_error": dict(QUECTEL_HTTP, http_error=702),
+    "a7670_slow_read": dict(A7670, http_read_block=100, http_read_pause=0.05),
 }
 
 
@@ -125,8 +166,21 @@ def resolve(personality, overrides=None):
         raise ValueError("cmee must be 0, 1 or 2, not %r" % (cfg["cmee"],))
     if not 0 <= cfg["max_channels"] <= 19:
         raise ValueError("max_channels must be 0..19, not %r" % (cfg["max_channels"],))
-    for key in ("delay", "boot_delay"):
+    for key in ("delay", "boot_delay", "http_read_pause"):
         if cfg[key] < 0:
             raise ValueError("%s must be >= 0 seconds, not %r" % (key, cfg[key]))
+    if cfg["http_stack"] not in (None, "quectel", "sim7080", "simcom"):
+        raise ValueError("http_stack must be None, 'quectel', 'sim7080' or 'simcom', not %r"
+                         % (cfg["http_stack"],))
+    err = cfg["http_error"]
+    if err is not None and (isinstance(err, bool) or not isinstance(err, int)
+                            or not 600 <= err <= 799):
+        raise ValueError("http_error must be None or a stack error code 600..799, not %r" % (err,))
+    block = cfg["http_read_block"]
+    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
+        raise ValueError("http_read_block must be None or at least 1 byte, not %r" % (block,))
+    if not 1 <= cfg["sh_read_max"] <= 65536 or not 1 <= cfg["sh_body_max"] <= 1 << 20:
+        raise ValueError("sh_read_max / sh_body_max out of range: %r / %r"
+                         % (cfg["sh_read_max"], cfg["sh_body_max"]))
     cfg["personality"] = personality
     return cfg
