@@ -2,7 +2,7 @@
 # they need first (tools/setup.sh is idempotent and quick when all is there).
 PY := .venv/bin/python
 
-.PHONY: setup test lint pytest mp mp-cycle mpy demo clean
+.PHONY: setup test lint pytest mp mp-cycle mpy freeze demo clean
 
 setup:
 	@sh tools/setup.sh
@@ -22,12 +22,17 @@ mp-cycle: setup
 mpy: setup
 	$(PY) tools/mpy_size.py
 
+freeze: setup
+	$(PY) tools/freeze.py --all
+	$(PY) tools/freeze.py --all
+
 test: setup
 	$(PY) -m ruff check ipa_core ipa_host tests tools boards
 	$(PY) -m pytest
 	$(PY) tools/mp_test.py
 	$(PY) tools/mp_cycle.py --max-heap 65536
 	$(PY) tools/mpy_size.py
+	$(PY) tools/freeze.py --all
 
 demo: setup
 	$(PY) tools/demo.py

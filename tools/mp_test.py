@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Run tests/core under real MicroPython 1.27 (WebAssembly port in node).
+"""Run tests/core and tests/boards under real MicroPython 1.27 (WebAssembly port in node).
 
-Loads ipa_core/ and tests/core/ into the MicroPython filesystem, imports each
-tests/core/test_*.py, calls every test_* function, prints failures with
-tracebacks and a closing line `N passed, M failed`. Exits non-zero on any
+Loads ipa_core/ and boards/common/ into /lib, the board folders into
+/boards/<board>/, tests/core/ and tests/boards/ into the MicroPython
+filesystem, imports each tests/core/test_*.py and tests/boards/test_*.py,
+calls every test_* function, prints failures with tracebacks and a closing
+line `N passed, M failed`. Exits non-zero on any
 failure or import error. Needs node and the npm package installed in .mp/
 (`make mp` does that).
 
@@ -24,6 +26,7 @@ PKG = "@micropython/micropython-webassembly-pyscript"
 DRIVER = r"""
 import sys, gc
 sys.path.insert(0, "/tests/core")
+sys.path.insert(0, "/tests/boards")
 sys.path.insert(0, "/lib")
 _passed = 0
 _failed = 0
@@ -73,7 +76,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-k", default="", help="only tests whose name contains this")
     ap.add_argument("--heap", type=int, default=2 * 1024 * 1024, help="MicroPython heap bytes")
-    ap.add_argument("files", nargs="*", help="test files (default: tests/core/test_*.py)")
+    ap.add_argument("files", nargs="*",
+                    help="test files (default: tests/core/test_*.py, tests/boards/test_*.py)")
     a = ap.parse_args(argv)
     node = shutil.which("node")
     runtime = os.path.join(MP_DIR, "node_modules", PKG)
@@ -84,11 +88,23 @@ def main(argv=None):
     files = {}
     files.update(collect("ipa_core", "ipa_core/", "/lib"))
     files.update(collect(os.path.join("tests", "core"), "", "/tests/core"))
+    # Board glue as on a board (/lib), board folders for tests of their board.py.
+    files.update(collect(os.path.join("boards", "common"), "", "/lib"))
+    for board in sorted(os.listdir(os.path.join(ROOT, "boards"))):
+        folder = os.path.join(ROOT, "boards", board)
+        if board != "common" and os.path.isdir(folder):
+            files.update(collect(os.path.join("boards", board), "", "/boards/" + board))
+            for f in sorted(os.listdir(folder)):
+                if f.endswith(".json"):  # example configurations
+                    with open(os.path.join(folder, f), encoding="utf-8") as fh:
+                        files["/boards/%s/%s" % (board, f)] = fh.read()
+    files.update(collect(os.path.join("tests", "boards"), "", "/tests/boards"))
     if a.files:
         names = [os.path.splitext(os.path.basename(f))[0] for f in a.files]
     else:
         names = sorted(os.path.splitext(os.path.basename(p))[0] for p in files
-                       if p.startswith("/tests/core/test_") and "/" not in p[len("/tests/core/"):])
+                       for d in ("/tests/core/", "/tests/boards/")
+                       if p.startswith(d + "test_") and "/" not in p[len(d):])
     job = {"files": files, "heapsize": a.heap, "driver": DRIVER % {"names": names, "k": a.k}}
     script = os.path.join(ROOT, "tools", "mp_runner.mjs")
     env = dict(os.environ, NODE_PATH=os.path.join(MP_DIR, "node_modules"))

