@@ -85,7 +85,7 @@ TCP_HDR = 40  # IPv4 20 + TCP 20 (no options)
 MSS = 1400  # about a cellular link's TCP MSS (the findings' estimate for large answers)
 PROFILE_A, PROFILE_B = DEMO_PROFILES[0]["iccid"], DEMO_PROFILES[1]["iccid"]
 PROFILE_SIZE = 40 * 1024  # bytes of the unprotected profile package the SM-DP+ binds
-BLOCK = 512  # CoapsNetwork's CoAP block size (Block1 and Block2), as `ipa` uses it
+BLOCK = 1024  # CoapsNetwork's CoAP block size (Block1 and Block2), as `ipa` uses it
 
 
 def bench_iccid(n):
@@ -516,11 +516,11 @@ def _download_finding(full, base, kept):
             "%d B, each fetched with a request of its own (a round trip, two datagrams, a "
             "CoAP header and a DTLS record each way), where HTTPS sends it as one response: "
             "that is most of CoAP's round trips and of its extra bytes (%d round trips over "
-            "HTTPS with a new connection, %s kept alive). Blocks of 1024 B (`block_size`, "
-            "the largest RFC 7959 allows) would take %d blocks, %d fewer round trips (not "
-            "measured here)."
+            "HTTPS with a new connection, %s kept alive). %d B is the largest block RFC 7959 "
+            "allows and the largest whose message fits RFC 7252's 1152 bytes for an unknown "
+            "path MTU; blocks of 512 B would take %d blocks, %d more round trips."
             % (bpp, n, BLOCK, base["round_trips"], kept["round_trips"] if kept else "-",
-               _blocks(bpp, 1024), n - _blocks(bpp, 1024)))
+               BLOCK, _blocks(bpp, 512), _blocks(bpp, 512) - n))
     need = _blocks(base["received"], MSS)
     if base.get("packets_in") is not None and need > base["packets_in"]:
         text += (" Over HTTPS the %d B received came in %d TCP segments on loopback; with "

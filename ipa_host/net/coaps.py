@@ -546,10 +546,13 @@ class CoapsNetwork:
     reopened after a transport failure. `base_url` coaps://host[:port][/path]
     (default port 5684); coap:// (5683) only with `allow_plain` (lab use).
     Counters as DtlsDatagram's, summed over associations, plus `connections`.
+    `block_size` (Block1 and Block2): 1024, the largest RFC 7959 block, whose message
+    still fits the 1152 bytes RFC 7252 4.6 allows when the path MTU is unknown; a
+    40 KB profile package then takes half the round trips it takes with 512.
     """
 
     def __init__(self, base_url, trust=None, ca_file=None, pinned_key=None, timeout=30,
-                 allow_plain=False, server_hostname=None, block_size=512, session_cache=None,
+                 allow_plain=False, server_hostname=None, block_size=1024, session_cache=None,
                  max_body=coap.MAX_BODY, request_timeout=None, **coap_kw):
         u = urlsplit(base_url)
         if u.scheme not in ("coaps", "coap"):
