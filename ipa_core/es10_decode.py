@@ -169,10 +169,6 @@ def v_keyids(c):
     return [hexu(k.value) for k in c]
 
 
-def v_versions(c):
-    return [version_str(k) for k in c]
-
-
 def v_bits(names):
     return lambda c: c.as_bits(names)
 
@@ -200,27 +196,16 @@ def require(out, t, names):
 
 NOTIFICATION_EVENT = ("notificationInstall", "notificationEnable", "notificationDisable",
                       "notificationDelete")
-RSP_CAPABILITY = ("additionalProfile", "crlSupport", "rpmSupport", "testProfileSupport",
-                  "deviceInfoExtensibilitySupport", "serviceSpecificDataSupport")
 PPR_IDS = ("pprUpdateControl", "ppr1", "ppr2")
 PPR_FLAGS = ("consentRequired",)
-TRE_PROPERTIES = ("isDiscrete", "isIntegrated", "usesRemoteMemory")
 EIM_SUPPORTED_PROTOCOL = ("eimRetrieveHttps", "eimRetrieveCoaps", "eimInjectHttps",
                           "eimInjectCoaps", "eimProprietary")
-# PEDefinitions UICCCapability
-UICC_CAPABILITY = (
-    "contactlessSupport", "usimSupport", "isimSupport", "csimSupport", "akaMilenage", "akaCave",
-    "akaTuak128", "akaTuak256", "usimTestAlgorithm", "rfu2", "gbaAuthenUsim", "gbaAuthenISim",
-    "mbmsAuthenUsim", "eapClient", "javacard", "multos", "multipleUsimSupport",
-    "multipleIsimSupport", "multipleCsimSupport", "berTlvFileSupport", "dfLinkSupport", "catTp",
-    "getIdentity", "profile-a-x25519", "profile-b-p256", "suciCalculatorApi", "dns-resolution",
-    "scp11ac", "scp11c-authorization-mechanism", "s16mode", "eaka", "iotminimal")
 
 PROFILE_INFO_LIST_ERROR = {1: "incorrectInputValues", 11: "profileChangeOngoing",
                            127: "undefinedError"}
 
 
-# ---- EUICCInfo1 / EUICCInfo2 (SGP.22 / SGP.32 5.9) ---------------------------
+# ---- EUICCInfo1 (SGP.22 / SGP.32 5.9; the EUICCInfo2 decoder is in es10_admin) ----
 
 INFO1 = {
     0x82: ("svn", version_str),
@@ -234,52 +219,6 @@ def euicc_info1(t):
     t = expect(unwrap(t), 0xBF20, "EUICCInfo1")
     out = fields(t, INFO1, {"raw": t.raw})
     return require(out, t, ("svn",))
-
-
-def _iot_specific_info(c):
-    return fields(c, {
-        0xA0: ("iotVersion", v_versions),
-        0x81: ("ecallSupported", v_present),
-        0x82: ("fallbackSupported", v_present),
-    }, {"ecallSupported": False, "fallbackSupported": False})
-
-
-def _certification_data(c):
-    return fields(c, {0x80: ("platformLabel", v_str), 0x81: ("discoveryBaseURL", v_str)})
-
-
-INFO2 = {
-    0x81: ("profileVersion", version_str),
-    0x82: ("svn", version_str),
-    0x83: ("euiccFirmwareVer", version_str),
-    0x84: ("extCardResource", v_bytes),
-    0x85: ("uiccCapability", v_bits(UICC_CAPABILITY)),
-    0x86: ("ts102241Version", version_str),
-    0x87: ("globalplatformVersion", version_str),
-    0x88: ("rspCapability", v_bits(RSP_CAPABILITY)),
-    0xA9: ("euiccCiPKIdListForVerification", v_keyids),
-    0xAA: ("euiccCiPKIdListForSigning", v_keyids),
-    0x8B: ("euiccCategory", v_int),
-    0x99: ("forbiddenProfilePolicyRules", v_bits(PPR_IDS)),
-    0x04: ("ppVersion", version_str),  # untagged next to tagged components: universal tags
-    0x0C: ("sasAcreditationNumber", v_str),
-    0xAC: ("certificationDataObject", _certification_data),
-    0x8D: ("treProperties", v_bits(TRE_PROPERTIES)),
-    0x8E: ("treProductReference", v_str),
-    0xAF: ("additionalEuiccProfilePackageVersions", v_versions),
-    0x90: ("ipaMode", v_int),  # IpaMode: ipad(0), ipae(1)
-    0xB1: ("euiccCiPKIdListForSigningV3", v_keyids),
-    0x92: ("additionalEuiccInfo", v_bytes),
-    0x93: ("highestSvn", version_str),
-    0xB4: ("iotSpecificInfo", _iot_specific_info),
-}
-
-
-def euicc_info2(t):
-    """SGP32-EUICCInfo2 'BF22' -> dict + "raw" (ipaMode [16], iotSpecificInfo [20] included)."""
-    t = expect(unwrap(t), 0xBF22, "EUICCInfo2")
-    out = fields(t, INFO2, {"raw": t.raw})
-    return require(out, t, ("profileVersion", "svn", "euiccFirmwareVer"))
 
 
 # ---- certificates and keys ---------------------------------------------------
@@ -417,3 +356,18 @@ def rules_authorisation_table(c):
         })
         out.append(require(d, r, ("pprIds", "allowedOperators")))
     return out
+
+
+# The EUICCInfo2 decoder and its name tables (a board forwards EUICCInfo2 raw).
+_ADMIN = ("euicc_info2", "INFO2", "UICC_CAPABILITY", "RSP_CAPABILITY", "TRE_PROPERTIES",
+          "v_versions")
+
+
+def __getattr__(name):
+    """euicc_info2 and its tables, moved to ipa_core.es10_admin (PEP 562; MicroPython module
+    __getattr__): imported on first use, so a board never loads them."""
+    if name in _ADMIN:
+        from ipa_core import es10_admin
+
+        return getattr(es10_admin, name)
+    raise AttributeError("module 'ipa_core.es10_decode' has no attribute %r" % (name,))

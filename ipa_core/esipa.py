@@ -38,6 +38,13 @@ provideEimPackageResult tag.
 Caller mistakes (an unknown name, a wrong size) are ValueError; a
 "forwarded verbatim" argument that is not one TLV of the expected tag is a
 ProtocolError (it came from a peer).
+
+What a polling board never uses lives in other modules, reachable here by
+its old name and imported on first use (module __getattr__), so a board's
+frozen bundle leaves it out: TransferEimPackage and decode_eim_message in
+ipa_core.esipa_push, the minimizeEsipaBytes builders
+(compact_authenticate_server_response, compact_prepare_download_response)
+in ipa_core.esipa_compact.
 """
 
 from ipa_core import tlv
@@ -51,11 +58,10 @@ from ipa_core.esipa_decode import (  # noqa: F401
     AUTHENTICATE_CLIENT_ERROR, CANCEL_SESSION_ERROR, ECO, EIM_PACKAGE_ERROR,
     GET_BOUND_PROFILE_PACKAGE_ERROR, INITIATE_AUTHENTICATION_ERROR, IPA_EUICC_DATA_ITEMS,
     PROVIDE_EIM_PACKAGE_RESULT_ERROR, PSMO, decode_authenticate_client_response,
-    decode_cancel_session_response, decode_eim_message, decode_get_bound_profile_package_response,
+    decode_cancel_session_response, decode_get_bound_profile_package_response,
     decode_get_eim_package_response, decode_initiate_authentication_response,
-    decode_provide_eim_package_result_response, decode_transfer_eim_package_request,
-    euicc_package_request, ipa_euicc_data_request, open_get_bound_profile_package_response,
-    profile_download_trigger_request,
+    decode_provide_eim_package_result_response, euicc_package_request, ipa_euicc_data_request,
+    open_get_bound_profile_package_response, profile_download_trigger_request,
 )
 
 # ---- names (numbers from SGP32Definitions v1.2) ---------------------------------------
@@ -339,7 +345,7 @@ def profile_download_trigger_result(profile_installation_result=None, error_reas
     return tlv.enc(0xBF54, _opt(0x82, eim_transaction_id, tid_bytes), data)
 
 
-# ---- HandleNotification, TransferEimPackage ---------------------------------------------------
+# ---- HandleNotification (TransferEimPackage: ipa_core.esipa_push) ---------------------------
 
 
 def handle_notification(pending_notification=None, provide_eim_package_result=None,
@@ -363,40 +369,6 @@ def handle_notification(pending_notification=None, provide_eim_package_result=No
     pepr = raw_tlv(provide_eim_package_result, (0xBF50,), "provideEimPackageResult")
     return tlv.enc(0xBF3D, retag(pepr, ver.tag("HandleNotificationEsipa.provideEimPackageResult",
                                                version)))
-
-
-def transfer_eim_package_response(euicc_package_result=None, notifications=None,
-                                  ipa_euicc_data_response=None, eim_package_received=False,
-                                  error_code=None, version=ver.DEFAULT):
-    """ESipa.TransferEimPackage response 'BF4E' (the IPA answering an eIM push), one of:
-
-    euicc_package_result 'BF51' (with notifications: ePRAndNotifications '30',
-    as in eim_package_result), ipa_euicc_data_response 'BF52',
-    eim_package_received (NULL '05 00': processed later, the result follows
-    with ProvideEimPackageResult), error_code '02' (int or
-    EIM_PACKAGE_RESULT_ERROR_CODE name: invalidPackageFormat, unknownPackage,
-    undefinedError).
-    """
-    version = ver.norm(version)
-    given = [euicc_package_result is not None, ipa_euicc_data_response is not None,
-             bool(eim_package_received), error_code is not None]
-    if given.count(True) != 1:
-        raise ValueError("TransferEimPackageResponse takes exactly one of euicc_package_result, "
-                         "ipa_euicc_data_response, eim_package_received, error_code")
-    if notifications and euicc_package_result is None:
-        raise ValueError("notifications go with a euicc_package_result (ePRAndNotifications)")
-    if euicc_package_result is not None:
-        body = raw_tlv(euicc_package_result, (0xBF51,), "euiccPackageResult")
-        if notifications:
-            body = _epr_and_notifications(body, notifications, version)
-    elif ipa_euicc_data_response is not None:
-        body = raw_tlv(ipa_euicc_data_response, (0xBF52,), "ipaEuiccDataResponse")
-    elif eim_package_received:
-        body = tlv.encode(0x05)
-    else:
-        body = tlv.encode(0x02, tlv.int_encode(code(error_code, EIM_PACKAGE_RESULT_ERROR_CODE,
-                                                    "eimPackageError")))
-    return tlv.encode(0xBF4E, body)
 
 
 # ---- indirect profile download (SGP.32 6.3.2.1 - 6.3.2.4) ---------------------------------------
@@ -450,55 +422,18 @@ def cancel_session_request(transaction_id, cancel_session_response):
     return tlv.enc(0xBF41, tlv.encode(0x80, tid_bytes(transaction_id)), retag(raw, 0xA1))
 
 
-def compact_authenticate_server_response(response, include_ctx_params1=True,
-                                         include_certificates=False):
-    """minimizeEsipaBytes: an AuthenticateServer answer in its compact form 'BF38' { 'A2' ... }.
-
-    From authenticateResponseOk 'A0' { euiccSigned1 '30' { transactionId 80,
-    serverAddress 83, serverChallenge 84, euiccInfo2 BF22, ctxParams1 A0 },
-    euiccSignature1 5F37, euiccCertificate 30, eumCertificate 30 } this builds
-    compactAuthenticateResponseOk 'A2' { compactEuiccSigned1 [0] 'A0' {
-    extCardResource [4] '84' (from euiccInfo2), ctxParams1 [2] 'A2' { A0 }? },
-    euiccSignature1 5F37 (verbatim), euiccCertificate [1] 'A1'?,
-    eumCertificate [2] 'A2'? }: the eIM rebuilds euiccSigned1 from what it
-    knows to check and forward the signature. An answer that is not
-    authenticateResponseOk (an error, or already compact) is returned as is.
-    """
-    raw = raw_tlv(response, (0xBF38,), "authenticateServerResponse")
-    t = d.unwrap(tlv.decode(raw))
-    ok = t.find(0xA0)
-    if ok is None:
-        return raw
-    kids = ok.children()
-    if len(kids) < 4 or kids[0].tag != 0x30 or kids[1].tag != 0x5F37:
-        raise ProtocolError("authenticateResponseOk: expected euiccSigned1 30, euiccSignature1 "
-                            "5F37 and two certificates")
-    signed1 = kids[0]
-    ext = signed1.need(0xBF22, "euiccInfo2 in euiccSigned1").need(0x84, "extCardResource")
-    ctx = signed1.find(0xA0) if include_ctx_params1 else None
-    compact = tlv.enc(0xA0, tlv.encode(0x84, ext.value),
-                      None if ctx is None else tlv.encode(0xA2, ctx.raw))
-    certs = None
-    if include_certificates:
-        certs = retag(kids[2].raw, 0xA1) + retag(kids[3].raw, 0xA2)
-    return tlv.enc(0xBF38, tlv.enc(0xA2, compact, kids[1].raw, certs))
+_PUSH = ("transfer_eim_package_response", "decode_transfer_eim_package_request",
+         "decode_eim_message", "MESSAGES")
+_COMPACT = ("compact_authenticate_server_response", "compact_prepare_download_response")
 
 
-def compact_prepare_download_response(response):
-    """minimizeEsipaBytes: a PrepareDownload answer in compact form 'BF21' { 'A2' ... }.
-
-    From downloadResponseOk 'A0' { euiccSigned2 '30' { transactionId 80,
-    euiccOtpk 5F49, hashCc 04? }, euiccSignature2 5F37 } this builds
-    compactDownloadResponseOk 'A2' { compactEuiccSigned2 '30' { euiccOtpk 5F49,
-    hashCc 04? }, euiccSignature2 5F37 (verbatim) }: only the transactionId,
-    which the eIM knows, is left out. Other answers are returned as is.
-    """
-    raw = raw_tlv(response, (0xBF21,), "prepareDownloadResponse")
-    t = d.unwrap(tlv.decode(raw))
-    ok = t.find(0xA0)
-    if ok is None:
-        return raw
-    signed2 = ok.need(0x30, "euiccSigned2")
-    sig = ok.need(0x5F37, "euiccSignature2")
-    keep = [c.raw for c in signed2 if c.tag != 0x80]
-    return tlv.enc(0xBF21, tlv.enc(0xA2, tlv.encode(0x30, keep), sig.raw))
+def __getattr__(name):
+    """Names that moved to ipa_core.esipa_push / esipa_compact (PEP 562; MicroPython module
+    __getattr__): imported on first use, so a polling board never loads them."""
+    if name in _PUSH:
+        from ipa_core import esipa_push as m
+    elif name in _COMPACT:
+        from ipa_core import esipa_compact as m
+    else:
+        raise AttributeError("module 'ipa_core.esipa' has no attribute %r" % (name,))
+    return getattr(m, name)

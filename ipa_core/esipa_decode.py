@@ -340,17 +340,6 @@ def decode_get_eim_package_response(data):
                         (0x02, 0x83))
 
 
-def decode_transfer_eim_package_request(data):
-    """ESipa.TransferEimPackage request pushed by the eIM 'BF4E' -> the package dict.
-
-    Same shapes as decode_get_eim_package_response, plus kind
-    "eimAcknowledgements" {"eimAcknowledgements": [seqNumber, ...]}.
-    """
-    t = message(data, 0xBF4E, "ESipa.TransferEimPackage", "TransferEimPackageRequest")
-    return _eim_package(alternative(t, "TransferEimPackageRequest"),
-                        "TransferEimPackageRequest", None)
-
-
 def decode_provide_eim_package_result_response(data):
     """ESipa.ProvideEimPackageResult answer 'BF50' -> {"kind", "eimAcknowledgements": [n...]}.
 
@@ -588,32 +577,12 @@ def decode_cancel_session_response(data):
     return {"kind": "cancelSessionOk"}
 
 
-# ---- any message ------------------------------------------------------------------------
+def __getattr__(name):
+    """decode_transfer_eim_package_request, decode_eim_message and MESSAGES, moved to
+    ipa_core.esipa_push (PEP 562; MicroPython module __getattr__): imported on first use,
+    so a polling board never loads them."""
+    if name in ("decode_transfer_eim_package_request", "decode_eim_message", "MESSAGES"):
+        from ipa_core import esipa_push
 
-MESSAGES = {
-    0xBF39: ("initiateAuthenticationResponseEsipa", decode_initiate_authentication_response),
-    0xBF3B: ("authenticateClientResponseEsipa", decode_authenticate_client_response),
-    0xBF3A: ("getBoundProfilePackageResponseEsipa", decode_get_bound_profile_package_response),
-    0xBF41: ("cancelSessionResponseEsipa", decode_cancel_session_response),
-    0xBF4E: ("transferEimPackageRequest", decode_transfer_eim_package_request),
-    0xBF4F: ("getEimPackageResponse", decode_get_eim_package_response),
-    0xBF50: ("provideEimPackageResultResponse", decode_provide_eim_package_result_response),
-}
-
-
-def decode_eim_message(data):
-    """Any EsipaMessageFromEimToIpa -> its decoder's dict plus "message" (the alternative name).
-
-    For a CoAP/inject endpoint where the tag says what came. An unknown tag
-    -> ProtocolError naming it; error answers raise as their decoders do.
-    """
-    if data is None or not len(data):
-        raise ProtocolError("ESipa: the eIM sent no data, expected an EsipaMessageFromEimToIpa")
-    t = tlv.decode(data)
-    m = MESSAGES.get(t.tag)
-    if m is None:
-        raise ProtocolError("unknown EsipaMessageFromEimToIpa tag %02X, expected one of %s"
-                            % (t.tag, ", ".join("%02X" % x for x in sorted(MESSAGES))))
-    out = m[1](data)
-    out["message"] = m[0]
-    return out
+        return getattr(esipa_push, name)
+    raise AttributeError("module 'ipa_core.esipa_decode' has no attribute %r" % (name,))

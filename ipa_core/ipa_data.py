@@ -90,7 +90,7 @@ def collect(session, request, eim_id=None, ipa_capabilities=None, device_info=No
         if "euiccInfo1" in items:
             kw["euicc_info1"] = es10.get_euicc_info1(session)["raw"]
         if "euiccInfo2" in items:
-            kw["euicc_info2"] = es10.get_euicc_info2(session)["raw"]
+            kw["euicc_info2"] = es10.get_euicc_info2_raw(session)
         if "associationToken" in items:
             kw["association_token"] = _association_token(session, eim_id)
         if "eumCertificate" in items or "euiccCertificate" in items:

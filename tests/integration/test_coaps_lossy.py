@@ -160,7 +160,8 @@ def test_psmo_cycle_survives_drops_duplicates_and_reordering(lab):
     assert enabled_profile(session) == PROFILE_A
     server.queue_psmo(eid, [{"op": "enable", "iccid": PROFILE_B}])
     net = CoapsNetwork("coaps://127.0.0.1:%d" % relay.port, trust=server.tls_ca_cert_der,
-                       session_cache={}, timeout=30, ack_timeout_ms=150, max_retransmit=4)
+                       session_cache={}, timeout=30, ack_timeout_ms=150, max_retransmit=4,
+                       block_size=512)  # SEEDS were drawn for the datagrams of 512-byte blocks
     ipa = Ipa(session, net, MemoryStore(), config={"eim_id": DEMO_EIM_ID})
     t0 = time.monotonic()
     try:
