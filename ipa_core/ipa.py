@@ -563,6 +563,14 @@ class Ipa:
                     job["attempts"] = job.get("attempts", 0) + 1
                     self._save(job)
                 raise
+            except Exception as e:
+                # A bug, a MemoryError, a module missing from a board's frozen bundle: counted
+                # like a refusal, so a step that always fails is given up after max_attempts
+                # instead of failing the same way after every restart (a watchdog reset loop).
+                job["attempts"] = job.get("attempts", 0) + 1
+                self._save(job)
+                raise IpaError("%s step %s failed unexpectedly: %s: %s"
+                               % (job.get("kind"), step, type(e).__name__, e))
             if job is None:
                 return
         raise ProtocolError("the %s procedure did not end within %d steps"

@@ -589,8 +589,9 @@ def test_a_5xx_is_retried_without_bound():
 # ---- restart at every step boundary ----------------------------------------------------------
 
 
-class PowerCut(Exception):
-    """The device loses power: not an IpaError, nothing in the IPA catches it."""
+class PowerCut(BaseException):
+    """The device loses power: the process just stops, so nothing in the IPA may catch it
+    (a BaseException, like SystemExit: the IPA counts only Exceptions as failed steps)."""
 
 
 class Plan:
@@ -789,5 +790,56 @@ def test_a_card_refusing_the_package_is_given_up_after_max_attempts():
     r = ipa.poll_once()
     assert r["abandoned"] and r["delivered"] and w.store.get(JOB) is None
     # eimPackageResultResponseError [0] A0 { eimTransactionId [0] 80, undefinedError 02 01 7F }
+    assert w.eim.results == [bytes([0xA0, 0x09, 0x80, 0x04]) + TXID + bytes([0x02, 0x01, 0x7F])]
+    assert w.card.loads == 0
+
+
+def test_a_download_handler_failing_unexpectedly_ends_in_an_error_result():
+    """A handler raising something that is not an IpaError (a bug, or a module missing from a
+    board's frozen bundle) fails the cycle cleanly (no exception out of poll_once), and the
+    next cycle reports profileDownloadTriggerResult undefinedError: no endless retry."""
+    w = World()
+    w.eim.queue.append(fe.profile_download_trigger("1$smdp.example.com$ABC", txid=TXID))
+    calls = []
+
+    def handler(req):
+        calls.append(1)
+        raise ImportError("no module named 'ipa_core.activation'")
+
+    ipa = w.ipa(max_attempts=2)
+    ipa.download_handler = handler
+    r = ipa.poll_once()
+    assert r["error"]["type"] == "IpaError", r["error"]
+    assert "ImportError" in r["error"]["message"] and "download" in r["error"]["message"]
+    assert w.store.get(JOB)["attempts"] == 1
+    r = ipa.poll_once()
+    assert r["error"] is None and r["delivered"] and w.store.get(JOB) is None
+    assert len(calls) == 1
+    res = tlv.decode(w.eim.results[0])
+    assert res.tag == 0xBF54 and res.find(0xBF37) is None  # an error result, no PIR
+    assert ipa.poll_once()["idle"]
+
+
+def test_a_step_failing_unexpectedly_is_counted_and_given_up():
+    """A card layer raising a non-IpaError on the package counts towards max_attempts; then
+    the eIM gets an undefinedError result instead of the IPA failing at every restart."""
+    w = World()
+    w.eim.queue.append(fe.euicc_package_request(1, [fe.psmo_enable(ICCID_B)], txid=TXID))
+
+    class Card:
+        version = "1.2"
+
+        def store_data(self, req):
+            if req[:2] == b"\xbf\x51":
+                raise KeyError("a bug in the card layer")
+            return w.card.handle(req)
+
+    ipa = w.ipa(session=Card(), max_attempts=2)
+    for n in (1, 2):
+        r = ipa.poll_once()
+        assert r["error"]["type"] == "IpaError" and "KeyError" in r["error"]["message"]
+        assert w.store.get(JOB)["attempts"] == n
+    r = ipa.poll_once()
+    assert r["abandoned"] and r["delivered"] and w.store.get(JOB) is None
     assert w.eim.results == [bytes([0xA0, 0x09, 0x80, 0x04]) + TXID + bytes([0x02, 0x01, 0x7F])]
     assert w.card.loads == 0
