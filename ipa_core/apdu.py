@@ -234,6 +234,12 @@ class IsdrSession:
         if ch and not self.modem_channel:
             self.transmit(command(0x00, 0x70, 0x80, ch))
 
+    def invalidate(self):
+        """Forget the channel without closing it: after a SIM refresh or a modem restart
+        every logical channel is gone already. The next store_data() opens a new one."""
+        self.is_open = False
+        self.channel = 0
+
     def __enter__(self):
         if not self.is_open:
             self.open()

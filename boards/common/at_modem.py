@@ -270,9 +270,7 @@ class AtModemBoard:
         if self.card is not None:
             self.card.refresh()
         if self.session is not None:
-            # The refresh closed every channel: IsdrSession.store_data reopens when not open.
-            self.session.is_open = False
-            self.session.channel = 0
+            self.session.invalidate()  # the refresh closed every channel
 
     def wait_connected(self, timeout_ms):
         try:

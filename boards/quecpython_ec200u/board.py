@@ -196,8 +196,7 @@ class Board:
         """After a profile switch the module re-reads the SIM by itself (REFRESH from the
         eUICC); the ISD-R session reopens on its next use."""
         if self.session is not None:
-            self.session.is_open = False
-            self.session.channel = 0
+            self.session.invalidate()
 
     def wait_connected(self, timeout_ms):
         cn = self._checknet

@@ -10,6 +10,7 @@ Plain functions with assert: pytest on CPython, tools/mp_test.py on MicroPython.
 """
 
 import at_modem
+from ipa_core.apdu import IsdrSession
 from ipa_core.at import AtEngine
 from ipa_core.errors import TimeoutError_, TransportError
 from uart_stream import TicksClock, UartStream
@@ -199,11 +200,9 @@ def test_refresh_reopens_the_isdr_session_lazily():
         def refresh(self):
             self.refreshed += 1
 
-    class Session:
-        is_open = True
-        channel = 2
-
-    b.card, b.session = Card(), Session()
+    session = IsdrSession(None)  # invalidate() needs no card: the channel is gone already
+    session.is_open, session.channel = True, 2
+    b.card, b.session = Card(), session
     b.refresh()
     assert b.card.refreshed == 1 and not b.session.is_open and b.session.channel == 0
 

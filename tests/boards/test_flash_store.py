@@ -174,8 +174,9 @@ def test_value_that_is_not_json_is_refused_and_nothing_stored():
 # ---- a whole IPA procedure with the power cut inside every write ----------------------------
 
 
-class PowerCut(Exception):
-    """The device loses power (nothing in the IPA catches it)."""
+class PowerCut(BaseException):
+    """The device loses power: nothing may catch it (a BaseException, like SystemExit: the
+    IPA counts Exceptions in a step as failed attempts)."""
 
 
 class Cutter:

@@ -238,3 +238,18 @@ def test_context_manager_opens_and_closes():
         assert s.is_open and s.channel == 1
     assert not s.is_open
     card.done()
+
+
+def test_invalidate_forgets_the_channel_without_closing_it():
+    """After a SIM refresh the channel is gone: no MANAGE CHANNEL close for it; the next
+    STORE DATA opens a new channel (and selects the ISD-R) first."""
+    card = ScriptedCard(opened([("81E2910003BF2E00", "BF2E0380011A9000")], tcap=False)
+                        + opened([("82E2910003BF2E00", "BF2E0380011A9000")], channel=2,
+                                 tcap=False))
+    s = apdu.IsdrSession(card, terminal_capability=False).open()
+    s.store_data(bytes.fromhex("BF2E00"))
+    s.invalidate()
+    assert not s.is_open and s.channel == 0
+    assert s.store_data(bytes.fromhex("BF2E00")) == bytes.fromhex("BF2E0380011A")
+    assert s.channel == 2
+    card.done()
