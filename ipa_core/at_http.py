@@ -602,6 +602,22 @@ class AtHttp:
             raise TimeoutError_("%s: no %s answer within %d ms"
                                 % (shorten(command), prefix.rstrip(":"), timeout_ms))
 
+    def status_urc(self, cmd, urc, shape):
+        """Send `cmd` and wait for the URC that ends it, `urc` <x>,<status>,<length> (shape:
+        its form for the error message) -> (status, length); a status of 600 or more is the
+        stack's own error code (SIM7080 +SHREQ, SIMCom +HTTPACTION) -> HttpStackError."""
+        drop_urcs(self.engine, urc)
+        self.at(cmd)
+        line = self.wait(urc, cmd, self.http_timeout_ms)
+        f = fields(line, urc, cmd)
+        if len(f) < 3:
+            raise ProtocolError("%s: expected '%s', got %r" % (cmd, shape, line))
+        status = number(f[1], "HTTP status", line, cmd)
+        length = number(f[2], "body length", line, cmd)
+        if status >= 600:
+            raise self.stack_error(cmd, status)
+        return status, length
+
     # ---- hooks ----
 
     def _setup(self):

@@ -150,19 +150,8 @@ class Sim7080Http(AtHttp):
         if body:
             self.data("AT+SHBOD=%d,%d" % (len(body), min(self.input_timeout_ms, MAX_INPUT_MS)),
                       body, (">",))
-        cmd = 'AT+SHREQ="%s",3' % path
-        drop_urcs(self.engine, REQ_URC)
-        self.at(cmd)
-        line = self.wait(REQ_URC, cmd, self.http_timeout_ms)
-        f = fields(line, REQ_URC, cmd)
-        if len(f) < 3:
-            raise ProtocolError("%s: expected '+SHREQ: \"POST\",<status>,<length>', got %r"
-                                % (cmd, line))
-        status = number(f[1], "HTTP status", line, cmd)
-        length = number(f[2], "body length", line, cmd)
-        if status >= 600:
-            raise self.stack_error(cmd, status)
-        return status, length
+        return self.status_urc('AT+SHREQ="%s",3' % path, REQ_URC,
+                               '+SHREQ: "POST",<status>,<length>')
 
     def _reader(self, length):
         return Sim7080Reader(self, length, "AT+SHREAD body")

@@ -177,19 +177,7 @@ class SimcomHttp(AtHttp):
             self.data("AT+HTTPDATA=%d,%d" % (len(body), max(MIN_INPUT_S,
                                                              secs(self.input_timeout_ms))),
                       body, ("DOWNLOAD",))
-        cmd = "AT+HTTPACTION=1"
-        drop_urcs(self.engine, ACTION_URC)
-        self.at(cmd)
-        line = self.wait(ACTION_URC, cmd, self.http_timeout_ms)
-        f = fields(line, ACTION_URC, cmd)
-        if len(f) < 3:
-            raise ProtocolError("%s: expected '+HTTPACTION: 1,<status>,<length>', got %r"
-                                % (cmd, line))
-        status = number(f[1], "HTTP status", line, cmd)
-        length = number(f[2], "body length", line, cmd)
-        if status >= 600:
-            raise self.stack_error(cmd, status)
-        return status, length
+        return self.status_urc("AT+HTTPACTION=1", ACTION_URC, "+HTTPACTION: 1,<status>,<length>")
 
     def _reader(self, length):
         return SimcomReader(self, length, "AT+HTTPREAD body")
