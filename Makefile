@@ -18,12 +18,12 @@ mp: setup
 
 mp-cycle: setup
 	$(PY) tools/mp_cycle.py --max-heap 65536
+	$(PY) tools/mp_cycle.py --board rp2040_sim7600 --stack simcom,sim7080 --max-heap 65536
 
 mpy: setup
 	$(PY) tools/mpy_size.py
 
 freeze: setup
-	$(PY) tools/freeze.py --all
 	$(PY) tools/freeze.py --all
 
 test: setup
@@ -31,6 +31,7 @@ test: setup
 	$(PY) -m pytest
 	$(PY) tools/mp_test.py
 	$(PY) tools/mp_cycle.py --max-heap 65536
+	$(PY) tools/mp_cycle.py --board rp2040_sim7600 --stack simcom,sim7080 --max-heap 65536
 	$(PY) tools/mpy_size.py
 	$(PY) tools/freeze.py --all
 

@@ -2,7 +2,9 @@
 // in node, with a JS module `mp_bridge` whose calls are carried out by a Python host
 // (tools/mp_cycle.py) over two inherited pipes: the card's transmit, the eIM network's
 // post/read/close, a log line, heap block maps (dump), per-cycle records and the final
-// result. Every call is synchronous (fs.writeSync / fs.readSync on blocking pipes), so
+// result; for a board's own code (mp_cycle.py --board, tools/mp_board_driver.py) the
+// modem UART (uart_open/uart_read/uart_write/uart_any/uart_close, carried out on the
+// simulated modem's pty) and pin levels. Every call is synchronous (fs.writeSync / fs.readSync on blocking pipes), so
 // ipa_core runs unchanged on top. Two calls stay in node: live() walks MicroPython's heap
 // for its live size (see "live heap walk" below), capture() collects printed text.
 //
@@ -223,6 +225,14 @@ mp.registerJsModule("mp_bridge", {
     call({ op: "post", path: p, ctype: ctype, body: bodyHex, headers: headersJson }),
   read: (token, n) => call({ op: "read", token: token, n: n }),
   close: (token) => call({ op: "close", token: token }),
+  // the board's modem UART (machine.UART stand-in) and its pins (machine.Pin stand-in)
+  uart_open: (cfgJson) => call({ op: "uart_open", cfg: cfgJson }),
+  uart_read: (n, timeoutMs, charMs) =>
+    call({ op: "uart_read", n: n, timeout: timeoutMs, timeout_char: charMs }),
+  uart_write: (dataHex) => call({ op: "uart_write", data: dataHex }),
+  uart_any: () => call({ op: "uart_any" }),
+  uart_close: () => call({ op: "uart_close" }),
+  pin: (id, level) => call({ op: "pin", pin: id, level: level }),
   log: (line) => call({ op: "log", line: line }),
   record: (text) => call({ op: "record", data: text }),
   result: (text) => call({ op: "result", data: text }),

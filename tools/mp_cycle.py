@@ -4,6 +4,9 @@
     python3 tools/mp_cycle.py [--sizes 40,120] [--max-heap BYTES] [--grow-tolerance BYTES]
                               [--timeout S] [--py] [--no-stream] [--verbose] [--json]
                               [--write-docs]
+    python3 tools/mp_cycle.py --board rp2040_sim7600 [--stack simcom,sim7080] [--sizes 40]
+                              [--max-heap BYTES] [--timeout S] [--verbose] [--json]
+                              [--write-docs]
 
 ipa_core, compiled to .mpy with mpy-cross (as a board freezes it; --py: the sources),
 runs in MicroPython 1.27 (WebAssembly port in node, tools/mp_bridge.mjs) with the IPA a
@@ -43,11 +46,26 @@ exceeds BYTES; with two sizes or more, the download cycle's high-water above tha
 start may not grow with the profile by more than --grow-tolerance. A fixed small heap cannot be tried on this port:
 with no collection inside a call, any heap below the churn is exhausted. --no-stream gives
 the network object no post_stream, to show what streaming saves (the checks then fail).
+
+--board BOARD runs that board's OWN code instead of the driver's IPA: its main.py (config
+file, watchdog, FlashStore on the MicroPython filesystem, BoardIpa.start, ipa_loop.run),
+board.py, boards/common and exactly the modules its manifest freezes (tools/freeze.build, as
+.mpy; a module the manifest misses fails the run). tools/mp_board_driver.py stands in for the
+port's `machine`: UART reads/writes go over the bridge to the simulated modem on a pty here
+(ipa_host.sim.modem, personality a7670 for --stack simcom, sim7080 for sim7080), which holds
+the virtual eUICC and carries the board's HTTPS to the eIM with the CA the board uploads over
+AT; Pin levels drive the modem's PWRKEY (it starts switched off); WDT feeds are timed. Same
+queue and eIM/SM-DP+ checks as above, plus the board's: frozen set imported and nothing else,
+PWRKEY, watchdog, APN and bearer, CA upload, every eIM request through the modem's stack, the
+ISD-R session closed, the state file valid, no unexpected console line. Figures per window
+(start-up, each poll cycle, close): live heap (walk), APDUs, AT lines, UART bytes, time.
 """
 
 import argparse
+import ast
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -55,6 +73,7 @@ import sys
 import tempfile
 import threading
 import time
+import tty
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "tools")
@@ -69,6 +88,8 @@ from ipa_host.net.https import HttpsNetwork  # noqa: E402
 from ipa_host.sim import pki  # noqa: E402
 from ipa_host.sim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402
+from ipa_host.sim.modem import SimModem  # noqa: E402
+from ipa_host.sim.modem_at import AtInterpreter, CmdError, split_args  # noqa: E402
 from ipa_host.sim.smdpp import SmdpServer  # noqa: E402
 
 MP_DIR = os.path.join(ROOT, ".mp")
@@ -108,10 +129,12 @@ class BridgeHost:
     """Carries out the MicroPython side's calls: transmit on `card`, post/read/close on `net`
     (post_stream when the network has it, else post served in pieces)."""
 
-    def __init__(self, card, net, verbose=False):
+    def __init__(self, card, net, verbose=False, wire=None, snapshot=None):
         self.card = card
         self.net = net
         self.verbose = verbose
+        self.wire = wire  # UartWire: the board's modem UART (--board)
+        self.snapshot = snapshot  # callable -> host-side figures attached to each record
         self.readers = {}
         self.next_token = 1
         self.counts = {}
@@ -135,6 +158,10 @@ class BridgeHost:
             self.slowest = max(self.slowest, time.monotonic() - t0)
 
     def _do(self, op, req):
+        if op.startswith("uart_") or op == "pin":
+            if self.wire is None:
+                raise ValueError("%s: this run has no board UART" % op)
+            return self.wire.handle(op, req)
         if op == "transmit":
             return self.card.transmit(bytes.fromhex(req["apdu"])).hex()
         if op == "post":
@@ -174,7 +201,10 @@ class BridgeHost:
             print("  mp log: %s" % req.get("line"))
             return ""
         if op == "record":  # one poll cycle's summary and figures
-            self.records.append(json.loads(req["data"]))
+            rec = json.loads(req["data"])
+            if self.snapshot is not None:
+                rec["host"] = self.snapshot()
+            self.records.append(rec)
             return ""
         if op == "result":
             self.result = json.loads(req["data"])
@@ -398,19 +428,24 @@ class Run:
                             smdp_ca_file=dp.tls_ca_path).start()
             try:
                 self._queue(eim, eid, pki_dir, dp)
-                net = HttpsNetwork(eim.url, trust=eim.tls_ca_cert_der, timeout=CALL_TIMEOUT / 4,
-                                   request_timeout=CALL_TIMEOUT)
-                host = BridgeHost(card, net, self.args.verbose)
-                try:
-                    self._run_mp(host)
-                finally:
-                    net.close()
-                self._checks(card, eim, dp, eid, host)
+                self._live(card, eim)
+                self._checks(card, eim, dp, eid, self.host)
             finally:
                 eim.stop()
         finally:
             dp.stop()
         return self
+
+    def _live(self, card, eim):
+        """MicroPython's run against the lab: card and eIM network bridged (BridgeHost)."""
+        net = HttpsNetwork(eim.url, trust=eim.tls_ca_cert_der, timeout=CALL_TIMEOUT / 4,
+                           request_timeout=CALL_TIMEOUT)
+        host = BridgeHost(card, net, self.args.verbose)
+        cfg = {"sample": True, "max_cycles": 12, "stream": self.stream}
+        try:
+            self._run_mp(host, MAIN % repr(cfg))
+        finally:
+            net.close()
 
     def _queue(self, eim, eid, pki_dir, dp):
         eim.queue_psmo(eid, [{"op": "enable", "iccid": TARGET["iccid"], "rollback": True}])
@@ -422,13 +457,16 @@ class Run:
         eim.queue_download_trigger(eid, activation_code="LPA:1$%s$%s"
                                    % (dp.address, self.matching_id))
 
-    def _run_mp(self, host):
+    def _run_mp(self, host, main_src, files=None):
+        """MicroPython on a copy of fs_dir plus `files` ({path in its FS: bytes}), serving
+        `host`; sets self.result, .host, .stdout, .stderr, .elapsed."""
         job = os.path.join(self.work, "job")
         shutil.copytree(self.fs_dir, os.path.join(job, "fs"))
-        cfg = {"sample": True, "max_cycles": 12, "stream": self.stream}
+        for name, data in (files or {}).items():
+            with open(os.path.join(job, "fs", name.lstrip("/")), "wb") as f:
+                f.write(data)
         with open(os.path.join(job, "job.json"), "w") as f:
-            json.dump({"heapsize": INITIAL_HEAP, "pystack": PYSTACK_WORDS,
-                       "main": MAIN % repr(cfg)}, f)
+            json.dump({"heapsize": INITIAL_HEAP, "pystack": PYSTACK_WORDS, "main": main_src}, f)
         code, out, err, secs = run_micropython(job, host, self.args.timeout, self.args.verbose)
         self.elapsed = secs
         self.result = host.result
@@ -547,6 +585,760 @@ class Run:
 
 
 
+# ---- a board's own code (--board) -----------------------------------------------------------
+#
+# MicroPython runs the board's main.py, board.py, boards/common and exactly the ipa_core modules
+# its manifest freezes (tools/freeze.build), with tools/mp_board_driver.py standing in for the
+# port's `machine`. The UART's reads and writes come here over the bridge and go to the
+# simulated modem's pty (UartWire); the modem holds the virtual eUICC and carries the board's
+# HTTPS to the eIM with the CA the board uploads over AT.
+
+BOARD_SECTION = "## MicroPython board cycle"
+BOARD_COMMAND = "python3 tools/mp_cycle.py --board rp2040_sim7600 --stack simcom,sim7080 --write-docs"
+STACKS = ("simcom", "sim7080")
+BOARD_PERSONALITY = {"simcom": "a7670", "sim7080": "sim7080"}
+# PWRKEY low time that switches each modem on (SIMCom hardware design manuals, as the board's
+# README cites them): the lab's model of the modem, not board.py's constants.
+PWRKEY_ON_MS = {"simcom": 500, "sim7080": 1000}
+PWRKEY_SLACK_MS = 5  # bridge latency between the two level changes
+AT_MODULES = ("ipa_core.at", "ipa_core.at_card", "ipa_core.modems", "ipa_core.at_http")
+DRIVERS = ("mp_cycle_driver", "mp_board_driver", "mp_bridge")
+BOARD_MAX_CYCLES = 10
+BOARD_APN = "iot.lab"
+CA_PATH = "/eim_ca.pem"
+STATE_PATH = "/ipa_state.json"
+MAX_UART_WAIT_MS = 5000  # longest UART timeout the bridge accepts
+MAX_UART_READ = 65536
+UART_WRITE_TIMEOUT = 5.0
+CONSOLE_TROUBLE = ("Traceback", " raised ", "could not reopen", "start-up try",
+                   "recovery failed", "closing ", "flash_store:", "MemoryError")
+
+MACHINE_STUB = """# machine stand-in (tools/mp_cycle.py --board): tools/mp_board_driver.py's classes
+from mp_board_driver import (DEEPSLEEP_RESET, HARD_RESET, PWRON_RESET, SOFT_RESET, WDT_RESET,
+                             UART, WDT, Pin, reset, reset_cause, unique_id)
+"""
+
+MAIN_BOARD = """
+import sys
+sys.path[:] = ["", "/lib", "/stubs", "/drv"]
+import mp_board_driver
+mp_board_driver.CONFIG.update(%s)
+step = mp_board_driver.step
+exit_code = mp_board_driver.exit_code
+"""
+
+
+class LabInterpreter(AtInterpreter):
+    """The simulated modem's AT interpreter plus the network side a board's bring-up asks for
+    and ipa_host.sim.modem_at does not serve: packet-domain registration (TS 27.007 10.1.22
+    AT+CEREG, 10.1.20 AT+CGREG), registered home while the radio is on (AT+CFUN=1); the PDP
+    context (10.1.1 AT+CGDCONT, 10.1.10 AT+CGACT) and the SIM7080's application network
+    (AT+CNCFG, AT+CNACT). The bearer drops when the radio goes off (AT+CFUN=0, a reboot)."""
+
+    def __init__(self, card, cfg, io):
+        self.reg_n = {"CEREG": 0, "CGREG": 0}
+        self.apn = {}  # cid -> APN (AT+CGDCONT); the SIM7080's APP context 0 under key "app"
+        self.pdp = False
+        self.app = False
+        self.activations = 0  # AT+CGACT=1,1 / AT+CNACT=0,1 that brought a bearer up
+        AtInterpreter.__init__(self, card, cfg, io)
+
+    def power_on(self):
+        AtInterpreter.power_on(self)
+        self.pdp = self.app = False
+
+    def _registered(self):
+        return self.cfun == 1 and self.sim_present
+
+    def _reg(self, name, kind, args):
+        if kind == "test":
+            return ["+%s: (0-2)" % name]
+        if kind == "read":
+            return ["+%s: %d,%d" % (name, self.reg_n[name], 1 if self._registered() else 0)]
+        if kind == "set":
+            parts = split_args(args) or []
+            if len(parts) != 1 or parts[0][0] not in ("0", "1", "2"):
+                raise CmdError(50)
+            self.reg_n[name] = int(parts[0][0])
+            return []
+        raise CmdError(50)
+
+    def _cmd_cereg(self, kind, args):
+        return self._reg("CEREG", kind, args)
+
+    def _cmd_cgreg(self, kind, args):
+        return self._reg("CGREG", kind, args)
+
+    def _cmd_cgdcont(self, kind, args):
+        if kind == "test":
+            return ['+CGDCONT: (1-15),"IP",,,(0-2),(0-4)']
+        if kind == "read":
+            return ['+CGDCONT: %s,"IP","%s","0.0.0.0",0,0' % (cid, apn)
+                    for cid, apn in sorted(self.apn.items()) if cid != "app"]
+        parts = split_args(args or "") or []
+        if kind != "set" or len(parts) < 3 or not parts[0][0].isdigit() or parts[1][0] != "IP":
+            raise CmdError(50)
+        self.apn[int(parts[0][0])] = parts[2][0]
+        return []
+
+    def _cmd_cncfg(self, kind, args):
+        parts = split_args(args or "") or []
+        if kind != "set" or len(parts) < 3 or parts[0][0] != "0":
+            raise CmdError(50)
+        self.apn["app"] = parts[2][0]
+        return []
+
+    def _cmd_cgact(self, kind, args):
+        if kind == "test":
+            return ["+CGACT: (0,1)"]
+        if kind == "read":
+            return ["+CGACT: 1,%d" % (1 if self.pdp else 0)]
+        parts = [p for p, _q in (split_args(args or "") or [])]
+        if kind != "set" or len(parts) != 2 or parts[0] not in ("0", "1") or parts[1] != "1":
+            raise CmdError(50)
+        if parts[0] == "1":
+            if not self._registered():
+                raise CmdError(30)  # no network service
+            self.activations += 0 if self.pdp else 1
+        self.pdp = parts[0] == "1"
+        return []
+
+    def _cmd_cnact(self, kind, args):
+        if kind == "test":
+            return ["+CNACT: (0-3),(0-2)"]
+        if kind == "read":
+            return ['+CNACT: 0,%d,"%s"' % ((1, "10.64.0.2") if self.app else (0, "0.0.0.0")),
+                    '+CNACT: 1,0,"0.0.0.0"']
+        parts = [p for p, _q in (split_args(args or "") or [])]
+        if kind != "set" or len(parts) != 2 or parts[0] != "0" or parts[1] not in ("0", "1"):
+            raise CmdError(50)
+        if parts[1] == "1":
+            if not self._registered():
+                raise CmdError(30)
+            self.activations += 0 if self.app else 1
+        self.app = parts[1] == "1"
+        return []
+
+
+class LabModem(SimModem):
+    """SimModem with LabInterpreter, switched off until PWRKEY switches it on."""
+
+    def __init__(self, card, personality):
+        SimModem.__init__(self, card, personality)
+        self.at = LabInterpreter(card, self.cfg, self)
+
+    def switch_off(self):
+        with self._lock:
+            self.at.dead = True  # silent; what comes in is dropped
+
+    def switch_on(self):
+        self.revive()
+        self.inject(b"\r\nRDY\r\n")  # what a SIMCom modem says once its AT port is up
+
+
+class PwrKey:
+    """The modem's PWRKEY as the board's GPIO drives it (a high level pulls PWRKEY low through
+    the HAT's transistor): a press of at least on_ms switches a switched-off modem on. A press
+    while the modem runs is recorded (the board must never: a long one switches it off)."""
+
+    def __init__(self, modem, pin, on_ms):
+        self.modem = modem
+        self.pin = pin
+        self.on_ms = on_ms
+        self.on = False
+        self.down = None
+        self.presses = []  # [ms held, "switched on" | "too short" | "pressed while on"]
+        self.levels = []
+
+    def level(self, pin, v):
+        if pin != self.pin:
+            return
+        now = time.monotonic()
+        self.levels.append(v)
+        if v and self.down is None:
+            self.down = now
+        elif not v and self.down is not None:
+            ms = (now - self.down) * 1000
+            self.down = None
+            if self.on:
+                effect = "pressed while on"
+            elif ms + PWRKEY_SLACK_MS >= self.on_ms:
+                self.modem.switch_on()
+                self.on = True
+                effect = "switched on"
+            else:
+                effect = "too short"
+            self.presses.append([round(ms), effect])
+
+
+class UartWire:
+    """The host end of the board's modem UART: the simulated modem's pty, opened as pyserial
+    opens it, with machine.UART's read semantics (see tools/mp_board_driver.py)."""
+
+    def __init__(self, modem, pwrkey):
+        self.modem = modem
+        self.pwrkey = pwrkey
+        self.fd = os.open(modem.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(self.fd)
+        self.buf = bytearray()
+        self.config = None
+        self.opened = 0
+        self.tx = self.rx = 0
+        self.reads = self.empty = self.writes = 0
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def _pull(self, wait_s, limit=MAX_UART_READ):
+        """Bytes the modem sent, into buf; waits up to wait_s for some. -> bytes added."""
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, wait_s))
+        if not ready or len(self.buf) >= limit:
+            return 0
+        try:
+            data = os.read(self.fd, limit - len(self.buf))
+        except BlockingIOError:
+            return 0
+        self.buf += data
+        return len(data)
+
+    @staticmethod
+    def _ms(req, key):
+        v = req.get(key)
+        if not isinstance(v, int) or not 0 <= v <= MAX_UART_WAIT_MS:
+            raise ValueError("%s %r: expected 0..%d ms" % (key, v, MAX_UART_WAIT_MS))
+        return v
+
+    def read(self, n, timeout_ms, char_ms):
+        """machine.UART.read(n) as on the rp2 port: the port's read waits up to timeout_ms for
+        a first byte, then takes bytes until n or timeout_char_ms of silence; MicroPython's
+        stream layer (py/stream.c, mp_stream_rw) calls it again until it has n bytes or a
+        call got nothing. So a short answer returns timeout_char + timeout after its last
+        byte. b"" (None on the board) when nothing came."""
+        self.reads += 1
+        out = bytearray()
+        while len(out) < n:  # one call of the port's read
+            deadline = time.monotonic() + timeout_ms / 1000.0
+            while not self.buf:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._pull(left)
+            if not self.buf:
+                break  # EAGAIN: the stream layer returns what it has
+            while len(out) + len(self.buf) < n and self._pull(char_ms / 1000.0):
+                pass
+            take = n - len(out)
+            out += self.buf[:take]
+            del self.buf[:take]
+        if not out:
+            self.empty += 1
+        self.rx += len(out)
+        return bytes(out)
+
+    def write(self, data):
+        view = memoryview(data)
+        deadline = time.monotonic() + UART_WRITE_TIMEOUT
+        while view:
+            try:
+                view = view[os.write(self.fd, view):]
+                continue
+            except BlockingIOError:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("UART write: the modem took no bytes for %.0f s (%d left)"
+                                   % (UART_WRITE_TIMEOUT, len(view)))
+            select.select([], [self.fd], [], left)
+        self.writes += 1
+        self.tx += len(data)
+        return len(data)
+
+    def handle(self, op, req):
+        if self.fd is None:
+            raise ValueError("%s: the UART is closed" % op)
+        if op == "uart_open":
+            self.opened += 1
+            self.config = json.loads(req["cfg"])
+            return ""
+        if op == "uart_read":
+            n = req.get("n")
+            if not isinstance(n, int) or not 1 <= n <= MAX_UART_READ:
+                raise ValueError("uart_read(%r): expected 1..%d bytes" % (n, MAX_UART_READ))
+            return self.read(n, self._ms(req, "timeout"), self._ms(req, "timeout_char")).hex()
+        if op == "uart_write":
+            return str(self.write(bytes.fromhex(req["data"])))
+        if op == "uart_any":
+            self._pull(0, max(MAX_UART_READ, len(self.buf)))
+            return str(len(self.buf))
+        if op == "uart_close":
+            return ""
+        if op == "pin":
+            self.pwrkey.level(req.get("pin"), 1 if req.get("level") else 0)
+            return ""
+        raise ValueError("unknown UART call %r" % op)
+
+
+def board_pins(board_dir):
+    """board.py's PINS table (read, not run): the lab wires the modem to what it names."""
+    path = os.path.join(board_dir, "board.py")
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PINS"
+                                                for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise SystemExit("mp_cycle: %s has no PINS table" % path)
+
+
+def board_bundle(board_dir, stack, out):
+    """tools/freeze.build of the board's manifest with its modem HTTP stack (the `STACK = "..."`
+    line at its top) set to `stack` -> freeze's report. For another stack than the manifest's,
+    the manifest is copied with STACK changed (what the board's README tells a user to do) into
+    a scratch tree whose every other file links to the real one."""
+    import freeze
+
+    path = os.path.join(board_dir, "manifest.py")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    found = re.findall(r'^STACK = "(\w+)"', text, re.M)
+    if found == [stack]:
+        return freeze.build(board_dir, out)
+    if len(found) != 1:
+        raise SystemExit('mp_cycle: %s has no single `STACK = "..."` line to set %s in'
+                         % (os.path.relpath(path, ROOT), stack))
+    name = os.path.basename(os.path.abspath(board_dir))
+    boards = os.path.dirname(os.path.abspath(board_dir))
+    tree = out + "-src"
+    copy = os.path.join(tree, "boards", name)
+    os.makedirs(copy)
+    for entry in os.listdir(boards):
+        if entry != name:
+            os.symlink(os.path.join(boards, entry), os.path.join(tree, "boards", entry))
+    for entry in os.listdir(board_dir):
+        if entry != "manifest.py":
+            os.symlink(os.path.join(os.path.abspath(board_dir), entry), os.path.join(copy, entry))
+    os.symlink(os.path.join(ROOT, "ipa_core"), os.path.join(tree, "ipa_core"))
+    with open(os.path.join(copy, "manifest.py"), "w", encoding="utf-8") as f:
+        f.write(re.sub(r'^STACK = "\w+"', 'STACK = "%s"' % stack, text, flags=re.M))
+    return freeze.build(copy, out)
+
+
+def build_board_fs(dest, board_dir, stack):
+    """The board's MicroPython filesystem under dest/fs: its frozen set (.mpy from tools/freeze)
+    in /lib, its main.py at the root, stand-ins for its port modules in /stubs, the drivers in
+    /drv. -> (freeze report, {"core": [...], "at": [...], "glue": [...]} module names)."""
+    import freeze
+
+    cross = mpy_cross()
+    if cross is None:
+        raise SystemExit("mp_cycle: mpy-cross not found (make setup installs it)")
+    bundle = os.path.join(dest, "bundle")
+    try:
+        report = board_bundle(board_dir, stack, bundle)
+    except freeze.FreezeError as e:
+        raise SystemExit("mp_cycle: %s" % e)
+    report.pop("_manifest", None)
+    fs = os.path.join(dest, "fs")
+    shutil.copytree(os.path.join(bundle, "lib"), os.path.join(fs, "lib"))
+    shutil.copyfile(os.path.join(bundle, "main.py"), os.path.join(fs, "main.py"))
+    os.makedirs(os.path.join(fs, "stubs"))
+    for name in freeze.port_modules(board_dir):
+        text = MACHINE_STUB if name == "machine" else \
+            freeze.stub_files([name])["/stubs/%s.py" % name]
+        with open(os.path.join(fs, "stubs", name + ".py"), "w") as f:
+            f.write(text)
+    os.makedirs(os.path.join(fs, "drv"))
+    for mod in DRIVERS[:2]:
+        r = subprocess.run([cross, "-o", os.path.join(fs, "drv", mod + ".mpy"),
+                            os.path.join(TOOLS, mod + ".py")], capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            raise SystemExit("mp_cycle: mpy-cross %s failed: %s" % (mod, r.stderr.strip()))
+    names = [m["module"] for m in report["modules"]]
+    at = [n for n in names if n in AT_MODULES or n.startswith("ipa_core.at_http_")]
+    glue = [n for n in names if n != "ipa_core" and not n.startswith("ipa_core.")]
+    core = [n for n in names if n not in at and n not in glue]
+    return report, {"core": core, "at": at, "glue": glue}
+
+
+def _flash_state(hex_text):
+    """(dict, None) from the state file's bytes as boards/common/flash_store reads them, or
+    (None, reason)."""
+    common = os.path.join(ROOT, "boards", "common")
+    if common not in sys.path:
+        sys.path.insert(0, common)
+    import flash_store
+
+    if hex_text is None:
+        return None, "no state file"
+    try:
+        return flash_store.decode(bytes.fromhex(hex_text)), None
+    except ValueError as e:
+        return None, str(e)
+
+
+class BoardRun(Run):
+    """One run of a board's own code against the lab (see the block comment above)."""
+
+    def __init__(self, work, index, size, args, fs_dir, board_dir, stack, bundle):
+        Run.__init__(self, work, index, size, args, fs_dir)
+        self.board_dir = board_dir
+        self.board = os.path.basename(os.path.abspath(board_dir))
+        self.stack = stack
+        self.personality = BOARD_PERSONALITY[stack]
+        self.report, self.groups = bundle
+        self.matching_id = "MP-BOARD-%d" % (index + 1)
+        self.wire = self.pwrkey = None
+        self.lab = {}
+
+    def _live(self, card, eim):
+        pins = board_pins(self.board_dir)
+        modem = LabModem(card, self.personality).start()
+        try:
+            modem.switch_off()  # a cold start: the board has to press PWRKEY
+            self.pwrkey = PwrKey(modem, pins.get("modem_pwrkey"), PWRKEY_ON_MS[self.stack])
+            self.wire = wire = UartWire(modem, self.pwrkey)
+            stack = modem.at.http
+            host = BridgeHost(None, None, self.args.verbose, wire=wire, snapshot=lambda: {
+                "apdus": modem.at.apdus, "commands": modem.at.commands, "tx": wire.tx,
+                "rx": wire.rx, "http": stack.requests, "eim": len(eim.requests)})
+            with open(eim.tls_files["ca_cert"], "rb") as f:
+                pem = f.read()
+            cfg = {"eim_url": eim.url, "ca_file": CA_PATH, "apn": BOARD_APN,
+                   "http_stack": self.stack, "watchdog_ms": 8000, "attach_timeout_s": 30,
+                   "state_file": STATE_PATH}
+            drv = dict(self.groups, max_cycles=BOARD_MAX_CYCLES, state_file=STATE_PATH)
+            try:
+                self._run_mp(host, MAIN_BOARD % repr(drv),
+                             {"ipa_config.json": json.dumps(cfg, indent=1).encode(),
+                              CA_PATH: pem})
+            finally:
+                wire.close()
+            if self.result is not None:  # the records are windows; the poll cycles among them
+                wins = self.result["windows"] = self.result.get("cycles") or []
+                self.result["cycles"] = [w for w in wins if w["name"].startswith("cycle ")]
+            self._board_checks(modem, eim, pem)
+        finally:
+            modem.stop()
+
+    def _board_checks(self, modem, eim, pem):
+        r = self.result or {}
+        stack = modem.at.http
+        frozen = set(self.groups["core"] + self.groups["at"] + self.groups["glue"])
+        loaded = set(r.get("modules") or ())
+        missing = sorted(frozen - loaded)
+        self.check("every module of the frozen set imported", not missing, ", ".join(missing))
+        import freeze
+
+        allowed = frozen | {"main"} | set(DRIVERS) | set(freeze.port_modules(self.board_dir))
+        extra = sorted(loaded - allowed)
+        self.check("nothing imported from outside the frozen set (but main.py, the port's "
+                   "stand-ins, the drivers)", not extra, ", ".join(extra))
+        uart = r.get("uart") or {}
+        self.check("the board opened its UART once", uart.get("opened") == 1 and
+                   self.wire.opened == 1, "%s" % uart.get("opened"))
+        presses = self.pwrkey.presses
+        self.check("PWRKEY pressed once, long enough, while the modem was off",
+                   [p[1] for p in presses] == ["switched on"], json.dumps(presses))
+        w = r.get("wdt") or {}
+        self.check("watchdog started with the board's timeout, fed, never late",
+                   w.get("created") == 1 and w.get("timeout") == 8000 and w.get("feeds", 0) > 0
+                   and not w.get("late") and w.get("max_gap", 1 << 30) < w.get("timeout", 0),
+                   json.dumps(w))
+        at = modem.at
+        self.check("APN set and a data bearer brought up over AT",
+                   BOARD_APN in at.apn.values() and at.activations >= 1,
+                   "apn %s, activations %d" % (at.apn, at.activations))
+        self.check("the eIM's CA uploaded over AT into the modem", pem in stack.files.values(),
+                   "files %s" % sorted(stack.files))
+        reqs = eim.requests
+        self.check("every eIM request went through the modem's HTTP stack over TLS",
+                   reqs and stack.requests == len(reqs) and all(q["status"] == 200 for q in reqs)
+                   and not eim.handshake_failures,
+                   "stack %d, eIM %d, statuses %s, handshake failures %d" % (
+                       stack.requests, len(reqs), sorted({q["status"] for q in reqs}),
+                       len(eim.handshake_failures)))
+        self.check("APDUs went over AT (CCHO/CGLA or CSIM)", at.apdus > 0, "%d" % at.apdus)
+        self.check("main.py closed the ISD-R session at the end", not modem.sessions,
+                   "%s" % modem.sessions)
+        state, why = _flash_state(r.get("state_file"))
+        self.check("FlashStore %s present and valid (header, length, CRC)" % STATE_PATH,
+                   state is not None, why or r.get("state_file_error") or "")
+        self.check("no procedure left in the IPA state", state is not None and
+                   "ipa.job" not in state, json.dumps(state)[:200])
+        left = [n for n in r.get("fs_root") or () if n.startswith(STATE_PATH[1:] + ".")]
+        self.check("no .tmp / .bad state file left", not left, ", ".join(left))
+        st = r.get("store") or {}
+        self.check("the board's FlashStore wrote the steps", (st.get("writes") or 0) > 0,
+                   json.dumps(st))
+        trouble = [ln for ln in getattr(self, "stdout", ()) if any(t in ln for t in
+                                                                   CONSOLE_TROUBLE)]
+        self.check("no unexpected console line (traceback, retry, recovery, flash repair)",
+                   not trouble, " | ".join(trouble[:5]))
+        self.lab = {"apdus": at.apdus, "commands": at.commands, "http": stack.requests,
+                    "identity": "%s %s" % (at.cfg["manufacturer"], at.cfg["model"]),
+                    "eim_requests": len(reqs)}
+
+    def figures(self):
+        r = self.result or {}
+        recs = r.get("windows") or []
+        probe = r.get("probe") or {}
+        block = probe.get("block_bytes") or DUMP_BLOCK
+        base = r.get("baseline")
+        walk = bool(r.get("walk"))
+        dumps = self.host.dumps if getattr(self, "host", None) else {}
+        wins = []
+        prev = {"apdus": 0, "commands": 0, "tx": 0, "rx": 0, "http": 0, "eim": 0}
+        for rec in recs:
+            a, b = dumps.get("w%d" % (rec["n"] - 1)), dumps.get("w%d" % rec["n"])
+            new = new_objects(a, b, block) if a is not None and b is not None else []
+            h = rec.get("host") or prev
+            dl = rec.get("download") or {}
+            wins.append({
+                "name": rec["name"], "package": rec.get("package"), "idle": rec.get("idle"),
+                "error": (rec.get("error") or {}).get("message"),
+                "live_start": rec["live_start"] if walk else None,
+                "high": rec["sampled_max"] if walk else None,
+                "where": rec.get("sampled_where"), "samples": rec.get("samples"),
+                "largest": new[0][0] if new else None, "ms": rec.get("ms"),
+                "segments": dl.get("segments"), "uart": rec.get("uart"),
+                **{k: h[k] - prev[k] for k in prev}})
+            prev = h
+        top = max((w for w in wins if w["high"] is not None), key=lambda w: w["high"],
+                  default={})
+        calib = [x for x in r.get("calibration") or [] if x]
+        run_start = r.get("run_start")
+        mods = self.report["modules"]
+        core_mpy = sum(m["size"] for m in mods if m["module"] in self.groups["core"])
+        at_mpy = sum(m["size"] for m in mods if m["module"] in self.groups["at"])
+        glue_mpy = sum(m["size"] for m in mods if m["module"] in self.groups["glue"])
+        return {
+            "board": self.board, "stack": self.stack, "personality": self.personality,
+            "identity": self.lab.get("identity"), "size": self.size,
+            "version": r.get("version"), "walk": walk, "walk_error": r.get("walk_error"),
+            "calibration_max_diff": max((abs(w - m) for _, m, w in calib), default=None),
+            "block_bytes": block,
+            "modules": len(mods), "mpy_core": core_mpy, "mpy_at": at_mpy, "mpy_glue": glue_mpy,
+            "live_driver": r.get("live_driver"), "live_core": r.get("live_core"),
+            "live_at": r.get("live_at"), "baseline": base, "live_end": r.get("live_end"),
+            "high_water": top.get("high"), "high_where": "%s (%s)" % (
+                top.get("name"), top.get("package") or ("idle" if top.get("idle") else "-"))
+            if top else None,
+            "largest_alloc": max((w["largest"] or 0 for w in wins), default=None),
+            "churn": (r["alloc_end"] - run_start) if r.get("alloc_end") and run_start else None,
+            "windows": wins,
+            "apdus": self.lab.get("apdus"), "commands": self.lab.get("commands"),
+            "http": self.lab.get("http"),
+            "uart": r.get("uart") or {}, "wdt": r.get("wdt") or {},
+            "uart_timeouts": [((r.get("uart") or {}).get("config") or {}).get(k) or 0
+                              for k in ("timeout", "timeout_char")],
+            "pwrkey": self.pwrkey.presses if self.pwrkey else None,
+            "store": r.get("store") or {},
+            "state_bytes": len(r["state_file"]) // 2 if r.get("state_file") else None,
+            "cycles": r.get("cycles_run"), "run_s": (r.get("run_ms") or 0) / 1000.0,
+            "pystack_max": r.get("pystack_max"), "seconds": round(self.elapsed, 1),
+            "bridge_calls": sum(self.host.counts.values()) if getattr(self, "host", None)
+            else None,
+        }
+
+
+def _win_label(w):
+    what = w["package"] or ("idle" if w["idle"] else None)
+    return "%s%s" % (w["name"], " %s" % what if what else "")
+
+
+BOARD_ROWS = [
+    ("modem (simulated) / HTTP stack", lambda f: "%s (%s) / %s" % (
+        f["personality"], f["identity"], f["stack"])),
+    ("frozen set: modules / .mpy (ipa_core, of it AT stack; glue)", lambda f: "%d / %s (%s, %s; %s)"
+     % (f["modules"], kb(f["mpy_core"] + f["mpy_at"] + f["mpy_glue"]),
+        kb(f["mpy_core"] + f["mpy_at"]), kb(f["mpy_at"]), kb(f["mpy_glue"]))),
+    ("live heap: driver and stand-ins", lambda f: kb(f["live_driver"])),
+    ("... + ipa_core without the AT stack", lambda f: above(f["live_core"], f["live_driver"])),
+    ("... + AT stack (at, at_card, modems, at_http, stack)",
+     lambda f: above(f["live_at"], f["live_core"])),
+    ("... + board glue and main.py = baseline", lambda f: above(f["baseline"], f["live_at"])),
+    ("live high-water, any window (+ above baseline)", lambda f: "%s in %s" % (
+        above(f["high_water"], f["baseline"]), f["high_where"])),
+    ("largest single allocation", lambda f: kb(f["largest_alloc"])),
+    ("allocated during main.main() (churn, nothing collected)", lambda f: kb(f["churn"])),
+    ("APDUs over AT / AT command lines", lambda f: "%s / %s" % (f["apdus"], f["commands"])),
+    ("UART bytes MCU -> modem / modem -> MCU", lambda f: "%d / %d" % (
+        f["uart"].get("tx", 0), f["uart"].get("rx", 0))),
+    ("UART reads (none within the timeout) / writes", lambda f: "%d (%d) / %d" % (
+        f["uart"].get("reads", 0), f["uart"].get("empty", 0), f["uart"].get("writes", 0))),
+    ("eIM requests through the modem's HTTP stack", lambda f: "%s" % f["http"]),
+    ("PWRKEY presses (ms held)", lambda f: ", ".join("%d ms: %s" % (p[0], p[1])
+                                                    for p in f["pwrkey"] or ())),
+    ("watchdog: feeds / longest gap (timeout)", lambda f: "%d / %d ms (%d ms)" % (
+        f["wdt"].get("feeds", 0), f["wdt"].get("max_gap", 0), f["wdt"].get("timeout") or 0)),
+    ("FlashStore writes / state file at the end", lambda f: "%s / %s bytes" % (
+        f["store"].get("writes"), f["state_bytes"])),
+    ("poll cycles / main.main() time / whole run", lambda f: "%s / %.1f s / %.1f s" % (
+        f["cycles"], f["run_s"], f["seconds"])),
+]
+
+
+def board_table(figs):
+    out = ["| | " + " | ".join("%s, %s, %d KB profile" % (f["board"], f["stack"],
+                                                          f["size"] // KB) for f in figs) + " |",
+           "|---|" + "---|" * len(figs)]
+    for name, fn in BOARD_ROWS:
+        out.append("| %s | %s |" % (name, " | ".join(fn(f) for f in figs)))
+    return "\n".join(out)
+
+
+def window_table(f):
+    base = f["baseline"]
+    out = ["| %s window | live at start | high-water (+ above baseline) | largest alloc. | APDUs "
+           "| AT lines | UART out / in | eIM requests | time |" % f["stack"],
+           "|---|---|---|---|--:|--:|---|--:|--:|"]
+    for w in f["windows"]:
+        out.append("| %s | %s | %s | %s | %d | %d | %d / %d | %d | %.1f s |" % (
+            _win_label(w), kb(w["live_start"]), above(w["high"], base), kb(w["largest"]),
+            w["apdus"], w["commands"], w["tx"], w["rx"], w["http"], (w["ms"] or 0) / 1000.0))
+    return "\n".join(out)
+
+
+def board_section(figs, total_s):
+    f0 = figs[0]
+    walk = all(f["walk"] for f in figs)
+    return "\n".join([
+        BOARD_SECTION, "",
+        "`%s` (`make test` runs it with `--max-heap 65536`; %.0f s here). MicroPython %s "
+        "(WebAssembly port in node) runs the board's own code: its main.py as on the board "
+        "(configuration file, watchdog, FlashStore on the MicroPython filesystem, "
+        "BoardIpa.start, ipa_loop.run), board.py, boards/common and exactly the modules its "
+        "manifest freezes (tools/freeze.build, as .mpy), so the run also proves the manifest "
+        "complete. Only `machine` is stood in (tools/mp_board_driver.py): its UART's reads and "
+        "writes go over the bridge to the simulated modem's pty on the host (UART.read as on "
+        "the rp2 port, see \"Where the time goes\"; the pty at full speed, no baud rate "
+        "emulated), Pin levels drive the modem's PWRKEY (the "
+        "modem starts switched off), WDT feeds are timed. The modem holds the virtual eUICC "
+        "(APDUs as AT+CCHO/CGLA) and carries the board's HTTPS to the simulated eIM with the CA "
+        "the board uploads over AT; the eIM relays the indirect download to the simulated "
+        "SM-DP+. Queued: enable PSMO, eCO addEim, a download trigger; ipa_loop.run polls "
+        "until the eIM is idle. Checked on the host: results and notifications with valid "
+        "eUICC signatures at the eIM, the PIR at the SM-DP+, the profile installed, every eIM "
+        "request through the modem's stack, the CA uploaded, PWRKEY, watchdog, the state file "
+        "(flash_store.decode), no unexpected console line."
+        % (BOARD_COMMAND, total_s, f0["version"]),
+        "",
+        "Measured on: %s." % benchdoc.machine(), "",
+        board_table(figs), "",
+        "\n\n".join(window_table(f) for f in figs), "",
+        "The baseline holds the whole frozen set loaded from .mpy into RAM (a board with "
+        "frozen firmware keeps the bytecode in flash, not its module dictionaries and "
+        "functions); the import steps are entered from MicroPython's top level, where this port "
+        "collects, so each group's cost is exact. main.main() is one call: nothing is collected "
+        "in it, and the live heap comes from the heap walk of the section above (checked "
+        "against gc.mem_alloc() within %s), sampled at every UART read and write and every "
+        "state write: a lower bound of the peak. \"largest alloc.\" is the largest object a "
+        "window allocated (block maps between windows). The start-up window is main.py up to "
+        "ipa_loop.run: watchdog, FlashStore, PWRKEY (the modem is silent for the board's "
+        "first two 1 s AT tries), identity, APN, ISD-R session, registration, bearer and the "
+        "CA upload; each cycle window from the second on starts with ipa_loop's wait after the "
+        "previous cycle (1 s after a cycle that did work); the close window is main.py's "
+        "BoardIpa.close() (HTTP session ended, ISD-R channel closed)."
+        % ("%d bytes" % max(f["calibration_max_diff"] or 0 for f in figs) if walk else
+           "- (the walk was NOT available: %s)" % "; ".join(str(f["walk_error"]) for f in figs)),
+        "",
+        "Where the time goes: mostly the UART's own waits, as on an RP2040. uart_stream opens "
+        "the UART with timeout %d ms and timeout_char %d ms, and the AT engine reads 256 bytes "
+        "at a time; MicroPython's UART.read(n) calls the port's read again after a partial one "
+        "(py/stream.c, mp_stream_rw) until n bytes or a call that got nothing, so every short "
+        "answer returns timeout_char + timeout after its last byte: %s reads got data, up to "
+        "%.0f s of waiting (%s) at %d ms each. Reading only what UART.any() reports (read(1) "
+        "when nothing waits) would remove these waits: tried once by hand, it took the simcom run's "
+        "main.main() from ~21 s to ~7 s with the same traffic and heap."
+        % (f0["uart_timeouts"][0], f0["uart_timeouts"][1],
+           "/".join("%d" % (f["uart"].get("reads", 0) - f["uart"].get("empty", 0))
+                    for f in figs),
+           (f0["uart"].get("reads", 0) - f0["uart"].get("empty", 0)) * sum(f0["uart_timeouts"])
+           / 1000.0, f0["stack"], sum(f0["uart_timeouts"])),
+        "",
+        "Not modelled: UART speed and the modem's own delays (registration, TLS on the modem's "
+        "CPU, flash writes), a real RP2040's heap (~190 KB, frozen code) and GC. The lab "
+        "answers AT+CEREG/CGREG (registered), AT+CGDCONT/CGACT and AT+CNCFG/CNACT on top of "
+        "ipa_host.sim.modem, which does not serve them.",
+        ""])
+
+
+def board_main(args, stacks, sizes):
+    board_dir = args.board if os.path.isdir(args.board) else os.path.join(ROOT, "boards",
+                                                                         args.board)
+    if not os.path.isfile(os.path.join(board_dir, "board.py")):
+        print("mp_cycle: --board %s: no board.py there (boards/<board>)" % args.board,
+              file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    work = tempfile.mkdtemp(prefix="mp_board-")
+    runs = []
+    try:
+        index = 0
+        for stack in stacks:
+            fs_dir = os.path.join(work, "fs-" + stack)
+            bundle = build_board_fs(fs_dir, board_dir, stack)
+            for size in sizes:
+                run = BoardRun(work, index, size, args, os.path.join(fs_dir, "fs"), board_dir,
+                               stack, bundle)
+                index += 1
+                try:
+                    run.execute()
+                except Exception as e:  # the lab itself failed: report, do not hide
+                    run.check("the run completed", False, "%s: %s" % (type(e).__name__, e))
+                runs.append(run)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    total = time.monotonic() - t0
+    figs = [r.figures() for r in runs]
+    for run, f in zip(runs, figs):
+        if not run.result:
+            continue
+        run.check("GC block of %d bytes (the block maps' unit)" % DUMP_BLOCK,
+                  f["block_bytes"] == DUMP_BLOCK, "probe says %s" % f["block_bytes"])
+        if f["walk"]:
+            run.check("heap walk matches gc.mem_alloc() after each collection",
+                      f["calibration_max_diff"] is not None and f["calibration_max_diff"] <= 256,
+                      "off by %s bytes" % f["calibration_max_diff"])
+        if args.max_heap is not None:
+            if run.check("heap walk available (--max-heap needs it)", f["walk"],
+                         str(f["walk_error"])):
+                ws = f["high_water"] - f["baseline"]
+                run.check("heap within --max-heap %d" % args.max_heap, ws <= args.max_heap,
+                          "live high-water above the baseline: %d" % ws)
+    failed = False
+    for run in runs:
+        bad = [(n, d) for n, ok, d in run.checks if not ok]
+        failed = failed or bool(bad)
+        print("%s %s, %d KB profile: %d checks, %s" % (
+            run.board, run.stack, run.size // KB, len(run.checks),
+            "all passed" if not bad else "%d FAILED" % len(bad)))
+        for n, d in bad:
+            print("  FAILED %s%s" % (n, (": " + d) if d else ""))
+        if bad and not args.verbose:
+            for line in (getattr(run, "stdout", None) or [])[-25:]:
+                print("  mp| " + line)
+            for line in (getattr(run, "stderr", None) or [])[-10:]:
+                print("  mp! " + line)
+    if args.json:
+        print(json.dumps({"figures": figs, "seconds": round(total, 1)}, indent=1))
+    if all(r.result for r in runs):
+        print(board_table(figs))
+        for f in figs:
+            print(window_table(f))
+        print("MicroPython %s; heap walk: %s; %.1f s" % (
+            figs[0]["version"], "checked" if all(f["walk"] for f in figs) else
+            "NOT available (%s)" % figs[0]["walk_error"], total))
+    if args.write_docs and not failed:
+        benchdoc.write_section(board_section(figs, total), BOARD_SECTION)
+        print("wrote the '%s' section of %s" % (BOARD_SECTION, benchdoc.DOCS))
+    print("mp_cycle --board: %s" % ("FAILED" if failed else "ok"))
+    return 1 if failed else 0
+
+
 # ---- report ----------------------------------------------------------------------------------
 
 def kb(n):
@@ -652,6 +1444,9 @@ def section(figs, sizes_code, total_s, as_py, plain=()):
             if f0.get("host_post_stream") else
             "HttpsNetwork.post (no post_stream: the host holds each answer and serves it in "
             "pieces)"),
+        "",
+        "A board's own code on this path (its main.py, boards/common and frozen set, the card "
+        "and the eIM through the modem's AT port over a UART): \"%s\" below." % BOARD_SECTION[3:],
         ""])
 
 
@@ -669,7 +1464,14 @@ def run_sizes(work, sizes, args, fs_dir, stream):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="40,120", help="profile sizes in KB, comma separated")
+    ap.add_argument("--sizes", default=None,
+                    help="profile sizes in KB, comma separated (40,120; with --board 40)")
+    ap.add_argument("--board", metavar="BOARD",
+                    help="run that board's own code (boards/BOARD: main.py, board.py, "
+                         "boards/common, its frozen set) against the simulated modem")
+    ap.add_argument("--stack", default="simcom",
+                    help="with --board: the modem HTTP stack(s), comma separated: simcom "
+                         "(simulated A7670, AT+HTTP*), sim7080 (simulated SIM7080G, AT+SH*)")
     ap.add_argument("--max-heap", type=int, default=None,
                     help="fail if the live high-water above the baseline exceeds BYTES")
     ap.add_argument("--grow-tolerance", type=int, default=4 * KB,
@@ -685,16 +1487,26 @@ def main(argv=None):
     ap.add_argument("--write-docs", action="store_true",
                     help="update the '%s' section of docs/bench.md" % SECTION)
     args = ap.parse_args(argv)
+    text = args.sizes or ("40" if args.board else "40,120")
     try:
-        sizes = [int(float(x) * KB) for x in args.sizes.split(",") if x.strip()]
+        sizes = [int(float(x) * KB) for x in text.split(",") if x.strip()]
     except ValueError:
-        ap.error("--sizes: expected KB numbers like 40,120, got %r" % args.sizes)
-    if not sizes or len(sizes) > len(ICCIDS) or any(s <= 0 or s > 1024 * KB for s in sizes):
-        ap.error("--sizes: expected 1 to %d sizes of 1..1024 KB" % len(ICCIDS))
+        ap.error("--sizes: expected KB numbers like 40,120, got %r" % text)
+    stacks = [x.strip() for x in args.stack.split(",") if x.strip()]
+    if any(x not in STACKS for x in stacks) or not stacks or len(set(stacks)) != len(stacks):
+        ap.error("--stack: expected simcom, sim7080 or both (comma separated), got %r"
+                 % args.stack)
+    runs = len(sizes) * (len(stacks) if args.board else 1)
+    if not sizes or runs > len(ICCIDS) or any(s <= 0 or s > 1024 * KB for s in sizes):
+        ap.error("--sizes: expected 1 to %d runs (sizes x stacks) of 1..1024 KB" % len(ICCIDS))
+    if args.board and args.no_stream:
+        ap.error("--no-stream is for the bridged network; a board's modem stack streams")
     if not shutil.which("node") or not os.path.isdir(os.path.join(MP_DIR, "node_modules", PKG)):
         print("mp_cycle: MicroPython runtime missing: need node and `npm install --prefix .mp "
               "%s` (run `make mp`)" % PKG, file=sys.stderr)
         return 2
+    if args.board:
+        return board_main(args, stacks, sizes)
     t0 = time.monotonic()
     work = tempfile.mkdtemp(prefix="mp_cycle-")
     plain = []

@@ -91,7 +91,11 @@ class UartStream:
         if self.idle is not None:
             self.idle()
         self.reads += 1
-        data = self.uart.read(n)
+        # Ask only for what is waiting (one byte, with the UART timeout, when nothing is):
+        # a read for more than arrived returns only timeout_char after the last byte, which
+        # cost ~40 ms per AT answer (a 40 KB download: 12 s instead of 2 s).
+        k = self.uart.any()
+        data = self.uart.read(min(n, k) if k else 1)
         return data if data else b""
 
     def write(self, data):
