@@ -249,9 +249,9 @@ def _stop():
 
 
 def _install_hooks():
-    """ipa_loop.run bounded and observed; main's FlashStore sampled (module docstring)."""
+    """ipa_loop.run bounded and observed; the board's FlashStore sampled (module docstring)."""
+    import flash_store
     import ipa_loop
-    import main
     from flash_store import FlashStore
 
     original = ipa_loop.run
@@ -295,7 +295,7 @@ def _install_hooks():
             FlashStore.delete(self, key)
 
     ipa_loop.run = run
-    main.FlashStore = SampledFlashStore
+    flash_store.FlashStore = SampledFlashStore  # ipa_board.run_main imports it at call time
 
 
 # ---- steps -----------------------------------------------------------------------------------

@@ -244,3 +244,28 @@ def _close(obj):
         f()
     except Exception as e:  # closing a broken session/connection fails too: nothing to lose
         print("ipa: closing %s failed: %s" % (obj.__class__.__name__, e))
+
+
+def _no_watchdog():
+    pass
+
+
+def run_main(board, config_path, watchdog):
+    """What every board's main.py does: read the config at `config_path` (defaults from
+    board.CONFIG_DEFAULTS), start the watchdog (`watchdog(ms)` -> its feed callable; ms 0:
+    none, for development at the REPL, since a running WDT cannot be stopped), keep the
+    IPA's state in a FlashStore, bring the board up (BoardIpa.start) and run ipa_loop for
+    ever; close the board when the loop ends."""
+    import ipa_loop
+    from flash_store import FlashStore
+    from uart_stream import clock_ms, sleep_ms
+
+    cfg = load_config(config_path, board.CONFIG_DEFAULTS)
+    feed = watchdog(cfg["watchdog_ms"]) if cfg["watchdog_ms"] else _no_watchdog
+    store = FlashStore(cfg["state_file"])
+    bi = BoardIpa(board.Board(cfg, feed=feed), store, cfg, clock=clock_ms)
+    ipa = bi.start(sleep_ms, feed)
+    try:
+        ipa_loop.run(ipa, sleep_ms, feed, clock=clock_ms, reopen=bi.reopen)
+    finally:
+        bi.close()

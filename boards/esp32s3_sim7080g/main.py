@@ -7,32 +7,21 @@ hardware watchdog. Everything else is frozen into the firmware
 (manifest.py) or copied to /lib (tools/freeze.py).
 """
 
-import machine
-
 import board
 import ipa_board
-import ipa_loop
-from flash_store import FlashStore
-from uart_stream import clock_ms, sleep_ms
 
 CONFIG = "/ipa_config.json"
 
 
-def _no_watchdog():
-    pass
+def _watchdog(ms):
+    """machine.WDT with a timeout in ms."""
+    import machine
+
+    return machine.WDT(timeout=ms).feed
 
 
 def main():
-    cfg = ipa_board.load_config(CONFIG, board.CONFIG_DEFAULTS)
-    # watchdog_ms 0: no watchdog (development at the REPL; a running WDT cannot be stopped)
-    feed = machine.WDT(timeout=cfg["watchdog_ms"]).feed if cfg["watchdog_ms"] else _no_watchdog
-    store = FlashStore(cfg["state_file"])
-    bi = ipa_board.BoardIpa(board.Board(cfg, feed=feed), store, cfg, clock=clock_ms)
-    ipa = bi.start(sleep_ms, feed)
-    try:
-        ipa_loop.run(ipa, sleep_ms, feed, clock=clock_ms, reopen=bi.reopen)
-    finally:
-        bi.close()
+    ipa_board.run_main(board, CONFIG, _watchdog)
 
 
 if __name__ == "__main__":

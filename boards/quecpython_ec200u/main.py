@@ -9,36 +9,19 @@ eIM is reached over the module's data call (usocket + ussl).
 
 import board
 import ipa_board
-import ipa_loop
-from flash_store import FlashStore
-from uart_stream import clock_ms, sleep_ms
 
 CONFIG = "/usr/ipa_config.json"
 
 
-def _no_watchdog():
-    pass
-
-
 def _watchdog(ms):
-    """machine.WDT(period in seconds) on QuecPython; 0: none (development)."""
-    if not ms:
-        return _no_watchdog
+    """QuecPython's machine.WDT takes its period in seconds."""
     from machine import WDT
 
     return WDT(max(1, (ms + 999) // 1000)).feed
 
 
 def main():
-    cfg = ipa_board.load_config(CONFIG, board.CONFIG_DEFAULTS)
-    feed = _watchdog(cfg["watchdog_ms"])
-    store = FlashStore(cfg["state_file"])
-    bi = ipa_board.BoardIpa(board.Board(cfg, feed=feed), store, cfg, clock=clock_ms)
-    ipa = bi.start(sleep_ms, feed)
-    try:
-        ipa_loop.run(ipa, sleep_ms, feed, clock=clock_ms, reopen=bi.reopen)
-    finally:
-        bi.close()
+    ipa_board.run_main(board, CONFIG, _watchdog)
 
 
 if __name__ == "__main__":
