@@ -147,7 +147,8 @@ def settings(a):
         poll_interval=i["poll_interval"], max_interval=i["max_interval"],
         smdp_ca_file=a.smdp_ca_file or dl["smdp_ca_file"],
         profile_download=a.profile_download or dl["mode"],
-        network=a.network or e["network"])
+        network=a.network or e["network"], refresh=c["refresh"],
+        attach_timeout=c["attach_timeout"])
     return st, i["log_level"]
 
 

@@ -8,6 +8,10 @@ the file. Unknown sections or keys are errors, so a typo never goes unnoticed.
     spec = "sim"                 # sim | pcsc[:reader] | at:/dev/ttyUSB2?baud=115200&mode=auto
     segment_size = 255           # STORE DATA block size (omit: modem profile's)
     sgp32 = "1.2"                # SGP.32 version of the eUICC
+    refresh = true               # at: cards: AT+CFUN=0/1 after a profile switch so that the
+                                 # modem reads the eUICC again (default true; others: unused)
+    attach_timeout = 180         # at: cards: seconds for registration (and the bearer of
+                                 # --network modem) after a profile switch, else rollback
 
     [eim]
     id = ""                      # eIM to use (eimId); empty: the first configured one
@@ -39,7 +43,8 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 DEFAULTS = {
-    "card": {"spec": "sim", "segment_size": None, "sgp32": "1.2"},
+    "card": {"spec": "sim", "segment_size": None, "sgp32": "1.2", "refresh": None,
+             "attach_timeout": 180},
     "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
             "timeout": 30, "network": "socket"},
     "download": {"mode": "auto", "smdp_ca_file": ""},
@@ -53,10 +58,14 @@ CHOICES = {
 }
 RANGES = {
     ("card", "segment_size"): (1, 255),
+    ("card", "attach_timeout"): (1, 3600),
     ("eim", "timeout"): (1, 600),
     ("ipa", "poll_interval"): (1, 7 * 86400),
     ("ipa", "max_interval"): (1, 7 * 86400),
 }
+
+
+BOOLS = (("card", "refresh"),)  # true/false keys whose default None means "by card kind"
 
 
 class ConfigError(ValueError):
@@ -109,7 +118,7 @@ def _check(path, section, key, value):
         lo, hi = RANGES[(section, key)]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ConfigError("%s = %r: expected a whole number %d..%d" % (where, value, lo, hi))
-    elif isinstance(default, bool):
+    elif isinstance(default, bool) or (section, key) in BOOLS:
         if not isinstance(value, bool):
             raise ConfigError("%s = %r: expected true or false" % (where, value))
     elif not isinstance(value, str):

@@ -33,7 +33,7 @@ class Settings:
     def __init__(self, card="sim", home=None, segment_size=None, sgp32="1.2", trace=None,
                  eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
                  timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
-                 profile_download="auto", network="socket"):
+                 profile_download="auto", network="socket", refresh=None, attach_timeout=180):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -50,6 +50,8 @@ class Settings:
         self.smdp_ca_file = smdp_ca_file or None
         self.profile_download = profile_download
         self.network = network or "socket"
+        self.refresh = refresh  # None: refresh modems (at:) after a profile switch
+        self.attach_timeout = attach_timeout  # seconds for the modem to attach after it
 
 
 def open_session(st):
@@ -239,8 +241,9 @@ class ModemNetwork:
                 (isinstance(e, AtError) and command.upper().startswith("AT+SHCONN")):
             MODEM_CAS.pop(self.key, None)  # the CA on the modem may be gone or wrong
             return TransportError(
-                "%s; TLS through the modem's %s HTTP stack failed or the eIM is unreachable: "
-                "is --ca-file %s the CA that issued the eIM's TLS certificate?"
+                "%s; TLS through the modem's %s HTTP stack failed, the eIM is unreachable or "
+                "the modem's data bearer is down: is --ca-file %s the CA that issued the "
+                "eIM's TLS certificate, and is the modem attached?"
                 % (e, self.stack, self.ca_file))
         return e
 
@@ -275,6 +278,39 @@ def build_smdp_network(st, smdp_address):
                         timeout=st.timeout)
 
 
+def build_connectivity(st, session):
+    """The Ipa's connectivity: for a card on a modem's AT port a
+    ipa_host.modem_link.ModemConnectivity (after a profile switch: SIM refresh unless
+    [card] refresh = false, registration, and with --network modem the HTTP stack's data
+    bearer); None for other cards (the Ipa's default: always connected)."""
+    from ipa_host.card.select import parse_card_spec
+
+    card = getattr(session, "card", None)
+    engine = getattr(card, "engine", None)
+    if parse_card_spec(st.card)[0] != "at" or engine is None:
+        if st.refresh:
+            log.debug("[card] refresh applies to modems (--card at:...) only")
+        return None
+    from ipa_host.modem_link import ModemConnectivity
+
+    return ModemConnectivity(card, engine, session=session, stack=_modem_stack(st, card),
+                             refresh=st.refresh is not False, log=log)
+
+
+def _modem_stack(st, card):
+    """The HTTP stack --network modem[:stack] uses (as build_modem_network picks it), or
+    None: the host's own network, or a stack that build_modem_network will refuse."""
+    if st.network == "socket":
+        return None
+    from ipa_core import at_http
+
+    name = st.network.partition(":")[2] or at_http.pick(getattr(card, "identity", "") or "")
+    try:
+        return at_http.resolve(name) if name else None
+    except ValueError:
+        return None
+
+
 class IpaHost:
     """Context manager: the session, the store, the network and the Ipa, closed together."""
 
@@ -294,7 +330,11 @@ class IpaHost:
                       "max_interval_s": st.max_interval}
             if st.eim_id:
                 config["eim_id"] = st.eim_id
+            connectivity = build_connectivity(st, self.session)
+            if connectivity is not None:
+                config["connectivity_timeout_s"] = st.attach_timeout
             self.ipa = Ipa(self.session, None, store, config=config, log=log,
+                           connectivity=connectivity,
                            clock_ms=lambda: int(time.monotonic() * 1000))
             self.eim = self.ipa.choose_eim(st.eim_id)
             self.network = build_network(st, self.eim, self.session)

@@ -89,7 +89,6 @@ from ipa_host.sim import pki  # noqa: E402
 from ipa_host.sim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402
 from ipa_host.sim.modem import SimModem  # noqa: E402
-from ipa_host.sim.modem_at import AtInterpreter, CmdError, split_args  # noqa: E402
 from ipa_host.sim.smdpp import SmdpServer  # noqa: E402
 
 MP_DIR = os.path.join(ROOT, ".mp")
@@ -628,104 +627,13 @@ exit_code = mp_board_driver.exit_code
 """
 
 
-class LabInterpreter(AtInterpreter):
-    """The simulated modem's AT interpreter plus the network side a board's bring-up asks for
-    and ipa_host.sim.modem_at does not serve: packet-domain registration (TS 27.007 10.1.22
-    AT+CEREG, 10.1.20 AT+CGREG), registered home while the radio is on (AT+CFUN=1); the PDP
-    context (10.1.1 AT+CGDCONT, 10.1.10 AT+CGACT) and the SIM7080's application network
-    (AT+CNCFG, AT+CNACT). The bearer drops when the radio goes off (AT+CFUN=0, a reboot)."""
-
-    def __init__(self, card, cfg, io):
-        self.reg_n = {"CEREG": 0, "CGREG": 0}
-        self.apn = {}  # cid -> APN (AT+CGDCONT); the SIM7080's APP context 0 under key "app"
-        self.pdp = False
-        self.app = False
-        self.activations = 0  # AT+CGACT=1,1 / AT+CNACT=0,1 that brought a bearer up
-        AtInterpreter.__init__(self, card, cfg, io)
-
-    def power_on(self):
-        AtInterpreter.power_on(self)
-        self.pdp = self.app = False
-
-    def _registered(self):
-        return self.cfun == 1 and self.sim_present
-
-    def _reg(self, name, kind, args):
-        if kind == "test":
-            return ["+%s: (0-2)" % name]
-        if kind == "read":
-            return ["+%s: %d,%d" % (name, self.reg_n[name], 1 if self._registered() else 0)]
-        if kind == "set":
-            parts = split_args(args) or []
-            if len(parts) != 1 or parts[0][0] not in ("0", "1", "2"):
-                raise CmdError(50)
-            self.reg_n[name] = int(parts[0][0])
-            return []
-        raise CmdError(50)
-
-    def _cmd_cereg(self, kind, args):
-        return self._reg("CEREG", kind, args)
-
-    def _cmd_cgreg(self, kind, args):
-        return self._reg("CGREG", kind, args)
-
-    def _cmd_cgdcont(self, kind, args):
-        if kind == "test":
-            return ['+CGDCONT: (1-15),"IP",,,(0-2),(0-4)']
-        if kind == "read":
-            return ['+CGDCONT: %s,"IP","%s","0.0.0.0",0,0' % (cid, apn)
-                    for cid, apn in sorted(self.apn.items()) if cid != "app"]
-        parts = split_args(args or "") or []
-        if kind != "set" or len(parts) < 3 or not parts[0][0].isdigit() or parts[1][0] != "IP":
-            raise CmdError(50)
-        self.apn[int(parts[0][0])] = parts[2][0]
-        return []
-
-    def _cmd_cncfg(self, kind, args):
-        parts = split_args(args or "") or []
-        if kind != "set" or len(parts) < 3 or parts[0][0] != "0":
-            raise CmdError(50)
-        self.apn["app"] = parts[2][0]
-        return []
-
-    def _cmd_cgact(self, kind, args):
-        if kind == "test":
-            return ["+CGACT: (0,1)"]
-        if kind == "read":
-            return ["+CGACT: 1,%d" % (1 if self.pdp else 0)]
-        parts = [p for p, _q in (split_args(args or "") or [])]
-        if kind != "set" or len(parts) != 2 or parts[0] not in ("0", "1") or parts[1] != "1":
-            raise CmdError(50)
-        if parts[0] == "1":
-            if not self._registered():
-                raise CmdError(30)  # no network service
-            self.activations += 0 if self.pdp else 1
-        self.pdp = parts[0] == "1"
-        return []
-
-    def _cmd_cnact(self, kind, args):
-        if kind == "test":
-            return ["+CNACT: (0-3),(0-2)"]
-        if kind == "read":
-            return ['+CNACT: 0,%d,"%s"' % ((1, "10.64.0.2") if self.app else (0, "0.0.0.0")),
-                    '+CNACT: 1,0,"0.0.0.0"']
-        parts = [p for p, _q in (split_args(args or "") or [])]
-        if kind != "set" or len(parts) != 2 or parts[0] != "0" or parts[1] not in ("0", "1"):
-            raise CmdError(50)
-        if parts[1] == "1":
-            if not self._registered():
-                raise CmdError(30)
-            self.activations += 0 if self.app else 1
-        self.app = parts[1] == "1"
-        return []
-
-
 class LabModem(SimModem):
-    """SimModem with LabInterpreter, switched off until PWRKEY switches it on."""
+    """The simulated modem (it serves registration, PDP contexts and the SIM7080's APP
+    network: ipa_host.sim.modem_at) on a cold start: data bearers down, switched off until
+    PWRKEY switches it on."""
 
     def __init__(self, card, personality):
-        SimModem.__init__(self, card, personality)
-        self.at = LabInterpreter(card, self.cfg, self)
+        SimModem.__init__(self, card, personality, bearer_at_start=False)
 
     def switch_off(self):
         with self._lock:
@@ -1260,9 +1168,9 @@ def board_section(figs, total_s):
            / 1000.0, f0["stack"], sum(f0["uart_timeouts"])),
         "",
         "Not modelled: UART speed and the modem's own delays (registration, TLS on the modem's "
-        "CPU, flash writes), a real RP2040's heap (~190 KB, frozen code) and GC. The lab "
-        "answers AT+CEREG/CGREG (registered), AT+CGDCONT/CGACT and AT+CNCFG/CNACT on top of "
-        "ipa_host.sim.modem, which does not serve them.",
+        "CPU, flash writes), a real RP2040's heap (~190 KB, frozen code) and GC. "
+        "ipa_host.sim.modem answers AT+CEREG/CGREG, AT+CGDCONT/CGACT and AT+CNCFG/CNACT; "
+        "it registers 0.3 s after AT+CFUN=1 and starts here with its bearers down.",
         ""])
 
 

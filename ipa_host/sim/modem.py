@@ -12,7 +12,10 @@ missing test commands, bare answers, +CME ERROR, echo and URCs, truncated
 answers, slowness, silence, garbage, reboots in the middle of an APDU.
 
 Creating a SimModem powers it on: the card is reset (card.reset(), its
-channels closed). The modem outlives its clients, like hardware: channels
+channels closed) and the modem is registered (AT+CREG/CGREG/CEREG), with its
+data bearers up unless bearer_at_start=False; AT+CFUN=0/1 makes it read the
+SIM again and register attach_delay seconds later (modem_at.py). The modem
+outlives its clients, like hardware: channels
 a client leaves open stay open for the next one. Everything is bounded: a command line of
 more than MAX_LINE bytes answers ERROR, output nobody reads is dropped
 after WRITE_TIMEOUT, and stop() ends the thread within a poll interval
@@ -313,6 +316,8 @@ def modem_main(argv=None, card=None):
     p.add_argument("--read-block", type=int, metavar="N",
                    help="HTTP responses go out in pieces of N bytes (see --read-pause)")
     p.add_argument("--read-pause", type=float, metavar="S", help="seconds between those pieces")
+    p.add_argument("--attach-delay", type=float, metavar="S",
+                   help="seconds from AT+CFUN=1 (or a reboot) until the modem is registered")
     args = p.parse_args(argv)
     if args.baud is not None and args.baud <= 0:
         p.error("--baud must be a positive number")
@@ -321,7 +326,8 @@ def modem_main(argv=None, card=None):
                                  ("max_channels", args.max_channels), ("seed", args.seed),
                                  ("http_error", args.http_error),
                                  ("http_read_block", args.read_block),
-                                 ("http_read_pause", args.read_pause))
+                                 ("http_read_pause", args.read_pause),
+                                 ("attach_delay", args.attach_delay))
                if v is not None}
     if card is None:
         if not args.pki:

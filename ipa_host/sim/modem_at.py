@@ -13,6 +13,32 @@ The SIM commands it serves:
 - 8.46 AT+CCHC=<sessionid>: MANAGE CHANNEL close.
 - 9.1 AT+CMEE, 8.2 AT+CFUN, 8.3 AT+CPIN?, 5.1-5.4 AT+CGMI/CGMM/CGMR/CGSN, ATI, ATE.
 
+The network side a host or a board asks for around a profile switch:
+
+- 7.2 AT+CREG, 10.1.20 AT+CGREG, 10.1.22 AT+CEREG (those of the personality's
+  reg_commands): <stat> 1 (home) or 5 (roaming option) once the modem has
+  attached, 2 (searching) before, 0 with the radio off; <n> 2 adds the
+  location ("1A2B", "01A2B3C4", AcT 7); <n> 1 or 2 sends the URC form on each change;
+- 10.1.1 AT+CGDCONT, 10.1.10 AT+CGACT (the PDP contexts); Quectel AT+QICSGP,
+  AT+QIACT, AT+QIDEACT; SIMCom SIM7080 AT+CNCFG, AT+CNACT (its "APP" network,
+  URC +APP PDP: <n>,ACTIVE|DEACTIVE) - as data_commands says.
+
+Radio and SIM (AT+CFUN): CFUN=0 powers the SIM down (channels and sessions
+gone) and, like CFUN=4, switches the radio off: deregistered, every data
+bearer down, the HTTP stack's sessions and settings gone (its files stay).
+Back to CFUN=1 the modem reads the SIM again (after CFUN=0 with +CPIN: READY,
+when sim_urcs; .sim_iccid is the profile it found, .sim_reads counts the reads) and
+registers attach_delay seconds later, unless that profile is one of
+no_network_iccids or, with reattach False, the SIM was read again since
+power-on: the modem then searches (stat 2) for ever. Bearers stay down until
+a command brings them up. At power-on the modem is registered at once, with
+the bearers of PDP context 1 (and the SIM7080 APP network 0) up when bearer_at_start says
+so; after a reboot (AT+CFUN=1,1, reset()) it registers attach_delay seconds
+later with every bearer down. The HTTP stack's requests (AT+QHTTPPOST,
+AT+SHCONN, AT+HTTPACTION) need the bearer it uses: Quectel +CME ERROR: 709
+(network deactivated), SIM7080 ERROR, A76xx +HTTPACTION: <m>,717,0 (no
+network).
+
 A personality with `http_stack` also serves that vendor's HTTP(S) commands
 (modem_http.py and its modem_http_<vendor>.py); every other command answers
 ERROR, as an unknown command does on a modem.
@@ -49,6 +75,14 @@ URCS = ('+CREG: 1', '+QIND: "csq",20,99', '+CGREG: 1', '+QIND: "act","LTE"')
 STRAY = ("+QUSIM: 1", "PB DONE", "^SIMST: 1")
 BOOT_URCS = ("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE",
              "+QIND: PB DONE")
+REG_RANGE = {"CREG": 2, "CGREG": 2, "CEREG": 5}  # largest <n> of each (nRF91: CEREG 5)
+TAC, CELL, ACT = "1A2B", "01A2B3C4", 7  # location in <n> >= 2 answers; AcT 7 = E-UTRAN
+# Commands beyond TS 27.007 per data_commands (modem_personality); others answer ERROR.
+VENDOR_DATA = {"quectel": ("QICSGP", "QIACT", "QIDEACT"), "sim7080": ("CNCFG", "CNACT")}
+APP_CONTEXTS = 4  # SIM7080 AT+CNACT <pdpidx> 0..3
+# HTTP stack commands that need a data bearer, and the bearer each stack uses.
+HTTP_NEEDS_BEARER = {"quectel": ("QHTTPPOST", "QHTTPGET"), "sim7080": ("SHCONN",),
+                     "simcom": ("HTTPACTION",)}
 
 
 class CmdError(Exception):
@@ -150,26 +184,61 @@ class AtInterpreter:
         self.cfun = 1
         self.csimsleep = 1
         self.data = None  # DataSink while the modem takes raw bytes
-        self.held = []  # URCs held back meanwhile
+        self.held = []  # URCs held back meanwhile (or until the answer is out)
+        self.reg_n = {}  # AT+CREG/CGREG/CEREG <n> (URC mode) per command
+        self.attach_at = None  # time.monotonic() when the modem registers; None: radio off
+        self.sim_iccid = None  # the enabled profile the modem read from the SIM
+        self.sim_reads = 0  # SIM reads after a CFUN change (refreshes) since power-on
+        self.apn = {}  # cid -> APN (AT+CGDCONT, AT+QICSGP); SIM7080 APP network "app"
+        self.active = set()  # active PDP context ids (AT+CGACT, AT+QIACT)
+        self.app_active = set()  # SIM7080 APP networks up (AT+CNACT)
+        self.activations = 0  # bearers brought up by a command (not at start)
+        self._stat_sent = None  # last <stat> the registration URCs told
         self.http = None
         if cfg.get("http_stack"):
             from ipa_host.sim import modem_http
 
             self.http = modem_http.make_stack(cfg["http_stack"], self)
-        self.power_on()
+        self.power_on(registered=True)
+        if cfg["bearer_at_start"]:  # a modem left running with its data session up
+            self.active.add(1)
+            if cfg["data_commands"] == "sim7080":
+                self.app_active.add(0)
 
     # -- power ---------------------------------------------------------------------------
 
-    def power_on(self):
-        """Settings and channels as after switching the modem on."""
+    def power_on(self, registered=False):
+        """Settings, SIM, channels and network as after switching the modem on; registered
+        now, or attach_delay seconds from now."""
         self.echo = self.cfg["echo"]
         self.cmee = self.cfg["cmee"]
+        self.cfun = 1
+        self._sim_reset()
+        self.reg_n = dict.fromkeys(self.cfg["reg_commands"], 0)
+        self.active.clear()
+        self.app_active.clear()
+        self.sim_reads = 0
+        self.sim_iccid = self._read_iccid()
+        self.attach_at = time.monotonic() + (0 if registered else self.cfg["attach_delay"])
+        self._stat_sent = self.reg_stat()
+
+    def _sim_reset(self):
+        """The SIM powered down or up: channels, sessions and collected answers gone."""
         self.sessions.clear()
         self.open_channels.clear()
         self.pending.clear()
-        self.cfun = 1
         if self.card is not None and hasattr(self.card, "reset"):
             self.card.reset()
+
+    def _read_iccid(self):
+        """The ICCID of the enabled profile, as a modem reads EF ICCID after a SIM reset
+        (here: from the virtual eUICC's committed state); None when it cannot tell."""
+        state = getattr(self.card, "state", None)
+        find = getattr(state, "enabled_profile", None)
+        if not self.sim_present or find is None:
+            return None
+        p = find()
+        return p.get("iccid") if p else None
 
     def reboot(self):
         """What a modem does when it restarts: state lost, RDY and boot URCs after a while."""
@@ -179,6 +248,57 @@ class AtInterpreter:
         if self.http is not None:
             self.http.reboot()
         self.io.boot([CRLF + u.encode() + CRLF for u in BOOT_URCS])
+
+    # -- network ---------------------------------------------------------------------------
+
+    def reg_stat(self):
+        """<stat> of TS 27.007 7.2: 0 radio off or no SIM, 2 searching, 1 home, 5 roaming."""
+        if self.cfun != 1 or not self.sim_present or self.attach_at is None:
+            return 0
+        cfg = self.cfg
+        if (self.sim_iccid is not None and self.sim_iccid in cfg["no_network_iccids"]) \
+                or (not cfg["reattach"] and self.sim_reads):
+            return 2
+        if time.monotonic() < self.attach_at:
+            return 2
+        return 5 if cfg["roaming"] else 1
+
+    def registered(self):
+        return self.reg_stat() in (1, 5)
+
+    def _radio_off(self):
+        """CFUN 0 or 4: deregistered, bearers and the HTTP stack's sessions gone."""
+        self.attach_at = None
+        self.active.clear()
+        if self.app_active:
+            for i in sorted(self.app_active):
+                self.urc_after("+APP PDP: %d,DEACTIVE" % i)
+            self.app_active.clear()
+        if self.http is not None:
+            self.http.reboot()
+
+    def _radio_on(self):
+        """Back to CFUN=1: the SIM is read again, registration follows attach_delay later."""
+        self.sim_reads += 1
+        self.sim_iccid = self._read_iccid()
+        self.attach_at = time.monotonic() + self.cfg["attach_delay"]
+
+    def _reg_update(self):
+        """Registration URCs (<n> 1 or 2) when <stat> changed since they last told."""
+        stat = self.reg_stat()
+        if stat == self._stat_sent:
+            return
+        self._stat_sent = stat
+        for name in self.cfg["reg_commands"]:
+            n = self.reg_n.get(name, 0)
+            if n == 1:
+                self.urc("+%s: %d" % (name, stat))
+            elif n >= 2:
+                self.urc("+%s: %d%s" % (name, stat, self._location(stat)))
+
+    @staticmethod
+    def _location(stat):
+        return ',"%s","%s",%d' % (TAC, CELL, ACT) if stat in (1, 5) else ""
 
     # -- raw data and URCs -----------------------------------------------------------------
 
@@ -204,11 +324,14 @@ class AtInterpreter:
         return len(take)
 
     def tick(self):
-        """Called while the line is idle: ends a data phase whose input time is over."""
+        """Called while the line is idle: ends a data phase whose input time is over, tells
+        a registration change."""
         sink = self.data
         if sink is not None and time.monotonic() > sink.deadline:
             self.data = None
             self._finish(sink.on_timeout)
+        if self.data is None:
+            self._reg_update()
 
     def _finish(self, fn, *args):
         try:
@@ -229,6 +352,10 @@ class AtInterpreter:
             self.held.append(data)
         else:
             self.io.write(data)
+
+    def urc_after(self, text):
+        """An unsolicited result code written after the answer of the current command."""
+        self.held.append(CRLF + text.encode("latin-1") + CRLF)
 
     def flush_urcs(self):
         if self.data is None:
@@ -259,6 +386,7 @@ class AtInterpreter:
             self.dead = True
             return
         body = text[start + 2:]
+        self._reg_update()  # a change not told yet came before this command
         try:
             lines = self._dispatch(body)
             final = "OK"
@@ -270,6 +398,8 @@ class AtInterpreter:
             return
         self._answer(lines, final)
         self.flush_urcs()
+        if self.data is None:
+            self._reg_update()
 
     def _error_text(self, cme, text=None):
         if cme is None:
@@ -342,13 +472,44 @@ class AtInterpreter:
         else:
             raise CmdError()
         handler = getattr(self, "_cmd_" + name.lower(), None)
+        if name in REG_RANGE and name not in self.cfg["reg_commands"]:
+            handler = None
+        for vendor, names in VENDOR_DATA.items():
+            if name in names and self.cfg["data_commands"] != vendor:
+                handler = None
         if handler is None and self.http is not None:
             handler = self.http.handler(name)
+            if handler is not None and kind in ("set", "exec") and \
+                    name in HTTP_NEEDS_BEARER[self.cfg["http_stack"]] and not self._http_bearer():
+                return self._no_bearer(name, args)
         if handler is None or name in ("CCHO", "CGLA", "CCHC") and not self.cfg["logical_channels"]:
             raise CmdError()
         if kind == "test" and not self.cfg["test_cmds"]:
             raise CmdError()
         return handler(kind, args)
+
+    def _http_bearer(self):
+        """The bearer the HTTP stack uses is up: Quectel its "contextid" PDP context, SIM7080
+        an APP network (AT+CNACT), A76xx PDP context 1. (A bearer comes up only while the
+        modem is registered, and goes down with the radio.)"""
+        stack = self.cfg["http_stack"]
+        if stack == "sim7080":
+            return bool(self.app_active)
+        if stack == "quectel":
+            return getattr(self.http, "http_cfg", {}).get("contextid", 1) in self.active
+        return 1 in self.active
+
+    def _no_bearer(self, name, args):
+        """A request without a data bearer, answered as each stack answers it."""
+        stack = self.cfg["http_stack"]
+        if stack == "quectel":
+            raise CmdError(709, "HTTP(S) network deactivated")
+        if stack == "sim7080":
+            raise CmdError()
+        parts = split_args(args or "") or [("1", False)]
+        method = parts[0][0] if parts[0][0].isdigit() else "1"
+        self.urc_after("+HTTPACTION: %s,717,0" % method)  # A76xx: OK, then "no network"
+        return []
 
     # -- identity and settings ---------------------------------------------------------------
 
@@ -401,12 +562,18 @@ class AtInterpreter:
             self.reboot()
             raise NoAnswer()
         fun = int(parts[0])
-        if fun == 0:
-            self.power_on()  # SIM powered down: channels gone
-            self.cfun = 0
-        elif self.cfun == 0:
-            self.power_on()
+        was = self.cfun
+        if fun == was:
+            return []
+        if fun == 0 or was == 0:
+            self._sim_reset()  # the SIM powered down (or up again): channels gone
+        if was == 0 and self.sim_present and self.cfg["sim_urcs"]:
+            self.urc_after("+CPIN: READY")  # the SIM is up again
         self.cfun = fun
+        if fun == 1:
+            self._radio_on()
+        elif was == 1:
+            self._radio_off()
         return []
 
     def _cmd_cpin(self, kind, args):
@@ -432,6 +599,153 @@ class AtInterpreter:
         raise CmdError(50)
 
     _cmd_ecsimsleep = _cmd_csimsleep
+
+    # -- registration and data bearers ---------------------------------------------------
+
+    def _reg(self, name, kind, args):
+        """AT+CREG / AT+CGREG / AT+CEREG: <n>,<stat>[,<tac/lac>,<ci>,<AcT>] (read form)."""
+        top = REG_RANGE[name]
+        if kind == "test":
+            return ["+%s: (0-%d)" % (name, top)]
+        if kind == "read":
+            n, stat = self.reg_n.get(name, 0), self.reg_stat()
+            return ["+%s: %d,%d%s" % (name, n, stat, self._location(stat) if n >= 2 else "")]
+        parts = split_args(args or "") or []
+        if kind != "set" or len(parts) != 1 or parts[0][1] or not parts[0][0].isdigit() \
+                or int(parts[0][0]) > top:
+            raise CmdError(50)
+        self.reg_n[name] = int(parts[0][0])
+        return []
+
+    def _cmd_creg(self, kind, args):
+        return self._reg("CREG", kind, args)
+
+    def _cmd_cgreg(self, kind, args):
+        return self._reg("CGREG", kind, args)
+
+    def _cmd_cereg(self, kind, args):
+        return self._reg("CEREG", kind, args)
+
+    def _cmd_cgdcont(self, kind, args):
+        if kind == "test":
+            return ['+CGDCONT: (1-15),"IP",,,(0-2),(0-4)']
+        if kind == "read":
+            return ['+CGDCONT: %d,"IP","%s","0.0.0.0",0,0' % (cid, apn)
+                    for cid, apn in sorted((k, v) for k, v in self.apn.items()
+                                           if isinstance(k, int))]
+        parts = split_args(args or "") or []
+        if kind != "set" or len(parts) < 3 or not parts[0][0].isdigit() \
+                or not 1 <= int(parts[0][0]) <= 15 or parts[1][0] not in ("IP", "IPV6", "IPV4V6"):
+            raise CmdError(50)
+        self.apn[int(parts[0][0])] = parts[2][0]
+        return []
+
+    def _activate(self, cid):
+        """Bring PDP context cid up (registered only); True when it was down."""
+        if cid in self.active:
+            return False
+        if not self.registered():
+            return None
+        self.active.add(cid)
+        self.activations += 1
+        return True
+
+    def _cmd_cgact(self, kind, args):
+        if kind == "test":
+            return ["+CGACT: (0,1)"]
+        if kind == "read":
+            cids = sorted({1} | {k for k in self.apn if isinstance(k, int)})
+            return ["+CGACT: %d,%d" % (cid, 1 if cid in self.active else 0) for cid in cids]
+        parts = [p for p, _q in (split_args(args or "") or [])]
+        if kind != "set" or not 1 <= len(parts) <= 2 or parts[0] not in ("0", "1") \
+                or not all(p.isdigit() and 1 <= int(p) <= 15 for p in parts[1:]):
+            raise CmdError(50)
+        cid = int(parts[1]) if len(parts) == 2 else 1
+        if parts[0] == "0":
+            self.active.discard(cid)
+        elif self._activate(cid) is None:
+            raise CmdError(30)  # no network service
+        return []
+
+    def _context(self, args):
+        parts = split_args(args or "") or []
+        if not parts or parts[0][1] or not parts[0][0].isdigit() \
+                or not 1 <= int(parts[0][0]) <= 16:
+            raise CmdError(50)
+        return int(parts[0][0]), parts
+
+    def _cmd_qicsgp(self, kind, args):
+        """Quectel AT+QICSGP=<ctx>[,<type>,"<apn>"[,...]]: a context's APN."""
+        if kind == "test":
+            return ['+QICSGP: (1-16),(1-3),"APN","USERNAME","PASSWORD",(0-3)']
+        if kind != "set":
+            raise CmdError(50)
+        ctx, parts = self._context(args)
+        if len(parts) == 1:
+            return ['+QICSGP: 1,"%s","","",0' % self.apn.get(ctx, "")]
+        if len(parts) < 3:
+            raise CmdError(50)
+        self.apn[ctx] = parts[2][0]
+        return []
+
+    def _cmd_qiact(self, kind, args):
+        """Quectel AT+QIACT=<ctx>; AT+QIACT? lists the active contexts with their address."""
+        if kind == "test":
+            return ["+QIACT: (1-16)"]
+        if kind == "read":
+            return ['+QIACT: %d,1,1,"10.64.0.%d"' % (c, c + 1) for c in sorted(self.active)]
+        if kind != "set":
+            raise CmdError(50)
+        ctx, parts = self._context(args)
+        if len(parts) != 1 or self._activate(ctx) is None:
+            raise CmdError()  # Quectel: a plain ERROR when the context cannot come up
+        return []
+
+    def _cmd_qideact(self, kind, args):
+        if kind == "test":
+            return ["+QIDEACT: (1-16)"]
+        if kind != "set":
+            raise CmdError(50)
+        ctx, _parts = self._context(args)
+        self.active.discard(ctx)
+        return []
+
+    def _cmd_cncfg(self, kind, args):
+        """SIM7080 AT+CNCFG=<pdpidx>,<ip_type>[,"<apn>",...]: an APP network's APN."""
+        parts = split_args(args or "") or []
+        if kind != "set" or len(parts) < 3 or parts[0][0] not in ("0", "1", "2", "3"):
+            raise CmdError(50)
+        idx = int(parts[0][0])
+        self.apn["app" if idx == 0 else "app%d" % idx] = parts[2][0]
+        return []
+
+    def _cmd_cnact(self, kind, args):
+        """SIM7080 AT+CNACT=<pdpidx>,<action>: its APP network (what its AT+SH* stack uses);
+        OK, then +APP PDP: <pdpidx>,ACTIVE."""
+        if kind == "test":
+            return ["+CNACT: (0-%d),(0-2)" % (APP_CONTEXTS - 1)]
+        if kind == "read":
+            return ['+CNACT: %d,%d,"%s"' % ((i, 1, "10.64.0.%d" % (i + 2)) if i in self.app_active
+                                            else (i, 0, "0.0.0.0"))
+                    for i in range(APP_CONTEXTS)]
+        parts = [p for p, _q in (split_args(args or "") or [])]
+        if kind != "set" or len(parts) != 2 or not parts[0].isdigit() \
+                or not 0 <= int(parts[0]) < APP_CONTEXTS or parts[1] not in ("0", "1", "2"):
+            raise CmdError(50)
+        idx = int(parts[0])
+        if parts[1] == "0":
+            if idx in self.app_active:
+                self.app_active.discard(idx)
+                self.urc_after("+APP PDP: %d,DEACTIVE" % idx)
+            return []
+        if idx in self.app_active:
+            return []
+        if not self.registered():
+            raise CmdError()
+        self.app_active.add(idx)
+        self.activations += 1
+        self.urc_after("+APP PDP: %d,ACTIVE" % idx)
+        return []
 
     # -- the card ----------------------------------------------------------------------------
 

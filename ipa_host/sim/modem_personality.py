@@ -40,6 +40,23 @@ Options (all personalities accept all of them as keyword overrides):
     max_channels    logical channels the card offers besides the basic one (3)
     seed            seed of the random generator (garbage bytes, URC choice)
 
+The network (registration and data bearers, modem_at.py):
+
+    reg_commands    which of AT+CREG/CGREG/CEREG exist (the others answer ERROR); nRF91:
+                    AT+CEREG only
+    attach_delay    seconds from AT+CFUN=1 (or a reboot) until the modem is registered
+    roaming         registered roaming (<stat> 5) instead of home (1)
+    reattach        False: after the SIM was read again (CFUN back to 1) the modem never
+                    registers (a fault: searching for ever)
+    no_network_iccids  profiles (ICCIDs) that find no network: with one of them read from
+                    the SIM the modem searches for ever (a profile without coverage)
+    bearer_at_start the modem starts with its data bearers up (PDP context 1, SIM7080 APP
+                    network 0), as one an earlier session left running; False: a cold
+                    start, the host brings them up
+    data_commands   vendor data commands besides AT+CGDCONT/CGACT: None, "quectel"
+                    (AT+QICSGP/QIACT/QIDEACT) or "sim7080" (AT+CNCFG/CNACT)
+    sim_urcs        +CPIN: READY when the SIM is read again after AT+CFUN=1
+
 The modem's own HTTP(S) stack (modem_http.py; each stack's module says what it serves):
 
     http_stack      None, "quectel" (AT+QHTTP*, QSSLCFG, QFUPL), "sim7080" (AT+SH*,
@@ -93,12 +110,20 @@ DEFAULTS = {
     "qhttp_reqheader_add": True,
     "sh_body_max": 4096,
     "sh_read_max": 2048,
+    "reg_commands": ("CREG", "CGREG", "CEREG"),
+    "attach_delay": 0.3,
+    "roaming": False,
+    "reattach": True,
+    "no_network_iccids": (),
+    "bearer_at_start": True,
+    "data_commands": None,
+    "sim_urcs": True,
 }
 
 QUECTEL_HTTP = {"manufacturer": "Quectel", "model": "EG915U", "revision": "EG915UEUABR03A01M08",
-                "http_stack": "quectel", "cmee": 1}
+                "http_stack": "quectel", "cmee": 1, "data_commands": "quectel"}
 SIM7080 = {"manufacturer": "SIMCOM INCORPORATED", "model": "SIMCOM_SIM7080G",
-           "revision": "1951B16SIM7080", "http_stack": "sim7080"}
+           "revision": "1951B16SIM7080", "http_stack": "sim7080", "data_commands": "sim7080"}
 A7670 = {"manufacturer": "SIMCOM INCORPORATED", "model": "A7670E-LASE",
          "revision": "A7670M7_V1.11.1", "http_stack": "simcom"}
 
@@ -111,17 +136,21 @@ PERSONALITIES = {
                   "session_ids": "hex16"},
     # Fibocom FG132-GL / Quectel EM05-G: the commands work, their =? forms answer ERROR.
     "no_test_cmds": {"manufacturer": "Quectel", "model": "EM05-G",
-                     "revision": "EM05GFAR07A07M1G", "test_cmds": False},
+                     "revision": "EM05GFAR07A07M1G", "test_cmds": False,
+                     "data_commands": "quectel"},
     # Dell DW5821e (Qualcomm): only AT+CSIM, and only upper-case hex.
     "csim_only": {"manufacturer": "Dell Inc.", "model": "DW5821e Snapdragon X20 LTE",
                   "revision": "T77W968.F1.0.0.4.3.GC.013", "logical_channels": False,
                   "upper_hex_only": True},
     # Quectel-style chatter: echo that ATE0 does not stop, URCs everywhere, stray lines.
     "echo_urc": {"manufacturer": "Quectel", "model": "BG95-M3", "revision": "BG95M3LAR02A03",
-                 "echo": True, "sticky_echo": True, "urcs": True, "stray_line": True},
-    # nRF9151-style: every failure is "+CME ERROR: <n>", never a bare ERROR.
+                 "echo": True, "sticky_echo": True, "urcs": True, "stray_line": True,
+                 "data_commands": "quectel"},
+    # nRF9151-style: every failure is "+CME ERROR: <n>", never a bare ERROR; LTE only
+    # (AT+CEREG, no AT+CREG/CGREG), no +CPIN URC unless subscribed (%XSIM).
     "cme_error": {"manufacturer": "Nordic Semiconductor ASA", "model": "nRF9151-LACA",
-                  "revision": "mfw_nrf91x1_2.0.2", "cmee": 1, "cmee_fixed": True},
+                  "revision": "mfw_nrf91x1_2.0.2", "cmee": 1, "cmee_fixed": True,
+                  "reg_commands": ("CEREG",), "sim_urcs": False},
     # Huawei MT5700: answers cut at 256 bytes (SW lost); with Le=00 the modem does GET
     # RESPONSE itself (as Sequans does) and keeps 256 data bytes + the final SW.
     "truncate256": {"manufacturer": "Huawei Technologies Co., Ltd.", "model": "MT5700M-CN",
@@ -166,7 +195,7 @@ def resolve(personality, overrides=None):
         raise ValueError("cmee must be 0, 1 or 2, not %r" % (cfg["cmee"],))
     if not 0 <= cfg["max_channels"] <= 19:
         raise ValueError("max_channels must be 0..19, not %r" % (cfg["max_channels"],))
-    for key in ("delay", "boot_delay", "http_read_pause"):
+    for key in ("delay", "boot_delay", "http_read_pause", "attach_delay"):
         if cfg[key] < 0:
             raise ValueError("%s must be >= 0 seconds, not %r" % (key, cfg[key]))
     if cfg["http_stack"] not in (None, "quectel", "sim7080", "simcom"):
@@ -182,5 +211,16 @@ def resolve(personality, overrides=None):
     if not 1 <= cfg["sh_read_max"] <= 65536 or not 1 <= cfg["sh_body_max"] <= 1 << 20:
         raise ValueError("sh_read_max / sh_body_max out of range: %r / %r"
                          % (cfg["sh_read_max"], cfg["sh_body_max"]))
+    regs = cfg["reg_commands"]
+    if isinstance(regs, str) or not all(r in ("CREG", "CGREG", "CEREG") for r in regs):
+        raise ValueError("reg_commands must be a tuple of CREG, CGREG, CEREG, not %r" % (regs,))
+    cfg["reg_commands"] = tuple(regs)
+    iccids = cfg["no_network_iccids"]
+    if isinstance(iccids, str) or not all(isinstance(i, str) for i in iccids):
+        raise ValueError("no_network_iccids must be a tuple of ICCID strings, not %r" % (iccids,))
+    cfg["no_network_iccids"] = tuple(iccids)
+    if cfg["data_commands"] not in (None, "quectel", "sim7080"):
+        raise ValueError("data_commands must be None, 'quectel' or 'sim7080', not %r"
+                         % (cfg["data_commands"],))
     cfg["personality"] = personality
     return cfg
