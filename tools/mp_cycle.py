@@ -1174,6 +1174,26 @@ def board_section(figs, total_s):
         ""])
 
 
+def check_heap(runs, figs, max_heap):
+    """The heap checks every mode makes: the block-map unit, the heap walk calibrated against
+    gc.mem_alloc(), and the live high-water above the baseline within --max-heap."""
+    for run, f in zip(runs, figs):
+        if not run.result:
+            continue
+        run.check("GC block of %d bytes (the block maps' unit)" % DUMP_BLOCK,
+                  f["block_bytes"] == DUMP_BLOCK, "probe says %s" % f["block_bytes"])
+        if f["walk"]:
+            run.check("heap walk matches gc.mem_alloc() after each collection",
+                      f["calibration_max_diff"] is not None and f["calibration_max_diff"] <= 256,
+                      "off by %s bytes" % f["calibration_max_diff"])
+        if max_heap is not None:
+            if run.check("heap walk available (--max-heap needs it)", f["walk"],
+                         str(f["walk_error"])):
+                ws = f["high_water"] - f["baseline"]
+                run.check("heap within --max-heap %d" % max_heap, ws <= max_heap,
+                          "live high-water above the baseline: %d" % ws)
+
+
 def board_main(args, stacks, sizes):
     board_dir = args.board if os.path.isdir(args.board) else os.path.join(ROOT, "boards",
                                                                          args.board)
@@ -1202,21 +1222,7 @@ def board_main(args, stacks, sizes):
         shutil.rmtree(work, ignore_errors=True)
     total = time.monotonic() - t0
     figs = [r.figures() for r in runs]
-    for run, f in zip(runs, figs):
-        if not run.result:
-            continue
-        run.check("GC block of %d bytes (the block maps' unit)" % DUMP_BLOCK,
-                  f["block_bytes"] == DUMP_BLOCK, "probe says %s" % f["block_bytes"])
-        if f["walk"]:
-            run.check("heap walk matches gc.mem_alloc() after each collection",
-                      f["calibration_max_diff"] is not None and f["calibration_max_diff"] <= 256,
-                      "off by %s bytes" % f["calibration_max_diff"])
-        if args.max_heap is not None:
-            if run.check("heap walk available (--max-heap needs it)", f["walk"],
-                         str(f["walk_error"])):
-                ws = f["high_water"] - f["baseline"]
-                run.check("heap within --max-heap %d" % args.max_heap, ws <= args.max_heap,
-                          "live high-water above the baseline: %d" % ws)
+    check_heap(runs, figs, args.max_heap)
     failed = False
     for run in runs:
         bad = [(n, d) for n, ok, d in run.checks if not ok]
@@ -1428,21 +1434,7 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figs = [r.figures() for r in runs]
-    for run, f in zip(runs, figs):
-        if not run.result:
-            continue
-        run.check("GC block of %d bytes (the block maps' unit)" % DUMP_BLOCK,
-                  f["block_bytes"] == DUMP_BLOCK, "probe says %s" % f["block_bytes"])
-        if f["walk"]:
-            run.check("heap walk matches gc.mem_alloc() after each collection",
-                      f["calibration_max_diff"] is not None and f["calibration_max_diff"] <= 256,
-                      "off by %s bytes" % f["calibration_max_diff"])
-        if args.max_heap is not None:
-            if run.check("heap walk available (--max-heap needs it)", f["walk"],
-                         str(f["walk_error"])):
-                ws = f["high_water"] - f["baseline"]
-                run.check("heap within --max-heap %d" % args.max_heap, ws <= args.max_heap,
-                          "live high-water above the baseline: %d" % ws)
+    check_heap(runs, figs, args.max_heap)
     ok_runs = [(r, f) for r, f in zip(runs, figs) if r.result and f["walk"]]
     if len(ok_runs) > 1:
         small, big = min(ok_runs, key=lambda x: x[0].size), max(ok_runs, key=lambda x: x[0].size)

@@ -256,3 +256,25 @@ def make_ipa_home(tmp_path):
 def ipa_home(make_ipa_home):
     """An IpaHome with its eIM running."""
     return make_ipa_home()
+
+
+@pytest.fixture
+def modem_rig(ipa_home):
+    """(home, card, make_modem): an IpaHome with its eIM running, its virtual eUICC, and
+    make_modem(personality="textbook", **options) -> a started SimModem (ipa_host.sim.modem,
+    a pty) holding that eUICC; every modem made is stopped at the end of the test."""
+    from ipa_host.sim.home import open_home_euicc
+    from ipa_host.sim.modem import SimModem
+
+    card = open_home_euicc(ipa_home.path)
+    made = []
+
+    def make(personality="textbook", **options):
+        m = SimModem(card, personality, **options).start()
+        made.append(m)
+        return m
+
+    yield ipa_home, card, make
+    for m in made:
+        m.stop()
+

@@ -17,8 +17,7 @@ import time
 
 import pytest
 
-from ipa_host.sim.home import DEMO_PROFILES, open_home_euicc
-from ipa_host.sim.modem import SimModem
+from ipa_host.sim.home import DEMO_PROFILES
 from ipa_host.sim.modem_personality import PERSONALITIES
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
@@ -32,19 +31,9 @@ FAULTY = ("dead", "reset_mid_apdu")  # tested on their own below
 
 
 @pytest.fixture
-def modem_home(ipa_home):
-    """(home, card, make_modem): the home's virtual eUICC in the modems that make_modem makes."""
-    card = open_home_euicc(ipa_home.path)
-    made = []
-
-    def make(personality, **options):
-        m = SimModem(card, personality, **options).start()
-        made.append(m)
-        return m
-
-    yield ipa_home, card, make
-    for m in made:
-        m.stop()
+def modem_home(modem_rig):
+    """(home, card, make_modem): conftest's modem_rig."""
+    return modem_rig
 
 
 def _wait(cond, seconds, what):

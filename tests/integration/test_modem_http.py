@@ -20,8 +20,8 @@ import json
 import pytest
 
 from ipa_host.sim.eim_tls import ensure_tls
-from ipa_host.sim.home import DEMO_PROFILES, open_home_euicc
-from ipa_host.sim.modem import SimModem
+from ipa_host.sim.home import DEMO_PROFILES
+from modem_util import at_info, profile_states  # tests/integration/modem_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 TIMEOUT = 10  # [eim] timeout for these tests: seconds per wait of the modem's HTTP stack
@@ -31,32 +31,13 @@ REQUEST_COMMAND = {"quectel_http": "AT+QHTTPPOST=", "sim7080": 'AT+SHREQ="',
 
 
 @pytest.fixture
-def rig(ipa_home):
-    """(home, card, make_modem): the ipa home with its eIM running (HTTPS, test-made
-    certificates), its virtual eUICC, and modems holding that eUICC."""
-    with open(ipa_home.config, "w") as f:
+def rig(modem_rig):
+    """(home, card, make_modem) of conftest's modem_rig, [eim] timeout for the modem's
+    HTTP stack."""
+    home = modem_rig[0]
+    with open(home.config, "w") as f:
         f.write("[eim]\ntimeout = %d\n" % TIMEOUT)
-    card = open_home_euicc(ipa_home.path)
-    made = []
-
-    def make(personality, **options):
-        m = SimModem(card, personality, **options).start()
-        made.append(m)
-        return m
-
-    yield ipa_home, card, make
-    for m in made:
-        m.stop()
-
-
-def _info(home, m):
-    r = home.ipa("--json", "info", url=False, card="at:" + m.path)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def _profiles(info):
-    return {p["iccid"]: p["profileState"] for p in info["profiles"]}
+    return modem_rig
 
 
 @pytest.mark.parametrize("personality,network", [
@@ -103,8 +84,8 @@ def test_psmo_cycle_through_the_modems_http_stack(rig, personality, network):
     assert m.sessions == {} and m.open_channels == set()  # the card session was closed
 
     # The eUICC: profile B enabled, nothing left for the eIM (it acknowledged everything).
-    info = _info(home, m)
-    assert _profiles(info) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
+    info = at_info(home, m)
+    assert profile_states(info) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
     assert info["notifications"] == []
     assert card.state.enabled_profile()["iccid"] == PROFILE_B
 
@@ -150,7 +131,7 @@ def test_a_wrong_ca_fails_naming_tls_through_the_modem(rig, tmp_path, personalit
     assert home.server.requests == []
     assert len(home.server.handshake_failures) >= 1
     assert home.server.queue(home.eid), "the package must still wait at the eIM"
-    assert _profiles(_info(home, m))[PROFILE_A] == 1  # nothing changed on the eUICC
+    assert profile_states(at_info(home, m))[PROFILE_A] == 1  # nothing changed on the eUICC
     assert r.elapsed < 20, r.elapsed
 
 
@@ -168,7 +149,7 @@ def test_an_http_stack_error_code_is_surfaced(rig, personality, options, expecte
     (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("error          ")]
     assert expected in line, line
     assert home.server.requests == []  # the stack failed before the eIM saw anything
-    assert _profiles(_info(home, m))[PROFILE_A] == 1
+    assert profile_states(at_info(home, m))[PROFILE_A] == 1
     # The same modem, once its stack works again, carries the cycle (nothing was lost).
     m.at.cfg["http_error"] = None
     r = home.ipa("--network", "modem", "--ca-file", home.tls["ca_cert"], "poll",

@@ -14,35 +14,24 @@ ipa_host/modem_link.py logs the AT lines of the refresh at info level: the tests
 them in the log.
 """
 
-import json
 
 import pytest
 
-from ipa_host.sim.home import DEMO_PROFILES, open_home_euicc
-from ipa_host.sim.modem import SimModem
+from ipa_host.sim.home import DEMO_PROFILES
+from modem_util import at_info, profile_states  # tests/integration/modem_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 NO_NOTIFY = "8000"  # notifyStateChange [0] NULL in a GetEimPackageRequest
 
 
 @pytest.fixture
-def rig(ipa_home):
-    """(home, card, make_modem): the ipa home with its eIM running, its virtual eUICC, and
-    modems holding that eUICC. [eim] timeout 10 s (the modem's HTTP stack waits), [card]
-    attach_timeout 3 s (how long the IPA waits for the modem after a switch)."""
-    with open(ipa_home.config, "w") as f:
+def rig(modem_rig):
+    """(home, card, make_modem) of conftest's modem_rig with [eim] timeout 10 s (the
+    modem's HTTP stack waits) and [card] attach_timeout 3 s (how long the IPA waits for
+    the modem after a switch)."""
+    with open(modem_rig[0].config, "w") as f:
         f.write("[card]\nattach_timeout = 3\n[eim]\ntimeout = 10\n")
-    card = open_home_euicc(ipa_home.path)
-    made = []
-
-    def make(personality="textbook", **options):
-        m = SimModem(card, personality, **options).start()
-        made.append(m)
-        return m
-
-    yield ipa_home, card, make
-    for m in made:
-        m.stop()
+    return modem_rig
 
 
 def _log(stderr):
@@ -75,16 +64,6 @@ def _refresh_then_registration(log, start=0):
     assert log[i + 1] == "INFO ipa: modem: AT < OK", log[i:i + 2]
     i = _index(log, "INFO ipa: modem: waiting up to 3 s for the network registration", i)
     return _index(log, "INFO ipa: modem: registered (home network)", i)
-
-
-def _info(home, m):
-    r = home.ipa("--json", "info", url=False, card="at:" + m.path)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def _profiles(info):
-    return {p["iccid"]: p["profileState"] for p in info["profiles"]}
 
 
 def _one_result(home, name):
@@ -121,8 +100,8 @@ def test_enable_refreshes_the_modem_before_reporting(rig):
     assert [q["function"] for q in home.server.requests] == ["getEimPackage",
                                                             "provideEimPackageResult"]
     assert m.sessions == {} and m.open_channels == set()
-    info = _info(home, m)
-    assert _profiles(info) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
+    info = at_info(home, m)
+    assert profile_states(info) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
     assert info["notifications"] == []
 
 
@@ -155,7 +134,7 @@ def test_the_modems_http_stack_works_again_after_the_refresh(rig):
     assert result["kind"] == "ePRAndNotifications"
     assert m.at.http.requests == len(home.server.requests) == 2
     assert all(q["status"] == 200 for q in home.server.requests)
-    assert _profiles(_info(home, m)) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
+    assert profile_states(at_info(home, m)) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
     assert card.state.pending() == []
 
 
