@@ -185,7 +185,9 @@ def _parser():
 
     s = sub.add_parser("serve", help="run the eIM (ESipa over HTTPS + operator API)")
     s.add_argument("--dir", required=True, help="state folder (created)")
-    s.add_argument("--pki", help="PKI folder with eim.key (default: DIR/pki, created)")
+    s.add_argument("--pki", help="PKI folder with eim.key (default: the ipa home's sim/pki, "
+                   "and --token 1, when DIR is <home>/eim of an `ipa --home <home>`; else "
+                   "DIR/pki, created)")
     s.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8443, help="ESipa port (default 8443)")
     s.add_argument("--api-port", type=int, default=8444,
@@ -273,6 +275,17 @@ def _parser():
     return p
 
 
+def home_pki(eim_dir):
+    """<home>/sim/pki when `eim_dir` is <home>/eim of an ipa home that has its eIM key there
+    (the key the home's virtual eUICC trusts: another key would make every package fail its
+    signature check), else None (EimServer's default DIR/pki)."""
+    pki = os.path.join(os.path.dirname(os.path.abspath(eim_dir)), "sim", "pki")
+    if os.path.basename(os.path.abspath(eim_dir)) == "eim" and \
+            os.path.isfile(os.path.join(pki, "eim.key")):
+        return pki
+    return None
+
+
 def _serve(args):
     from ipa_host.sim.eim import EimServer
 
@@ -283,8 +296,12 @@ def _serve(args):
         kw["association_token"] = None
     if args.eim_id:
         kw["eim_id"] = args.eim_id
+    pki = args.pki or home_pki(args.dir)
+    if pki and not args.pki and "association_token" not in kw:
+        # The home's eUICC generated associationToken 1 for the demo eIM, its first eIM.
+        kw["association_token"] = 1
     try:
-        server = EimServer(args.dir, args.pki, host=args.host, port=args.port,
+        server = EimServer(args.dir, pki, host=args.host, port=args.port,
                            api_port=None if args.no_api else args.api_port, tls=not args.http,
                            version=args.version, tls_names=args.tls_name,
                            coap_port=args.coap_port, smdp_ca_file=args.smdp_ca_file, **kw)

@@ -639,3 +639,17 @@ def test_independent_of_the_ipa_message_modules():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_serve_for_an_ipa_home_takes_the_homes_eim_key(tmp_path):
+    """`ipa-sim eim serve --dir <home>/eim` without --pki signs with <home>/sim/pki/eim.key,
+    the key the home's virtual eUICC trusts; any other folder keeps DIR/pki."""
+    from ipa_host.sim.eim_cli import home_pki
+    from ipa_host.sim.home import open_home_euicc
+
+    home = str(tmp_path / "home")
+    open_home_euicc(home)  # provisions <home>/sim/pki with the eIM key
+    assert home_pki(os.path.join(home, "eim")) == os.path.join(home, "sim", "pki")
+    assert home_pki(os.path.join(home, "eim") + os.sep) == os.path.join(home, "sim", "pki")
+    assert home_pki(str(tmp_path / "elsewhere" / "eim")) is None
+    assert home_pki(os.path.join(home, "eim2")) is None
