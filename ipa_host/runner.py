@@ -339,6 +339,12 @@ class IpaHost:
             self.eim = self.ipa.choose_eim(st.eim_id)
             self.network = build_network(st, self.eim, self.session)
             self.ipa.network = self.network
+            if connectivity is not None and connectivity.stack is not None:
+                # The modem's HTTP stack needs its data bearer: up already on most starts
+                # (one query), brought up here when the modem came up without it.
+                if not connectivity.bearer(connectivity.clock_ms() + BEARER_START_MS):
+                    log.warning("the data bearer of the modem's %s HTTP stack is not up: "
+                                "the eIM exchanges will likely fail", connectivity.stack)
             mode = st.profile_download or "auto"
             self.ipa.download_handler = make_download_handler(
                 self.ipa, lambda address: build_smdp_network(st, address),
@@ -356,6 +362,7 @@ class IpaHost:
 
 
 TEST_KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
+BEARER_START_MS = 30000  # bringing the modem's data bearer up before the first request
 
 
 def _test_kill_hook(h):

@@ -138,6 +138,25 @@ def test_the_modems_http_stack_works_again_after_the_refresh(rig):
     assert card.state.pending() == []
 
 
+def test_a_modem_that_came_up_without_its_bearer_gets_it_before_the_first_request(rig):
+    """`--network modem` on a modem whose APP network is down at start (a fresh power-up):
+    the IPA brings the SIM7080's bearer up before its first request, which then works."""
+    home, card, make = rig
+    m = make("sim7080", bearer_at_start=False)
+    r = home.ipa("--log-level", "info", "--network", "modem", "--ca-file", home.tls["ca_cert"],
+                 "poll", card="at:" + m.path)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    log = _log(r.stderr)
+    i = _index(log, "INFO ipa: modem: bringing the data bearer of the sim7080 HTTP stack up: "
+                    "AT+CNACT=0,1")
+    _index(log, "INFO ipa: modem: data bearer up (AT+CNACT?)", i)
+    sent = list(m.received)
+    assert sent.index("AT+CNACT=0,1") < min(k for k, c in enumerate(sent)
+                                            if c.startswith('AT+SHREQ="'))
+    assert m.at.activations == 1 and m.at.app_active == {0}
+    assert len(home.server.requests) == 1 and home.server.requests[0]["status"] == 200
+
+
 def test_no_network_with_the_new_profile_rolls_back(rig):
     home, card, make = rig
     m = make(attach_delay=0.3, no_network_iccids=(PROFILE_B,))  # B has no coverage here
