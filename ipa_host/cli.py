@@ -471,6 +471,20 @@ def print_download(r, out):
         out.write("enabled        %s\n" % r["immediateEnable"])
 
 
+def _after_enable(st, session, r):
+    """ImmediateEnable switched the profile: on a modem (--card at:), make it read the eUICC
+    again and wait for its registration, as poll does after a PSMO enable."""
+    if r.get("immediateEnable") != "ok":
+        return
+    c = runner.build_connectivity(st, session)
+    if c is None:
+        return
+    c.refresh()
+    if not c.wait_connected(int(st.attach_timeout * 1000)):
+        runner.log.warning("the modem did not register within %s s after enabling the new "
+                           "profile", st.attach_timeout)
+
+
 def cmd_download(a, st, out):
     from ipa_core import activation
     from ipa_core import ipa_download as dl
@@ -485,6 +499,7 @@ def cmd_download(a, st, out):
         if a.indirect:
             with runner.IpaHost(st) as h:
                 r = dl.download(h.session, dl.IndirectTransport(h.ipa), **kw)
+                _after_enable(st, h.session, r)
         else:
             s = runner.open_session(st)
             try:
@@ -493,6 +508,7 @@ def cmd_download(a, st, out):
                     r = dl.download(s, DirectTransport(net), **kw)
                 finally:
                     net.close()
+                _after_enable(st, s, r)
             finally:
                 s.close()
     except dl.DownloadError as e:

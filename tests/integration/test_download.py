@@ -158,3 +158,36 @@ def test_eim_trigger_relayed_by_an_eim_that_cannot(lab):
         assert not list(dp.events)  # the SM-DP+ was never contacted
     finally:
         eim.stop()
+
+
+def test_download_and_enable_on_a_modem_refreshes_it(lab, tmp_path):
+    """`ipa --card at:<pty> download --enable`: after ES10b.ImmediateEnable the modem is made
+    to read the eUICC again (AT+CFUN=0/1) and the IPA waits for its registration, as poll
+    does after a PSMO enable; `ipa info` through the modem shows the new profile enabled.
+    The eUICC has no eIM: ConfigureImmediateProfileEnabling is refused once one is
+    associated (associatedEimAlreadyExists)."""
+    from ipa_core import es10
+    from ipa_core.apdu import IsdrSession
+    from ipa_host.sim.euicc import VirtualEuicc
+    from ipa_host.sim.modem import SimModem
+
+    h, eid, dp = lab
+    card = VirtualEuicc(os.path.join(sim_dir(h), "pki"), state_path=str(tmp_path / "no-eim.json"))
+    with IsdrSession(card) as s:  # the device's set-up: immediate enabling allowed
+        es10.configure_immediate_profile_enabling(s, immediate_enable_flag=True)
+    m = SimModem(card, "textbook", attach_delay=0.2).start()
+    try:
+        r = ipa(h, dp, "--card", "at:" + m.path, "--log-level", "info", "download", "--enable",
+                "LPA:1$%s$MATCH-1" % dp.address)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert "enabled        ok" in r.stdout, r.stdout
+        sent = list(m.received)
+        assert sent.index("AT+CFUN=0") < sent.index("AT+CFUN=1")
+        assert "registered (home network)" in r.stderr, r.stderr
+        q = subprocess.run([IPA, "--home", h, "--card", "at:" + m.path, "--json", "info"],
+                           capture_output=True, text=True, timeout=60)
+        assert q.returncode == 0, q.stderr
+        states = {p["iccid"]: p["profileState"] for p in json.loads(q.stdout)["profiles"]}
+        assert states[ICCID_1] == 1 and list(states.values()).count(1) == 1
+    finally:
+        m.stop()
