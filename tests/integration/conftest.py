@@ -26,6 +26,7 @@ if _HOST not in sys.path:
     sys.path.insert(0, _HOST)
 
 from euicc_fixtures import make_euicc, reopen  # noqa: E402
+from ipa_util import IPA  # noqa: E402 - tests/integration/ipa_util.py
 
 TRANSPORTS = ("inproc", "pcsc")
 INSERT_TIMEOUT = 5.0
@@ -132,7 +133,6 @@ def rig(make_rig):
 
 # ---- the `ipa` command against the simulated eIM (test_ipa_faults.py, test_ipa_modem.py) ----
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 NET_TIMEOUT = 1  # [eim] timeout: every network wait 1 s, one whole request 4 s at most
 
 

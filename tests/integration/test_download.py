@@ -11,15 +11,14 @@ the SM-DP+ every eUICC signature.
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from ipa_host.sim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
 from ipa_host.sim.smdpp import SmdpServer
+from ipa_util import IPA, functions, info_json as info  # tests/integration/ipa_util.py
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 ICCID_1 = "89000123456789012341"
 ICCID_CC = "89000123456789012358"
 
@@ -41,17 +40,6 @@ def lab(tmp_path):
 def ipa(h, dp, *args, timeout=120):
     cmd = [IPA, "--home", h, "--smdp-ca-file", dp.tls_ca_path] + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-def info(h):
-    r = subprocess.run([IPA, "--home", h, "--json", "info"], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def functions(dp):
-    return [(e["function"], e["status"]) for e in dp.events]
 
 
 def test_direct_download(lab):

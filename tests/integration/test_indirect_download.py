@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -22,8 +21,8 @@ from ipa_core import tlv
 from ipa_host.sim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
 from ipa_host.sim.smdpp import SmdpServer
+from ipa_util import IPA, functions, info_json as info  # tests/integration/ipa_util.py
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 ICCID_1 = "89000123456789012341"
 ICCID_2 = "89000123456789012358"
 
@@ -53,17 +52,6 @@ def lab(tmp_path):
 def ipa(h, eim, *args, timeout=120):
     cmd = [IPA, "--home", h, "--eim-url", eim.url] + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-def info(h):
-    r = subprocess.run([IPA, "--home", h, "--json", "info"], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
-def functions(dp):
-    return [(e["function"], e["status"]) for e in dp.events]
 
 
 def relayed(eim):

@@ -8,14 +8,13 @@ eIM's DTLS certificate, so the IPA trusts the eIM over CoAPS exactly as over HTT
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from ipa_host.sim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
+from ipa_util import IPA  # tests/integration/ipa_util.py
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 
 

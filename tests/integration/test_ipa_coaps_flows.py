@@ -21,7 +21,6 @@ import os
 import select
 import socket
 import subprocess
-import sys
 import threading
 
 import pytest
@@ -31,8 +30,8 @@ pytest.importorskip("mbedtls")
 from ipa_host.sim import pki  # noqa: E402
 from ipa_host.sim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
+from ipa_util import IPA  # tests/integration/ipa_util.py
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 PROFILE_A, PROFILE_B = DEMO_PROFILES[0]["iccid"], DEMO_PROFILES[1]["iccid"]
 ENABLED, DISABLED = 1, 0  # ProfileState, as `ipa --json info` gives it
 NO_NOTIFY = "8000"  # notifyStateChange [0] NULL in a GetEimPackageRequest

@@ -9,15 +9,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from ipa_host.sim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
+from ipa_util import IPA, info_json, profile_states  # tests/integration/ipa_util.py
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 
 
@@ -42,11 +41,8 @@ def ipa(h, server, *args, binding="asn1", timeout=60):
 
 
 def profiles(h):
-    r = subprocess.run([IPA, "--home", h, "--json", "info"], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
-    return {p["iccid"]: p["profileState"] for p in d["profiles"]}, d["notifications"]
+    d = info_json(h)
+    return profile_states(d), d["notifications"]
 
 
 def test_idle_poll(home):

@@ -17,7 +17,6 @@ docs/resilience.md describes these tests and the core's (tests/core/test_ipa.py)
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -27,8 +26,8 @@ from ipa_host.sim import pki
 from ipa_host.sim.eim import EimServer
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, open_home_euicc
 from ipa_host.sim.signer import build_euicc_package_request
+from ipa_util import IPA  # tests/integration/ipa_util.py
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 NO_NOTIFY = "8000"  # notifyStateChange [0] NULL in a GetEimPackageRequest
 

@@ -10,11 +10,9 @@ IPA posts to the JSON path, the eIM's CoAP endpoint serves only the ASN.1 path a
 Everything on loopback; every wait is bounded.
 """
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -22,8 +20,8 @@ import pytest
 from ipa_host.sim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
 from ipa_host.sim.smdpp import SmdpServer
+from ipa_util import IPA, info_json  # tests/integration/ipa_util.py
 
-IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 NEW_ICCID = "89000123456789012358"
 WAIT = 20  # seconds: bound on each wait for the eIM to see a result
@@ -54,10 +52,7 @@ def lab(tmp_path):
 
 
 def profiles(h):
-    r = subprocess.run([IPA, "--home", h, "--json", "info"], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, r.stderr
-    return {p["iccid"]: p for p in json.loads(r.stdout)["profiles"]}
+    return {p["iccid"]: p for p in info_json(h)["profiles"]}
 
 
 def wait_results(eim, eid, n, proc):

@@ -21,7 +21,7 @@ import pytest
 
 from ipa_host.sim.eim_tls import ensure_tls
 from ipa_host.sim.home import DEMO_PROFILES
-from modem_util import at_info, profile_states  # tests/integration/modem_util.py
+from ipa_util import at_info, profile_states  # tests/integration/ipa_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 TIMEOUT = 10  # [eim] timeout for these tests: seconds per wait of the modem's HTTP stack

@@ -18,7 +18,7 @@ them in the log.
 import pytest
 
 from ipa_host.sim.home import DEMO_PROFILES
-from modem_util import at_info, profile_states  # tests/integration/modem_util.py
+from ipa_util import at_info, profile_states  # tests/integration/ipa_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 NO_NOTIFY = "8000"  # notifyStateChange [0] NULL in a GetEimPackageRequest
