@@ -448,24 +448,9 @@ COLUMNS = (
 TEXT_COLS = 3
 
 
-def _cell(r, key, fmt):
-    v = r.get(key)
-    return "-" if v is None else fmt % v
-
-
 def table(results):
     """A Markdown table of the results (also readable on a terminal)."""
-    head = [c[1] for c in COLUMNS]
-    rows = [[_cell(r, k, f) for k, _h, f in COLUMNS] for r in results]
-    width = [max(len(x) for x in col) for col in zip(head, *rows)]
-
-    def line(cells):
-        return "| " + " | ".join(c.rjust(w) if i >= TEXT_COLS else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(cells, width))) + " |"
-
-    sep = "|" + "|".join("-" * (w + 1) + (":" if i >= TEXT_COLS else "-")
-                         for i, w in enumerate(width)) + "|"
-    return "\n".join([line(head), sep] + [line(r) for r in rows])
+    return benchdoc.table(results, COLUMNS, TEXT_COLS)
 
 
 def _fill(text):

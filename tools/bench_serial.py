@@ -402,24 +402,12 @@ COLUMNS = (
     ("wall_s", "wall s", "%.2f"), ("limit_s", "limit s", "%.2f"), ("ratio", "wall/limit", "%.2f"),
 )
 
-
-def _cell(r, key, fmt):
-    v = r.get(key)
-    return "-" if v is None else fmt % v
+TEXT_COLS = 3  # the text columns first: left-aligned
 
 
 def table(results):
     """A Markdown table of the results (also readable on a terminal)."""
-    head = [c[1] for c in COLUMNS]
-    rows = [[_cell(r, k, f) for k, _h, f in COLUMNS] for r in results]
-    width = [max(len(x) for x in col) for col in zip(head, *rows)]
-
-    def line(cells):
-        return "| " + " | ".join(c.rjust(w) if i > 2 else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(cells, width))) + " |"
-
-    sep = "|" + "|".join("-" * (w + 1) + (":" if i > 2 else "-") for i, w in enumerate(width)) + "|"
-    return "\n".join([line(head), sep] + [line(r) for r in rows])
+    return benchdoc.table(results, COLUMNS, TEXT_COLS)
 
 
 def _rel(new, old):

@@ -50,3 +50,21 @@ def write_section(text, section, path=DOCS):
         doc = doc[:start] + text + ("\n" + doc[nxt + 1:] if nxt >= 0 else "")
     with open(path, "w") as f:
         f.write(doc.rstrip("\n") + "\n")
+
+
+def table(results, columns, text_cols):
+    """A Markdown table (also readable on a terminal) of `results` (dicts): `columns` are
+    (key, heading, %-format); the first `text_cols` columns are text (left-aligned), the
+    others figures (right-aligned); a missing value shows as '-'."""
+    head = [c[1] for c in columns]
+    rows = [["-" if r.get(k) is None else f % r.get(k) for k, _h, f in columns]
+            for r in results]
+    width = [max(len(x) for x in col) for col in zip(head, *rows)]
+
+    def line(cells):
+        return "| " + " | ".join(c.rjust(w) if i >= text_cols else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, width))) + " |"
+
+    sep = "|" + "|".join("-" * (w + 1) + (":" if i >= text_cols else "-")
+                         for i, w in enumerate(width)) + "|"
+    return "\n".join([line(head), sep] + [line(r) for r in rows])
