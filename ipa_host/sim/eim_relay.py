@@ -102,6 +102,18 @@ def error_answer(tag, code):
     return tlv.encode(tag, tlv.encode(ERROR_TAGS[tag], tlv.int_encode(code)))
 
 
+def _full_response(t, tag, name):
+    """(transactionId, the eUICC's response `name`) of an ESipa request; its compact form
+    (minimizeEsipaBytes, first element [2]) cannot be relayed: RelayError."""
+    tid = _need(t, 0x80, "transactionId").value
+    r = _need(t, tag, name)
+    kids = r.children() if r.constructed else []
+    if kids and kids[0].tag == 0xA2:
+        raise RelayError(UNDEFINED_ERROR, "relay not available: compact %s (minimizeEsipaBytes)"
+                         " is not supported" % name)
+    return tid, r
+
+
 def _need(t, tag, what):
     c = t.find(tag)
     if c is None:
@@ -269,12 +281,7 @@ class SmdpRelay:
                 "initiateAuthentication relayed to %s: transactionId %s" % (address, _hex(tid)))
 
     def _authenticate_client(self, t):
-        tid = _need(t, 0x80, "transactionId").value
-        asr = _need(t, 0xBF38, "authenticateServerResponse")
-        kids = asr.children() if asr.constructed else []
-        if kids and kids[0].tag == 0xA2:
-            raise RelayError(UNDEFINED_ERROR, "relay not available: compact "
-                             "authenticateServerResponse (minimizeEsipaBytes) is not supported")
+        tid, asr = _full_response(t, 0xBF38, "authenticateServerResponse")
         s = self._session(tid, t.tag)
         a = self._call(s.network, "authenticateClient", {
             "transactionId": _hex(tid), "authenticateServerResponse": _b64(asr.raw)})
@@ -290,12 +297,7 @@ class SmdpRelay:
                 "authenticateClient relayed to %s" % s.address)
 
     def _get_bound_profile_package(self, t):
-        tid = _need(t, 0x80, "transactionId").value
-        pdr = _need(t, 0xBF21, "prepareDownloadResponse")
-        kids = pdr.children() if pdr.constructed else []
-        if kids and kids[0].tag == 0xA2:
-            raise RelayError(UNDEFINED_ERROR, "relay not available: compact "
-                             "prepareDownloadResponse (minimizeEsipaBytes) is not supported")
+        tid, pdr = _full_response(t, 0xBF21, "prepareDownloadResponse")
         s = self._session(tid, t.tag)
         a = self._call(s.network, "getBoundProfilePackage", {
             "transactionId": _hex(tid), "prepareDownloadResponse": _b64(pdr.raw)})

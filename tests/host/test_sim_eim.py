@@ -653,3 +653,24 @@ def test_serve_for_an_ipa_home_takes_the_homes_eim_key(tmp_path):
     assert home_pki(os.path.join(home, "eim") + os.sep) == os.path.join(home, "sim", "pki")
     assert home_pki(str(tmp_path / "elsewhere" / "eim")) is None
     assert home_pki(os.path.join(home, "eim2")) is None
+
+
+def test_relay_refuses_compact_responses_it_cannot_forward():
+    """AuthenticateClient / GetBoundProfilePackage carrying the compact (minimizeEsipaBytes)
+    eUICC response: the relay answers the ESipa error undefinedError (127) and its note says
+    which response was compact; nothing goes to an SM-DP+."""
+    from ipa_core import tlv
+    from ipa_host.sim import eim_relay as er
+
+    def no_network(address):
+        raise AssertionError("no SM-DP+ may be called, got %s" % address)
+
+    relay = er.SmdpRelay(network_factory=no_network)
+    tid = bytes(range(16))
+    compact = tlv.enc(0xA2, tlv.encode(0x80, tid))
+    for tag, inner, name in ((er.AUTHENTICATE_CLIENT, 0xBF38, "authenticateServerResponse"),
+                             (er.GET_BOUND_PROFILE_PACKAGE, 0xBF21, "prepareDownloadResponse")):
+        req = tlv.decode(tlv.enc(tag, tlv.encode(0x80, tid), tlv.enc(inner, compact)))
+        answer, note = relay.handle(req)
+        assert answer == er.error_answer(tag, 127)
+        assert "compact %s (minimizeEsipaBytes) is not supported" % name in note, note
