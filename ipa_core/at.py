@@ -48,23 +48,8 @@ Every wait is bounded by a per-command timeout measured with `clock_ms()`
 line by `max_line` bytes and every answer by `max_info_lines` lines.
 """
 
+from ipa_core.clock import clock
 from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
-
-try:  # MicroPython: wrapping millisecond ticks
-    from time import ticks_diff as _ticks_diff
-    from time import ticks_ms as _ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def _ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-
-def _sub(a, b):
-    return a - b
 
 
 # TS 27.007 9.2 (mobile termination errors). Verbose forms map back to numbers.
@@ -326,12 +311,7 @@ class AtEngine:
             raise ValueError("max_line %d below 64" % max_line)
         self.stream = stream
         self.urc = urc
-        if clock_ms is None:
-            self._now = _ticks_ms
-            self._diff = _ticks_diff
-        else:
-            self._now = clock_ms
-            self._diff = _sub
+        self._now, self._diff = clock(clock_ms)
         self.max_line = max_line
         self.max_info_lines = max_info_lines
         self.trace = trace

@@ -37,19 +37,9 @@ bounded by the back-off (MAX_TRANSMIT_WAIT) or `separate_timeout_ms`, and a
 whole request (all blocks) by `request_timeout_ms`.
 """
 
+from ipa_core.clock import clock
 from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
 
-try:  # MicroPython: wrapping millisecond ticks
-    from time import ticks_diff as _ticks_diff
-    from time import ticks_ms as _ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def _ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
 
 try:  # CPython and most MicroPython ports
     from os import urandom as _urandom
@@ -400,10 +390,6 @@ def _is_ip_literal(host):
     return True
 
 
-def _sub(a, b):
-    return a - b
-
-
 class CoapReset(TransportError):
     """The server answered our confirmable message with RST (it could not process it)."""
 
@@ -446,8 +432,7 @@ class CoapClient:
             raise ValueError("token_length: expected 0..8, got %r" % (token_length,))
         self.token_length = token_length
         self.random_bytes = random_bytes or default_random
-        self._now = clock_ms or _ticks_ms
-        self._diff = _ticks_diff if clock_ms is None else _sub
+        self._now, self._diff = clock(clock_ms)
         self.content_formats = dict(CONTENT_FORMATS)
         if content_formats:
             self.content_formats.update(content_formats)

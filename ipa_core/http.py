@@ -40,19 +40,9 @@ bounds; the connection is kept for the next request once the body was read
 or skipped (at most MAX_SKIP bytes), else it is closed.
 """
 
+from ipa_core.clock import clock
 from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
 
-try:  # MicroPython: wrapping millisecond ticks
-    from time import ticks_diff as _ticks_diff
-    from time import ticks_ms as _ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def _ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
 
 MAX_BODY = 0x100000  # 1 MiB: above any bound profile package, like tlv.MAX_LEN
 MAX_HEADER = 8192  # bytes of one response head (status line + fields)
@@ -121,8 +111,7 @@ class Buffered:
         self.stream = stream
         self.read_size = read_size
         self.timeout_ms = timeout_ms  # None: b"" is EOF; else the longest silence of a polled stream
-        self._now = clock_ms or _ticks_ms
-        self._diff = _ticks_diff if clock_ms is None else _sub
+        self._now, self._diff = clock(clock_ms)
         self._buf = b""
         self._pos = 0
         self.received = 0  # bytes read from the stream, in all
@@ -267,10 +256,6 @@ class Buffered:
         close = getattr(self.stream, "close", None)
         if close is not None:
             close()
-
-
-def _sub(a, b):
-    return a - b
 
 
 def _too_big(limit, got):
