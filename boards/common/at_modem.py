@@ -148,8 +148,10 @@ class AtModemBoard:
 
     It is the Board of ipa_board (open_session, open_network, recover,
     connectivity, close) for SIMCom-style modems. A board subclass supplies
-    the hardware: open_uart() -> machine.UART, press_pwrkey(), and
-    optionally power_cycle() (cut and restore the modem's supply).
+    the hardware: `pins` (its PINS table) and, once start() made the Pin,
+    `pwrkey` and `pulse_ms` - or its own open_uart() -> machine.UART and
+    press_pwrkey() - and optionally power_cycle() (cut and restore the
+    modem's supply).
 
     The ISD-R goes through ipa_core.at_card.AtCard (AT+CCHO/CGLA or
     AT+CSIM, quirks from ipa_core.modems), the eIM through the modem's
@@ -176,11 +178,27 @@ class AtModemBoard:
 
     # -- hardware hooks (the board subclass)
 
+    pins = None  # the board's PINS table: modem_uart, modem_tx, modem_rx (open_uart)
+    pwrkey = None  # the machine.Pin driving PWRKEY, high = pressed (press_pwrkey)
+    pulse_ms = None  # how long a press lasts: the modem's PWRKEY on-time
+
     def open_uart(self):
-        raise NotImplementedError
+        """The modem UART from self.pins and [modem_baud] (override for other wiring)."""
+        if self.pins is None:
+            raise NotImplementedError("the board sets pins or overrides open_uart()")
+        from uart_stream import open_uart
+
+        p = self.pins
+        return open_uart(p["modem_uart"], self.cfg["modem_baud"], p["modem_tx"], p["modem_rx"])
 
     def press_pwrkey(self):
-        raise NotImplementedError
+        """Hold self.pwrkey high for self.pulse_ms (override for other wiring)."""
+        if self.pwrkey is None or self.pulse_ms is None:
+            raise NotImplementedError("the board sets pwrkey and pulse_ms or overrides "
+                                      "press_pwrkey()")
+        self.pwrkey.value(1)
+        self.sleep_ms(self.pulse_ms)
+        self.pwrkey.value(0)
 
     def power_cycle(self):
         """Cut and restore the modem's supply; False when the board cannot."""

@@ -94,7 +94,8 @@ class Board(at_modem.AtModemBoard):
             import machine
         self.machine = machine
         self.pmu = None
-        self.pwrkey = None
+        self.pins = PINS
+        self.pulse_ms = PWRKEY_PULSE_MS
 
     def start(self, stream=None):
         m = self.machine
@@ -110,17 +111,6 @@ class Board(at_modem.AtModemBoard):
         self.pmu.dc3(True)
         self.sleep_ms(100)
         return super().start(stream)
-
-    def open_uart(self):
-        from uart_stream import open_uart
-
-        return open_uart(PINS["modem_uart"], self.cfg["modem_baud"], PINS["modem_tx"],
-                         PINS["modem_rx"])
-
-    def press_pwrkey(self):
-        self.pwrkey.value(1)
-        self.sleep_ms(PWRKEY_PULSE_MS)
-        self.pwrkey.value(0)
 
     def power_cycle(self):
         self.pmu.dc3(False)

@@ -49,7 +49,7 @@ class Board(at_modem.AtModemBoard):
         if machine is None:
             import machine
         self.machine = machine
-        self.pwrkey = None
+        self.pins = PINS
         stack = cfg.get("http_stack") or "simcom"
         if stack not in PWRKEY_PULSE_MS:
             raise ipa_board.ConfigError("http_stack %r: expected 'simcom' (SIM7600) or 'sim7080'"
@@ -61,13 +61,3 @@ class Board(at_modem.AtModemBoard):
         self.pwrkey = m.Pin(PINS["modem_pwrkey"], m.Pin.OUT, value=0)
         return super().start(stream)
 
-    def open_uart(self):
-        from uart_stream import open_uart
-
-        return open_uart(PINS["modem_uart"], self.cfg["modem_baud"], PINS["modem_tx"],
-                         PINS["modem_rx"])
-
-    def press_pwrkey(self):
-        self.pwrkey.value(1)
-        self.sleep_ms(self.pulse_ms)
-        self.pwrkey.value(0)
