@@ -297,7 +297,7 @@ class ModemConnectivity:
         (query), brought up when down (activation), then asked every poll_ms."""
         query, _prefix, start, _ctx = BEARERS[self.stack]
         if self._bearer_up(deadline):
-            self.note("info", "data bearer of the %s HTTP stack is up (%s)" % (self.stack, query))
+            self.note("debug", "data bearer of the %s HTTP stack is up (%s)" % (self.stack, query))
             return True
         self.note("info", "bringing the data bearer of the %s HTTP stack up: %s"
                   % (self.stack, start))
