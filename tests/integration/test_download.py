@@ -179,3 +179,30 @@ def test_download_and_enable_on_a_modem_refreshes_it(lab, tmp_path):
         assert states[ICCID_1] == 1 and list(states.values()).count(1) == 1
     finally:
         m.stop()
+
+
+def test_download_and_enable_on_a_modem_that_never_registers_again(lab, tmp_path):
+    """The profile is installed and enabled (exit 0), the modem refreshed, and the user is
+    told that it did not register within [card] attach_timeout."""
+    from ipa_core import es10
+    from ipa_core.apdu import IsdrSession
+    from ipa_host.sim.euicc import VirtualEuicc
+    from ipa_host.sim.modem import SimModem
+
+    h, eid, dp = lab
+    card = VirtualEuicc(os.path.join(sim_dir(h), "pki"), state_path=str(tmp_path / "no-eim.json"))
+    with IsdrSession(card) as s:
+        es10.configure_immediate_profile_enabling(s, immediate_enable_flag=True)
+    config = tmp_path / "ipa.toml"
+    config.write_text("[card]\nattach_timeout = 1\n")
+    m = SimModem(card, "textbook", reattach=False).start()
+    try:
+        r = ipa(h, dp, "--config", str(config), "--card", "at:" + m.path, "download",
+                "--enable", "LPA:1$%s$MATCH-1" % dp.address)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert "enabled        ok" in r.stdout, r.stdout
+        assert "AT+CFUN=1" in m.received
+        assert "the modem did not register within 1 s after enabling the new profile" \
+            in r.stderr, r.stderr
+    finally:
+        m.stop()
