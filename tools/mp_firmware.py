@@ -311,6 +311,8 @@ class Console:
                 self.done = json.loads(rest)
             elif kind == "error":
                 self.error = json.loads(rest)
+            elif len(self.lines) < MAX_CONSOLE:
+                self.lines.append(line)
             return
         m = re.search(r"max blk sz: (\d+), max free sz: (\d+)", line)
         if m and self._mem is not None:
@@ -409,7 +411,9 @@ class FirmwareRun(mp_cycle.Run):
                 tty.setraw(fd)
                 self.console = Console(on_pin=pwrkey.level)
                 self.code, self.stderr, self.elapsed = run_micropython(
-                    self.fw, self.heap, fs, ["run", fd, MAX_CYCLES] + self.fw.names,
+                    self.fw, self.heap, fs,
+                    [("find:%d" % self.args.find_alloc) if self.args.find_alloc else "run", fd,
+                     MAX_CYCLES] + self.fw.names,
                     self.args.timeout, self.console, pass_fds=(fd,),
                     report_alloc=self.args.report_alloc)
             finally:
@@ -480,7 +484,8 @@ def windows(console):
         out.append({"at": h["at"], "alloc": h["alloc"], "free": h["free"],
                     "max_free": (h.get("max_free_blocks") or 0) * 16,
                     "big": len(allocs), "largest": max((a[0] for a in allocs), default=None),
-                    "failed_alloc": [a[0] for a in allocs if not a[1]]})
+                    "failed_alloc": [a[0] for a in allocs if not a[1]],
+                    "sizes": [a[0] if a[1] else "%d FAILED" % a[0] for a in allocs][:40]})
     return out
 
 
@@ -518,9 +523,17 @@ class Sweep:
                 self.bits, self.fw.board, self.size // KB, kb(heap), len(runs),
                 "pass" if run.passed() else "FAIL",
                 "" if run.passed() else " (%s)" % run.failure()[:300]), flush=True)
-            if self.args.verbose and not run.passed() and run.console is not None:
-                for ln in run.console.lines[-20:]:
-                    print("    mp| " + ln)
+            if self.args.verbose and run.console is not None:
+                c = run.console
+                if not run.passed():
+                    for ln in (c.lines if self.args.find_alloc else c.lines[-20:]):
+                        print("    mp| " + ln)
+                for w in windows(c):
+                    print("    heap %-10s used %6d free %6d largest free %6d; %d allocs >= %d%s"
+                          % (w["at"], w["alloc"], w["free"], w["max_free"], w["big"],
+                             self.args.report_alloc, ": %s" % w["sizes"] if w["sizes"] else ""))
+                if c.tail_allocs():
+                    print("    after the last heap line: %s" % [a[0] for a in c.tail_allocs()])
             if not run.passed() and stop_at_failure:
                 return False
         return all(r.passed() for r in runs[:k])
@@ -694,6 +707,9 @@ def main(argv=None):
                     help="boards whose flash cost is measured (comma list, 'all', 'none')")
     ap.add_argument("--report-alloc", type=parse_size, default=KB,
                     help="report allocations of this many bytes or more (default 1K)")
+    ap.add_argument("--find-alloc", type=parse_size, metavar="BYTES",
+                    help="diagnosis: one try per size where, after start-up, every allocation "
+                         "of BYTES or more fails; prints the tracebacks that name the code")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per try")
     ap.add_argument("--keep", action="store_true", help="keep each try's folder (build/...)")
     ap.add_argument("--verbose", action="store_true")
@@ -723,6 +739,10 @@ def main(argv=None):
         flash_boards = []
     else:
         flash_boards = [b for b in args.flash_boards.split(",") if b]
+    if args.find_alloc:
+        args.no_sweep, args.verbose, args.repeat, bits_list = True, True, 1, [32]
+        args.check_heap = args.check_heap or args.max_heap
+        flash_boards = []
     try:
         builder = Builder(args.micropython_src)
         res = {"version": builder.version, "sweeps": [], "checks": [], "imports": [],

@@ -26,6 +26,7 @@ from binascii import b2a_base64
 from ipa_core.errors import IpaError
 
 MAX_CONFIG = 4096  # bytes of the JSON configuration file
+READ_CHUNK = 512  # a file is read in pieces: one read(limit) takes `limit` bytes of heap at once
 
 # Settings every board understands (a board adds its own, e.g. pins or the APN).
 DEFAULTS = {
@@ -58,13 +59,10 @@ def load_config(path, defaults, log=print):
     line). Unknown keys, wrong types and files over MAX_CONFIG bytes are ConfigErrors."""
     cfg = dict(defaults)
     try:
-        with open(path) as f:
-            text = f.read(MAX_CONFIG + 1)
+        text = read_file(path, MAX_CONFIG)
     except OSError:
         log("config: %s not found, using the defaults" % path)
         return cfg
-    if len(text) > MAX_CONFIG:
-        raise ConfigError("config %s is over %d bytes" % (path, MAX_CONFIG))
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -105,12 +103,18 @@ def der_to_pem(der, label="CERTIFICATE"):
 
 
 def read_file(path, limit=16384):
-    """Bytes of a small file from flash (a CA certificate), bounded."""
+    """Bytes of a small file from flash (a CA certificate, the configuration), at most
+    `limit` (a ConfigError past it), read in READ_CHUNK pieces so that the heap holds the
+    file once, not a `limit`-sized buffer."""
+    data = bytearray()
     with open(path, "rb") as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ConfigError("%s is over %d bytes" % (path, limit))
-    return data
+        while True:
+            part = f.read(READ_CHUNK)
+            if not part:
+                return bytes(data)
+            if len(data) + len(part) > limit:
+                raise ConfigError("%s is over %d bytes" % (path, limit))
+            data += part
 
 
 class BoardIpa:

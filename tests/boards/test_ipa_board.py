@@ -61,6 +61,20 @@ def test_bad_config_is_refused_naming_key_and_file():
             raise AssertionError("%r accepted" % text[:40])
 
 
+def test_read_file_is_bounded_and_whole_across_chunks():
+    d = scratch()
+    data = bytes(range(256)) * 5 + b"tail"  # over READ_CHUNK: several reads
+    write(d + "/ca.pem", data)
+    assert ipa_board.read_file(d + "/ca.pem") == data
+    assert ipa_board.read_file(d + "/ca.pem", limit=len(data)) == data
+    try:
+        ipa_board.read_file(d + "/ca.pem", limit=len(data) - 1)
+    except ipa_board.ConfigError as e:
+        assert "ca.pem is over %d bytes" % (len(data) - 1) in str(e), str(e)
+    else:
+        raise AssertionError("a file over its limit was accepted")
+
+
 def test_pem_of_a_der_certificate_round_trips():
     der = bytes(range(256)) * 2
     pem = ipa_board.der_to_pem(der)

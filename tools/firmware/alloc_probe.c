@@ -6,6 +6,9 @@
  * on stdout for every request of MP_FW_ALLOC_REPORT bytes or more (default 2048), in order
  * with the Python side's own output on the same file descriptor. At exit it writes
  *     @@alloc-largest <bytes> <requests> <bytes requested in all>
+ * With MP_FW_ALLOC_FAIL=<bytes> in the environment (the driver sets it with os.putenv
+ * once the board has started, for --find-alloc), a request of that size or more fails
+ * instead (MemoryError), so that its traceback names the code that asked for it.
  * Not part of any firmware a board runs: a measuring instrument only. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,19 +44,25 @@ static void note(size_t n, const void *p) {
     }
 }
 
+/* A request the diagnostic mode refuses (see the top comment). */
+static int refused(size_t n) {
+    if (n < report_from) {
+        return 0;
+    }
+    const char *env = getenv("MP_FW_ALLOC_FAIL");
+    return env != NULL && *env && n >= (size_t)strtoul(env, NULL, 10);
+}
+
 void *__wrap_gc_alloc(size_t n_bytes, unsigned int alloc_flags) {
-    void *p = __real_gc_alloc(n_bytes, alloc_flags);
+    void *p = refused(n_bytes) ? NULL : __real_gc_alloc(n_bytes, alloc_flags);
     note(n_bytes, p);
     return p;
 }
 
+/* A grow or shrink counts as a request of its new size (realloc(NULL) is an alloc). */
 void *__wrap_gc_realloc(void *ptr, size_t n_bytes, bool allow_move) {
-    void *p = __real_gc_realloc(ptr, n_bytes, allow_move);
-    if (ptr != NULL) {  /* a grow or shrink; realloc(NULL) is an alloc and counts as one */
-        note(n_bytes, p);
-    } else {
-        note(n_bytes, p);
-    }
+    void *p = refused(n_bytes) ? NULL : __real_gc_realloc(ptr, n_bytes, allow_move);
+    note(n_bytes, p);
     return p;
 }
 

@@ -3,6 +3,9 @@ into it next to the board's bundle and the `machine` stand-in:
 
     micropython -X heapsize=N -m fw_driver <mode> <pty fd> <max cycles> <module> ...
 
+mode "find:<bytes>": like "run", and once the board has started, every allocation of
+<bytes> or more fails (the bench's allocation probe, MP_FW_ALLOC_FAIL): the MemoryError's
+traceback is printed where a poll step or the loop catches it, naming the code that asked.
 mode "imports": import the named modules (the board's frozen set, or its .mpy files on
 MICROPYPATH) and report the heap; nothing else.
 mode "run": the same, then the board's own main.py from the current directory (as a board
@@ -46,7 +49,19 @@ def _summary(n, r):
             "acknowledged": r.get("acknowledged")}
 
 
-def _install_hooks(max_cycles):
+def _traced(handler):
+    def step(ipa, job, out):
+        try:
+            return handler(ipa, job, out)
+        except MemoryError as e:
+            print("@@traceback step %s" % job.get("step"))
+            sys.print_exception(e)
+            raise
+
+    return step
+
+
+def _install_hooks(max_cycles, find):
     import ipa_loop
 
     original = ipa_loop.run
@@ -67,6 +82,14 @@ def _install_hooks(max_cycles):
 
     def run(ipa, sleep_ms, feed_watchdog, **kw):
         heap("start-up")
+        if find:
+            import os
+
+            from ipa_core import ipa as core_ipa
+
+            for name in core_ipa.STEPS:
+                core_ipa.STEPS[name] = _traced(core_ipa.STEPS[name])
+            os.putenv("MP_FW_ALLOC_FAIL", str(find))
         kw["max_cycles"] = max_cycles
         kw["stop"] = stop
         kw["on_cycle"] = on_cycle
@@ -87,7 +110,7 @@ def main(argv):
     heap("imports")
     if mode == "imports":
         return 0
-    _install_hooks(max_cycles)
+    _install_hooks(max_cycles, int(mode[5:]) if mode.startswith("find:") else 0)
     import main as board_main
 
     board_main.CONFIG = "ipa_config.json"
