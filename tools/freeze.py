@@ -26,7 +26,14 @@ For each board folder:
    only inside functions and not frozen (the JSON binding, direct download),
    and frozen modules no import statement reaches from main.py (a stack
    module at_http imports by name, or one the manifest could drop).
-   --no-check skips this step.
+   --no-check skips this step;
+5. says whether boards/<board>/package.json (for `mpremote mip install`) still lists exactly
+   the files the manifest freezes, with the manifest's metadata(version=...).
+
+    python3 tools/freeze.py --all --write-packages [--github OWNER/REPO]
+
+writes each package.json from its manifest instead (sources relative to the package.json,
+or with --github absolute github:OWNER/REPO/... URLs) and builds nothing.
 Exit status: 0 fine, 1 a manifest/compile/import problem (or over budget with
 --strict), 2 the MicroPython runtime is missing for the check.
 """
@@ -35,6 +42,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +62,10 @@ BUILD_VARS = ("$(MPY_DIR)", "$(PORT_DIR)", "$(MPY_LIB_DIR)")
 # Port modules stood in for when board.py does not list its own (PORT_MODULES).
 DEFAULT_PORT_MODULES = ("machine", "network", "socket", "ssl")
 CHECK_TIMEOUT_S = 300
+# metadata() keywords of MicroPython's tools/manifestfile.py (ManifestPackageMetadata.update).
+METADATA_KEYS = ("description", "version", "license", "author", "stdlib", "pypi",
+                 "pypi_publish")
+PACKAGE_JSON = "package.json"
 
 
 class FreezeError(Exception):
@@ -86,6 +98,8 @@ class Manifest:
         self.origin = {}  # target -> manifest that named it
         self.skipped = []  # what only a MicroPython build provides
         self._stack = []  # manifest files being run (relative paths resolve against the top)
+        self.meta = {}  # metadata(...) keywords: version, description, ...
+        self.meta_origin = None  # the manifest that called metadata()
 
     # -- paths
 
@@ -175,7 +189,22 @@ class Manifest:
                           "freeze the module from this repository instead" % (self._where(), name))
 
     def metadata(self, **kwargs):
-        pass
+        """metadata(description=, version=, license=, author=, ...): recorded in self.meta.
+        As in MicroPython's freezer, include() shares its includer's metadata: a second call
+        anywhere in one board's manifests is an error there ("Duplicate call to metadata()"),
+        so the shared boards/common/manifest.py must not call it."""
+        unknown = sorted(set(kwargs) - set(METADATA_KEYS))
+        if unknown:
+            raise FreezeError("%s: metadata() takes %s, not %s"
+                              % (self._where(), ", ".join(METADATA_KEYS), ", ".join(unknown)))
+        if not kwargs:
+            return
+        if self.meta_origin:
+            raise FreezeError("%s: a second metadata() call (the first is in %s); MicroPython's "
+                              "freezer refuses it (included manifests share the includer's "
+                              "metadata)" % (self._where(), self.meta_origin))
+        self.meta = dict(kwargs)
+        self.meta_origin = self._where()
 
     def execute(self, path, **kwargs):
         """Run one manifest file in its own namespace, as MicroPython's freezer does."""
@@ -598,6 +627,86 @@ def print_check(c, out=None):
         w("  not frozen, imported only inside functions: %s\n" % x)
 
 
+# ------------------------------------------------------------------------- mip packages
+
+
+def package_json(board_dir, github=None, m=None):
+    """A board's package.json for `mpremote mip install` (MicroPython's package format):
+    "urls" holds one [destination, source] pair per file the manifest freezes (destinations
+    are relative to the device's lib folder, ipa_core/ as a package), "deps" is empty and
+    "version" is the manifest's metadata(version=...). Sources are relative to the board
+    folder, which is how mip and mpremote resolve them (ipa_core/ and boards/common/ through
+    "../"). With github="OWNER/REPO" they are "github:OWNER/REPO/<path in the repository>"
+    instead: absolute, so nothing depends on how a web server treats "../"."""
+    board_dir = os.path.abspath(board_dir)
+    m = m or read_manifest(board_dir)
+    where = os.path.relpath(os.path.join(board_dir, "manifest.py"), ROOT)
+    version = m.meta.get("version")
+    if not version:
+        raise FreezeError("%s: no metadata(version=...) for package.json" % where)
+    urls = []
+    for target in sorted(m.entries):
+        src = m.entries[target]
+        if github:
+            rel = os.path.relpath(src, ROOT).replace(os.sep, "/")
+            if rel.startswith("../"):
+                raise FreezeError("%s: %s comes from outside the repository (%s)"
+                                  % (where, target, src))
+            urls.append([target, "github:%s/%s" % (github, rel)])
+        else:
+            urls.append([target, os.path.relpath(src, board_dir).replace(os.sep, "/")])
+    return {"urls": urls, "deps": [], "version": version}
+
+
+def package_json_text(pkg):
+    """package.json as written: one [destination, source] pair per line."""
+    return '{\n  "urls": [\n%s\n  ],\n  "deps": %s,\n  "version": %s\n}\n' % (
+        ",\n".join("    " + json.dumps(u) for u in pkg["urls"]), json.dumps(pkg["deps"]),
+        json.dumps(pkg["version"]))
+
+
+def package_github(pkg):
+    """"OWNER/REPO" when every source of a package.json is a github:OWNER/REPO/... URL,
+    else None (relative sources)."""
+    try:
+        sources = [u[1] for u in pkg["urls"]]
+        homes = set("/".join(u[len("github:"):].split("/")[:2]) for u in sources
+                    if u.startswith("github:"))
+    except (KeyError, TypeError, IndexError, AttributeError):  # not the mip format
+        return None
+    if len(homes) == 1 and all(u.startswith("github:") for u in sources):
+        return homes.pop()
+    return None
+
+
+def package_status(board_dir, m=None):
+    """None when boards/<board>/package.json is what package_json() gives for the manifest
+    (in the same URL form: relative, or github: for the home it names), else what is wrong."""
+    path = os.path.join(board_dir, PACKAGE_JSON)
+    rel = os.path.relpath(path, ROOT)
+    if not os.path.isfile(path):
+        return "%s is missing" % rel
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        pkg = json.loads(text)
+    except ValueError as e:
+        return "%s is not JSON: %s" % (rel, e)
+    want = package_json_text(package_json(board_dir, package_github(pkg), m))
+    if text != want:
+        return "%s does not match manifest.py" % rel
+    return None
+
+
+def write_package(board_dir, github=None):
+    """Write boards/<board>/package.json from its manifest; -> (path, the package dict)."""
+    pkg = package_json(board_dir, github)
+    path = os.path.join(os.path.abspath(board_dir), PACKAGE_JSON)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(package_json_text(pkg))
+    return path, pkg
+
+
 # ------------------------------------------------------------------------- main
 
 
@@ -625,10 +734,20 @@ def main(argv=None):
                     help="also copy the .py sources to <out>/py (QuecPython)")
     ap.add_argument("--tar", action="store_true", help="also write build/<board>.tar")
     ap.add_argument("--json", action="store_true", help="print the reports as JSON")
+    ap.add_argument("--write-packages", action="store_true",
+                    help="only write each board's package.json (for `mpremote mip install`) "
+                         "from its manifest, then stop")
+    ap.add_argument("--github", metavar="OWNER/REPO",
+                    help="with --write-packages: absolute github:OWNER/REPO/... sources instead "
+                         "of paths relative to the package.json")
     a = ap.parse_args(argv)
     dirs = board_dirs() if a.all else a.boards
     if not dirs:
         ap.error("name board folders or use --all")
+    if a.github and not (a.write_packages and re.match(r"^[\w.-]+/[\w.-]+$", a.github)):
+        ap.error("--github takes OWNER/REPO, with --write-packages")
+    if a.write_packages:
+        return write_packages(dirs, a.github)
     if a.out and len(dirs) > 1:
         ap.error("--out takes one board")
     if not a.no_check and mp_runtime() is None:
@@ -647,11 +766,16 @@ def main(argv=None):
             print("freeze: %s" % e, file=sys.stderr)
             status = 1
             continue
+        try:
+            r["package_json"] = package_status(d, m)
+        except FreezeError as e:
+            r["package_json"] = str(e)
         reports.append(r)
         if not a.json:
             print_report(r)
             if "check" in r:
                 print_check(r["check"])
+            print_package(r, d)
         if "check" in r and not r["check"]["ok"]:
             status = 1
         if a.strict and r["over_budget"]:
@@ -664,6 +788,29 @@ def main(argv=None):
     if a.write_docs and reports:
         write_docs(reports, a.march)
     return status
+
+
+def write_packages(dirs, github=None):
+    status = 0
+    for d in dirs:
+        try:
+            path, pkg = write_package(d, github)
+        except FreezeError as e:
+            print("freeze: %s" % e, file=sys.stderr)
+            status = 1
+            continue
+        print("wrote %s: %d files, version %s" % (os.path.relpath(path, ROOT), len(pkg["urls"]),
+                                                   pkg["version"]))
+    return status
+
+
+def print_package(r, board_dir, out=None):
+    w = (out or sys.stdout).write
+    if r["package_json"] is None:
+        w("  package.json: the manifest's files, for `mpremote mip install`\n")
+    else:
+        w("  package.json OUT OF DATE: %s (python3 tools/freeze.py --write-packages %s)\n"
+          % (r["package_json"], os.path.relpath(board_dir, ROOT)))
 
 
 def write_docs(reports, march=None):

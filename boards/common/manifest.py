@@ -4,6 +4,8 @@
 # MicroPython manifest syntax (tools/freeze.py runs it too); paths are relative to this
 # file; names like module() and options come from the freezer.
 # ruff: noqa: F821
+# No metadata() here: an included manifest shares its includer's metadata, and MicroPython's
+# freezer refuses a second metadata() call; each board manifest sets the version.
 
 options.defaults(at_stack=None, sockets=False)
 
