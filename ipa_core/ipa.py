@@ -472,8 +472,8 @@ class Ipa:
             out["package"] = "invalid"
             job = {"v": 1, "kind": "invalidPackage", "eid": eid, "attempts": 0,
                    "eimTransactionId": None, "step": "deliver",
-                   "message": ipa_steps.hexu(esipa.provide_eim_package_result(
-                       eid, error_code=INVALID_PACKAGE_FORMAT, version=self.version))}
+                   "message": esipa.provide_eim_package_result(
+                       eid, error_code=INVALID_PACKAGE_FORMAT, version=self.version)}
             self._run(self._save(job), out)
             return None
         if pkg["kind"] == "eimPackageError":
@@ -516,7 +516,7 @@ class Ipa:
         out["package"] = kind
         out["eimTransactionId"] = tid
         self.note("info", "eIM package %s%s" % (kind, "" if tid is None else " " + tid))
-        job = {"v": 1, "kind": kind, "eid": self._eid(), "request": ipa_steps.hexu(pkg["raw"]),
+        job = {"v": 1, "kind": kind, "eid": self._eid(), "request": bytes(pkg["raw"]),
                "eimTransactionId": tid, "attempts": 0}
         if kind == "euiccPackageRequest":
             job["step"] = "load"

@@ -25,12 +25,18 @@ ROLLBACK_NOT_ALLOWED = 1  # ProfileRollbackResponse cmdResult
 
 
 def hexu(b):
-    """bytes -> upper-case hex (None stays None): how bytes are stored."""
+    """bytes -> upper-case hex (None stays None): the eimTransactionId as kept and shown."""
     return None if b is None else hexlify(bytes(b)).decode().upper()
 
 
 def unhex(s):
     return None if s is None else unhexlify(s)
+
+
+def blob(v):
+    """A TLV kept in the job record as bytes; as hex text in records written before the
+    store took bytes (ipa_core.ipa_store), so that a board updated mid-procedure resumes."""
+    return unhexlify(v) if isinstance(v, str) else v
 
 
 def result_summary(r):
@@ -51,7 +57,7 @@ def stored_result_summary(job):
     """result_summary of the result kept in a job record, or None."""
     if not job.get("result"):
         return None
-    return result_summary(sg.euicc_package_result(tlv.decode(unhex(job["result"]))))
+    return result_summary(sg.euicc_package_result(tlv.decode(blob(job["result"]))))
 
 
 def advance(ipa, job, step):
@@ -73,7 +79,7 @@ def give_up(ipa, job, out):
         job["rollback"] = False  # deliver what there is, on whatever network there is
         return advance(ipa, job, "collect")
     if step == "collect" and kind == "euiccPackageRequest":
-        msg = esipa.provide_eim_package_result(job["eid"], euicc_package_result=unhex(
+        msg = esipa.provide_eim_package_result(job["eid"], euicc_package_result=blob(
             job["result"]), version=ipa.version)  # the result without notifications
     elif step == "load":
         msg = esipa.provide_eim_package_result(job["eid"], error_code="undefinedError",
@@ -93,7 +99,7 @@ def give_up(ipa, job, out):
         ipa.store.delete(JOB)
         return None
     out["abandoned"] = True
-    job["message"] = hexu(msg)
+    job["message"] = msg
     job["included"] = []
     return advance(ipa, job, "deliver")
 
@@ -135,8 +141,8 @@ def load(ipa, job, out):
     if result is None:
         job["sent"] = True
         ipa.store.put(JOB, job)
-        result = es10.load_euicc_package(ipa.session, unhex(job["request"]))
-    job["result"] = hexu(result["raw"])
+        result = es10.load_euicc_package(ipa.session, blob(job["request"]))
+    job["result"] = bytes(result["raw"])
     job["resultSeq"] = result.get("seqNumber")
     changed = enabled = False
     for entry in result.get("euiccResult") or ():
@@ -192,7 +198,7 @@ def rollback(ipa, job, out):
     if result is None:
         ipa.note("warning", "ProfileRollback gave no result: delivering the enable's")
         return advance(ipa, job, "collect")
-    job["result"] = hexu(result["raw"])
+    job["result"] = bytes(result["raw"])
     job["resultSeq"] = result.get("seqNumber")
     job["rollback"] = False
     job["rolledBack"] = True
@@ -208,11 +214,11 @@ def collect(ipa, job, out):
     if job["kind"] == "euiccPackageRequest":
         notes = ipa_notify.pending(ipa)
         msg = esipa.provide_eim_package_result(
-            job["eid"], euicc_package_result=unhex(job["result"]),
+            job["eid"], euicc_package_result=blob(job["result"]),
             notifications=[n["raw"] for n in notes], version=ipa.version)
         job["included"] = [n.get("seqNumber") for n in notes]
     else:
-        req = esipa.ipa_euicc_data_request(tlv.decode(unhex(job["request"])))
+        req = esipa.ipa_euicc_data_request(tlv.decode(blob(job["request"])))
         data = ipa_data.collect(ipa.session, req, eim_id=ipa.eim_id,
                                 ipa_capabilities=ipa.config["ipa_capabilities"],
                                 device_info=ipa.config["device_info"],
@@ -221,7 +227,7 @@ def collect(ipa, job, out):
         msg = esipa.provide_eim_package_result(job["eid"], ipa_euicc_data_response=data,
                                                version=ipa.version)
         job["included"] = []
-    job["message"] = hexu(msg)
+    job["message"] = msg
     return advance(ipa, job, "deliver")
 
 
@@ -230,7 +236,7 @@ def collect(ipa, job, out):
 
 def download(ipa, job, out):
     """profileDownloadTriggerRequest -> ProfileDownloadTriggerResult (download_handler)."""
-    req = esipa.profile_download_trigger_request(tlv.decode(unhex(job["request"])))
+    req = esipa.profile_download_trigger_request(tlv.decode(blob(job["request"])))
     tid = req.get("eimTransactionId")
     if ipa.ecall_active():
         result = esipa.profile_download_trigger_result(error_reason="ecallActive",
@@ -248,8 +254,8 @@ def download(ipa, job, out):
         ipa.store.put(JOB, job)
         result = ipa.download_handler(req)
         result = esipa.raw_tlv(result, (0xBF54,), "ProfileDownloadTriggerResult")
-    job["message"] = hexu(esipa.provide_eim_package_result(
-        job["eid"], profile_download_trigger_result=result, version=ipa.version))
+    job["message"] = esipa.provide_eim_package_result(
+        job["eid"], profile_download_trigger_result=result, version=ipa.version)
     job["included"] = []
     return advance(ipa, job, "deliver")
 
@@ -260,7 +266,7 @@ def download(ipa, job, out):
 def deliver(ipa, job, out):
     """ESipa.ProvideEimPackageResult; no eIM after an enable with rollbackFlag: roll back."""
     try:
-        ans = ipa.exchange("provideEimPackageResult", unhex(job["message"]))
+        ans = ipa.exchange("provideEimPackageResult", blob(job["message"]))
     except TransportError:
         if job.get("rollback"):
             ipa.note("warning", "eIM unreachable after the profile switch: rolling back")

@@ -3,12 +3,15 @@
 One JSON document, rewritten atomically on every put/delete: a temporary file
 in the same folder, fsync, os.replace, fsync of the folder. A power cut leaves
 either the old or the new document, never half of one, so the IPA resumes
-from the last step it recorded.
+from the last step it recorded. Bytes values (the TLVs the IPA keeps) are written
+as {"$hex": "..."} (ipa_core.ipa_store.to_json) and read back as bytes.
 """
 
 import json
 import os
 import threading
+
+from ipa_core.ipa_store import copy, from_json, to_json
 
 MAX_STORE = 4 * 1024 * 1024  # the IPA keeps a few results and seqNumbers, never megabytes
 
@@ -44,13 +47,16 @@ class FileStore:
         if not isinstance(data, dict):
             raise StoreError("IPA state %s: expected a JSON object, found %s"
                              % (self.path, type(data).__name__))
-        return data
+        try:
+            return from_json(data)
+        except ValueError as e:  # a {"$hex": ...} that is no hex
+            raise StoreError("IPA state %s is unreadable (%s); move it away to start afresh"
+                             % (self.path, e))
 
     def get(self, key, default=None):
         with self._lock:
-            v = self._data.get(key, default)
             # A copy: callers may change what they got without changing the store.
-            return json.loads(json.dumps(v)) if isinstance(v, (dict, list)) else v
+            return copy(self._data.get(key, default))
 
     def put(self, key, value):
         with self._lock:
@@ -73,7 +79,7 @@ class FileStore:
             return sorted(self._data)
 
     def _write(self, data):
-        text = json.dumps(data, sort_keys=True, indent=1)
+        text = json.dumps(to_json(data), sort_keys=True, indent=1)
         if len(text) > MAX_STORE:
             raise StoreError("IPA state would grow to %d bytes (bound %d)" % (len(text), MAX_STORE))
         folder = os.path.dirname(os.path.abspath(self.path))

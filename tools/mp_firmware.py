@@ -445,7 +445,7 @@ class FirmwareRun(mp_cycle.Run):
         state, why = mp_cycle._flash_state(_hex_file(os.path.join(fs, STATE_FILE)))
         self.check("FlashStore state file valid", state is not None, why or "")
         self.check("no procedure left in the IPA state", state is not None and
-                   "ipa.job" not in state, json.dumps(state)[:200] if state else "")
+                   "ipa.job" not in state, repr(state)[:200] if state else "")
         frozen = set(self.fw.names)
         loaded = set(done.get("modules") or ())
         extra = sorted(x for x in loaded - frozen - {"main", "machine", "fw_driver"}

@@ -6,8 +6,9 @@ filesystem (littlefs or FAT on ESP32/RP2040, /usr on QuecPython) so that a
 power cut at any point resumes from the last step written.
 
 One file holds every key: a header line `IPA1 <length> <crc32 hex>` and the
-JSON text of a dict. A put writes the whole new file to `<path>.tmp`, closes
-it (littlefs and FAT commit on close), then renames it over `<path>`
+JSON text of a dict, bytes values as {"$hex": "..."}. A put writes the new file
+to `<path>.tmp` in small pieces (the text is never whole in the heap: one pass
+measures length and CRC for the header, a second writes), closes it (littlefs and FAT commit on close), then renames it over `<path>`
 (atomic on littlefs; remove-then-rename on MicroPython's FAT driver). At
 start-up the store recovers from whatever a cut left behind:
 
@@ -23,13 +24,15 @@ does not match the text (a truncated or damaged file) counts as corrupt,
 never as an empty state. The file is bounded by `max_bytes` (default
 16 KB): a put that would grow past it raises StoreError and stores nothing.
 
-MicroPython and CPython (the tests run on both). Values must be JSON-able,
-as for MemoryStore; get() returns a copy.
+MicroPython and CPython (the tests run on both). Values are JSON-able or
+bytes, as for MemoryStore; get() returns a copy.
 """
 
 import json
+from binascii import hexlify
 
 from ipa_core.errors import IpaError
+from ipa_core.ipa_store import HEX, copy, from_json
 
 try:
     import os
@@ -44,6 +47,8 @@ except ImportError:  # a port built without it: the length check still catches t
 MAGIC = b"IPA1"
 MAX_BYTES = 16384  # the IPA keeps one job, a few seqNumbers and a flag: a few KB at most
 HEADER_MAX = 40  # "IPA1 <len> <crc>\n" is never longer
+READ_CHUNK = 256  # bytes per read of the state file
+HEX_CHUNK = 128  # bytes of a blob turned into hex text at a time
 
 
 class StoreError(IpaError):
@@ -54,12 +59,6 @@ class StoreError(IpaError):
     """
 
     transient = True
-
-
-def _crc_hex(data):
-    if _crc32 is None:
-        return b"-"
-    return (b"%08x" % (_crc32(data) & 0xFFFFFFFF))
 
 
 def _size(path):
@@ -79,9 +78,9 @@ def _remove(path):
 
 def check_value(v, depth=0):
     """TypeError unless v is JSON-able (dict with str keys, list/tuple, str, int, float, bool,
-    None). MicroPython's json.dumps writes bytes as a str that reads back as text: refused
-    here so that the board behaves as the host does."""
-    if v is None or isinstance(v, (bool, int, float, str)):
+    None) or bytes. MicroPython's json.dumps would write bytes as a str that reads back as
+    text: bytes are written as {"$hex": ...} here (ipa_core.ipa_store.to_json's form)."""
+    if v is None or isinstance(v, (bool, int, float, str, bytes, bytearray)):
         return
     if depth > 32:
         raise TypeError("value nested deeper than 32 levels")
@@ -94,15 +93,95 @@ def check_value(v, depth=0):
         for x in v:
             check_value(x, depth + 1)
     else:
-        raise TypeError("%s is not JSON serializable (store bytes as hex)"
-                        % type(v).__name__)
+        raise TypeError("%s is neither JSON-able nor bytes" % type(v).__name__)
+
+
+def _dump(v, write):
+    """The JSON text of v, bytes as {"$hex": "..."}, handed to write() in small pieces: the
+    heap never holds the document, nor a blob as text (HEX_CHUNK bytes at a time)."""
+    if isinstance(v, (bytes, bytearray)):
+        write(b'{"' + HEX.encode() + b'": "')
+        mv = memoryview(v)
+        for i in range(0, len(v), HEX_CHUNK):
+            write(hexlify(mv[i:i + HEX_CHUNK]).upper())
+        write(b'"}')
+    elif isinstance(v, dict):
+        sep = b"{"
+        for k in v:
+            write(sep + json.dumps(k).encode() + b": ")
+            _dump(v[k], write)
+            sep = b", "
+        write(b"{}" if sep == b"{" else b"}")
+    elif isinstance(v, (list, tuple)):
+        sep = b"["
+        for x in v:
+            write(sep)
+            _dump(x, write)
+            sep = b", "
+        write(b"[]" if sep == b"[" else b"]")
+    else:
+        write(json.dumps(v).encode())
+
+
+class _Measure:
+    """A write() target that only counts bytes and runs the CRC32."""
+
+    def __init__(self):
+        self.n = 0
+        self.crc = 0
+
+    def __call__(self, data):
+        self.n += len(data)
+        if _crc32 is not None:
+            self.crc = _crc32(data, self.crc)
+
+
+def _header(m):
+    crc = b"%08x" % (m.crc & 0xFFFFFFFF) if _crc32 is not None else b"-"
+    return MAGIC + b" %d %s\n" % (m.n, crc)
 
 
 def encode(data):
-    """The file bytes for dict `data`: header line + JSON text."""
+    """The file bytes for dict `data`: header line + JSON text (tests, tools: a board's
+    store writes the same bytes piecewise, FlashStore._write)."""
     check_value(data)
-    body = json.dumps(data).encode()
-    return MAGIC + b" %d %s\n" % (len(body), _crc_hex(body)) + body
+    m = _Measure()
+    _dump(data, m)
+    parts = []
+    _dump(data, parts.append)
+    return _header(m) + b"".join(parts)
+
+
+def _parse_header(head, max_bytes):
+    """(body length, crc bytes) from the header line; ValueError saying what is wrong."""
+    parts = head.split()
+    if len(parts) != 3 or parts[0] != MAGIC:
+        raise ValueError("header %r is not 'IPA1 <length> <crc32>'" % bytes(head))
+    try:
+        n = int(parts[1])
+    except ValueError:
+        raise ValueError("header length %r is not a number" % bytes(parts[1]))
+    if n > max_bytes:
+        raise ValueError("header says %d bytes of JSON, more than the %d a valid one has"
+                         % (n, max_bytes))
+    return n, parts[2]
+
+
+def _check_body(n, crc, got_n, got_crc):
+    if got_n != n:
+        raise ValueError("header says %d bytes of JSON, the file has %d (truncated or damaged)"
+                         % (n, got_n))
+    if crc != b"-" and _crc32 is not None:
+        have = b"%08x" % (got_crc & 0xFFFFFFFF)
+        if crc != have:
+            raise ValueError("CRC32 %s does not match the text (%s): damaged"
+                             % (crc.decode(), have.decode()))
+
+
+def _object(data):
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object, found %s" % type(data).__name__)
+    return from_json(data)
 
 
 def decode(raw, max_bytes=MAX_BYTES):
@@ -110,28 +189,15 @@ def decode(raw, max_bytes=MAX_BYTES):
     nl = raw.find(b"\n", 0, HEADER_MAX)
     if nl < 0:
         raise ValueError("no header line in the first %d bytes" % HEADER_MAX)
-    parts = raw[:nl].split()
-    if len(parts) != 3 or parts[0] != MAGIC:
-        raise ValueError("header %r is not 'IPA1 <length> <crc32>'" % bytes(raw[:nl]))
-    try:
-        n = int(parts[1])
-    except ValueError:
-        raise ValueError("header length %r is not a number" % bytes(parts[1]))
+    n, crc = _parse_header(raw[:nl], max_bytes)
     body = raw[nl + 1:]
-    if n > max_bytes or len(body) != n:
-        raise ValueError("header says %d bytes of JSON, the file has %d (truncated or damaged)"
-                         % (n, len(body)))
-    if parts[2] != b"-" and _crc32 is not None and parts[2] != _crc_hex(body):
-        raise ValueError("CRC32 %s does not match the text (%s): damaged"
-                         % (parts[2].decode(), _crc_hex(body).decode()))
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object, found %s" % type(data).__name__)
-    return data
+    _check_body(n, crc, len(body), _crc32(body) if _crc32 is not None else 0)
+    return _object(json.loads(body))
 
 
 def read_state(path, max_bytes=MAX_BYTES):
-    """(dict, None) from a good file, (None, reason) otherwise; (None, None) when absent."""
+    """(dict, None) from a good file, (None, reason) otherwise; (None, None) when absent.
+    Read in READ_CHUNK pieces: the CRC first, then json.load from the file itself."""
     size = _size(path)
     if size is None:
         return None, None
@@ -139,9 +205,22 @@ def read_state(path, max_bytes=MAX_BYTES):
         return None, "%d bytes, more than the %d a valid one can have" % (size, max_bytes)
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        return decode(raw, max_bytes), None
-    except (OSError, ValueError) as e:  # ValueError: bad header, bad JSON, bad CRC
+            head = f.read(HEADER_MAX)
+            nl = head.find(b"\n")
+            if nl < 0:
+                raise ValueError("no header line in the first %d bytes" % HEADER_MAX)
+            n, crc = _parse_header(head[:nl], max_bytes)
+            m = _Measure()
+            m(head[nl + 1:])
+            while True:
+                part = f.read(READ_CHUNK)
+                if not part:
+                    break
+                m(part)
+            _check_body(n, crc, m.n, m.crc)
+            f.seek(nl + 1)
+            return _object(json.load(f)), None
+    except (OSError, ValueError) as e:  # ValueError: bad header, bad JSON, bad CRC, bad hex
         return None, str(e) or e.__class__.__name__
 
 
@@ -206,9 +285,8 @@ class FlashStore:
     def get(self, key, default=None):
         if key not in self._data:
             return default
-        v = self._data[key]
         # A copy: callers may change what they got without changing the store.
-        return json.loads(json.dumps(v)) if isinstance(v, (dict, list)) else v
+        return copy(self._data[key])
 
     def put(self, key, value):
         new = dict(self._data)
@@ -230,13 +308,16 @@ class FlashStore:
     # -- the file
 
     def _write(self, data):
-        raw = encode(data)  # TypeError for a value that is not JSON-able (check_value)
-        if len(raw) > self.max_bytes:
+        check_value(data)  # TypeError for a value that is neither JSON-able nor bytes
+        m = _Measure()
+        _dump(data, m)
+        if m.n > self.max_bytes:
             raise StoreError("IPA state %s would grow to %d bytes (bound %d)"
-                             % (self.path, len(raw), self.max_bytes))
+                             % (self.path, m.n, self.max_bytes))
         try:
             with open(self.tmp, "wb") as f:
-                f.write(raw)
+                f.write(_header(m))
+                _dump(data, f.write)
                 f.flush()
                 fsync = getattr(os, "fsync", None)  # CPython; MicroPython commits on close
                 if fsync is not None and hasattr(f, "fileno"):

@@ -22,6 +22,33 @@ def test_put_get_delete_survive_reopen(tmp_path):
     assert again.keys() == ["pending"]
 
 
+def test_bytes_are_kept_as_bytes_and_written_as_hex(tmp_path):
+    path = tmp_path / "ipa.json"
+    s = FileStore(str(path))
+    blob = bytes(range(256))
+    s.put("ipa.job", {"step": "deliver", "message": blob, "included": [1, 2]})
+    doc = json.loads(path.read_text())
+    assert doc["ipa.job"]["message"] == {"$hex": blob.hex().upper()}  # readable, and JSON
+    got = FileStore(str(path)).get("ipa.job")
+    assert got == {"step": "deliver", "message": blob, "included": [1, 2]}
+    assert type(got["message"]) is bytes
+
+
+def test_a_record_from_before_bytes_reads_as_it_was(tmp_path):
+    # State files written before the store took bytes hold the TLVs as hex text; the IPA
+    # (ipa_steps.blob) reads either, so the store hands them over unchanged.
+    path = tmp_path / "ipa.json"
+    path.write_text(json.dumps({"ipa.job": {"step": "deliver", "message": "BF5000"}}))
+    assert FileStore(str(path)).get("ipa.job") == {"step": "deliver", "message": "BF5000"}
+
+
+def test_bad_hex_in_the_state_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "ipa.json"
+    path.write_text(json.dumps({"ipa.job": {"message": {"$hex": "XYZ"}}}))
+    with pytest.raises(StoreError, match="ipa.json is unreadable"):
+        FileStore(str(path))
+
+
 def test_values_are_copies(tmp_path):
     s = FileStore(str(tmp_path / "ipa.json"))
     s.put("list", [1])
