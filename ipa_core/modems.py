@@ -56,71 +56,49 @@ DEFAULT = {
     "hint": None,
 }
 
-QUECTEL_LPA = {
-    # Fact sheet: "Modem's own LPA holds the ISD-R; disable it first
-    # (AT+QESIM="lpa_enable",0 + reset) | Quectel RG650E, EC200 family".
-    # Takes effect only after a modem reset, so it is sent only when configured.
-    "optional": ('AT+QESIM="lpa_enable",0',),
-    "optional_note": ("the built-in LPA may hold the ISD-R: send AT+QESIM=\"lpa_enable\",0 "
-                      "(apply_optional=True) and reset the modem (AT+CFUN=1,1) once"),
-}
+# The table is tuples of (key, value) pairs, not dicts: constant tuples stay in a board's
+# flash with the frozen code, where 24 dicts took 1.5 KB of its heap at import.
+_QUECTEL_LPA_ON = 'AT+QESIM="lpa_enable",0'
+_QUECTEL_LPA_NOTE = ("the built-in LPA may hold the ISD-R: send AT+QESIM=\"lpa_enable\",0 "
+                     "(apply_optional=True) and reset the modem (AT+CFUN=1,1) once")
 
-# (identity substring in lower case, quirks). Order: families first, models after.
 PROFILES = (
-    ("quectel", {"name": "Quectel"}),
-    # Fact sheet: "Large STORE DATA at high baud -> 6601 checksum errors;
-    # segment size must be configurable | Quectel EC25 family".
-    ("ec25", {"name": "Quectel EC25", "segment_size": 128}),
-    # Fact sheet: "APDU on a logical channel via CSIM fails | Quectel EG25
-    # (CSIM on channel)": CCHO/CGLA work there, CSIM only on the basic channel.
-    ("eg25", {"name": "Quectel EG25", "csim_logical_channels": False}),
-    # Fact sheet: "CGLA returns bare ERROR mid-download; CSIM path worked | Quectel EC20F".
-    ("ec20f", {"name": "Quectel EC20F", "cgla_errors_fall_back_to_csim": True}),
-    ("ec200", dict(QUECTEL_LPA, name="Quectel EC200")),
-    ("rg650e", dict(QUECTEL_LPA, name="Quectel RG650E")),
-    # Fact sheet: "=? test commands missing/ERROR | Quectel EM05-G" (we never send =?).
-    ("em05", {"name": "Quectel EM05"}),
-    # Fact sheet: "SIM sleep must be disabled for CSIM: AT+CSIMSLEEP=0 | SIMCom SIM767x";
-    # "STK commands refused through CSIM | SIMCom" (the IPA sends none).
-    ("simcom", {"name": "SIMCom"}),
-    ("sim767", {"name": "SIMCom SIM767x", "init": ("ATE0", "AT+CMEE=1", "AT+CSIMSLEEP=0")}),
-    # Fact sheet: "AT+ECSIMSLEEP=0 | MediaTek-based".
-    ("mediatek", {"name": "MediaTek", "init": ("ATE0", "AT+CMEE=1", "AT+ECSIMSLEEP=0")}),
-    # Fact sheet: "CCHO answers a bare 1 line; +CGLA: without space; unquoted hex
-    # | Fibocom FM350, Sequans Monarch" (at_card parses all of these). The FM350
-    # is MediaTek T700 based, hence ECSIMSLEEP.
-    ("fm350", {"name": "Fibocom FM350", "init": ("ATE0", "AT+CMEE=1", "AT+ECSIMSLEEP=0")}),
-    ("fg132", {"name": "Fibocom FG132"}),  # fact sheet: =? missing
-    # Fact sheet: "No AT+CCHC; CCHO rejects the ISD-R AID | Sierra EM9191".
-    ("em9191", {"name": "Sierra EM9191", "no_cchc": True, "csim_only": True}),
-    ("em7590", {"name": "Sierra EM7590"}),  # fact sheet: =? missing
-    # Fact sheet: "only CSIM available | Dell DW5821e (CSIM only)" (Foxconn T77W968).
-    ("dw5821e", {"name": "Dell DW5821e", "csim_only": True}),
-    ("t77w968", {"name": "Dell DW5821e", "csim_only": True}),
-    # Fact sheet: "CSIM answers silently cut at ~256 bytes | Huawei MT5700";
-    # "Channels never closed leak; later APDUs get 6A81 | Huawei MT5700"
-    # (stale_channels closes them at open()).
-    ("mt5700", {"name": "Huawei MT5700", "csim_max_answer": 256}),
-    # Fact sheet: "GET RESPONSE done internally (Le=00) | Sequans"; stray lines
-    # and repeated answers (the engine and at_card take the last answer line).
-    ("sequans", {"name": "Sequans Monarch"}),
-    ("monarch", {"name": "Sequans Monarch"}),
-    ("sara-r4", {"name": "u-blox SARA-R4"}),  # fact sheet: stray line before +CSIM:
-    # Fact sheet: "nRF91: AT+CFUN=41 powers the UICC without the radio" and
-    # "+CME ERROR: 13 on a non-eUICC SIM or no enabled profile (nRF9151)".
-    ("nrf91", {"name": "Nordic nRF91", "optional": ("AT+CFUN=41",),
-               "optional_note": "the UICC is powered only in CFUN=1 or CFUN=41 "
-                                "(AT+CFUN=41 powers it without the radio; apply_optional=True)",
-               "refresh": ("AT+CFUN=4", "AT+CFUN=1"),
-               "hint": "nRF91: is the UICC powered (AT+CFUN=41)?"}),
+    ("quectel", (("name", "Quectel"),)),
+    ("ec25", (("name", "Quectel EC25"), ("segment_size", 128))),
+    ("eg25", (("name", "Quectel EG25"), ("csim_logical_channels", False))),
+    ("ec20f", (("name", "Quectel EC20F"), ("cgla_errors_fall_back_to_csim", True))),
+    ("ec200", (("name", "Quectel EC200"), ("optional", (_QUECTEL_LPA_ON,)),
+               ("optional_note", _QUECTEL_LPA_NOTE))),
+    ("rg650e", (("name", "Quectel RG650E"), ("optional", (_QUECTEL_LPA_ON,)),
+                ("optional_note", _QUECTEL_LPA_NOTE))),
+    ("em05", (("name", "Quectel EM05"),)),
+    ("simcom", (("name", "SIMCom"),)),
+    ("sim767", (("name", "SIMCom SIM767x"), ("init", ("ATE0", "AT+CMEE=1", "AT+CSIMSLEEP=0")))),
+    ("mediatek", (("name", "MediaTek"), ("init", ("ATE0", "AT+CMEE=1", "AT+ECSIMSLEEP=0")))),
+    ("fm350", (("name", "Fibocom FM350"), ("init", ("ATE0", "AT+CMEE=1", "AT+ECSIMSLEEP=0")))),
+    ("fg132", (("name", "Fibocom FG132"),)),  # fact sheet: =? missing
+    ("em9191", (("name", "Sierra EM9191"), ("no_cchc", True), ("csim_only", True))),
+    ("em7590", (("name", "Sierra EM7590"),)),  # fact sheet: =? missing
+    ("dw5821e", (("name", "Dell DW5821e"), ("csim_only", True))),
+    ("t77w968", (("name", "Dell DW5821e"), ("csim_only", True))),
+    ("mt5700", (("name", "Huawei MT5700"), ("csim_max_answer", 256))),
+    ("sequans", (("name", "Sequans Monarch"),)),
+    ("monarch", (("name", "Sequans Monarch"),)),
+    ("sara-r4", (("name", "u-blox SARA-R4"),)),  # fact sheet: stray line before +CSIM:
+    ("nrf91", (("name", "Nordic nRF91"), ("optional", ("AT+CFUN=41",)),
+               ("optional_note", "the UICC is powered only in CFUN=1 or CFUN=41 "
+                                 "(AT+CFUN=41 powers it without the radio; apply_optional=True)"),
+               ("refresh", ("AT+CFUN=4", "AT+CFUN=1")),
+               ("hint", "nRF91: is the UICC powered (AT+CFUN=41)?"))),
 )
 
-TYPES = {
-    "name": str, "segment_size": int, "init": tuple, "optional": tuple, "optional_note": str,
-    "apply_optional": bool, "csim_only": bool, "csim_logical_channels": bool, "no_cchc": bool,
-    "csim_max_answer": int, "cgla_errors_fall_back_to_csim": bool, "stale_channels": tuple,
-    "refresh": tuple, "hint": str,
-}
+TYPES = (
+    ("name", str), ("segment_size", int), ("init", tuple), ("optional", tuple),
+    ("optional_note", str), ("apply_optional", bool), ("csim_only", bool),
+    ("csim_logical_channels", bool), ("no_cchc", bool), ("csim_max_answer", int),
+    ("cgla_errors_fall_back_to_csim", bool), ("stale_channels", tuple), ("refresh", tuple),
+    ("hint", str),
+)
 
 MAX_IDENTITY = 200
 
@@ -129,7 +107,10 @@ def _check(key, value, where):
     if key not in DEFAULT:
         raise ValueError("%s: unknown modem profile key %r (known: %s)"
                          % (where, key, ", ".join(sorted(DEFAULT))))
-    want = TYPES[key]
+    want = None
+    for k, t in TYPES:
+        if k == key:
+            want = t
     if value is None and DEFAULT[key] is None:
         return value
     if want is tuple and isinstance(value, list):
@@ -156,7 +137,8 @@ def profile_for(identity, overrides=None):
     matched = []
     for key, quirks in PROFILES:
         if key in low:
-            p.update(quirks)
+            for k, v in quirks:
+                p[k] = v
             matched.append(key)
     p["matched"] = tuple(matched)
     p["identity"] = identity or ""

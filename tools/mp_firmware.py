@@ -275,7 +275,9 @@ def manifest_stack(board_dir):
 class Console:
     """The bench MicroPython's stdout, parsed as it comes (see tools/firmware/fw_driver.py)."""
 
-    def __init__(self, on_pin=None, on_fatal=None):
+    def __init__(self, on_pin=None, on_fatal=None, census=False):
+        self.census = census
+        self._map = None
         self.on_pin = on_pin
         self.on_fatal = on_fatal
         self.lines = []  # the board's own console lines
@@ -289,6 +291,19 @@ class Console:
         self.fatal = None
 
     def feed(self, line):
+        if self._map is not None:  # inside mem_info(1)'s block map (--census)
+            m = re.match(r"^[0-9a-f]{8}: (.*)$", line)
+            if m:
+                self._map += m.group(1)
+                return
+            m = re.match(r"^\s+\((\d+) lines all free\)", line)
+            if m:
+                self._map += "." * (int(m.group(1)) * 64)
+                return
+            if line.startswith("GC memory layout"):
+                return
+            self._mem["census"] = census(self._map)
+            self._map = self._mem = None
         if line.startswith("@@"):
             kind, _, rest = line[2:].partition(" ")
             if kind == "pin" and self.on_pin is not None:
@@ -314,14 +329,18 @@ class Console:
             elif len(self.lines) < MAX_CONSOLE:
                 self.lines.append(line)
             return
-        m = re.search(r"max blk sz: (\d+), max free sz: (\d+)", line)
-        if m and self._mem is not None:
-            self._mem["max_blk"] = int(m.group(1))
-            self._mem["max_free_blocks"] = int(m.group(2))
-            self._mem = None
-            return
-        if line.startswith(("stack: ", "GC: total", "mem: total")) and self._mem is not None:
-            return
+        if self._mem is not None:  # mem_info()'s lines after a @@heap
+            m = re.search(r"max blk sz: (\d+), max free sz: (\d+)", line)
+            if m:
+                self._mem["max_blk"] = int(m.group(1))
+                self._mem["max_free_blocks"] = int(m.group(2))
+                if self.census:
+                    self._map = ""
+                else:
+                    self._mem = None
+                return
+            if line.startswith(("stack: ", "GC: total", "mem: total")):
+                return
         if len(self.lines) < MAX_CONSOLE:
             self.lines.append(line)
         if self.fatal is None and any(t in line for t in FATAL):
@@ -332,6 +351,26 @@ class Console:
     def tail_allocs(self):
         """Allocations after the last @@heap line (a run cut short)."""
         return self._allocs
+
+
+def census(cells):
+    """{kind: [objects, bytes]} from mem_info(1)'s block map: one letter per 16-byte block,
+    '=' continuing the object before it ('h': an object of no listed type: dict tables,
+    classes, instances, bytearray/str data...; 'B' bytecode functions, 'D' dicts, 'T' tuples,
+    'L' lists, 'S' str/bytes, 'A' arrays, 'M' modules)."""
+    out = {}
+    cur = None
+    for ch in cells:
+        if ch == "=":
+            if cur is not None:
+                out[cur][1] += 16
+            continue
+        cur = None if ch == "." else ch
+        if cur is not None:
+            n = out.setdefault(cur, [0, 0])
+            n[0] += 1
+            n[1] += 16
+    return out
 
 
 def run_micropython(fw, heap, cwd, args, timeout, console, pass_fds=(), report_alloc=1024,
@@ -409,10 +448,11 @@ class FirmwareRun(mp_cycle.Run):
             fd = os.open(modem.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
             try:
                 tty.setraw(fd)
-                self.console = Console(on_pin=pwrkey.level)
+                self.console = Console(on_pin=pwrkey.level, census=self.args.census)
                 self.code, self.stderr, self.elapsed = run_micropython(
                     self.fw, self.heap, fs,
-                    [("find:%d" % self.args.find_alloc) if self.args.find_alloc else "run", fd,
+                    [(("find:%d" % self.args.find_alloc) if self.args.find_alloc else "run") +
+                     ("+census" if self.args.census else ""), fd,
                      MAX_CYCLES] + self.fw.names,
                     self.args.timeout, self.console, pass_fds=(fd,),
                     report_alloc=self.args.report_alloc)
@@ -528,6 +568,11 @@ class Sweep:
                 if not run.passed():
                     for ln in (c.lines if self.args.find_alloc else c.lines[-20:]):
                         print("    mp| " + ln)
+                for h in c.heaps:
+                    if h.get("census"):
+                        print("    census %-10s %s" % (h["at"], " ".join(
+                            "%s:%d/%d" % (k, v[0], v[1]) for k, v in
+                            sorted(h["census"].items(), key=lambda kv: -kv[1][1]))))
                 for w in windows(c):
                     print("    heap %-10s used %6d free %6d largest free %6d; %d allocs >= %d%s"
                           % (w["at"], w["alloc"], w["free"], w["max_free"], w["big"],
@@ -710,6 +755,8 @@ def main(argv=None):
     ap.add_argument("--find-alloc", type=parse_size, metavar="BYTES",
                     help="diagnosis: one try per size where, after start-up, every allocation "
                          "of BYTES or more fails; prints the tracebacks that name the code")
+    ap.add_argument("--census", action="store_true",
+                    help="with --verbose: the heap's objects by kind (count/bytes) per window")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per try")
     ap.add_argument("--keep", action="store_true", help="keep each try's folder (build/...)")
     ap.add_argument("--verbose", action="store_true")

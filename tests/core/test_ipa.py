@@ -586,6 +586,25 @@ def test_a_5xx_is_retried_without_bound():
     assert r["delivered"] and w.card.pending == []
 
 
+def test_a_record_written_as_hex_text_resumes():
+    # Before the store took bytes, the job kept its TLVs as upper-case hex text: a device
+    # updated in the middle of a procedure must still deliver exactly those bytes.
+    w = World()
+    w.eim.queue.append(fe.euicc_package_request(1, [fe.psmo_disable(ICCID_A)], txid=TXID))
+    r = w.ipa(network=StatusAfter(w.eim, 503, 1)).poll_once()
+    assert r["error"]["status"] == 503
+    job = w.store.get(JOB)
+    assert job["step"] == "deliver" and type(job["message"]) is bytes
+    msg = job["message"]
+    for k in ("request", "result", "message"):
+        job[k] = hexlify(job[k]).decode().upper()
+    w.store.put(JOB, job)
+    r = w.ipa().poll_once()
+    assert r["delivered"] and r["error"] is None, r
+    assert len(w.eim.results) == 1 and w.eim.results[0] in msg  # the stored bytes, as sent
+    assert w.card.pending == [] and w.store.get(JOB) is None
+
+
 # ---- restart at every step boundary ----------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ into it next to the board's bundle and the `machine` stand-in:
 mode "find:<bytes>": like "run", and once the board has started, every allocation of
 <bytes> or more fails (the bench's allocation probe, MP_FW_ALLOC_FAIL): the MemoryError's
 traceback is printed where a poll step or the loop catches it, naming the code that asked.
+A mode ending in "+census" also prints micropython.mem_info(1)'s block map at each @@heap.
 mode "imports": import the named modules (the board's frozen set, or its .mpy files on
 MICROPYPATH) and report the heap; nothing else.
 mode "run": the same, then the board's own main.py from the current directory (as a board
@@ -31,13 +32,13 @@ import sys
 import machine
 import micropython
 
-STATE = {"cycles": 0, "stop": False, "ok": None}
+STATE = {"cycles": 0, "stop": False, "ok": None, "census": False}
 
 
 def heap(at):
     gc.collect()
     print("@@heap", json.dumps({"at": at, "alloc": gc.mem_alloc(), "free": gc.mem_free()}))
-    micropython.mem_info()
+    micropython.mem_info(1 if STATE["census"] else 0)  # 1: the block map too (--census)
 
 
 def _summary(n, r):
@@ -100,6 +101,9 @@ def _install_hooks(max_cycles, find):
 
 def main(argv):
     mode = argv[1]
+    if mode.endswith("+census"):
+        mode = mode[:-7]
+        STATE["census"] = True
     machine.DEVICE["fd"] = int(argv[2])
     max_cycles = int(argv[3])
     names = argv[4:]
