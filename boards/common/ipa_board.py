@@ -152,8 +152,10 @@ class BoardIpa:
             ipa = Ipa(session, None, self.store, config=settings,
                       connectivity=getattr(self.board, "connectivity", None),
                       clock_ms=self.clock, log=ipa_log(self.log, cfg.get("debug")))
-            self.url, self.trust = self._eim(ipa)
-            ipa.network = self.board.open_network(self.url, self.trust)
+            self.url, pem = self._eim(ipa)
+            # A CA file is read again at each reopen rather than kept in the heap for it.
+            self.trust = None if cfg.get("ca_file") else pem
+            ipa.network = self.board.open_network(self.url, pem)
         except BaseException:
             _close(session)
             raise
@@ -225,7 +227,8 @@ class BoardIpa:
         self.board.recover(error)
         session = self.board.open_session()
         try:
-            network = self.board.open_network(self.url, self.trust)
+            pem = read_file(self.cfg["ca_file"]) if self.cfg.get("ca_file") else self.trust
+            network = self.board.open_network(self.url, pem)
         except BaseException:
             _close(session)
             raise

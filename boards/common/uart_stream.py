@@ -42,7 +42,10 @@ if _sleep_ms is None:
         _time.sleep(ms / 1000.0)
 
 UART_TIMEOUT_MS = 20  # one read's wait: the engine's polling granularity
-UART_RXBUF = 4096  # an APDU answer as hex is ~520 bytes; HTTP bodies come in 1-2 KB reads
+# The port's receive ring buffer (on the heap): one HTTP body read (at most 2048 bytes, the
+# SIM7080's AT+SHREAD; 1024 on the SIMCom stack) plus its +SHREAD/OK lines; an APDU answer
+# as hex is ~520 bytes.
+UART_RXBUF = 2560
 
 
 def sleep_ms(ms):

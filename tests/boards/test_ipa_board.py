@@ -135,6 +135,15 @@ def test_eim_from_the_configuration_with_a_ca_file():
                            b"-----END CERTIFICATE-----\n")]
     assert ipa.network is eim and ipa.download_handler is not None
     assert ipa.poll_once()["idle"]
+    # A reopen (the modem was restarted) installs the CA again, read from the file: the heap
+    # does not keep it in between, and a CA replaced on flash is the one used.
+    write(d + "/ca.pem", b"-----BEGIN CERTIFICATE-----\nMAMCAQg=\n-----END CERTIFICATE-----\n")
+    bi = ipa_board.BoardIpa(b, MemoryStore(), cfg, log=lambda s: None)
+    bi.open()
+    assert bi.trust is None
+    bi.reopen(TransportError("modem restarted"))
+    assert b.networks[-1] == ("https://lab-eim:8443", b"-----BEGIN CERTIFICATE-----\nMAMCAQg=\n"
+                              b"-----END CERTIFICATE-----\n")
 
 
 def test_eim_from_the_euicc_needs_a_ca_file_when_pinned_by_key():
