@@ -7,7 +7,9 @@ answer through `61xx` GET RESPONSE, so every transport (PC/SC, AT+CSIM,
 AT+CGLA, QuecPython) only ever moves single APDUs.
 """
 
-from ipa_core.errors import CardError, TransportError, ProtocolError
+# sw_name (a status word's name) lives in ipa_core.errors, with its table SW_NAMES: CardError's
+# message uses it and errors imports no other module. It stays part of this API.
+from ipa_core.errors import CardError, TransportError, ProtocolError, sw_name  # noqa: F401
 
 ISDR_AID = b"\xa0\x00\x00\x05\x59\x10\x10\xff\xff\xff\xff\x89\x00\x00\x01\x00"
 
@@ -19,51 +21,6 @@ SEGMENT_SIZE = 255  # STORE DATA Lc, short APDUs
 MAX_RESPONSE = 0x10000  # bound on one reassembled response
 
 SW_OK = 0x9000
-
-SW_NAMES = {
-    0x9000: "success",
-    0x6200: "warning, state unchanged",
-    0x6281: "part of returned data may be corrupted",
-    0x6282: "end of file reached before reading Le bytes",
-    0x6400: "execution error, state unchanged",
-    0x6581: "memory failure",
-    0x6600: "security issue / transmission error",
-    0x6601: "transmission checksum error",
-    0x6700: "wrong length",
-    0x6881: "logical channel not supported",
-    0x6882: "secure messaging not supported",
-    0x6883: "last command of the chain expected",
-    0x6884: "command chaining not supported",
-    0x6982: "security status not satisfied",
-    0x6983: "authentication method blocked",
-    0x6985: "conditions of use not satisfied",
-    0x6986: "command not allowed",
-    0x6999: "applet selection failed",
-    0x6A80: "incorrect data field",
-    0x6A81: "function not supported",
-    0x6A82: "application or file not found",
-    0x6A84: "not enough memory",
-    0x6A86: "incorrect P1 P2",
-    0x6A88: "referenced data not found",
-    0x6B00: "wrong P1 P2",
-    0x6D00: "instruction not supported",
-    0x6E00: "class not supported",
-    0x6F00: "no precise diagnosis",
-}
-
-
-def sw_name(sw):
-    """A person's name for a status word."""
-    if sw in SW_NAMES:
-        return SW_NAMES[sw]
-    hi = sw >> 8
-    if hi == 0x61:
-        return "%d more bytes available" % (sw & 0xFF)
-    if hi == 0x6C:
-        return "wrong Le, exact length %d" % (sw & 0xFF)
-    if hi == 0x63 and sw & 0xF0 == 0xC0:
-        return "verification failed, %d tries left" % (sw & 0x0F)
-    return "unknown status"
 
 
 def command(cla, ins, p1, p2, data=None, le=None):

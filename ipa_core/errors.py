@@ -10,7 +10,10 @@
         EimError             the eIM answered eimPackageError / an ESipa error
 
 Every message says what was expected and what came instead. Spec error codes
-stay numbers; name tables turn them into words for people.
+stay numbers; name tables turn them into words for people (the status word
+names are here, CardError needs them; ipa_core.apdu re-exports sw_name).
+
+This module imports no other: every other module of the core may import it.
 """
 
 
@@ -40,15 +43,60 @@ class TimeoutError_(TransportError):
     """A bounded wait ran out (name avoids shadowing the builtin)."""
 
 
+# ---- status words (ISO 7816-4; sw_name is also ipa_core.apdu.sw_name) ----------
+
+SW_NAMES = {
+    0x9000: "success",
+    0x6200: "warning, state unchanged",
+    0x6281: "part of returned data may be corrupted",
+    0x6282: "end of file reached before reading Le bytes",
+    0x6400: "execution error, state unchanged",
+    0x6581: "memory failure",
+    0x6600: "security issue / transmission error",
+    0x6601: "transmission checksum error",
+    0x6700: "wrong length",
+    0x6881: "logical channel not supported",
+    0x6882: "secure messaging not supported",
+    0x6883: "last command of the chain expected",
+    0x6884: "command chaining not supported",
+    0x6982: "security status not satisfied",
+    0x6983: "authentication method blocked",
+    0x6985: "conditions of use not satisfied",
+    0x6986: "command not allowed",
+    0x6999: "applet selection failed",
+    0x6A80: "incorrect data field",
+    0x6A81: "function not supported",
+    0x6A82: "application or file not found",
+    0x6A84: "not enough memory",
+    0x6A86: "incorrect P1 P2",
+    0x6A88: "referenced data not found",
+    0x6B00: "wrong P1 P2",
+    0x6D00: "instruction not supported",
+    0x6E00: "class not supported",
+    0x6F00: "no precise diagnosis",
+}
+
+
+def sw_name(sw):
+    """A person's name for a status word."""
+    if sw in SW_NAMES:
+        return SW_NAMES[sw]
+    hi = sw >> 8
+    if hi == 0x61:
+        return "%d more bytes available" % (sw & 0xFF)
+    if hi == 0x6C:
+        return "wrong Le, exact length %d" % (sw & 0xFF)
+    if hi == 0x63 and sw & 0xF0 == 0xC0:
+        return "verification failed, %d tries left" % (sw & 0x0F)
+    return "unknown status"
+
+
 class CardError(IpaError):
     """The card answered status word `sw` (an int such as 0x6A88)."""
 
     def __init__(self, sw, context=None):
         self.sw = sw
         self.context = context
-        # Imported here so errors.py stays import-cycle free.
-        from ipa_core.apdu import sw_name
-
         msg = "card answered SW %04X (%s)" % (sw, sw_name(sw))
         if context:
             msg = "%s: %s" % (context, msg)

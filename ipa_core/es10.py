@@ -62,16 +62,6 @@ fail = d.fail
 result = d.result
 
 
-def _flag(refresh_flag):
-    return tlv.encode(0x80, tlv.bool_encode(refresh_flag))
-
-
-def _event_bits(op):
-    """NotificationEvent BIT STRING value from a name or a list of names."""
-    names = [op] if isinstance(op, str) else list(op)
-    return tlv.bits_encode(names, d.NOTIFICATION_EVENT)
-
-
 # ---- ES10a ---------------------------------------------------------------------
 
 
@@ -192,20 +182,15 @@ def profile_rollback(s, refresh_flag):
     INTEGER tag '02'; '80' is accepted too.)
     """
     f = "ES10b.ProfileRollback"
-    t = call(s, f, 0xBF58, _flag(refresh_flag))
+    t = call(s, f, 0xBF58, d.encode_refresh_flag(refresh_flag))
     result(t, f, PROFILE_ROLLBACK_RESULT, tags=(0x02, 0x80))
     epr = t.find(0xBF51)
     return None if epr is None else sg.euicc_package_result(epr)
 
 
-def _refresh_function(s, function, tag, refresh_flag, names):
-    t = call(s, function, tag, _flag(refresh_flag))
-    result(t, function, names)
-
-
 def immediate_enable(s, refresh_flag):
     """ES10b.ImmediateEnable 'BF5A' { refreshFlag '80' } -> None; errors -> FunctionError."""
-    _refresh_function(s, "ES10b.ImmediateEnable", 0xBF5A, refresh_flag, IMMEDIATE_ENABLE_RESULT)
+    d.refresh_call(s, "ES10b.ImmediateEnable", 0xBF5A, refresh_flag, IMMEDIATE_ENABLE_RESULT)
 
 
 # ---- ES10b: notifications --------------------------------------------------------------
@@ -233,7 +218,7 @@ def retrieve_notifications_list(s, seq_number=None, profile_management_operation
     if seq_number is not None:
         crit = tlv.encode(0x80, tlv.int_encode(seq_number))
     elif profile_management_operation is not None:
-        crit = tlv.encode(0x81, _event_bits(profile_management_operation))
+        crit = tlv.encode(0x81, d.event_bits(profile_management_operation))
     elif euicc_package_results:
         crit = tlv.encode(0x82)
     t = call(s, f, 0xBF2B, None if crit is None else tlv.encode(0xA0, crit))

@@ -1,8 +1,11 @@
 """ES10 functions and decoders a board's IPA never calls: what a host tool, provisioning or
 `ipa info` uses (SGP.22 v2.5 5.7, SGP.32 v1.2 5.9). Part of the ipa_core.es10 API: every
-name here is also reachable as ipa_core.es10.<name> (and the EUICCInfo2 decoder as
-ipa_core.es10_decode.euicc_info2), imported on first use, so a board's frozen bundle
+name here is also reachable as ipa_core.es10.<name> (the EUICCInfo2 decoder as
+ipa_core.es10.euicc_info2), imported on first use, so a board's frozen bundle
 leaves this module out (issue 8 size budget).
+
+This module sits below ipa_core.es10: it takes the exchange plumbing and decoders from
+es10_decode / es10_signed, as es10 does, and never imports es10 (es10 imports it).
 
 Conventions and errors as in ipa_core.es10.
 """
@@ -10,10 +13,9 @@ Conventions and errors as in ipa_core.es10.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import version as ver
-from ipa_core.es10 import _event_bits, _refresh_function, call, fail, result
 from ipa_core.es10_decode import (
-    PPR_IDS, fields, expect, require, unwrap, v_bits, v_bytes, v_int, v_keyids,
-    v_present, v_str, version_str,
+    PPR_IDS, call, event_bits, fail, fields, expect, refresh_call, require, result, unwrap,
+    v_bits, v_bytes, v_int, v_keyids, v_present, v_str, version_str,
 )
 from ipa_core.errors import TlvError
 from ipa_core.es10_signed import notification_metadata
@@ -231,26 +233,26 @@ def configure_immediate_profile_enabling(s, immediate_enable_flag=False, default
 
 def enable_emergency_profile(s, refresh_flag):
     """ES10b.EnableEmergencyProfile 'BF5B' { refreshFlag } -> None."""
-    _refresh_function(s, "ES10b.EnableEmergencyProfile", 0xBF5B, refresh_flag,
-                      ENABLE_EMERGENCY_PROFILE_RESULT)
+    refresh_call(s, "ES10b.EnableEmergencyProfile", 0xBF5B, refresh_flag,
+                 ENABLE_EMERGENCY_PROFILE_RESULT)
 
 
 def disable_emergency_profile(s, refresh_flag):
     """ES10b.DisableEmergencyProfile 'BF5C' { refreshFlag } -> None."""
-    _refresh_function(s, "ES10b.DisableEmergencyProfile", 0xBF5C, refresh_flag,
-                      DISABLE_EMERGENCY_PROFILE_RESULT)
+    refresh_call(s, "ES10b.DisableEmergencyProfile", 0xBF5C, refresh_flag,
+                 DISABLE_EMERGENCY_PROFILE_RESULT)
 
 
 def execute_fallback_mechanism(s, refresh_flag):
     """ES10b.ExecuteFallbackMechanism 'BF5D' { refreshFlag } -> None."""
-    _refresh_function(s, "ES10b.ExecuteFallbackMechanism", 0xBF5D, refresh_flag,
-                      EXECUTE_FALLBACK_RESULT)
+    refresh_call(s, "ES10b.ExecuteFallbackMechanism", 0xBF5D, refresh_flag,
+                 EXECUTE_FALLBACK_RESULT)
 
 
 def return_from_fallback(s, refresh_flag):
     """ES10b.ReturnFromFallback 'BF5E' { refreshFlag } -> None."""
-    _refresh_function(s, "ES10b.ReturnFromFallback", 0xBF5E, refresh_flag,
-                      RETURN_FROM_FALLBACK_RESULT)
+    refresh_call(s, "ES10b.ReturnFromFallback", 0xBF5E, refresh_flag,
+                 RETURN_FROM_FALLBACK_RESULT)
 
 
 def list_notification(s, profile_management_operation=None):
@@ -262,7 +264,7 @@ def list_notification(s, profile_management_operation=None):
     f = "ES10b.ListNotification"
     op = None
     if profile_management_operation is not None:
-        op = tlv.encode(0x81, _event_bits(profile_management_operation))
+        op = tlv.encode(0x81, event_bits(profile_management_operation))
     t = call(s, f, 0xBF28, op)
     c = d.need_any(t, (0xA0, 0x30, 0x81), "notificationMetadataList (A0) or error (81)")
     if c.tag == 0x81:

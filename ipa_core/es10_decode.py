@@ -2,8 +2,8 @@
 (SGP.22 v2.5 / SGP.32 v1.2 ASN.1). Signed objects (notifications, PIR,
 EuiccPackageResult) are decoded in ipa_core.es10_signed.
 
-Shared by ipa_core.es10 and the ESipa code (IpaEuiccData carries the same
-objects). Each decoder takes an ipa_core.tlv.Tlv and returns plain data:
+Shared by ipa_core.es10, es10_admin and the ESipa code (IpaEuiccData carries
+the same objects); imports none of them. Each decoder takes an ipa_core.tlv.Tlv and returns plain data:
 
 - dict keys are the ASN.1 component names; an absent OPTIONAL component is
   an absent key (use .get()); a NULL flag is True/False; a DEFAULT BOOLEAN
@@ -94,6 +94,17 @@ def result(t, function, names, tags=(0x80,), ok=(0,)):
     if code not in ok:
         raise fail(function, code, names)
     return code
+
+
+def encode_refresh_flag(refresh_flag):
+    """refreshFlag '80' BOOLEAN: the request of ProfileRollback and of the refresh functions."""
+    return tlv.encode(0x80, tlv.bool_encode(refresh_flag))
+
+
+def refresh_call(s, function, tag, refresh_flag, names):
+    """A function whose request is only refreshFlag and whose answer only a result code
+    (ImmediateEnable, the emergency profile and fallback functions): None, or FunctionError."""
+    result(call(s, function, tag, encode_refresh_flag(refresh_flag)), function, names)
 
 
 def binary(x, what):
@@ -201,11 +212,18 @@ PPR_FLAGS = ("consentRequired",)
 EIM_SUPPORTED_PROTOCOL = ("eimRetrieveHttps", "eimRetrieveCoaps", "eimInjectHttps",
                           "eimInjectCoaps", "eimProprietary")
 
+
+def event_bits(op):
+    """NotificationEvent BIT STRING value from a name or a list of names (a request's search)."""
+    names = [op] if isinstance(op, str) else list(op)
+    return tlv.bits_encode(names, NOTIFICATION_EVENT)
+
+
 PROFILE_INFO_LIST_ERROR = {1: "incorrectInputValues", 11: "profileChangeOngoing",
                            127: "undefinedError"}
 
 
-# ---- EUICCInfo1 (SGP.22 / SGP.32 5.9; the EUICCInfo2 decoder is in es10_admin) ----
+# ---- EUICCInfo1 (SGP.22 / SGP.32 5.9; EUICCInfo2: es10_admin.euicc_info2) ----
 
 INFO1 = {
     0x82: ("svn", version_str),
@@ -357,17 +375,3 @@ def rules_authorisation_table(c):
         out.append(require(d, r, ("pprIds", "allowedOperators")))
     return out
 
-
-# The EUICCInfo2 decoder and its name tables (a board forwards EUICCInfo2 raw).
-_ADMIN = ("euicc_info2", "INFO2", "UICC_CAPABILITY", "RSP_CAPABILITY", "TRE_PROPERTIES",
-          "v_versions")
-
-
-def __getattr__(name):
-    """euicc_info2 and its tables, moved to ipa_core.es10_admin (PEP 562; MicroPython module
-    __getattr__): imported on first use, so a board never loads them."""
-    if name in _ADMIN:
-        from ipa_core import es10_admin
-
-        return getattr(es10_admin, name)
-    raise AttributeError("module 'ipa_core.es10_decode' has no attribute %r" % (name,))

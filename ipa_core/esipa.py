@@ -50,18 +50,20 @@ in ipa_core.esipa_compact.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import version as ver
-from ipa_core.errors import ProtocolError
 from ipa_core.es10_download import encode_ctx_params1
 
-# eIM -> IPA decoders and their name tables are part of this API.
+# eIM -> IPA decoders and their name tables are part of this API; so are the helpers the
+# builders here share with esipa_push / esipa_compact (in esipa_decode, which they all import:
+# neither imports this module).
 from ipa_core.esipa_decode import (  # noqa: F401
     AUTHENTICATE_CLIENT_ERROR, CANCEL_SESSION_ERROR, ECO, EIM_PACKAGE_ERROR,
-    GET_BOUND_PROFILE_PACKAGE_ERROR, INITIATE_AUTHENTICATION_ERROR, IPA_EUICC_DATA_ITEMS,
-    PROVIDE_EIM_PACKAGE_RESULT_ERROR, PSMO, decode_authenticate_client_response,
-    decode_cancel_session_response, decode_get_bound_profile_package_response,
-    decode_get_eim_package_response, decode_initiate_authentication_response,
-    decode_provide_eim_package_result_response, euicc_package_request, ipa_euicc_data_request,
-    open_get_bound_profile_package_response, profile_download_trigger_request,
+    EIM_PACKAGE_RESULT_ERROR_CODE, GET_BOUND_PROFILE_PACKAGE_ERROR, INITIATE_AUTHENTICATION_ERROR,
+    IPA_EUICC_DATA_ITEMS, PENDING_NOTIFICATION_TAGS, PROVIDE_EIM_PACKAGE_RESULT_ERROR, PSMO, code,
+    decode_authenticate_client_response, decode_cancel_session_response,
+    decode_get_bound_profile_package_response, decode_get_eim_package_response,
+    decode_initiate_authentication_response, decode_provide_eim_package_result_response,
+    epr_and_notifications, euicc_package_request, ipa_euicc_data_request,
+    open_get_bound_profile_package_response, profile_download_trigger_request, raw_tlv, retag,
 )
 
 # ---- names (numbers from SGP32Definitions v1.2) ---------------------------------------
@@ -69,8 +71,6 @@ from ipa_core.esipa_decode import (  # noqa: F401
 STATE_CHANGE_CAUSE = {"otherEim": 0, "fallback": 1, "emergencyProfile": 2, "local": 3,
                       "reset": 4, "immediateEnableProfile": 5, "deviceChange": 6,
                       "undefined": 127}
-EIM_PACKAGE_RESULT_ERROR_CODE = {1: "invalidPackageFormat", 2: "unknownPackage",
-                                 127: "undefinedError"}
 IPA_EUICC_DATA_ERROR_CODE = {1: "incorrectTagList", 5: "euiccCiPKIdNotFound",
                              104: "ecallActive", 127: "undefinedError"}
 PROFILE_DOWNLOAD_ERROR_REASON = {104: "ecallActive", 127: "undefinedError"}
@@ -80,29 +80,8 @@ IPA_FEATURES = ("directRspServerCommunication", "indirectRspServerCommunication"
 IPA_SUPPORTED_PROTOCOLS = ("ipaRetrieveHttps", "ipaRetrieveCoaps", "ipaInjectHttps",
                            "ipaInjectCoaps", "ipaProprietary")
 
-PENDING_NOTIFICATION_TAGS = (0xBF37, 0x30, 0xA0, 0xA1)  # SGP32-PendingNotification alternatives
-
 
 # ---- helpers -----------------------------------------------------------------------------
-
-
-def raw_tlv(x, tags, what):
-    """A peer's TLV forwarded verbatim: bytes, or a dict with "raw", holding one TLV with a tag in `tags`."""
-    if isinstance(x, dict):
-        if "raw" not in x:
-            raise ValueError("%s: expected bytes or a dict with \"raw\"" % what)
-        x = x["raw"]
-    x = bytes(x)
-    t = tlv.decode(x)
-    if t.tag not in tags:
-        raise ProtocolError("%s must be one TLV with tag %s, got tag %02X"
-                            % (what, " or ".join("%02X" % n for n in tags), t.tag))
-    return x
-
-
-def retag(raw, tag):
-    """The TLV `raw` with its outer tag replaced by `tag` (X.680 implicit tagging)."""
-    return tlv.encode(tag, tlv.decode(raw).value)
 
 
 def eid_bytes(eid):
@@ -119,17 +98,6 @@ def tid_bytes(x, what="transactionId"):
     if not 1 <= len(b) <= 16:
         raise ValueError("%s: expected 1..16 bytes, got %d" % (what, len(b)))
     return b
-
-
-def code(x, names, what):
-    """An INTEGER code given as int or as its name in `names` ({code: name})."""
-    if isinstance(x, int):
-        return x
-    for n in names:
-        if names[n] == x:
-            return n
-    raise ValueError("%s: unknown name %r, expected an int or one of %s"
-                     % (what, x, ", ".join(names[n] for n in sorted(names))))
 
 
 def _opt(tag, value, conv):
@@ -175,13 +143,6 @@ def get_eim_package_request(eid, notify_state_change=False, state_change_cause=N
 # ---- eIM package results -----------------------------------------------------------------------
 
 
-def _epr_and_notifications(epr, notifications, version):
-    """ePRAndNotifications SEQUENCE '30' { euiccPackageResult 'BF51', notificationList [0] 'A0' }."""
-    items = [raw_tlv(n, PENDING_NOTIFICATION_TAGS, "a PendingNotification") for n in notifications]
-    return tlv.enc(0x30, epr, tlv.encode(ver.tag("ePRAndNotifications.notificationList", version),
-                                         items))
-
-
 def eim_package_result(euicc_package_result=None, notifications=None, ipa_euicc_data_response=None,
                        profile_download_trigger_result=None, error_code=None,
                        eim_transaction_id=None, version=ver.DEFAULT):
@@ -212,7 +173,7 @@ def eim_package_result(euicc_package_result=None, notifications=None, ipa_euicc_
     if euicc_package_result is not None:
         epr = raw_tlv(euicc_package_result, (0xBF51,), "euiccPackageResult")
         if notifications:
-            return _epr_and_notifications(epr, notifications, version)
+            return epr_and_notifications(epr, notifications, version)
         return epr
     if ipa_euicc_data_response is not None:
         return raw_tlv(ipa_euicc_data_response, (0xBF52,), "ipaEuiccDataResponse")

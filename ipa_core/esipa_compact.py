@@ -3,13 +3,13 @@ AuthenticateServer and PrepareDownload answers an IPA may send the eIM instead o
 full ones. A board sends the full answers (it does not announce minimizeEsipaBytes), so
 these builders live outside the modules it freezes; they stay reachable as
 ipa_core.esipa.compact_authenticate_server_response / compact_prepare_download_response,
-imported on first use.
+imported on first use (this module imports esipa_decode, never esipa).
 """
 
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core.errors import ProtocolError
-from ipa_core.esipa import raw_tlv, retag
+from ipa_core.esipa_decode import raw_tlv, retag
 
 
 def compact_authenticate_server_response(response, include_ctx_params1=True,

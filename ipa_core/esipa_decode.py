@@ -5,6 +5,11 @@ Re-exported by ipa_core.esipa; conventions as in ipa_core.es10_decode
 to be passed to the eUICC byte for byte, identifiers as upper-case hex,
 transaction ids as bytes).
 
+The bottom of the ESipa modules: it also holds the few helpers the IPA -> eIM
+builders share (raw_tlv, retag, code, epr_and_notifications and their name
+tables), so ipa_core.esipa, esipa_push and esipa_compact all import them from
+here and none imports another (esipa imports the other two on first use).
+
 Errors:
 - bytes that are not the expected message -> TlvError / ProtocolError
   saying what was expected; an unknown CHOICE alternative -> ProtocolError
@@ -23,6 +28,7 @@ accepted too; unknown extension components are ignored.
 
 from ipa_core import tlv
 from ipa_core import es10_decode as d
+from ipa_core import version as ver
 from ipa_core.errors import EimError, ProtocolError, TlvError
 from ipa_core.es10_download import MAX_SEGMENT, BppSegments
 from ipa_core.stream import TlvReader, close_quietly
@@ -56,6 +62,11 @@ PSMO = {0xA3: "enable", 0xA4: "disable", 0xA5: "delete", 0xBF2D: "listProfileInf
         0xA6: "getRAT", 0xA7: "configureImmediateEnable", 0xA8: "setFallbackAttribute",
         0xA9: "unsetFallbackAttribute", 0xBF65: "setDefaultDpAddress"}
 ECO = {0xA8: "addEim", 0xA9: "deleteEim", 0xAA: "updateEim", 0xAB: "listEim"}
+
+# IPA -> eIM (the builders in ipa_core.esipa and esipa_push take these).
+EIM_PACKAGE_RESULT_ERROR_CODE = {1: "invalidPackageFormat", 2: "unknownPackage",
+                                 127: "undefinedError"}
+PENDING_NOTIFICATION_TAGS = (0xBF37, 0x30, 0xA0, 0xA1)  # SGP32-PendingNotification alternatives
 
 # IpaEuiccData components a tagList may select (SGP.32 IpaEuiccData, tag -> name).
 IPA_EUICC_DATA_ITEMS = {0xA0: "notificationsList", 0x81: "defaultSmdpAddress",
@@ -577,12 +588,42 @@ def decode_cancel_session_response(data):
     return {"kind": "cancelSessionOk"}
 
 
-def __getattr__(name):
-    """decode_transfer_eim_package_request, decode_eim_message and MESSAGES, moved to
-    ipa_core.esipa_push (PEP 562; MicroPython module __getattr__): imported on first use,
-    so a polling board never loads them."""
-    if name in ("decode_transfer_eim_package_request", "decode_eim_message", "MESSAGES"):
-        from ipa_core import esipa_push
+# ---- for the IPA -> eIM builders (ipa_core.esipa, esipa_push, esipa_compact) ----------------
 
-        return getattr(esipa_push, name)
-    raise AttributeError("module 'ipa_core.esipa_decode' has no attribute %r" % (name,))
+
+def raw_tlv(x, tags, what):
+    """A peer's TLV forwarded verbatim: bytes, or a dict with "raw", holding one TLV with a tag in `tags`."""
+    if isinstance(x, dict):
+        if "raw" not in x:
+            raise ValueError("%s: expected bytes or a dict with \"raw\"" % what)
+        x = x["raw"]
+    x = bytes(x)
+    t = tlv.decode(x)
+    if t.tag not in tags:
+        raise ProtocolError("%s must be one TLV with tag %s, got tag %02X"
+                            % (what, " or ".join("%02X" % n for n in tags), t.tag))
+    return x
+
+
+def retag(raw, tag):
+    """The TLV `raw` with its outer tag replaced by `tag` (X.680 implicit tagging)."""
+    return tlv.encode(tag, tlv.decode(raw).value)
+
+
+def code(x, names, what):
+    """An INTEGER code given as int or as its name in `names` ({code: name})."""
+    if isinstance(x, int):
+        return x
+    for n in names:
+        if names[n] == x:
+            return n
+    raise ValueError("%s: unknown name %r, expected an int or one of %s"
+                     % (what, x, ", ".join(names[n] for n in sorted(names))))
+
+
+def epr_and_notifications(epr, notifications, version):
+    """ePRAndNotifications SEQUENCE '30' { euiccPackageResult 'BF51', notificationList [0] 'A0' }
+    (in EimPackageResult and in the TransferEimPackage response)."""
+    items = [raw_tlv(n, PENDING_NOTIFICATION_TAGS, "a PendingNotification") for n in notifications]
+    return tlv.enc(0x30, epr, tlv.encode(ver.tag("ePRAndNotifications.notificationList", version),
+                                         items))

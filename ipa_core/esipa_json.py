@@ -89,6 +89,7 @@ from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core import es10_decode as d
 from ipa_core import esipa_decode as dec
 from ipa_core.errors import EimError, ProtocolError
+from ipa_core.esipa_push import decode_transfer_eim_package_request
 
 PATH = "/gsma/rsp2/esipa/"
 CONTENT_TYPE = "application/json;charset=UTF-8"
@@ -196,7 +197,7 @@ DECODERS = {
     "cancelSession": dec.decode_cancel_session_response,
     "getEimPackage": dec.decode_get_eim_package_response,
     "provideEimPackageResult": dec.decode_provide_eim_package_result_response,
-    "transferEimPackage": dec.decode_transfer_eim_package_request,
+    "transferEimPackage": decode_transfer_eim_package_request,
 }
 
 # "Failed" header (subjectCode, reasonCode) -> the function's ASN.1 error code.

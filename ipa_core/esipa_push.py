@@ -5,20 +5,21 @@ inject endpoint where the tag says what came).
 A polling IPA (GetEimPackage, as every board does) never needs these: they
 live here, outside the modules a board freezes, and stay reachable by their
 old names (ipa_core.esipa.transfer_eim_package_response,
-ipa_core.esipa.decode_transfer_eim_package_request, ipa_core.esipa.decode_eim_message,
-and the same in ipa_core.esipa_decode), imported on first use.
+ipa_core.esipa.decode_transfer_eim_package_request, ipa_core.esipa.decode_eim_message),
+imported on first use. The helpers it shares with ipa_core.esipa live in esipa_decode:
+this module never imports esipa (esipa imports it).
 Conventions and errors as in ipa_core.esipa / ipa_core.esipa_decode.
 """
 
 from ipa_core import tlv
 from ipa_core import version as ver
 from ipa_core.errors import ProtocolError
-from ipa_core.esipa import EIM_PACKAGE_RESULT_ERROR_CODE, _epr_and_notifications, code, raw_tlv
 from ipa_core.esipa_decode import (
-    _eim_package, alternative, decode_authenticate_client_response,
-    decode_cancel_session_response, decode_get_bound_profile_package_response,
-    decode_get_eim_package_response, decode_initiate_authentication_response,
-    decode_provide_eim_package_result_response, message,
+    EIM_PACKAGE_RESULT_ERROR_CODE, _eim_package, alternative, code,
+    decode_authenticate_client_response, decode_cancel_session_response,
+    decode_get_bound_profile_package_response, decode_get_eim_package_response,
+    decode_initiate_authentication_response, decode_provide_eim_package_result_response,
+    epr_and_notifications, message, raw_tlv,
 )
 
 
@@ -59,7 +60,7 @@ def transfer_eim_package_response(euicc_package_result=None, notifications=None,
     if euicc_package_result is not None:
         body = raw_tlv(euicc_package_result, (0xBF51,), "euiccPackageResult")
         if notifications:
-            body = _epr_and_notifications(body, notifications, version)
+            body = epr_and_notifications(body, notifications, version)
     elif ipa_euicc_data_response is not None:
         body = raw_tlv(ipa_euicc_data_response, (0xBF52,), "ipaEuiccDataResponse")
     elif eim_package_received:
