@@ -25,7 +25,7 @@ tagged CHOICE ([65] CHOICE ...) used as a component is re-tagged implicitly.
 
 The functions a board's IPA never calls (GetEUICCInfo2 decoded, GetRAT,
 GetConnectivityParameters, AddInitialEim, SetDefaultDpAddress, the
-emergency / fallback functions, ListNotification, GetProfilesInfo,
+emergency / fallback functions, GetProfilesInfo,
 EuiccMemoryReset, ...) live in ipa_core.es10_admin and are reachable here
 by name, imported on first use (module __getattr__), so a board's frozen
 bundle leaves them out.
@@ -48,6 +48,7 @@ from ipa_core.es10_download import (  # noqa: F401
 GET_CERTS_ERROR = {1: "invalidCiPKId", 127: "undefinedError"}  # module spells it "undfinedError"
 EUICC_PACKAGE_ERROR_CODE = sg.EUICC_PACKAGE_ERROR_CODE
 NOTIFICATIONS_LIST_RESULT_ERROR = {127: "undefinedError"}
+LIST_NOTIFICATIONS_RESULT_ERROR = {127: "undefinedError"}
 DELETE_NOTIFICATION_STATUS = {0: "ok", 1: "nothingToDelete", 127: "undefinedError"}
 PROFILE_ROLLBACK_RESULT = {0: "ok", 1: "rollbackNotAllowed", 5: "catBusy", 7: "commandError",
                            127: "undefinedError"}
@@ -227,6 +228,25 @@ def retrieve_notifications_list(s, seq_number=None, profile_management_operation
     if c.tag == 0x81:
         raise fail(f, c.as_int(), NOTIFICATIONS_LIST_RESULT_ERROR)
     return [sg.pending_notification(k) for k in c]
+
+
+def list_notification(s, profile_management_operation=None):
+    """ES10b.ListNotification 'BF28' { profileManagementOperation '81' OPTIONAL }.
+
+    Returns a list of NotificationMetadata dicts (seqNumber,
+    profileManagementOperation, notificationAddress, iccid): what is pending,
+    without the signed notifications (a board reads those one at a time,
+    ipa_core.ipa_notify).
+    """
+    f = "ES10b.ListNotification"
+    op = None
+    if profile_management_operation is not None:
+        op = tlv.encode(0x81, d.event_bits(profile_management_operation))
+    t = call(s, f, 0xBF28, op)
+    c = d.need_any(t, (0xA0, 0x30, 0x81), "notificationMetadataList (A0) or error (81)")
+    if c.tag == 0x81:
+        raise fail(f, c.as_int(), LIST_NOTIFICATIONS_RESULT_ERROR)
+    return [sg.notification_metadata(k) for k in c]
 
 
 def remove_notification_from_list(s, seq_number):

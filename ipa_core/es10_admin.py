@@ -14,18 +14,16 @@ from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import version as ver
 from ipa_core.es10_decode import (
-    PPR_IDS, call, event_bits, fail, fields, expect, refresh_call, require, result, unwrap,
+    PPR_IDS, call, fail, fields, expect, refresh_call, require, result, unwrap,
     v_bits, v_bytes, v_int, v_keyids, v_present, v_str, version_str,
 )
 from ipa_core.errors import TlvError
-from ipa_core.es10_signed import notification_metadata
 
 # ---- error / result names per function (numbers from the ASN.1 modules) -------
 
 ADD_INITIAL_EIM_ERROR = {1: "insufficientMemory", 2: "associatedEimAlreadyExists",
                          3: "ciPKUnknown", 5: "invalidAssociationToken",
                          6: "counterValueOutOfRange", 7: "commandError", 127: "undefinedError"}
-LIST_NOTIFICATIONS_RESULT_ERROR = {127: "undefinedError"}
 PROFILE_INFO_LIST_ERROR = d.PROFILE_INFO_LIST_ERROR
 CONFIG_IMMEDIATE_ENABLE_RESULT = {0: "ok", 1: "insufficientMemory",
                                   2: "associatedEimAlreadyExists", 127: "undefinedError"}
@@ -253,23 +251,6 @@ def return_from_fallback(s, refresh_flag):
     """ES10b.ReturnFromFallback 'BF5E' { refreshFlag } -> None."""
     refresh_call(s, "ES10b.ReturnFromFallback", 0xBF5E, refresh_flag,
                  RETURN_FROM_FALLBACK_RESULT)
-
-
-def list_notification(s, profile_management_operation=None):
-    """ES10b.ListNotification 'BF28' { profileManagementOperation '81' OPTIONAL }.
-
-    Returns a list of NotificationMetadata dicts (seqNumber,
-    profileManagementOperation, notificationAddress, iccid).
-    """
-    f = "ES10b.ListNotification"
-    op = None
-    if profile_management_operation is not None:
-        op = tlv.encode(0x81, event_bits(profile_management_operation))
-    t = call(s, f, 0xBF28, op)
-    c = d.need_any(t, (0xA0, 0x30, 0x81), "notificationMetadataList (A0) or error (81)")
-    if c.tag == 0x81:
-        raise fail(f, c.as_int(), LIST_NOTIFICATIONS_RESULT_ERROR)
-    return [notification_metadata(k) for k in c]
 
 
 def iccid_bytes(iccid):

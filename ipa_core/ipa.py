@@ -85,6 +85,10 @@ DEFAULTS = {
     "rollback_cause": "undefined",  # stateChangeCause reported after a rollback
     "max_attempts": 5,  # tries of one step the eUICC / eIM refuses before giving up
     "max_notifications": 16,  # notifications per message / per delivery pass
+    # Bytes of signed notifications one ProvideEimPackageResult carries at most; set, the
+    # IPA also reads notifications one at a time (ipa_notify): a board's heap bound. None:
+    # no bound, all read at once (fewer APDUs).
+    "max_message_bytes": None,
     "esipa_version": None,  # SGP.32 version the eIM speaks; None: the session's
     "eim_id": None,  # the eIM polled (its associationToken goes into ipaEuiccData)
     "transports": ("https", "coaps"),  # what the host can build, preferred first
@@ -157,6 +161,9 @@ class Ipa:
             cfg[k] = config[k]
         if cfg["binding"] not in ("asn1", "json"):
             raise ValueError("binding %r: expected 'asn1' or 'json'" % (cfg["binding"],))
+        mb = cfg["max_message_bytes"]
+        if mb is not None and (isinstance(mb, bool) or not isinstance(mb, int) or mb < 0):
+            raise ValueError("max_message_bytes %r: expected a number of bytes or None" % (mb,))
         self.config = cfg
         self.session = session
         self.network = network

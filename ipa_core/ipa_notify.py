@@ -4,7 +4,14 @@ only after the eIM took it (HTTP 200/204), never before (design.md, "Nothing is 
 
 Before each removal the seqNumber is written to the store (ipa.notified), so
 after a restart the IPA removes what the eIM already has instead of
-delivering it a second time. Functions take the ipa_core.ipa.Ipa and a
+delivering it a second time.
+
+How they are read from the eUICC: all at once (one RetrieveNotificationsList),
+or, with the setting max_message_bytes (boards), one at a time - ListNotification
+for the seqNumbers, then RetrieveNotificationsList by seqNumber - so that a
+board's heap holds one signed notification, never the list of them, and a
+ProvideEimPackageResult carries at most max_message_bytes of them (those left
+go out with HandleNotification in the next pass). Functions take the ipa_core.ipa.Ipa and a
 `notes` dict ({"delivered", "removed", "failed", "forSmdp": [seqNumber...]})
 that they fill.
 """
@@ -18,11 +25,37 @@ def new_notes():
     return {"delivered": [], "removed": [], "failed": [], "forSmdp": [], "error": None}
 
 
-def pending(ipa):
-    """Pending notifications (not EuiccPackageResults) on the eUICC, at most max_notifications."""
-    items = es10.retrieve_notifications_list(ipa.session)
-    notes = [n for n in items if tlv.decode(n["raw"]).tag != 0xBF51]
-    return notes[:ipa.config["max_notifications"]]
+def _is_result(n):
+    return tlv.decode(n["raw"]).tag == 0xBF51
+
+
+def notifications(ipa):
+    """The pending notifications (not EuiccPackageResults), at most max_notifications, one
+    after the other: read one at a time when max_message_bytes is set (module doc)."""
+    cap = ipa.config["max_notifications"]
+    if ipa.config.get("max_message_bytes") is None:
+        items = es10.retrieve_notifications_list(ipa.session)
+        for n in [n for n in items if not _is_result(n)][:cap]:
+            yield n
+        return
+    seqs = [m["seqNumber"] for m in es10.list_notification(ipa.session)][:cap]
+    for seq in seqs:
+        for n in es10.retrieve_notifications_list(ipa.session, seq_number=seq):
+            if n.get("seqNumber") == seq and not _is_result(n):
+                yield n  # gone since the list (or an EuiccPackageResult): skipped
+
+
+def pending(ipa, budget=None):
+    """The pending notifications as a list; with `budget`, as many (oldest first) as fit in
+    that many bytes of signed notifications."""
+    out = []
+    total = 0
+    for n in notifications(ipa):
+        if budget is not None and total + len(n["raw"]) > budget:
+            break
+        total += len(n["raw"])
+        out.append(n)
+    return out
 
 
 def finish_removals(ipa, notes):
@@ -41,7 +74,7 @@ def deliver_all(ipa, notes):
     One the eIM refuses (EimError) stays on the eUICC for the next pass; a
     TransportError or an HTTP error status ends the pass (raised).
     """
-    for n in pending(ipa):
+    for n in notifications(ipa):
         seq = n.get("seqNumber")
         msg = esipa.handle_notification(pending_notification=n["raw"], version=ipa.version)
         try:

@@ -212,7 +212,9 @@ def rollback(ipa, job, out):
 def collect(ipa, job, out):
     """Build the ProvideEimPackageResult to post (kept, so a resend is the same bytes)."""
     if job["kind"] == "euiccPackageRequest":
-        notes = ipa_notify.pending(ipa)
+        # A board bounds the message (max_message_bytes): what does not fit is delivered
+        # with HandleNotification in the next pass.
+        notes = ipa_notify.pending(ipa, ipa.config.get("max_message_bytes"))
         msg = esipa.provide_eim_package_result(
             job["eid"], euicc_package_result=blob(job["result"]),
             notifications=[n["raw"] for n in notes], version=ipa.version)

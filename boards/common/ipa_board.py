@@ -41,13 +41,16 @@ DEFAULTS = {
     "state_file": "/ipa_state.json",
     "watchdog_ms": 8000,  # the RP2040's WDT allows at most 8388 ms
     "debug": False,
+    # Signed notifications per ProvideEimPackageResult, in bytes; notifications are then also
+    # read from the eUICC one at a time (ipa_core.ipa_notify): the heap never holds a list.
+    "max_message_bytes": 1024,
 }
 
 START_DELAYS_S = (5, 15, 30, 60, 120, 300)  # waits between start-up tries
 
 # Boards speak the ESipa ASN.1 binding only (esipa_json is not frozen): no "binding" here.
 IPA_SETTINGS = ("poll_interval_s", "max_interval_s", "error_backoff_s",
-                "max_error_backoff_s", "eim_id")
+                "max_error_backoff_s", "eim_id", "max_message_bytes")
 
 
 class ConfigError(ValueError):

@@ -84,6 +84,8 @@ class FakeEuicc:
         self.seq = 0
         self.loads = 0
         self.runs = 0
+        self.list_calls = 0  # ListNotification requests
+        self.whole_lists = 0  # RetrieveNotificationsList requests without a search criterion
         self.rollbacks = 0
         self.rollback_ctx = None
         self.ecall = False
@@ -145,6 +147,7 @@ class FakeEuicc:
         t = tlv.decode(req)
         f = {0xBF3E: self._get_eid, 0xBF51: self._load_euicc_package,
              0xBF2B: self._retrieve_notifications, 0xBF30: self._remove_notification,
+             0xBF28: self._list_notification,
              0xBF58: self._profile_rollback, 0xBF55: self._eim_configuration,
              0xBF20: self._info1, 0xBF22: self._info2, 0xBF3C: self._addresses,
              0xBF56: self._get_certs}.get(t.tag)
@@ -233,7 +236,14 @@ class FakeEuicc:
             if hits and hits[0]["kind"] == "result":
                 return self._list(0xA2, hits)
             return self._list(0xA0, hits)
+        self.whole_lists += 1
         return self._list(0xA0, self.notifications())
+
+    def _list_notification(self, t):
+        """ES10b.ListNotification: the NotificationMetadata of each pending notification."""
+        self.list_calls += 1
+        metas = [tlv.decode(p["der"]).need(0xBF2F).raw for p in self.notifications()]
+        return tlv.encode(0xBF28, tlv.encode(0xA0, b"".join(metas)))
 
     def _list(self, tag, entries):
         return tlv.encode(0xBF2B, tlv.encode(tag, b"".join(p["der"] for p in entries)))

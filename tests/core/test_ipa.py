@@ -158,6 +158,37 @@ def test_psmo_enable_cycle_with_notifications():
     assert json.loads(json.dumps(r)) == r
 
 
+def test_bounded_messages_read_notifications_one_at_a_time():
+    # A board (max_message_bytes): the eUICC's notifications are read one by one and the
+    # ProvideEimPackageResult carries only what fits; the rest goes out with
+    # HandleNotification in the next cycle. Nothing is lost, nothing is sent twice.
+    w = World()
+    for _ in range(3):
+        w.card.add_notification("install", ICCID_C)  # seqNumbers 1, 2, 3
+    size = len(w.card.notifications()[0]["der"])
+    w.eim.queue.append(fe.euicc_package_request(1, [fe.psmo_enable(ICCID_B)], txid=TXID))
+    ipa = w.ipa(max_message_bytes=size)
+    r = ipa.poll_once()
+    assert r["error"] is None and r["delivered"], r
+    # The pass before GetEimPackage: the three installs, each read and sent on its own.
+    assert r["notifications"]["delivered"] == [1, 2, 3]
+    # The package: disable A (4), enable B (5), result 6; one notification fits the message.
+    res = tlv.decode(w.eim.results[0])
+    assert tags_of(res) == [0xBF51, 0xA0] and len(res.need(0xA0).children()) == 1
+    assert r["acknowledged"] == [6, 4] and [p["seq"] for p in w.card.pending] == [5]
+    r = ipa.poll_once()
+    assert r["notifications"]["delivered"] == [5] and w.card.pending == [], r
+    assert sorted(s for s, _ in w.eim.notifications) == [1, 2, 3, 4, 5]
+    assert w.card.whole_lists == 0 and w.card.list_calls >= 3
+    removed_after_taken(w.timeline)
+    try:
+        w.ipa(max_message_bytes=-1)
+    except ValueError as e:
+        assert "max_message_bytes" in str(e)
+    else:
+        raise AssertionError("a negative max_message_bytes was taken")
+
+
 def test_psmo_cycle_without_notifications():
     w = World()
     # Enabling the profile that is already enabled: enableResult profileNotInDisabledState (2),
