@@ -45,7 +45,7 @@ def split_response(resp):
             "card response of %d bytes, expected at least SW1 SW2"
             % (0 if resp is None else len(resp))
         )
-    return bytes(resp[:-2]), (resp[-2] << 8) | resp[-1]
+    return bytes(memoryview(resp)[:-2]), (resp[-2] << 8) | resp[-1]  # one copy, not two
 
 
 def strip_le(apdu):
@@ -121,21 +121,28 @@ class IsdrSession:
         if sw >> 8 == 0x6C:
             # Wrong Le: resend once with the exact length the card named.
             data, sw = self._raw(strip_le(apdu) + bytes((sw & 0xFF,)))
-        out = bytearray(data)
+        if sw >> 8 != 0x61:
+            if len(data) > self.max_response:
+                raise ProtocolError("card response of %d bytes, over the %d-byte bound"
+                                    % (len(data), self.max_response))
+            return data, sw  # complete (the transport followed any 61xx): no copy
+        out = [data]
+        size = len(data)
         while sw >> 8 == 0x61:
             le = sw & 0xFF
-            if len(out) + (le or 256) > self.max_response:
+            if size + (le or 256) > self.max_response:
                 raise ProtocolError(
                     "card response over the %d-byte bound (already %d, %s more announced)"
-                    % (self.max_response, len(out), le or 256)
+                    % (self.max_response, size, le or 256)
                 )
             data, sw = self._raw(bytes((self.cla(0x00), 0xC0, 0x00, 0x00, le)))
-            out += data
-        if len(out) > self.max_response:
+            out.append(data)  # pieces joined once: no growing buffer (a board's heap)
+            size += len(data)
+        if size > self.max_response:
             raise ProtocolError(
-                "card response of %d bytes, over the %d-byte bound" % (len(out), self.max_response)
+                "card response of %d bytes, over the %d-byte bound" % (size, self.max_response)
             )
-        return bytes(out), sw
+        return b"".join(out), sw
 
     def cla(self, base):
         return cla_for(base, 0 if self.modem_channel else self.channel)

@@ -570,18 +570,22 @@ class AtCard:
             apdu = apdu[:4] + bytes((le_cap,))
         sent = apdu
         resp = self._one(apdu)
-        out = bytearray()
+        # The answer in pieces (each at most one GET RESPONSE), joined once at the end: a
+        # growing bytearray would leave a trail of freed 256/512/768... byte blocks in a
+        # board's heap, and copy the answer at each step.
+        parts = []
+        size = 0
         cla = _gr_cla(apdu[0])
         ours = False  # resp answers a GET RESPONSE sent here
         learned = False  # the cut was detected here, not known from the profile
         whole = None  # length of the cut answer's BER-TLV: what the completion must reach
         while True:
-            cut = self._cut_at(sent, resp, not out, cap)
+            cut = self._cut_at(sent, resp, not parts, cap)
             if cut is not None:
                 # Cut by the modem (fact sheet: Huawei MT5700): the status word was lost
                 # (or only SW1 kept). Ask the card for what follows.
                 data, sw1 = cut
-                if not out and sent[1] == 0xE2:
+                if not parts and sent[1] == 0xE2:
                     t = tlv_total(resp)
                     if t is not None and t >= len(resp) - 1:  # one BER-TLV, longer than the cut
                         whole = t
@@ -591,12 +595,13 @@ class AtCard:
                     self.note("this modem cut an answer at %d bytes (answer to %s ending %s): "
                               "completed with GET RESPONSE; set the modem profile option "
                               "csim_max_answer=%d" % (cap, _hex(sent[:4]), _hex(resp[-2:]), cap))
-                out += data
-                self._bound(out, 0)
+                parts.append(data)
+                size += len(data)
+                self._bound(size, 0)
                 if sw1 == 0x90:  # SW2 lost; after 90 it can only be 00
                     self.note("answer cut at %d bytes by the modem; its status word was 90.."
                               % cap)
-                    return self._completed(out, whole, sent, cap, learned)
+                    return self._completed(parts, size, whole, sent, cap, learned)
                 if sw1 is not None and sw1 != 0x61:
                     raise self._uncut(sent, cap, "the byte after the data, %02X, is no SW1 "
                                                  "that follows data" % sw1, learned)
@@ -616,7 +621,7 @@ class AtCard:
                     # Nothing more to get: the lost status word was 9000.
                     self.note("answer cut at %d bytes by the modem; completed (%s after it)"
                               % (cap, _hex(resp)))
-                    return self._completed(out, whole, sent, cap, learned)
+                    return self._completed(parts, size, whole, sent, cap, learned)
                 continue
             sw1, sw2 = resp[-2], resp[-1]
             if not sw_ok(sw1, sw2):
@@ -625,10 +630,16 @@ class AtCard:
                     "or 9X): did the modem cut it? If this modem cuts answers at %d bytes, set "
                     "its profile option csim_max_answer=%d"
                     % (len(resp), _hex(sent[:4]), sw1, sw2, len(resp), len(resp)))
-            out += resp[:-2]
+            final = sw1 != 0x61 and not (sw1 == 0x6C and ours and len(resp) == 2) and not (
+                whole is not None and sw1 == 0x90)
+            if final and not parts:
+                return resp  # one answer, nothing chained: as it came, no copy
+            if len(resp) > 2:
+                parts.append(resp[:-2])
+                size += len(resp) - 2
             if sw1 == 0x61:
                 le = sw2 or 256
-                self._bound(out, le)
+                self._bound(size, le)
                 sent = bytes((cla, 0xC0, 0x00, 0x00, min(le, le_cap) & 0xFF))
                 resp = self._one(sent)
                 ours = True
@@ -640,20 +651,23 @@ class AtCard:
                 ours = False  # a second 6Cxx goes back to the caller
                 continue
             if whole is not None and sw1 == 0x90:
-                return self._completed(out, whole, sent, cap, learned, bytes((sw1, sw2)))
-            return bytes(out) + bytes((sw1, sw2))
+                return self._completed(parts, size, whole, sent, cap, learned,
+                                       bytes((sw1, sw2)))
+            parts.append(bytes((sw1, sw2)))
+            return b"".join(parts)
 
-    def _completed(self, out, whole, sent, cap, learned, sw=b"\x90\x00"):
+    def _completed(self, parts, size, whole, sent, cap, learned, sw=b"\x90\x00"):
         """out + sw after a cut, when it has the length its BER-TLV header announced.
 
         A modem that cuts below the card's chunk size (256 bytes) drops data
         the card will not send again: that answer cannot be completed.
         """
-        if whole is not None and len(out) != whole:
+        if whole is not None and size != whole:
             raise self._uncut(sent, cap, "the %d-byte response came back with %d bytes: the "
                                          "modem dropped data the card had sent"
-                              % (whole, len(out)), learned)
-        return bytes(out) + sw
+                              % (whole, size), learned)
+        parts.append(sw)
+        return b"".join(parts)
 
     def _cut_at(self, sent, resp, first, cap):
         """(data, SW1 or None) when the modem cut `resp` (the answer to `sent`), else None.
@@ -703,10 +717,10 @@ class AtCard:
         return ProtocolError("the modem cut an answer at %d bytes and it cannot be completed "
                              "(%s, after %s): %s" % (cap, why, _hex(sent[:4]), fix))
 
-    def _bound(self, out, more):
-        if len(out) + more > self.max_response:
+    def _bound(self, size, more):
+        if size + more > self.max_response:
             raise ProtocolError("card response over the %d-byte bound (already %d, %d more "
-                                "announced)" % (self.max_response, len(out), more))
+                                "announced)" % (self.max_response, size, more))
 
 
 def open_isdr_session(card, **kw):

@@ -237,13 +237,16 @@ class Builder:
         cmd = ["make", "-C", os.path.join(self.src, "ports", "unix"), "-j%d" % jobs(),
                "BUILD=" + os.path.join(out, "build"), "PROG=micropython",
                "FROZEN_MANIFEST=" + manifest, "MICROPY_MANIFEST_PORT_DIR=" + self.port_dir,
-               "LDFLAGS_EXTRA=-Wl,--wrap=gc_alloc -Wl,--wrap=gc_realloc " + probe] + MAKE_VARS
+               "LDFLAGS_EXTRA=-Wl,--wrap=gc_alloc -Wl,--wrap=gc_realloc "
+               "-Wl,--wrap=gc_collect_start " + probe] + MAKE_VARS
         if bits == 32:
             cmd.append("MICROPY_FORCE_32BIT=1")
         self._say("building %s (%d-bit unix port%s)" % (
             name, bits, "" if board_dir is None else ", %d modules frozen" % len(names)))
-        _run(cmd, os.path.join(out, "make.log"))
         binary = os.path.join(out, "build", "micropython")
+        if os.path.exists(binary):
+            os.remove(binary)  # relinked: make does not see a new probe object in LDFLAGS
+        _run(cmd, os.path.join(out, "make.log"))
         return Firmware(binary, sections(binary), board_dir and os.path.basename(board_dir),
                         stack, bundle, names)
 
@@ -286,6 +289,7 @@ class Console:
         self.done = None
         self.error = None
         self.largest = None
+        self.collections = None
         self._allocs = []
         self._mem = None
         self.fatal = None
@@ -303,6 +307,7 @@ class Console:
             if line.startswith("GC memory layout"):
                 return
             self._mem["census"] = census(self._map)
+            self._mem["map"] = self._map
             self._map = self._mem = None
         if line.startswith("@@"):
             kind, _, rest = line[2:].partition(" ")
@@ -314,6 +319,7 @@ class Console:
                 self._allocs.append([int(n), ok == "1"])
             elif kind == "alloc-largest":
                 self.largest = int(rest.split()[0])
+                self.collections = int(rest.split()[3])
             elif kind == "heap":
                 rec = json.loads(rest)
                 rec["allocs"] = self._allocs

@@ -218,3 +218,21 @@ def test_reopen_swaps_session_and_network_in_the_same_ipa():
     assert b.recovered == [err]
     bi.close()
     assert b.closed
+
+
+def test_gc_threshold_is_set_where_the_port_has_one():
+    import gc
+
+    f = getattr(gc, "threshold", None)  # MicroPython; CPython has none: a no-op there
+    old = f() if f is not None else None
+    try:
+        ipa_board.set_gc_threshold(4096)
+        if f is not None:
+            assert f() == 4096
+        ipa_board.set_gc_threshold(0)  # 0: the port's default is left alone
+        if f is not None:
+            assert f() == 4096
+    finally:
+        if f is not None:
+            f(old)
+    assert ipa_board.DEFAULTS["gc_threshold"] == 4096

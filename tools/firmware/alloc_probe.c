@@ -1,5 +1,5 @@
 /* Allocation probe for tools/mp_firmware.py: linked into the bench's unix MicroPython with
- * -Wl,--wrap=gc_alloc,--wrap=gc_realloc. Every allocation the VM asks of its GC heap (calls
+ * -Wl,--wrap=gc_alloc,--wrap=gc_realloc,--wrap=gc_collect_start. Every allocation the VM asks of its GC heap (calls
  * from other translation units than py/gc.c: m_malloc, m_realloc and the object
  * constructors) passes here. It keeps the largest request and writes a line
  *     @@alloc <bytes> <ok>
@@ -19,11 +19,18 @@
 
 void *__real_gc_alloc(size_t n_bytes, unsigned int alloc_flags);
 void *__real_gc_realloc(void *ptr, size_t n_bytes, bool allow_move);
+void __real_gc_collect_start(void);
 
 static size_t largest;
 static unsigned long requests;
 static unsigned long requested;
 static size_t report_from = 2048;
+static unsigned long collections;
+
+void __wrap_gc_collect_start(void) {
+    collections++;
+    __real_gc_collect_start();
+}
 
 static void say(const char *tag, size_t n, int ok) {
     char line[64];
@@ -75,8 +82,8 @@ __attribute__((constructor)) static void probe_start(void) {
 
 __attribute__((destructor)) static void probe_end(void) {
     char line[96];
-    int len = snprintf(line, sizeof(line), "@@alloc-largest %lu %lu %lu\n",
-                       (unsigned long)largest, requests, requested);
+    int len = snprintf(line, sizeof(line), "@@alloc-largest %lu %lu %lu %lu\n",
+                       (unsigned long)largest, requests, requested, collections);
     if (len > 0 && write(1, line, (size_t)len) < 0) {
         /* as above */
     }
