@@ -49,64 +49,34 @@ line by `max_line` bytes and every answer by `max_info_lines` lines.
 """
 
 from ipa_core.clock import clock
-from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
+from ipa_core.errors import ProtocolError, TimeoutError_, TransportError, Names
 
 
 # TS 27.007 9.2 (mobile termination errors). Verbose forms map back to numbers.
-CME_ERRORS = {
-    0: "phone failure",
-    1: "no connection to phone",
-    2: "phone-adaptor link reserved",
-    3: "operation not allowed",
-    4: "operation not supported",
-    5: "PH-SIM PIN required",
-    6: "PH-FSIM PIN required",
-    7: "PH-FSIM PUK required",
-    10: "SIM not inserted",
-    11: "SIM PIN required",
-    12: "SIM PUK required",
-    13: "SIM failure",
-    14: "SIM busy",
-    15: "SIM wrong",
-    16: "incorrect password",
-    17: "SIM PIN2 required",
-    18: "SIM PUK2 required",
-    20: "memory full",
-    21: "invalid index",
-    22: "not found",
-    23: "memory failure",
-    24: "text string too long",
-    25: "invalid characters in text string",
-    30: "no network service",
-    31: "network timeout",
-    32: "network not allowed - emergency calls only",
-    50: "incorrect parameters",
-    100: "unknown",
-}
+CME_ERRORS = Names(((0, "phone failure"), (1, "no connection to phone"),
+                    (2, "phone-adaptor link reserved"), (3, "operation not allowed"),
+                    (4, "operation not supported"), (5, "PH-SIM PIN required"),
+                    (6, "PH-FSIM PIN required"), (7, "PH-FSIM PUK required"),
+                    (10, "SIM not inserted"), (11, "SIM PIN required"),
+                    (12, "SIM PUK required"), (13, "SIM failure"), (14, "SIM busy"),
+                    (15, "SIM wrong"), (16, "incorrect password"), (17, "SIM PIN2 required"),
+                    (18, "SIM PUK2 required"), (20, "memory full"), (21, "invalid index"),
+                    (22, "not found"), (23, "memory failure"), (24, "text string too long"),
+                    (25, "invalid characters in text string"), (30, "no network service"),
+                    (31, "network timeout"), (32, "network not allowed - emergency calls only"),
+                    (50, "incorrect parameters"), (100, "unknown")))
 
 # TS 27.005 3.2.5 (message service failure results).
-CMS_ERRORS = {
-    300: "ME failure",
-    301: "SMS service of ME reserved",
-    302: "operation not allowed",
-    303: "operation not supported",
-    304: "invalid PDU mode parameter",
-    305: "invalid text mode parameter",
-    310: "(U)SIM not inserted",
-    311: "(U)SIM PIN required",
-    312: "PH-(U)SIM PIN required",
-    313: "(U)SIM failure",
-    314: "(U)SIM busy",
-    315: "(U)SIM wrong",
-    316: "(U)SIM PUK required",
-    320: "memory failure",
-    321: "invalid memory index",
-    322: "memory full",
-    330: "SMSC address unknown",
-    331: "no network service",
-    332: "network timeout",
-    500: "unknown error",
-}
+CMS_ERRORS = Names(((300, "ME failure"), (301, "SMS service of ME reserved"),
+                    (302, "operation not allowed"), (303, "operation not supported"),
+                    (304, "invalid PDU mode parameter"), (305, "invalid text mode parameter"),
+                    (310, "(U)SIM not inserted"), (311, "(U)SIM PIN required"),
+                    (312, "PH-(U)SIM PIN required"), (313, "(U)SIM failure"),
+                    (314, "(U)SIM busy"), (315, "(U)SIM wrong"), (316, "(U)SIM PUK required"),
+                    (320, "memory failure"), (321, "invalid memory index"),
+                    (322, "memory full"), (330, "SMSC address unknown"),
+                    (331, "no network service"), (332, "network timeout"),
+                    (500, "unknown error")))
 
 FINAL_OK = "OK"
 # V.250 final result codes that end a command unsuccessfully.

@@ -53,7 +53,7 @@ from binascii import hexlify, unhexlify
 from ipa_core import modems
 from ipa_core.apdu import ISDR_AID, MAX_RESPONSE, cla_for
 from ipa_core.at import AtError, ModemRestarted, shorten
-from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError
+from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError, Names
 
 MODES = ("auto", "cgla", "csim")
 SEGMENT_TIMEOUT_MS = 120000  # STORE DATA: profile loads take tens of seconds per block
@@ -68,16 +68,14 @@ HEX = "0123456789ABCDEFabcdef"
 CUT_SIZE = 256  # where modems cut answers (fact sheet: Huawei MT5700 "~256 bytes")
 
 # Words for people, added to AtError messages about SIM access.
-CME_HINTS = {
-    3: "the modem does not allow it now: UICC not powered, or held by the modem's own LPA?",
-    4: "this modem does not support the command (try mode=csim or mode=cgla)",
-    10: "no SIM/eUICC found: check the SIM slot selection and that the eUICC is powered",
-    13: "is this an eUICC with an enabled profile?",
-    14: "the SIM is busy (just powered up or refreshed): retry in a few seconds",
-    15: "the modem does not accept this SIM",
-    21: "invalid index: the logical channel is gone (modem or SIM reset?)",
-    50: "the modem rejected the parameters (AID, length or hex)",
-}
+CME_HINTS = Names(((3, "the modem does not allow it now: UICC not powered, or held by the modem's own LPA?"),
+                   (4, "this modem does not support the command (try mode=csim or mode=cgla)"),
+                   (10, "no SIM/eUICC found: check the SIM slot selection and that the eUICC is powered"),
+                   (13, "is this an eUICC with an enabled profile?"),
+                   (14, "the SIM is busy (just powered up or refreshed): retry in a few seconds"),
+                   (15, "the modem does not accept this SIM"),
+                   (21, "invalid index: the logical channel is gone (modem or SIM reset?)"),
+                   (50, "the modem rejected the parameters (AID, length or hex)")))
 
 
 def _hex(b):

@@ -36,17 +36,12 @@ response is read by offset, so closing a reader early sends nothing.
 
 from ipa_core.at import AtError
 from ipa_core.at_http import AtHttp, OffsetReader, drop_urcs, fields, first, number
-from ipa_core.errors import ProtocolError, TransportError
+from ipa_core.errors import ProtocolError, TransportError, Names
 
 # +SHREQ statuses that are not HTTP: the SIMCom HTTP stack's own codes (the
 # 6xx table of SIMCom's HTTP manuals; the SIM7080 manual lists none).
-ERRORS = {
-    600: "not HTTP PDU",
-    601: "network error",
-    602: "no memory",
-    603: "DNS error",
-    604: "stack busy",
-}
+ERRORS = Names(((600, "not HTTP PDU"), (601, "network error"), (602, "no memory"),
+                (603, "DNS error"), (604, "stack busy")))
 MAX_READ = 2048  # AT+SHREAD answers at most this many bytes
 MAX_BODYLEN = 4096  # AT+SHCONF="BODYLEN" range
 MAX_INPUT_MS = 10000  # AT+SHBOD / AT+CFSWFILE input time range

@@ -33,35 +33,19 @@ notes show for more than one custom header.
 
 from ipa_core.at import AtError
 from ipa_core.at_http import AtHttp, OffsetReader, drop_urcs, fields, first, number, secs
-from ipa_core.errors import ProtocolError, TransportError
+from ipa_core.errors import ProtocolError, TransportError, Names
 
 # A76XX AT Command Manual, "Command result codes": <statuscode> 6xx and <errcode> 7xx.
-ERRORS = {
-    600: "not HTTP PDU",
-    601: "network error",
-    602: "no memory",
-    603: "DNS error",
-    604: "stack busy",
-    701: "alert state",
-    702: "unknown error",
-    703: "busy",
-    704: "connection closed error",
-    705: "timeout",
-    706: "receive/send socket data failed",
-    707: "file does not exist or other memory error",
-    708: "invalid parameter",
-    709: "network error",
-    710: "start of a new SSL session failed",
-    711: "wrong state",
-    712: "failed to create socket",
-    713: "get DNS failed",
-    714: "connect socket failed",
-    715: "TLS handshake failed",
-    716: "close socket failed",
-    717: "no network",
-    718: "send data timeout",
-    719: "CA missed",
-}
+ERRORS = Names(((600, "not HTTP PDU"), (601, "network error"), (602, "no memory"),
+                (603, "DNS error"), (604, "stack busy"), (701, "alert state"),
+                (702, "unknown error"), (703, "busy"), (704, "connection closed error"),
+                (705, "timeout"), (706, "receive/send socket data failed"),
+                (707, "file does not exist or other memory error"), (708, "invalid parameter"),
+                (709, "network error"), (710, "start of a new SSL session failed"),
+                (711, "wrong state"), (712, "failed to create socket"), (713, "get DNS failed"),
+                (714, "connect socket failed"), (715, "TLS handshake failed"),
+                (716, "close socket failed"), (717, "no network"), (718, "send data timeout"),
+                (719, "CA missed")))
 MAX_USERDATA = 256
 MAX_HTTPDATA = 153600  # AT+HTTPDATA <size> range
 MIN_INPUT_S = 10  # AT+HTTPDATA <time> range starts at 10 s

@@ -45,36 +45,65 @@ class TimeoutError_(TransportError):
 
 # ---- status words (ISO 7816-4; sw_name is also ipa_core.apdu.sw_name) ----------
 
-SW_NAMES = {
-    0x9000: "success",
-    0x6200: "warning, state unchanged",
-    0x6281: "part of returned data may be corrupted",
-    0x6282: "end of file reached before reading Le bytes",
-    0x6400: "execution error, state unchanged",
-    0x6581: "memory failure",
-    0x6600: "security issue / transmission error",
-    0x6601: "transmission checksum error",
-    0x6700: "wrong length",
-    0x6881: "logical channel not supported",
-    0x6882: "secure messaging not supported",
-    0x6883: "last command of the chain expected",
-    0x6884: "command chaining not supported",
-    0x6982: "security status not satisfied",
-    0x6983: "authentication method blocked",
-    0x6985: "conditions of use not satisfied",
-    0x6986: "command not allowed",
-    0x6999: "applet selection failed",
-    0x6A80: "incorrect data field",
-    0x6A81: "function not supported",
-    0x6A82: "application or file not found",
-    0x6A84: "not enough memory",
-    0x6A86: "incorrect P1 P2",
-    0x6A88: "referenced data not found",
-    0x6B00: "wrong P1 P2",
-    0x6D00: "instruction not supported",
-    0x6E00: "class not supported",
-    0x6F00: "no precise diagnosis",
-}
+class Names:
+    """A read-only {code: name} table over a constant tuple of (code, name) pairs.
+
+    Frozen into a board's firmware the pairs stay in flash with the code, where a dict
+    literal is built in the heap at import (60 tables: ~5 KB of a 64 KB heap). Reads like
+    the dict it replaces: get, [], in, iteration over the codes, items, len.
+    """
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def get(self, code, default=None):
+        for k, v in self.pairs:
+            if k == code:
+                return v
+        return default
+
+    def __getitem__(self, code):
+        for k, v in self.pairs:
+            if k == code:
+                return v
+        raise KeyError(code)
+
+    def __contains__(self, code):
+        for k, _ in self.pairs:
+            if k == code:
+                return True
+        return False
+
+    def __iter__(self):
+        for k, _ in self.pairs:
+            yield k
+
+    def items(self):
+        return self.pairs
+
+    def __len__(self):
+        return len(self.pairs)
+
+
+SW_NAMES = Names(((0x9000, "success"), (0x6200, "warning, state unchanged"),
+                  (0x6281, "part of returned data may be corrupted"),
+                  (0x6282, "end of file reached before reading Le bytes"),
+                  (0x6400, "execution error, state unchanged"), (0x6581, "memory failure"),
+                  (0x6600, "security issue / transmission error"),
+                  (0x6601, "transmission checksum error"), (0x6700, "wrong length"),
+                  (0x6881, "logical channel not supported"),
+                  (0x6882, "secure messaging not supported"),
+                  (0x6883, "last command of the chain expected"),
+                  (0x6884, "command chaining not supported"),
+                  (0x6982, "security status not satisfied"),
+                  (0x6983, "authentication method blocked"),
+                  (0x6985, "conditions of use not satisfied"), (0x6986, "command not allowed"),
+                  (0x6999, "applet selection failed"), (0x6A80, "incorrect data field"),
+                  (0x6A81, "function not supported"), (0x6A82, "application or file not found"),
+                  (0x6A84, "not enough memory"), (0x6A86, "incorrect P1 P2"),
+                  (0x6A88, "referenced data not found"), (0x6B00, "wrong P1 P2"),
+                  (0x6D00, "instruction not supported"), (0x6E00, "class not supported"),
+                  (0x6F00, "no precise diagnosis")))
 
 
 def sw_name(sw):

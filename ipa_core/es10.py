@@ -34,7 +34,7 @@ bundle leaves them out.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import es10_signed as sg
-from ipa_core.errors import TlvError
+from ipa_core.errors import TlvError, Names
 
 # ES10b download functions live in es10_download (size); they are part of this API.
 from ipa_core.es10_download import (  # noqa: F401
@@ -45,15 +45,16 @@ from ipa_core.es10_download import (  # noqa: F401
 
 # ---- error / result names per function (numbers from the ASN.1 modules) -------
 
-GET_CERTS_ERROR = {1: "invalidCiPKId", 127: "undefinedError"}  # module spells it "undfinedError"
+GET_CERTS_ERROR = Names(((1, "invalidCiPKId"), (127, "undefinedError")))  # module spells it "undfinedError"
 EUICC_PACKAGE_ERROR_CODE = sg.EUICC_PACKAGE_ERROR_CODE
-NOTIFICATIONS_LIST_RESULT_ERROR = {127: "undefinedError"}
-LIST_NOTIFICATIONS_RESULT_ERROR = {127: "undefinedError"}
-DELETE_NOTIFICATION_STATUS = {0: "ok", 1: "nothingToDelete", 127: "undefinedError"}
-PROFILE_ROLLBACK_RESULT = {0: "ok", 1: "rollbackNotAllowed", 5: "catBusy", 7: "commandError",
-                           127: "undefinedError"}
-IMMEDIATE_ENABLE_RESULT = {0: "ok", 1: "immediateEnableNotAvailable", 4: "noSessionContext",
-                           5: "catBusy", 127: "undefinedError"}
+NOTIFICATIONS_LIST_RESULT_ERROR = Names(((127, "undefinedError"),))
+LIST_NOTIFICATIONS_RESULT_ERROR = Names(((127, "undefinedError"),))
+DELETE_NOTIFICATION_STATUS = Names(((0, "ok"), (1, "nothingToDelete"), (127, "undefinedError")))
+PROFILE_ROLLBACK_RESULT = Names(((0, "ok"), (1, "rollbackNotAllowed"), (5, "catBusy"),
+                                 (7, "commandError"), (127, "undefinedError")))
+IMMEDIATE_ENABLE_RESULT = Names(((0, "ok"), (1, "immediateEnableNotAvailable"),
+                                 (4, "noSessionContext"), (5, "catBusy"),
+                                 (127, "undefinedError")))
 
 
 # ---- helpers -----------------------------------------------------------------------

@@ -29,7 +29,7 @@ or a wrong type is a TlvError naming what was expected.
 from binascii import hexlify
 
 from ipa_core import tlv
-from ipa_core.errors import FunctionError, ProtocolError, TlvError
+from ipa_core.errors import FunctionError, ProtocolError, TlvError, Names
 
 
 def hexu(b):
@@ -219,8 +219,8 @@ def event_bits(op):
     return tlv.bits_encode(names, NOTIFICATION_EVENT)
 
 
-PROFILE_INFO_LIST_ERROR = {1: "incorrectInputValues", 11: "profileChangeOngoing",
-                           127: "undefinedError"}
+PROFILE_INFO_LIST_ERROR = Names(((1, "incorrectInputValues"), (11, "profileChangeOngoing"),
+                                 (127, "undefinedError")))
 
 
 # ---- EUICCInfo1 (SGP.22 / SGP.32 5.9; EUICCInfo2: es10_admin.euicc_info2) ----

@@ -11,16 +11,17 @@ is taken as whole TLVs and forwarded verbatim. Re-exported by ipa_core.es10.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import es10_signed as sg
-from ipa_core.errors import IpaError, ProtocolError, TlvError
+from ipa_core.errors import IpaError, ProtocolError, TlvError, Names
 from ipa_core.stream import BytesReader, TlvReader
 
-CANCEL_SESSION_ERROR = {5: "invalidTransactionId", 127: "undefinedError"}
-AUTHENTICATE_ERROR_CODE = {1: "invalidCertificate", 2: "invalidSignature",
-                           3: "unsupportedCurve", 4: "noSessionContext", 5: "invalidOid",
-                           6: "euiccChallengeMismatch", 7: "ciPKUnknown",
-                           127: "undefinedError"}
-DOWNLOAD_ERROR_CODE = {1: "invalidCertificate", 2: "invalidSignature", 3: "unsupportedCurve",
-                       4: "noSessionContext", 5: "invalidTransactionId", 127: "undefinedError"}
+CANCEL_SESSION_ERROR = Names(((5, "invalidTransactionId"), (127, "undefinedError")))
+AUTHENTICATE_ERROR_CODE = Names(((1, "invalidCertificate"), (2, "invalidSignature"),
+                                 (3, "unsupportedCurve"), (4, "noSessionContext"),
+                                 (5, "invalidOid"), (6, "euiccChallengeMismatch"),
+                                 (7, "ciPKUnknown"), (127, "undefinedError")))
+DOWNLOAD_ERROR_CODE = Names(((1, "invalidCertificate"), (2, "invalidSignature"),
+                             (3, "unsupportedCurve"), (4, "noSessionContext"),
+                             (5, "invalidTransactionId"), (127, "undefinedError")))
 CANCEL_SESSION_REASON = {"endUserRejection": 0, "postponed": 1, "timeout": 2,
                          "pprNotAllowed": 3, "metadataMismatch": 4,
                          "loadBppExecutionError": 5, "undefinedReason": 127}

@@ -8,7 +8,7 @@ re-encoding, or the eUICC's signature no longer verifies. A decoded failure
 exception: it is signed by the eUICC and must be forwarded too.
 """
 
-from ipa_core.errors import TlvError
+from ipa_core.errors import TlvError, Names
 from ipa_core.es10_decode import (
     NOTIFICATION_EVENT, PROFILE_INFO_LIST_ERROR, expect, fields, hexu, need_any,
     profile_info_list, require, rules_authorisation_table, unwrap, v_bits, v_bytes, v_hexid,
@@ -17,45 +17,52 @@ from ipa_core.es10_decode import (
 
 # ---- result-code names ---------------------------------------------------------
 
-ENABLE_RESULT = {0: "ok", 1: "iccidOrAidNotFound", 2: "profileNotInDisabledState",
-                 3: "disallowedByPolicy", 5: "catBusy", 20: "rollbackNotAvailable",
-                 127: "undefinedError"}
-DISABLE_RESULT = {0: "ok", 1: "iccidOrAidNotFound", 2: "profileNotInEnabledState",
-                  3: "disallowedByPolicy", 5: "catBusy", 127: "undefinedError"}
-DELETE_RESULT = {0: "ok", 1: "iccidOrAidNotFound", 2: "profileNotInDisabledState",
-                 3: "disallowedByPolicy", 20: "rollbackNotAvailable",
-                 21: "returnFallbackProfile", 127: "undefinedError"}
-CONFIGURE_IMMEDIATE_ENABLE_RESULT = {0: "ok", 1: "insufficientMemory", 7: "commandError",
-                                     127: "undefinedError"}
-ADD_EIM_RESULT = {0: "ok", 1: "insufficientMemory", 2: "associatedEimAlreadyExists",
-                  3: "ciPKUnknown", 5: "invalidAssociationToken", 6: "counterValueOutOfRange",
-                  7: "commandError", 127: "undefinedError"}
-DELETE_EIM_RESULT = {0: "ok", 1: "eimNotFound", 2: "lastEimDeleted", 7: "commandError",
-                     127: "undefinedError"}
-UPDATE_EIM_RESULT = {0: "ok", 1: "eimNotFound", 3: "ciPKUnknown", 6: "counterValueOutOfRange",
-                     7: "commandError", 127: "undefinedError"}
-ROLLBACK_RESULT = {0: "ok", 127: "undefinedError"}
-SET_FALLBACK_ATTRIBUTE_RESULT = {0: "ok", 1: "iccidOrAidNotFound", 2: "fallbackNotAllowed",
-                                 3: "fallbackProfileEnabled", 127: "undefinedError"}
-UNSET_FALLBACK_ATTRIBUTE_RESULT = {0: "ok", 2: "noFallbackAttribute",
-                                   3: "fallbackProfileEnabled", 7: "commandError",
-                                   127: "undefinedError"}
-PROCESSING_TERMINATED = {1: "resultSizeOverflow", 2: "unknownOrDamagedCommand",
-                         3: "interruption", 127: "undefinedError"}
-SET_DEFAULT_DP_ADDRESS_RESULT = {0: "ok", 127: "undefinedError"}
-EUICC_PACKAGE_ERROR_CODE = {3: "invalidEid", 4: "replayError", 6: "counterValueOutOfRange",
-                            15: "sizeOverflow", 104: "ecallActive", 127: "undefinedError"}
-BPP_COMMAND_ID = {0: "initialiseSecureChannel", 1: "configureISDP", 2: "storeMetadata",
-                  3: "storeMetadata2", 4: "replaceSessionKeys", 5: "loadProfileElements"}
-ERROR_REASON = {
-    1: "incorrectInputValues", 2: "invalidSignature", 3: "invalidTransactionId",
-    4: "unsupportedCrtValues", 5: "unsupportedRemoteOperationType",
-    6: "unsupportedProfileClass", 7: "scp03tStructureError", 8: "scp03tSecurityError",
-    9: "installFailedDueToIccidAlreadyExistsOnEuicc",
-    10: "installFailedDueToInsufficientMemoryForProfile",
-    11: "installFailedDueToInterruption", 12: "installFailedDueToPEProcessingError",
-    13: "installFailedDueToDataMismatch", 14: "testProfileInstallFailedDueToInvalidNaaKey",
-    15: "pprNotAllowed", 127: "installFailedDueToUnknownError"}
+ENABLE_RESULT = Names(((0, "ok"), (1, "iccidOrAidNotFound"), (2, "profileNotInDisabledState"),
+                       (3, "disallowedByPolicy"), (5, "catBusy"), (20, "rollbackNotAvailable"),
+                       (127, "undefinedError")))
+DISABLE_RESULT = Names(((0, "ok"), (1, "iccidOrAidNotFound"), (2, "profileNotInEnabledState"),
+                        (3, "disallowedByPolicy"), (5, "catBusy"), (127, "undefinedError")))
+DELETE_RESULT = Names(((0, "ok"), (1, "iccidOrAidNotFound"), (2, "profileNotInDisabledState"),
+                       (3, "disallowedByPolicy"), (20, "rollbackNotAvailable"),
+                       (21, "returnFallbackProfile"), (127, "undefinedError")))
+CONFIGURE_IMMEDIATE_ENABLE_RESULT = Names(((0, "ok"), (1, "insufficientMemory"),
+                                           (7, "commandError"), (127, "undefinedError")))
+ADD_EIM_RESULT = Names(((0, "ok"), (1, "insufficientMemory"), (2, "associatedEimAlreadyExists"),
+                        (3, "ciPKUnknown"), (5, "invalidAssociationToken"),
+                        (6, "counterValueOutOfRange"), (7, "commandError"),
+                        (127, "undefinedError")))
+DELETE_EIM_RESULT = Names(((0, "ok"), (1, "eimNotFound"), (2, "lastEimDeleted"),
+                           (7, "commandError"), (127, "undefinedError")))
+UPDATE_EIM_RESULT = Names(((0, "ok"), (1, "eimNotFound"), (3, "ciPKUnknown"),
+                           (6, "counterValueOutOfRange"), (7, "commandError"),
+                           (127, "undefinedError")))
+ROLLBACK_RESULT = Names(((0, "ok"), (127, "undefinedError")))
+SET_FALLBACK_ATTRIBUTE_RESULT = Names(((0, "ok"), (1, "iccidOrAidNotFound"),
+                                       (2, "fallbackNotAllowed"), (3, "fallbackProfileEnabled"),
+                                       (127, "undefinedError")))
+UNSET_FALLBACK_ATTRIBUTE_RESULT = Names(((0, "ok"), (2, "noFallbackAttribute"),
+                                         (3, "fallbackProfileEnabled"), (7, "commandError"),
+                                         (127, "undefinedError")))
+PROCESSING_TERMINATED = Names(((1, "resultSizeOverflow"), (2, "unknownOrDamagedCommand"),
+                               (3, "interruption"), (127, "undefinedError")))
+SET_DEFAULT_DP_ADDRESS_RESULT = Names(((0, "ok"), (127, "undefinedError")))
+EUICC_PACKAGE_ERROR_CODE = Names(((3, "invalidEid"), (4, "replayError"),
+                                  (6, "counterValueOutOfRange"), (15, "sizeOverflow"),
+                                  (104, "ecallActive"), (127, "undefinedError")))
+BPP_COMMAND_ID = Names(((0, "initialiseSecureChannel"), (1, "configureISDP"),
+                        (2, "storeMetadata"), (3, "storeMetadata2"), (4, "replaceSessionKeys"),
+                        (5, "loadProfileElements")))
+ERROR_REASON = Names(((1, "incorrectInputValues"), (2, "invalidSignature"),
+                      (3, "invalidTransactionId"), (4, "unsupportedCrtValues"),
+                      (5, "unsupportedRemoteOperationType"), (6, "unsupportedProfileClass"),
+                      (7, "scp03tStructureError"), (8, "scp03tSecurityError"),
+                      (9, "installFailedDueToIccidAlreadyExistsOnEuicc"),
+                      (10, "installFailedDueToInsufficientMemoryForProfile"),
+                      (11, "installFailedDueToInterruption"),
+                      (12, "installFailedDueToPEProcessingError"),
+                      (13, "installFailedDueToDataMismatch"),
+                      (14, "testProfileInstallFailedDueToInvalidNaaKey"), (15, "pprNotAllowed"),
+                      (127, "installFailedDueToUnknownError")))
 
 
 # ---- notifications (SGP.22 5.7.10 / SGP.32 RetrieveNotificationsList) -----------

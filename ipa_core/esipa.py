@@ -51,6 +51,7 @@ from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import version as ver
 from ipa_core.es10_download import encode_ctx_params1
+from ipa_core.errors import Names
 
 # eIM -> IPA decoders and their name tables are part of this API; so are the helpers the
 # builders here share with esipa_push / esipa_compact (in esipa_decode, which they all import:
@@ -71,9 +72,9 @@ from ipa_core.esipa_decode import (  # noqa: F401
 STATE_CHANGE_CAUSE = {"otherEim": 0, "fallback": 1, "emergencyProfile": 2, "local": 3,
                       "reset": 4, "immediateEnableProfile": 5, "deviceChange": 6,
                       "undefined": 127}
-IPA_EUICC_DATA_ERROR_CODE = {1: "incorrectTagList", 5: "euiccCiPKIdNotFound",
-                             104: "ecallActive", 127: "undefinedError"}
-PROFILE_DOWNLOAD_ERROR_REASON = {104: "ecallActive", 127: "undefinedError"}
+IPA_EUICC_DATA_ERROR_CODE = Names(((1, "incorrectTagList"), (5, "euiccCiPKIdNotFound"),
+                                   (104, "ecallActive"), (127, "undefinedError")))
+PROFILE_DOWNLOAD_ERROR_REASON = Names(((104, "ecallActive"), (127, "undefinedError")))
 IPA_FEATURES = ("directRspServerCommunication", "indirectRspServerCommunication",
                 "eimDownloadDataHandling", "eimCtxParams1Generation",
                 "eimProfileMetadataVerification", "minimizeEsipaBytes")

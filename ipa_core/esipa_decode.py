@@ -29,52 +29,57 @@ accepted too; unknown extension components are ignored.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import version as ver
-from ipa_core.errors import EimError, ProtocolError, TlvError
+from ipa_core.errors import EimError, ProtocolError, TlvError, Names
 from ipa_core.es10_download import MAX_SEGMENT, BppSegments
 from ipa_core.stream import TlvReader, close_quietly
 
 # ---- names (numbers from SGP32Definitions v1.2) ---------------------------------------
 
-EIM_PACKAGE_ERROR = {1: "noEimPackageAvailable", 2: "eidNotFound", 3: "invalidEid",
-                     4: "missingEid", 127: "undefinedError"}
-PROVIDE_EIM_PACKAGE_RESULT_ERROR = {2: "eidNotFound", 3: "invalidEid", 4: "missingEid",
-                                    127: "undefinedError"}
-INITIATE_AUTHENTICATION_ERROR = {1: "invalidDpAddress", 2: "euiccVersionNotSupportedByDp",
-                                 3: "ciPKIdNotSupported", 50: "smdpAddressMismatch",
-                                 51: "smdpOidMismatch", 52: "invalidEimTransactionId",
-                                 127: "undefinedError"}
-AUTHENTICATE_CLIENT_ERROR = {1: "eumCertificateInvalid", 2: "eumCertificateExpired",
-                             3: "euiccCertificateInvalid", 4: "euiccCertificateExpired",
-                             5: "euiccSignatureInvalid", 6: "matchingIdRefused",
-                             7: "eidMismatch", 8: "noEligibleProfile", 9: "ciPKUnknown",
-                             10: "invalidTransactionId", 11: "insufficientMemory",
-                             50: "pprNotAllowed", 56: "eventIdUnknown", 127: "undefinedError"}
-GET_BOUND_PROFILE_PACKAGE_ERROR = {1: "euiccSignatureInvalid", 2: "confirmationCodeMissing",
-                                   3: "confirmationCodeRefused",
-                                   4: "confirmationCodeRetriesExceeded",
-                                   5: "bppRebindingRefused", 6: "downloadOrderExpired",
-                                   50: "metadataMismatch", 95: "invalidTransactionId",
-                                   127: "undefinedError"}
-CANCEL_SESSION_ERROR = {1: "invalidTransactionId", 2: "euiccSignatureInvalid",
-                        127: "undefinedError"}
+EIM_PACKAGE_ERROR = Names(((1, "noEimPackageAvailable"), (2, "eidNotFound"), (3, "invalidEid"),
+                           (4, "missingEid"), (127, "undefinedError")))
+PROVIDE_EIM_PACKAGE_RESULT_ERROR = Names(((2, "eidNotFound"), (3, "invalidEid"),
+                                          (4, "missingEid"), (127, "undefinedError")))
+INITIATE_AUTHENTICATION_ERROR = Names(((1, "invalidDpAddress"),
+                                       (2, "euiccVersionNotSupportedByDp"),
+                                       (3, "ciPKIdNotSupported"), (50, "smdpAddressMismatch"),
+                                       (51, "smdpOidMismatch"), (52, "invalidEimTransactionId"),
+                                       (127, "undefinedError")))
+AUTHENTICATE_CLIENT_ERROR = Names(((1, "eumCertificateInvalid"), (2, "eumCertificateExpired"),
+                                   (3, "euiccCertificateInvalid"),
+                                   (4, "euiccCertificateExpired"), (5, "euiccSignatureInvalid"),
+                                   (6, "matchingIdRefused"), (7, "eidMismatch"),
+                                   (8, "noEligibleProfile"), (9, "ciPKUnknown"),
+                                   (10, "invalidTransactionId"), (11, "insufficientMemory"),
+                                   (50, "pprNotAllowed"), (56, "eventIdUnknown"),
+                                   (127, "undefinedError")))
+GET_BOUND_PROFILE_PACKAGE_ERROR = Names(((1, "euiccSignatureInvalid"),
+                                         (2, "confirmationCodeMissing"),
+                                         (3, "confirmationCodeRefused"),
+                                         (4, "confirmationCodeRetriesExceeded"),
+                                         (5, "bppRebindingRefused"),
+                                         (6, "downloadOrderExpired"), (50, "metadataMismatch"),
+                                         (95, "invalidTransactionId"), (127, "undefinedError")))
+CANCEL_SESSION_ERROR = Names(((1, "invalidTransactionId"), (2, "euiccSignatureInvalid"),
+                              (127, "undefinedError")))
 
-PSMO = {0xA3: "enable", 0xA4: "disable", 0xA5: "delete", 0xBF2D: "listProfileInfo",
-        0xA6: "getRAT", 0xA7: "configureImmediateEnable", 0xA8: "setFallbackAttribute",
-        0xA9: "unsetFallbackAttribute", 0xBF65: "setDefaultDpAddress"}
-ECO = {0xA8: "addEim", 0xA9: "deleteEim", 0xAA: "updateEim", 0xAB: "listEim"}
+PSMO = Names(((0xA3, "enable"), (0xA4, "disable"), (0xA5, "delete"),
+              (0xBF2D, "listProfileInfo"), (0xA6, "getRAT"), (0xA7, "configureImmediateEnable"),
+              (0xA8, "setFallbackAttribute"), (0xA9, "unsetFallbackAttribute"),
+              (0xBF65, "setDefaultDpAddress")))
+ECO = Names(((0xA8, "addEim"), (0xA9, "deleteEim"), (0xAA, "updateEim"), (0xAB, "listEim")))
 
 # IPA -> eIM (the builders in ipa_core.esipa and esipa_push take these).
-EIM_PACKAGE_RESULT_ERROR_CODE = {1: "invalidPackageFormat", 2: "unknownPackage",
-                                 127: "undefinedError"}
+EIM_PACKAGE_RESULT_ERROR_CODE = Names(((1, "invalidPackageFormat"), (2, "unknownPackage"),
+                                       (127, "undefinedError")))
 PENDING_NOTIFICATION_TAGS = (0xBF37, 0x30, 0xA0, 0xA1)  # SGP32-PendingNotification alternatives
 
 # IpaEuiccData components a tagList may select (SGP.32 IpaEuiccData, tag -> name).
-IPA_EUICC_DATA_ITEMS = {0xA0: "notificationsList", 0x81: "defaultSmdpAddress",
-                        0xA2: "euiccPackageResultList", 0xBF20: "euiccInfo1",
-                        0xBF22: "euiccInfo2", 0x83: "rootSmdsAddress",
-                        0x84: "associationToken", 0xA5: "eumCertificate",
-                        0xA6: "euiccCertificate", 0x87: "eimTransactionId",
-                        0xA8: "ipaCapabilities", 0xA9: "deviceInfo"}
+IPA_EUICC_DATA_ITEMS = Names(((0xA0, "notificationsList"), (0x81, "defaultSmdpAddress"),
+                              (0xA2, "euiccPackageResultList"), (0xBF20, "euiccInfo1"),
+                              (0xBF22, "euiccInfo2"), (0x83, "rootSmdsAddress"),
+                              (0x84, "associationToken"), (0xA5, "eumCertificate"),
+                              (0xA6, "euiccCertificate"), (0x87, "eimTransactionId"),
+                              (0xA8, "ipaCapabilities"), (0xA9, "deviceInfo")))
 
 MAX_EIM_ID = 128  # eimId UTF8String (SIZE(1..128))
 MAX_ACTIVATION_CODE = 255  # activationCode UTF8String (SIZE(0..255))
