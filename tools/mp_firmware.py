@@ -54,6 +54,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,10 @@ for _p in (ROOT, TOOLS):
 import benchdoc  # noqa: E402
 import freeze  # noqa: E402
 import mp_cycle  # noqa: E402 - the lab (Run), the simulated modem's PWRKEY and bundle helpers
+from ipa_host.sim import pki  # noqa: E402
+from ipa_host.sim.eim import EimServer  # noqa: E402
+from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir  # noqa: E402
+from ipa_host.sim.smdpp import SmdpServer  # noqa: E402
 
 KB = 1024
 BUILD = os.path.join(ROOT, "build", "mp_firmware")
@@ -88,6 +93,11 @@ MAX_CONSOLE = 20000  # console lines kept per try
 # board's start-up back-off (5 s, 15 s, ...).
 FATAL = ("start-up try", "could not reopen", "recovery failed")
 FLASH_SECTIONS = (".text", ".rodata", ".data.rel.ro", ".data")
+TARGET = mp_cycle.TARGET  # the profile both PSMOs enable
+# IpaEuiccDataRequest tags: defaultSmdpAddress, euiccPackageResultList, EUICCInfo2,
+# associationToken (the board reads EUICCInfo2, ~1 KB, whole)
+DATA_TAGS = ["81", "A2", "BF22", "84"]
+RELAY_IDLE_S = 60
 
 
 def parse_size(text):
@@ -209,10 +219,12 @@ class Builder:
         if bits not in self.probes:
             check_compiler(bits, BUILD)
             obj = os.path.join(BUILD, "alloc_probe%d.o" % bits)
-            cmd = ["gcc", "-O2", "-c", os.path.join(FIRMWARE, "alloc_probe.c"), "-o", obj]
-            if bits == 32:
-                cmd.insert(1, "-m32")
-            _run(cmd, obj + ".log")
+            src = os.path.join(FIRMWARE, "alloc_probe.c")
+            if not os.path.exists(obj) or os.path.getmtime(src) > os.path.getmtime(obj):
+                cmd = ["gcc", "-O2", "-c", src, "-o", obj]
+                if bits == 32:
+                    cmd.insert(1, "-m32")
+                _run(cmd, obj + ".log")
             self.probes[bits] = obj
         return self.probes[bits]
 
@@ -244,7 +256,7 @@ class Builder:
         self._say("building %s (%d-bit unix port%s)" % (
             name, bits, "" if board_dir is None else ", %d modules frozen" % len(names)))
         binary = os.path.join(out, "build", "micropython")
-        if os.path.exists(binary):
+        if os.path.exists(binary) and os.path.getmtime(probe) > os.path.getmtime(binary):
             os.remove(binary)  # relinked: make does not see a new probe object in LDFLAGS
         _run(cmd, os.path.join(out, "make.log"))
         return Firmware(binary, sections(binary), board_dir and os.path.basename(board_dir),
@@ -417,8 +429,87 @@ def run_micropython(fw, heap, cwd, args, timeout, console, pass_fds=(), report_a
 
 # ---- a try against the lab ---------------------------------------------------------------------
 
+class DroppingRelay:
+    """A loopback TCP relay in front of the eIM's HTTPS port (TLS passes through it) that
+    drops one connection: the first one after the eIM handed out the first PSMO, so that the
+    IPA cannot deliver that enable's result and rolls the switch back (SGP.32 has no eIM
+    command for a rollback: the IPA decides it when the eIM is unreachable after an enable
+    with rollbackFlag). Every other connection is relayed as it is."""
+
+    def __init__(self, eim):
+        self.eim = eim
+        host, port = eim.url.rsplit("//", 1)[1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.url = "https://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.dropped = 0
+        self.relayed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dropping-relay", daemon=True)
+        self._thread.start()
+
+    def _psmo_handed_out(self):
+        return any(r["function"] == "getEimPackage" and "(psmo)" in (r.get("note") or "")
+                   for r in self.eim.requests)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                conn, _peer = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not self.dropped and self._psmo_handed_out():
+                self.dropped += 1
+                conn.close()  # the eIM is gone for this one connection
+                continue
+            self.relayed += 1
+            threading.Thread(target=self._pipe_both, args=(conn,), daemon=True).start()
+
+    def _pipe_both(self, conn):
+        try:
+            up = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            conn.close()
+            return
+        t = threading.Thread(target=_pipe, args=(up, conn), daemon=True)
+        t.start()
+        _pipe(conn, up)
+        t.join(30)
+        for x in (conn, up):
+            x.close()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def _pipe(a, b):
+    """Bytes from a to b until a closes (then b's sending side is shut)."""
+    a.settimeout(RELAY_IDLE_S)
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    try:
+        b.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
 class FirmwareRun(mp_cycle.Run):
-    """One try: the lab of mp_cycle.Run, the board's main loop in the bench firmware."""
+    """One try: a fresh lab (virtual eUICC, eIM, SM-DP+, the simulated modem) and the board's
+    own main loop in the bench firmware, through a queue that takes every path a board has
+    (the module docstring); then the checks, on the lab's side."""
 
     def __init__(self, work, index, size, args, fw, heap):
         mp_cycle.Run.__init__(self, work, index, size, args, None)
@@ -430,6 +521,90 @@ class FirmwareRun(mp_cycle.Run):
         self.stderr = ""
         self.host = None  # mp_cycle.Run's bridge: none here
         self.lab = {}
+        self.relay = None
+
+    def execute(self):
+        home = os.path.join(self.work, "home")
+        card = open_home_euicc(home)
+        eid = card.eid
+        pki_dir = os.path.join(sim_dir(home), "pki")
+        dp = SmdpServer(os.path.join(self.work, "smdp"), pki_dir).start()
+        try:
+            dp.add_profile(self.matching_id, self.iccid, "Frozen firmware %d KB"
+                           % (self.size // KB), size=self.size)
+            eim = EimServer(eim_dir(home), pki_dir=pki_dir, association_token=1, api_port=None,
+                            smdp_ca_file=dp.tls_ca_path).start()
+            try:
+                self._queue(eim, eid, pki_dir, dp)
+                self.relay = DroppingRelay(eim)
+                try:
+                    self._live(card, eim)
+                finally:
+                    self.relay.stop()
+                self._lab_checks(card, eim, dp, eid)
+            finally:
+                eim.stop()
+        finally:
+            dp.stop()
+        return self
+
+    def _queue(self, eim, eid, pki_dir, dp):
+        """PSMO enable (rolled back: the relay drops the delivery), the same PSMO again (it
+        holds), an eCO addEim, an IpaEuiccDataRequest, a profile download trigger."""
+        for _ in range(2):
+            eim.queue_psmo(eid, [{"op": "enable", "iccid": TARGET["iccid"], "rollback": True}])
+        eim_cert = pki.load_certificate(os.path.join(pki_dir, "eim.crt"))
+        eim.queue_eco(eid, [{"op": "addEim", "eimId": "backup-eim",
+                             "eimFqdn": "backup-eim.example.net", "counterValue": 0,
+                             "eimSupportedProtocol": ["eimRetrieveHttps"],
+                             "eimPublicKey": pki.public_key_bytes(eim_cert)}])
+        eim.queue_data_request(eid, DATA_TAGS)
+        eim.queue_download_trigger(eid, activation_code="LPA:1$%s$%s"
+                                   % (dp.address, self.matching_id))
+
+    def _lab_checks(self, card, eim, dp, eid):
+        """What the eIM, the SM-DP+ and the eUICC saw (the board's side: _fw_checks)."""
+        cycles = self.console.cycles if self.console else []
+        errors = [str(c["error"].get("message")) for c in cycles if c.get("error")]
+        self.check("every poll cycle without error", not errors, "; ".join(errors))
+        self.check("last poll idle (the eIM had nothing left)", cycles and cycles[-1].get("idle"))
+        self.check("the relay dropped one delivery: the eIM was gone after the first enable",
+                   self.relay.dropped == 1, "dropped %d" % self.relay.dropped)
+        results = eim.results(eid)
+        eprs = [x["euiccPackageResult"] for x in results if x.get("euiccPackageResult")]
+        names = [[r.get("name") for r in (e.get("results") or ())] for e in eprs]
+        self.check("eIM got 3 EuiccPackageResults: the rollback's, the enable's, addEim's",
+                   len(eprs) == 3 and "rollbackResult" in names[0] and
+                   "enableResult" in names[1] and "addEimResult" in names[2], json.dumps(names))
+        self.check("all their operations ok, every signature verified by the eIM",
+                   eprs and all(mp_cycle._ops_ok({"euiccPackageResult": e}) for e in eprs) and
+                   all(e.get("signatureValid") is True for e in eprs),
+                   json.dumps([(e.get("results"), e.get("signatureValid")) for e in eprs]))
+        data = [x for x in results if x.get("kind") == "ipaEuiccDataResponse"]
+        self.check("eIM got the IpaEuiccData it asked for",
+                   len(data) == 1 and data[0].get("errorCode") is None,
+                   json.dumps(data)[:300])
+        dl = [x for x in results if x.get("kind") == "profileDownloadTriggerResult"]
+        self.check("eIM got a ProfileDownloadTriggerResult with a PIR",
+                   dl and dl[-1].get("result") == "profileInstallationResult",
+                   json.dumps(dl[-1].get("result")) if dl else "none")
+        notes = eim.notifications(eid)
+        self.check("notifications delivered, every signature verified by the eIM",
+                   notes and all(n.get("signatureValid") is True for n in notes),
+                   json.dumps([(n.get("kind"), n.get("signatureValid")) for n in notes]))
+        pirs = [n for n in notes if n.get("kind") == "profileInstallationResult"]
+        self.check("the PIR says successResult", pirs and mp_cycle.pir_success(pirs[-1]["der"]))
+        prof = dp.profile(self.matching_id) or {}
+        self.check("the SM-DP+ got the PIR: profile installed", prof.get("state") == "installed",
+                   "state %s" % prof.get("state"))
+        state = {p["iccid"]: p["state"] for p in card.state.profiles}
+        self.check("profile %s on the eUICC" % self.iccid, self.iccid in state)
+        self.check("%s enabled (the second enable held)" % TARGET["iccid"],
+                   state.get(TARGET["iccid"]) == "enabled", "state %s" % state)
+        self.check("eIM queue empty", not eim.queue(eid), "%d left" % len(eim.queue(eid)))
+        left = card.state.pending()
+        self.check("eUICC notification list empty", not left,
+                   json.dumps([(n["seq"], n["kind"]) for n in left]))
 
     def _live(self, card, eim):
         board_dir = os.path.join(ROOT, "boards", self.fw.board)
@@ -445,7 +620,7 @@ class FirmwareRun(mp_cycle.Run):
                 pem = f.read()
             with open(os.path.join(fs, CA_FILE), "wb") as f:
                 f.write(pem)
-            cfg = {"eim_url": eim.url, "ca_file": CA_FILE, "apn": mp_cycle.BOARD_APN,
+            cfg = {"eim_url": self.relay.url, "ca_file": CA_FILE, "apn": mp_cycle.BOARD_APN,
                    "http_stack": stack, "watchdog_ms": 8000, "attach_timeout_s": 30,
                    "state_file": STATE_FILE}
             with open(os.path.join(fs, "ipa_config.json"), "w") as f:
@@ -485,9 +660,10 @@ class FirmwareRun(mp_cycle.Run):
                    [p[1] for p in pwrkey.presses] == ["switched on"], json.dumps(pwrkey.presses))
         stack = modem.at.http
         self.check("the eIM's CA uploaded over AT into the modem", pem in stack.files.values())
-        self.check("every eIM request went through the modem's HTTP stack",
-                   eim.requests and stack.requests == len(eim.requests),
-                   "stack %d, eIM %d" % (stack.requests, len(eim.requests)))
+        self.check("every eIM request went through the modem's HTTP stack (one dropped)",
+                   eim.requests and stack.requests == len(eim.requests) + self.relay.dropped,
+                   "stack %d, eIM %d, dropped %d" % (stack.requests, len(eim.requests),
+                                                     self.relay.dropped))
         state, why = mp_cycle._flash_state(_hex_file(os.path.join(fs, STATE_FILE)))
         self.check("FlashStore state file valid", state is not None, why or "")
         self.check("no procedure left in the IPA state", state is not None and
@@ -554,7 +730,8 @@ class Sweep:
         runs = self.tried.setdefault(heap, [])
         while len(runs) < k:
             self.index += 1
-            run = FirmwareRun(os.path.join(self.work, "t%d" % self.index), self.index, self.size,
+            run = FirmwareRun(os.path.join(self.work, "b%d-%dk-h%d-t%d" % (
+                self.bits, self.size // KB, heap // KB, self.index)), self.index, self.size,
                               self.args, self.fw, heap)
             os.makedirs(run.work)
             try:
