@@ -258,54 +258,6 @@ def read_manifest(board_dir):
     return m
 
 
-def _vuint(b, i):
-    n = 0
-    while True:
-        c = b[i]
-        i += 1
-        n = (n << 7) | (c & 0x7F)
-        if not c & 0x80:
-            return n, i
-
-
-def mpy_qstrs(path):
-    """The dynamic qstrs (interned names and strings) stored in one .mpy file, in the
-    MicroPython 1.27 format 6: header, qstr count, object count, then per qstr a vuint that
-    is an index into the firmware's static qstrs (odd) or a length followed by the bytes and
-    a NUL. Frozen into firmware, each distinct qstr is stored once for all modules."""
-    with open(path, "rb") as f:
-        b = f.read()
-    if len(b) < 4 or b[0] != 0x4D or b[1] != 6:
-        raise FreezeError("%s: not a MicroPython .mpy of format 6" % path)
-    if b[2] >> 2:  # native code: an architecture-flags vuint follows the header
-        _, i = _vuint(b, 4)
-    else:
-        i = 4
-    n, i = _vuint(b, i)
-    _, i = _vuint(b, i)
-    out = []
-    for _ in range(n):
-        v, i = _vuint(b, i)
-        if not v & 1:
-            out.append(bytes(b[i:i + (v >> 1)]))
-            i += (v >> 1) + 1
-    return out
-
-
-def flash_estimate(mpy_paths):
-    """Sum of .mpy sizes with each dynamic qstr counted once (vuint length + bytes + NUL):
-    roughly what freezing into firmware costs, since the firmware keeps one qstr pool."""
-    total = 0
-    seen = set()
-    for path in mpy_paths:
-        total += os.path.getsize(path)
-        for q in mpy_qstrs(path):
-            if q in seen:
-                total -= len(q) + 2
-            seen.add(q)
-    return total
-
-
 def build(board_dir, out_dir=None, march=None, budget=BUDGET, sources=False, tar=False, opt=0):
     """Compile a board's bundle; return the report dict (see the module docstring)."""
     board_dir = os.path.abspath(board_dir)
@@ -339,12 +291,11 @@ def build(board_dir, out_dir=None, march=None, budget=BUDGET, sources=False, tar
     core_mods = [x for x in modules if x["path"].startswith(CORE_PACKAGE + "/")]
     core = sum(x["size"] for x in core_mods)
     total = sum(x["size"] for x in modules)
-    core_flash = flash_estimate([os.path.join(ROOT, x["mpy"]) for x in core_mods])
     report = {"board": board, "manifest": os.path.relpath(os.path.join(board_dir, "manifest.py"),
                                                           ROOT),
               "out": os.path.relpath(out, ROOT), "modules": modules, "extras": extras,
               "ipa_core_total": core, "glue_total": total - core, "total": total,
-              "ipa_core_flash_estimate": core_flash, "opt": opt,
+              "opt": opt,
               "budget": budget, "over_budget": max(0, core - budget), "skipped": m.skipped,
               "march": march}
     with open(os.path.join(out, "sizes.json"), "w", encoding="utf-8") as f:
@@ -369,7 +320,8 @@ def print_report(r, out=None):
         ("%d to spare" % (budget - core))
     w("  ipa_core .mpy total: %d bytes (budget %d: %s)%s\n"
       % (core, budget, verdict, " with mpy-cross -O%d" % r["opt"] if r.get("opt") else ""))
-    w("  ipa_core frozen estimate (each qstr once): %d bytes\n" % r["ipa_core_flash_estimate"])
+    w("  flash: not the .mpy total; measured by tools/mp_firmware.py (docs/bench.md, "
+      "'Frozen firmware')\n")
     w("  board glue .mpy total: %d bytes\n" % r["glue_total"])
     w("  total .mpy: %d bytes\n" % r["total"])
     for s in r["skipped"]:
@@ -815,7 +767,7 @@ def print_package(r, board_dir, out=None):
 
 def write_docs(reports, march=None):
     """The 'Frozen bundles' section of docs/bench.md: per board the ipa_core .mpy total at
-    -O0 and -O3 against the budget, the frozen estimate, the glue, the largest modules."""
+    -O0 and -O3 against the budget, the glue, the largest modules."""
     import tempfile
 
     import benchdoc
@@ -826,9 +778,9 @@ def write_docs(reports, march=None):
             o3 = build(os.path.join(ROOT, "boards", r["board"]), tmp, march, r["budget"], opt=3)
         core = [x for x in r["modules"] if x["path"].startswith(CORE_PACKAGE + "/")]
         top = sorted(core, key=lambda x: -x["size"])[:4]
-        rows.append("| %s | %d | %d | %+d | %d | %d | %d | %s |" % (
+        rows.append("| %s | %d | %d | %+d | %d | %d | %s |" % (
             r["board"], len(core), r["ipa_core_total"], r["ipa_core_total"] - r["budget"],
-            o3["ipa_core_total"], r["ipa_core_flash_estimate"], r["glue_total"],
+            o3["ipa_core_total"], r["glue_total"],
             ", ".join("%s %d" % (x["module"].split(".")[-1], x["size"]) for x in top)))
     text = """## Frozen bundles
 
@@ -838,13 +790,14 @@ The issue-8 budget is %d bytes of ipa_core .mpy per board.
 
 Measured on: %s.
 
-| board | ipa_core modules | ipa_core .mpy | vs budget | with -O3 | frozen estimate | board glue | largest ipa_core modules |
-|---|--:|--:|--:|--:|--:|--:|---|
+| board | ipa_core modules | ipa_core .mpy | vs budget | with -O3 | board glue | largest ipa_core modules |
+|---|--:|--:|--:|--:|--:|---|
 %s
 
-"with -O3": `tools/freeze.py -O3` (no asserts, no line numbers in tracebacks). "frozen
-estimate": the .mpy total with each distinct qstr (names and interned strings) counted once,
-which is how firmware stores frozen modules; the budget is judged on the plain .mpy total.
+"with -O3": `tools/freeze.py -O3` (no asserts, no line numbers in tracebacks). The .mpy
+total is not what freezing costs in flash: frozen code keeps its strings as objects, its
+functions as structures with pointers and its names in the firmware's qstr pool; the
+"Frozen firmware" section has that cost measured from real firmware builds.
 """ % (mpy_cross_version(), reports[0]["budget"], benchdoc.machine(), "\n".join(rows))
     benchdoc.write_section(text, "## Frozen bundles")
 

@@ -1168,7 +1168,8 @@ def board_section(figs, total_s):
            / 1000.0, f0["stack"], sum(f0["uart_timeouts"])),
         "",
         "Not modelled: UART speed and the modem's own delays (registration, TLS on the modem's "
-        "CPU, flash writes), a real RP2040's heap (~190 KB, frozen code) and GC. "
+        "CPU, flash writes), a real RP2040's heap and GC (the heap a board needs, with its "
+        "code frozen: \"Frozen firmware\"). "
         "ipa_host.sim.modem answers AT+CEREG/CGREG, AT+CGDCONT/CGACT and AT+CNCFG/CNACT; "
         "it registers 0.3 s after AT+CFUN=1 and starts here with its bearers down.",
         ""])
@@ -1318,9 +1319,11 @@ def section(figs, sizes_code, total_s, as_py, plain=()):
         "Measured on: %s." % benchdoc.machine(), "",
         rows, "",
         "The baseline holds the code: %d ipa_core modules loaded from %s of %s into RAM. "
-        "Frozen on a board the bytecode stays in flash; its module dictionaries and function "
-        "objects do not, so a board's peak is its import cost plus the working set above the "
-        "baseline shown here."
+        "This is not the heap a board needs: frozen, the bytecode stays in flash, and a "
+        "board's heap fails first on fragmentation, which a port that never collects inside "
+        "a call cannot show. tools/mp_firmware.py measures that on a frozen firmware "
+        "(\"Frozen firmware\" below); this section checks the working set and that it does "
+        "not grow with the profile."
         % (len(f0.get("modules") or ()), kb(code), "source" if as_py else ".mpy"),
         "",
         "How it is measured. This port never collects garbage while Python code runs "

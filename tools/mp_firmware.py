@@ -45,7 +45,7 @@ size and exits 1 unless all pass. Also reported: the heap after the frozen set's
 (frozen, and from .mpy files on MICROPYPATH with the base firmware, as a board without a
 frozen bundle would load it), the largest allocation per window, and the flash the frozen
 bundle costs per board (`size -A` section growth of the 32-bit binary over the base build)
-against tools/freeze.py's estimate. --write-docs writes the "Frozen firmware" section of
+against the bundle's .mpy total. --write-docs writes the "Frozen firmware" section of
 docs/bench.md.
 """
 
@@ -193,7 +193,8 @@ def sections(binary):
 class Builder:
     """Builds mpy-cross once and the unix port per (bits, board, stack) into build/."""
 
-    def __init__(self, src, verbose=False):
+    def __init__(self, src, verbose=False, opt=0):
+        self.opt = opt  # mpy-cross -O level for the frozen modules (0: as a board builds)
         self.src = os.path.abspath(src)
         self.verbose = verbose
         self.version = check_source(self.src)
@@ -231,8 +232,9 @@ class Builder:
     def build(self, bits, board_dir=None, stack=None):
         """-> Firmware. board_dir None: the base build (the bench's modules only)."""
         self.mpy_cross()
-        name = "%d-%s" % (bits, "base" if board_dir is None else
-                          "%s-%s" % (os.path.basename(board_dir), stack))
+        name = "%d-%s%s" % (bits, "base" if board_dir is None else
+                            "%s-%s" % (os.path.basename(board_dir), stack),
+                            "-O%d" % self.opt if self.opt else "")
         out = os.path.join(BUILD, name)
         os.makedirs(out, exist_ok=True)
         bundle, names, include = None, [], ""
@@ -253,6 +255,8 @@ class Builder:
                "-Wl,--wrap=gc_collect_start " + probe] + MAKE_VARS
         if bits == 32:
             cmd.append("MICROPY_FORCE_32BIT=1")
+        if self.opt:
+            cmd.append("MPY_CROSS_FLAGS=-O%d" % self.opt)
         self._say("building %s (%d-bit unix port%s)" % (
             name, bits, "" if board_dir is None else ", %d modules frozen" % len(names)))
         binary = os.path.join(out, "build", "micropython")
@@ -832,6 +836,34 @@ def imports_frozen(fw, work):
 
 # ---- flash ---------------------------------------------------------------------------------------
 
+def flash_by_module(fw):
+    """{module: bytes} of fw's frozen_content.o sections that name a module of its bundle
+    (bytecode, constant objects, function structures, tables), plus "(strings)" for the
+    merged string data of all modules and "(qstr pool)": where the flash goes."""
+    obj = os.path.join(os.path.dirname(fw.binary), "frozen_content.o")
+    out = subprocess.run(["size", "-A", obj], capture_output=True, text=True)
+    names = sorted(((n.replace(".", "_"), n) for n in fw.names), key=lambda x: -len(x[0]))
+    per = {}
+    for ln in out.stdout.splitlines():
+        parts = ln.split()
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[0].startswith("."):
+            continue
+        sec, size = parts[0], int(parts[1])
+        if sec.startswith(".debug") or sec in (".text", ".data", ".bss", ".comment"):
+            continue
+        base = re.sub(r"^\.(rodata|data\.rel\.ro\.local|data\.rel\.ro|data)\.", "", sec)
+        if base.startswith("str1") or base.startswith("str4"):
+            key = "(strings)"
+        elif base.startswith("mp_qstr_frozen"):
+            key = "(qstr pool)"
+        else:
+            base = re.sub(r"^(fun_data|const_obj_table_data|const_qstr_table_data|const_obj|"
+                          r"proto_fun|children|frozen_module|raw_code)_", "", base)
+            key = next((n for pre, n in names if base.startswith(pre)), "(other)")
+        per[key] = per.get(key, 0) + size
+    return per
+
+
 def flash_cost(base, fw):
     """Section growth of fw over base (bytes): what the frozen bundle costs in flash."""
     delta = {s: fw.sections.get(s, 0) - base.sections.get(s, 0) for s in FLASH_SECTIONS}
@@ -892,12 +924,14 @@ def report_text(res):
     if res.get("flash"):
         out.append("Flash the frozen bundle costs (32-bit `size -A`: growth of `.text`, "
                    "`.rodata`, `.data.rel.ro`, `.data` over the base build; `.rel.dyn`, the "
-                   "host's relocations, left out) against `tools/freeze.py`:")
+                   "host's relocations, left out) against its .mpy files "
+                   "(`tools/freeze.py`): frozen code keeps its strings as objects, each "
+                   "function as a structure with pointers, its names in the qstr pool.")
         out.append("")
         out.append(benchdoc.table(res["flash"], [
             ("board", "board", "%s"), ("measured", "measured", "%s"),
             ("rodata", ".rodata", "%s"), ("relro", ".data.rel.ro", "%s"),
-            ("mpy", ".mpy files", "%s"), ("estimate", "freeze.py estimate", "%s")], 1))
+            ("mpy", ".mpy files", "%s"), ("ratio", "flash / .mpy", "%s")], 1))
         out.append("")
     out.append("What these figures do not cover: the port's own frozen modules and drivers "
                "(a real rp2/esp32 build adds its `_boot.py`, filesystem, USB and, on the "
@@ -940,6 +974,9 @@ def main(argv=None):
                          "of BYTES or more fails; prints the tracebacks that name the code")
     ap.add_argument("--census", action="store_true",
                     help="with --verbose: the heap's objects by kind (count/bytes) per window")
+    ap.add_argument("-O", dest="opt", type=int, default=0, choices=(0, 1, 2, 3),
+                    help="mpy-cross -O level for the frozen modules (3: no asserts, no line "
+                         "numbers in tracebacks); default 0, as the board manifests build")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per try")
     ap.add_argument("--keep", action="store_true", help="keep each try's folder (build/...)")
     ap.add_argument("--verbose", action="store_true")
@@ -974,7 +1011,7 @@ def main(argv=None):
         args.check_heap = args.check_heap or args.max_heap
         flash_boards = []
     try:
-        builder = Builder(args.micropython_src)
+        builder = Builder(args.micropython_src, opt=args.opt)
         res = {"version": builder.version, "sweeps": [], "checks": [], "imports": [],
                "flash": [], "report_alloc": args.report_alloc}
         work = tempfile.mkdtemp(prefix="fw-", dir=BUILD)
@@ -1027,12 +1064,16 @@ def main(argv=None):
                     fw = builder.build(32, bdir, manifest_stack(bdir))
                     d = flash_cost(base, fw)
                     mpy = fw.bundle["total"]
-                    est = fw.bundle.get("ipa_core_flash_estimate")
+                    if args.verbose:
+                        per = flash_by_module(fw)
+                        print("flash of %s by module (bytes):" % b)
+                        for k, v in sorted(per.items(), key=lambda kv: -kv[1]):
+                            print("  %-28s %7d" % (k, v))
                     res["flash"].append({"board": b, "measured": kb(d["total"]),
                                          "rodata": kb(d[".rodata"]),
                                          "relro": kb(d[".data.rel.ro"]), "mpy": kb(mpy),
-                                         "estimate": "%s (ipa_core only)" % kb(est) if est
-                                         else None, "bytes": d["total"]})
+                                         "ratio": "%.2f" % (d["total"] / mpy),
+                                         "bytes": d["total"]})
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)

@@ -159,28 +159,3 @@ def test_cli_reports_and_strict_budget(tmp_path, capsys, runtime):
     assert "over the 1000-byte budget" in err and "--strict" in err
 
 
-def test_frozen_estimate_counts_each_qstr_once(tmp_path):
-    """The .mpy qstr tables are read right: a name both modules use is found in each, and the
-    estimate for the pair is their sum less one copy of every shared qstr."""
-    a = tmp_path / "a.py"
-    b = tmp_path / "b.py"
-    a.write_text("def transaction_identifier_a(x):\n    return x.transaction_identifier_shared\n")
-    b.write_text("def other(y):\n    return y.transaction_identifier_shared + 1\n")
-    pa, pb = str(tmp_path / "a.mpy"), str(tmp_path / "b.mpy")
-    freeze.mpy_size.compile_one(str(a), pa, "a.py")
-    freeze.mpy_size.compile_one(str(b), pb, "b.py")
-    qa, qb = freeze.mpy_qstrs(pa), freeze.mpy_qstrs(pb)
-    assert b"transaction_identifier_shared" in qa and b"transaction_identifier_shared" in qb
-    assert b"transaction_identifier_a" in qa and b"transaction_identifier_a" not in qb
-    shared = set(qa) & set(qb)
-    saved = sum(len(q) + 2 for q in shared)
-    total = os.path.getsize(pa) + os.path.getsize(pb)
-    assert freeze.flash_estimate([pa, pb]) == total - saved
-    assert freeze.flash_estimate([pa]) == os.path.getsize(pa)
-
-
-def test_not_an_mpy_is_refused(tmp_path):
-    p = tmp_path / "x.mpy"
-    p.write_bytes(b"MZ\x00\x00")
-    with pytest.raises(freeze.FreezeError, match="format 6"):
-        freeze.mpy_qstrs(str(p))
