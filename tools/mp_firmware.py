@@ -801,6 +801,7 @@ class Sweep:
                 "big_steady": max([x["big"] for x in steady] or [0]),
                 "min_max_free": min([x["max_free"] for x in steady] or [0]),
                 "seconds": max(r.elapsed for r in runs),
+                "collections": max(r.console.collections or 0 for r in runs),
                 "apdus": runs[0].lab.get("apdus"), "http": runs[0].lab.get("http")}
 
 
@@ -880,18 +881,27 @@ def report_text(res):
            "%s). %s." % (MP_TAG, benchdoc.machine()), ""]
     out.append("A board's bundle frozen into MicroPython %s's unix port (32-bit: "
                "`MICROPY_FORCE_32BIT=1`, the RP2040's and ESP32's pointer size, 16-byte GC "
-               "blocks), running the board's own `main.py` -> `ipa_board.run_main` -> "
-               "`ipa_loop` against the simulated modem (pty), eIM and SM-DP+: PSMO enable with "
-               "rollbackFlag, eCO addEim, indirect download, notifications. The heap is "
-               "`-X heapsize`; a size passes when every try passes." % res["version"])
+               "blocks%s), running the board's own `main.py` -> `ipa_board.run_main` -> "
+               "`ipa_loop` against the simulated modem (pty, cold: PWRKEY), eIM and SM-DP+. "
+               "Each try, a fresh lab: a PSMO enable with rollbackFlag that is rolled back "
+               "(the eIM unreachable for its delivery), the same enable again (it holds), an "
+               "eCO addEim, an IpaEuiccDataRequest (EUICCInfo2 and more), an indirect "
+               "download of the profile size shown, every notification delivered; it passes "
+               "when all of that is checked at the eIM, SM-DP+ and eUICC. The heap is "
+               "`-X heapsize`; a size passes when every try passes. The board's "
+               "`gc_threshold` (4096) is in force." % (
+                   res["version"], ", frozen with mpy-cross -O%d" % res["opt"]
+                   if res.get("opt") else ""))
     out.append("")
     rows = []
     for s in res["sweeps"]:
         f = s.get("figures") or {}
         rows.append({"board": "%s (%s)" % (s["board"], s["stack"]), "bits": s["bits"],
                      "profile": "%d KB" % (s["size"] // KB),
-                     "smallest": kb(s["smallest"]) if s["smallest"] else "none <= %s"
-                     % kb(s["max"]), "tries": f.get("tries"),
+                     "smallest": ("all pass at %s" % kb(s["max"]) if s.get("passed") else
+                                  "FAILS at %s" % kb(s["max"])) if s.get("checked") else
+                     kb(s["smallest"]) if s["smallest"] else "none <= %s" % kb(s["max"]),
+                     "tries": f.get("tries"), "gc": f.get("collections"),
                      "imports": kb(f.get("imports")),
                      "largest": kb(f.get("largest_steady")) if f.get("largest_steady") else
                      "< %s" % kb(res["report_alloc"]),
@@ -902,7 +912,8 @@ def report_text(res):
         out.append(benchdoc.table(rows, [
             ("board", "board (stack)", "%s"), ("bits", "bits", "%d"),
             ("profile", "profile", "%s"), ("smallest", "smallest heap, all tries pass", "%s"),
-            ("tries", "tries", "%d"), ("imports", "heap after imports", "%s"),
+            ("tries", "tries", "%d"), ("gc", "collections per try", "%d"),
+            ("imports", "heap after imports", "%s"),
             ("largest", "largest alloc. in a cycle", "%s"),
             ("start", "largest alloc. at start-up", "%s"),
             ("free", "least largest free block after a cycle", "%s")], 3))
@@ -956,7 +967,10 @@ def main(argv=None):
     ap.add_argument("--board", default="rp2040_sim7600", help="board folder under boards/")
     ap.add_argument("--stack", help="modem HTTP stack (default: the manifest's STACK)")
     ap.add_argument("--sizes", default="40,120,400", help="profile sizes in KB (default 40,120,400)")
-    ap.add_argument("--repeat", type=int, default=3, help="tries per heap size (default 3)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="tries per heap size for --check-heap and the sweep (default 3)")
+    ap.add_argument("--sweep-repeat", type=int,
+                    help="tries per heap size in the sweep (default: --repeat)")
     ap.add_argument("--bits", default="32,64", help="builds to sweep: 32, 64 or 32,64")
     ap.add_argument("--check-heap", type=parse_size,
                     help="run --repeat tries at this heap (32-bit) per size; exit 1 unless all pass")
@@ -1012,7 +1026,8 @@ def main(argv=None):
         flash_boards = []
     try:
         builder = Builder(args.micropython_src, opt=args.opt)
-        res = {"version": builder.version, "sweeps": [], "checks": [], "imports": [],
+        res = {"version": builder.version, "opt": args.opt, "sweeps": [], "checks": [],
+               "imports": [],
                "flash": [], "report_alloc": args.report_alloc}
         work = tempfile.mkdtemp(prefix="fw-", dir=BUILD)
         failed = False
@@ -1038,6 +1053,7 @@ def main(argv=None):
                                           "passed": n_ok, "tries": len(runs)})
                     res["sweeps"].append({"board": args.board, "stack": stack, "bits": 32,
                                           "size": size, "smallest": None, "max": args.check_heap,
+                                          "checked": True, "passed": n_ok == len(runs),
                                           "figures": sw.figures(args.check_heap)})
             if not args.no_sweep:
                 if args.check_heap:
@@ -1049,7 +1065,8 @@ def main(argv=None):
                         else sizes[:1])
                     for size in these:
                         sw = Sweep(fw, size, args, work, bits)
-                        best = sw.smallest(args.min_heap, args.max_heap, args.step, args.repeat)
+                        best = sw.smallest(args.min_heap, args.max_heap, args.step,
+                                           args.sweep_repeat or args.repeat)
                         res["sweeps"].append({"board": args.board, "stack": stack, "bits": bits,
                                               "size": size, "smallest": best,
                                               "max": args.max_heap,
