@@ -494,6 +494,11 @@ class Run:
         self.check("eIM verified the eUICC signature on them",
                    eprs and all(x["euiccPackageResult"].get("signatureValid") is True
                                 for x in eprs))
+        self._end_checks(card, eim, dp, eid, results)
+
+    def _end_checks(self, card, eim, dp, eid, results):
+        """The download, the notifications and what is left at the end: the same for every
+        run of a full cycle (tools/mp_firmware.py too)."""
         dl = [x for x in results if x.get("kind") == "profileDownloadTriggerResult"]
         self.check("eIM got a ProfileDownloadTriggerResult with a PIR",
                    dl and dl[-1].get("result") == "profileInstallationResult",

@@ -588,27 +588,7 @@ class FirmwareRun(mp_cycle.Run):
         self.check("eIM got the IpaEuiccData it asked for",
                    len(data) == 1 and data[0].get("errorCode") is None,
                    json.dumps(data)[:300])
-        dl = [x for x in results if x.get("kind") == "profileDownloadTriggerResult"]
-        self.check("eIM got a ProfileDownloadTriggerResult with a PIR",
-                   dl and dl[-1].get("result") == "profileInstallationResult",
-                   json.dumps(dl[-1].get("result")) if dl else "none")
-        notes = eim.notifications(eid)
-        self.check("notifications delivered, every signature verified by the eIM",
-                   notes and all(n.get("signatureValid") is True for n in notes),
-                   json.dumps([(n.get("kind"), n.get("signatureValid")) for n in notes]))
-        pirs = [n for n in notes if n.get("kind") == "profileInstallationResult"]
-        self.check("the PIR says successResult", pirs and mp_cycle.pir_success(pirs[-1]["der"]))
-        prof = dp.profile(self.matching_id) or {}
-        self.check("the SM-DP+ got the PIR: profile installed", prof.get("state") == "installed",
-                   "state %s" % prof.get("state"))
-        state = {p["iccid"]: p["state"] for p in card.state.profiles}
-        self.check("profile %s on the eUICC" % self.iccid, self.iccid in state)
-        self.check("%s enabled (the second enable held)" % TARGET["iccid"],
-                   state.get(TARGET["iccid"]) == "enabled", "state %s" % state)
-        self.check("eIM queue empty", not eim.queue(eid), "%d left" % len(eim.queue(eid)))
-        left = card.state.pending()
-        self.check("eUICC notification list empty", not left,
-                   json.dumps([(n["seq"], n["kind"]) for n in left]))
+        self._end_checks(card, eim, dp, eid, results)
 
     def _live(self, card, eim):
         board_dir = os.path.join(ROOT, "boards", self.fw.board)
@@ -627,6 +607,8 @@ class FirmwareRun(mp_cycle.Run):
             cfg = {"eim_url": self.relay.url, "ca_file": CA_FILE, "apn": mp_cycle.BOARD_APN,
                    "http_stack": stack, "watchdog_ms": 8000, "attach_timeout_s": 30,
                    "state_file": STATE_FILE}
+            if self.args.gc_threshold is not None:
+                cfg["gc_threshold"] = self.args.gc_threshold
             with open(os.path.join(fs, "ipa_config.json"), "w") as f:
                 json.dump(cfg, f, indent=1)
             shutil.copyfile(os.path.join(board_dir, "main.py"), os.path.join(fs, "main.py"))
@@ -889,9 +871,11 @@ def report_text(res):
                "download of the profile size shown, every notification delivered; it passes "
                "when all of that is checked at the eIM, SM-DP+ and eUICC. The heap is "
                "`-X heapsize`; a size passes when every try passes. The board's "
-               "`gc_threshold` (4096) is in force." % (
+               "`gc_threshold` is %s." % (
                    res["version"], ", frozen with mpy-cross -O%d" % res["opt"]
-                   if res.get("opt") else ""))
+                   if res.get("opt") else "",
+                   "its own (4096)" if res.get("gc_threshold") is None else
+                   "set to %d for this run" % res["gc_threshold"]))
     out.append("")
     rows = []
     for s in res["sweeps"]:
@@ -991,6 +975,10 @@ def main(argv=None):
     ap.add_argument("-O", dest="opt", type=int, default=0, choices=(0, 1, 2, 3),
                     help="mpy-cross -O level for the frozen modules (3: no asserts, no line "
                          "numbers in tracebacks); default 0, as the board manifests build")
+    ap.add_argument("--gc-threshold", type=parse_size,
+                    help="the board's gc_threshold setting for the tries (0: the port's "
+                         "default, a collection only when the heap is full); default: the "
+                         "board's own")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per try")
     ap.add_argument("--keep", action="store_true", help="keep each try's folder (build/...)")
     ap.add_argument("--verbose", action="store_true")
@@ -1026,7 +1014,8 @@ def main(argv=None):
         flash_boards = []
     try:
         builder = Builder(args.micropython_src, opt=args.opt)
-        res = {"version": builder.version, "opt": args.opt, "sweeps": [], "checks": [],
+        res = {"version": builder.version, "opt": args.opt, "gc_threshold": args.gc_threshold,
+               "sweeps": [], "checks": [],
                "imports": [],
                "flash": [], "report_alloc": args.report_alloc}
         work = tempfile.mkdtemp(prefix="fw-", dir=BUILD)
