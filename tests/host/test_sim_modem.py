@@ -518,7 +518,11 @@ def test_serial_stream_contract(modem_factory):
         while b"OK\r\n" not in buf and time.monotonic() < end:
             buf += s.read(7)  # never more than asked
         assert buf == b"\r\nIPA Sim\r\nSIM-MODEM-1\r\nRevision: SIMMODEM_1.0.0\r\n\r\nOK\r\n"
-        with pytest.raises(TransportError, match="in use by another program"):
+        # The first stream holds the port with TIOCEXCL and flock: a user's second open fails
+        # on TIOCEXCL (EBUSY); root passes TIOCEXCL and meets the flock.
+        busy = "in use by another program" if os.geteuid() == 0 else \
+            r"is busy \(opened exclusively by another program"
+        with pytest.raises(TransportError, match=busy):
             SerialStream(m.path)
     with pytest.raises(TransportError, match="is closed"):
         s.read(1)
