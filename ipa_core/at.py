@@ -628,19 +628,28 @@ class AtEngine:
         """Exactly n raw bytes (after CONNECT), buffered bytes first."""
         if n < 0:
             raise ValueError("read_raw of %d bytes" % n)
-        out = bytearray()
+        # Pieces joined once: a bytearray grown to n and copied into bytes would take a
+        # board's heap for n bytes three times over, in blocks of growing size.
+        parts = []
+        got = 0
         start = self._now()
         while True:
             if self._buf:
-                take = n - len(out)
-                out += self._buf[:take]
-                self._buf = self._buf[take:]
-            if len(out) >= n:
-                return bytes(out)
+                take = n - got
+                if take >= len(self._buf):
+                    parts.append(bytes(self._buf))
+                    got += len(self._buf)
+                    self._buf = bytearray()
+                else:
+                    parts.append(bytes(self._buf[:take]))
+                    got += take
+                    self._buf = self._buf[take:]
+            if got >= n:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
             if self._diff(self._now(), start) >= timeout_ms:
                 self._dirty = True
                 raise TimeoutError_("raw data after %s: %d of %d bytes within %d ms"
-                                    % (shorten(self._pending or "prompt"), len(out), n, timeout_ms))
+                                    % (shorten(self._pending or "prompt"), got, n, timeout_ms))
             self._fill()
 
     def read_raw_until(self, end, max_bytes, timeout_ms=5000):

@@ -72,18 +72,20 @@ class SimcomReader(OffsetReader):
         if first(net.at(cmd, net.read_timeout_ms), READ_URC) is not None:
             raise ProtocolError("%s: the data came before OK (expected OK, then '+HTTPREAD: <n>'"
                                 " and the bytes): this firmware needs another reader" % cmd)
-        out = b""
+        out = []  # the blocks, joined once at the end
+        size = 0
         for _ in range(MAX_BLOCKS):
             line = net.wait(READ_URC, cmd, net.read_timeout_ms)
             got = _read_len(line, cmd)
             if got == 0:  # the end of this answer
                 if not out:
                     raise self.short()
-                return out
-            if len(out) + got > n:
+                return out[0] if len(out) == 1 else b"".join(out)
+            if size + got > n:
                 raise ProtocolError("%s: expected at most %d bytes, the modem announced %d more"
-                                    " after %d" % (cmd, n, got, len(out)))
-            out += eng.read_raw(got, net.read_timeout_ms)
+                                    " after %d" % (cmd, n, got, size))
+            out.append(eng.read_raw(got, net.read_timeout_ms))
+            size += got
         raise ProtocolError("%s: more than %d '+HTTPREAD:' blocks without '+HTTPREAD: 0'"
                             % (cmd, MAX_BLOCKS))
 

@@ -245,6 +245,10 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
         challenge = es10.get_euicc_challenge(session)
         stage = "InitiateAuthentication"
         ia = transport.initiate_authentication(challenge, info1["raw"], smdp)
+        # Each step's messages are dropped once the next step has what it needs: a board's
+        # heap then holds one step's certificates and signatures, not all of them, while
+        # the package streams (tools/mp_firmware.py).
+        info1 = challenge = None
         tid = ia["transactionId"]
         out["transactionId"] = _hex(tid)
         _note(log, "info", "InitiateAuthentication: transactionId %s" % out["transactionId"])
@@ -257,6 +261,7 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
                                           else device_capabilities, imei)
         asr = es10.authenticate_server(session, ia["serverSigned1"], ia["serverSignature1"],
                                        ia["euiccCiPKIdToBeUsed"], ia["serverCertificate"], ctx)
+        ia = ctx = None
         stage = "AuthenticateClient"
         acr = transport.authenticate_client(tid, asr["raw"])
         if asr.get("error"):  # the server should have refused it; stop either way
@@ -264,6 +269,7 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
                 "the eUICC refused the SM-DP+: %s (%s)" % (asr["error"],
                                                           asr.get("authenticateErrorCode"))),
                 "undefinedReason")
+        asr = None
         if acr["transactionId"] != tid:
             raise ProtocolError("AuthenticateClient: transactionId %s, expected %s"
                                 % (_hex(acr["transactionId"]), out["transactionId"]))
@@ -288,14 +294,16 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
         stage = "ES10b.PrepareDownload"
         pdr = es10.prepare_download(session, acr["smdpSigned2"], acr["smdpSignature2"],
                                     acr["smdpCertificate"], hcc)
+        acr = hcc = None
         stage = "GetBoundProfilePackage"
         gb = transport.get_bound_profile_package(tid, pdr["raw"])
         bpp = gb.pop("segments", None)  # streamed: open on the answer until closed
+        pdr_error = (pdr.get("error"), pdr.get("downloadErrorCode"))
+        pdr = None
         try:
-            if pdr.get("error"):
+            if pdr_error[0]:
                 raise _Stop("ES10b.PrepareDownload", IpaError(
-                    "the eUICC refused: %s (%s)" % (pdr["error"], pdr.get("downloadErrorCode"))),
-                    "undefinedReason")
+                    "the eUICC refused: %s (%s)" % pdr_error), "undefinedReason")
             if gb["transactionId"] != tid:
                 raise ProtocolError("GetBoundProfilePackage: transactionId %s, expected %s"
                                     % (_hex(gb["transactionId"]), out["transactionId"]))
