@@ -17,9 +17,6 @@ import tty
 
 import mp_cycle  # the lab (Run), the simulated modem, its PWRKEY
 from ipa_host.sim import pki
-from ipa_host.sim.eim import EimServer
-from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
-from ipa_host.sim.smdpp import SmdpServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KB = 1024
@@ -273,31 +270,6 @@ class FirmwareRun(mp_cycle.Run):
         self.lab = {}
         self.relay = None
 
-    def execute(self):
-        home = os.path.join(self.work, "home")
-        card = open_home_euicc(home)
-        eid = card.eid
-        pki_dir = os.path.join(sim_dir(home), "pki")
-        dp = SmdpServer(os.path.join(self.work, "smdp"), pki_dir).start()
-        try:
-            dp.add_profile(self.matching_id, self.iccid, "Frozen firmware %d KB"
-                           % (self.size // KB), size=self.size)
-            eim = EimServer(eim_dir(home), pki_dir=pki_dir, association_token=1, api_port=None,
-                            smdp_ca_file=dp.tls_ca_path).start()
-            try:
-                self._queue(eim, eid, pki_dir, dp)
-                self.relay = DroppingRelay(eim)
-                try:
-                    self._live(card, eim)
-                finally:
-                    self.relay.stop()
-                self._lab_checks(card, eim, dp, eid)
-            finally:
-                eim.stop()
-        finally:
-            dp.stop()
-        return self
-
     def _queue(self, eim, eid, pki_dir, dp):
         """PSMO enable (rolled back: the relay drops the delivery), the same PSMO again (it
         holds), an eCO addEim, an IpaEuiccDataRequest, a profile download trigger."""
@@ -312,8 +284,9 @@ class FirmwareRun(mp_cycle.Run):
         eim.queue_download_trigger(eid, activation_code="LPA:1$%s$%s"
                                    % (dp.address, self.matching_id))
 
-    def _lab_checks(self, card, eim, dp, eid):
-        """What the eIM, the SM-DP+ and the eUICC saw (the board's side: _fw_checks)."""
+    def _checks(self, card, eim, dp, eid, host=None):
+        """What the eIM, the SM-DP+ and the eUICC saw (the board's side: _fw_checks); run by
+        mp_cycle.Run.execute after _live, as for the WebAssembly runs."""
         cycles = self.console.cycles if self.console else []
         errors = [str(c["error"].get("message")) for c in cycles if c.get("error")]
         self.check("every poll cycle without error", not errors, "; ".join(errors))
@@ -337,6 +310,13 @@ class FirmwareRun(mp_cycle.Run):
         self._end_checks(card, eim, dp, eid, results)
 
     def _live(self, card, eim):
+        self.relay = DroppingRelay(eim)  # the board's eIM URL: the relay in front of the eIM
+        try:
+            self._run_board(card, eim)
+        finally:
+            self.relay.stop()
+
+    def _run_board(self, card, eim):
         board_dir = os.path.join(ROOT, "boards", self.fw.board)
         pins = mp_cycle.board_pins(board_dir)
         stack = self.fw.stack
