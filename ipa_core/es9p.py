@@ -88,15 +88,33 @@ class Es9Error(FunctionError):
         self.subject_identifier = scd.get("subjectIdentifier")
         self.message = scd.get("message")
         self.status_code_data = scd
-        code = STATUS_CODES.get(function, {}).get((self.subject_code, self.reason_code), 127)
+        code = STATUS_CODES.get(function, {}).get(status_key(scd), 127)
         name = (names or {}).get(code) or "undefinedError"
-        detail = "%s, subjectCode %s reasonCode %s" % (status, self.subject_code,
-                                                       self.reason_code)
+        detail = "%s, subjectCode %s reasonCode %s" % (_word(status), _word(self.subject_code),
+                                                       _word(self.reason_code))
         if self.subject_identifier:
-            detail += " (%s)" % self.subject_identifier
+            detail += " (%s)" % _word(self.subject_identifier)
         if self.message:
-            detail += ": %s" % self.message
+            detail += ": %s" % _word(self.message, 200)
         super().__init__(spec_name(function), code, "%s [%s]" % (name, detail))
+
+
+def status_key(scd):
+    """(subjectCode, reasonCode) of a statusCodeData for the STATUS_CODES tables, or None
+    when either is not a plain string or number (a hostile or broken server: an object or
+    a list there would not even be a dict key)."""
+    sc, rc = scd.get("subjectCode"), scd.get("reasonCode")
+    for v in (sc, rc):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
+            return None
+    return sc, rc
+
+
+def _word(v, n=48):
+    """A server's word for a message: a string as it is, anything else as its repr;
+    shortened to n characters."""
+    text = v if isinstance(v, str) else repr(v)
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def spec_name(function):
@@ -320,6 +338,9 @@ def decode_initiate_authentication_response(body):
                                            MAX_CERT)}
     ss1 = tlv.decode(out["serverSigned1"])
     signed_tid = ss1.need(0x80, "transactionId in serverSigned1").value
+    if not 1 <= len(signed_tid) <= 16:
+        raise ProtocolError("%s: the transactionId in serverSigned1 has %d bytes, expected "
+                            "1..16" % (what, len(signed_tid)))
     if signed_tid != out["transactionId"]:
         raise ProtocolError("%s: transactionId %s differs from serverSigned1's %s"
                             % (what, tid_hex(out["transactionId"]), tid_hex(signed_tid)))

@@ -530,8 +530,13 @@ def to_json(message):
 
 
 def _failure_code(function, scd):
-    return STATUS_CODES.get(function, {}).get((scd.get("subjectCode"), scd.get("reasonCode")),
-                                              127)
+    """The ASN.1 error code of a Failed header; 127 when its codes are unknown, or not plain
+    strings or numbers (an object there would not even be a dict key)."""
+    sc, rc = scd.get("subjectCode"), scd.get("reasonCode")
+    for v in (sc, rc):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
+            return 127
+    return STATUS_CODES.get(function, {}).get((sc, rc), 127)
 
 
 def _eim_error(function, n, names, scd):

@@ -164,6 +164,26 @@ def test_failed_status_is_es9_error():
            "ES9+.CancelSession")
 
 
+def test_hostile_status_codes_and_transaction_ids_are_named_errors():
+    # A server answering an object or a list where a status code belongs, or a serverSigned1
+    # whose transactionId is empty or too long: an error naming the SM-DP+'s answer, never a
+    # TypeError or ValueError from building the message.
+    for scd in ({"subjectCode": "8.1", "reasonCode": {}}, {"subjectCode": [], "reasonCode": 1},
+                {"subjectCode": "8.1", "reasonCode": "x" * 5000, "message": ["no"]}):
+        e = raises(es9p.Es9Error, lambda x=scd: es9p.decode_authenticate_client_response(
+            failed(x)), "ES9+.AuthenticateClient", "undefinedError")
+        assert e.code == 127 and len(str(e)) < 400, str(e)
+    raises(ProtocolError, lambda: es9p.decode_initiate_authentication_response(body(
+        {"header": {"functionExecutionStatus": {"status": {"x": 1}}}})),
+        "functionExecutionStatus.status")
+    for tid in (b"", bytes(17)):
+        ss1 = tlv.enc(0x30, tlv.encode(0x80, tid), tlv.encode(0x81, CHALLENGE),
+                      tlv.encode(0x83, b"smdp.example.com"))
+        raises(ProtocolError, lambda x=ss1: es9p.decode_initiate_authentication_response(
+            ia_body(serverSigned1=b64(x))), "transactionId in serverSigned1 has %d bytes"
+            % len(tid))
+
+
 def ac_body(**over):
     obj = {"header": OK, "transactionId": "0123456789ABCDEF0123456789ABCDEF",
            "profileMetadata": b64(METADATA), "smdpSigned2": b64(SS2),

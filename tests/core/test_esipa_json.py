@@ -175,6 +175,14 @@ def test_get_eim_package_failed_header_is_an_eim_package_error():
     assert r["eimPackageError"] == 127
 
 
+def test_hostile_status_codes_are_an_eim_error():
+    # An eIM answering an object or a list where a status code belongs: EimError 127 (named
+    # from the header), not a TypeError.
+    for subject, reason in (("8.1", {}), ([], "2.1"), (True, "2.1")):
+        e = raises(EimError, ej.from_json, "provideEimPackageResult", failed(subject, reason))
+        assert e.code == 127, e
+
+
 def test_provide_eim_package_result_from_json():
     got, obj = same_both_ways("provideEimPackageResult", h("BF500ABF5307800107 80020100"))
     assert obj == {"header": OK, "eimAcknowledgements": b64("BF5307800107 80020100")}
