@@ -628,9 +628,13 @@ class AtCard:
                     "or 9X): did the modem cut it? If this modem cuts answers at %d bytes, set "
                     "its profile option csim_max_answer=%d"
                     % (len(resp), _hex(sent[:4]), sw1, sw2, len(resp), len(resp)))
-            final = sw1 != 0x61 and not (sw1 == 0x6C and ours and len(resp) == 2) and not (
-                whole is not None and sw1 == 0x90)
-            if final and not parts:
+            if sw1 == 0x6C and ours and len(resp) == 2:
+                # Wrong Le on our own GET RESPONSE: ask again with the exact length.
+                sent = bytes((cla, 0xC0, 0x00, 0x00, sw2))
+                resp = self._one(sent)
+                ours = False  # a second 6Cxx goes back to the caller
+                continue
+            if sw1 != 0x61 and not parts and whole is None:
                 return resp  # one answer, nothing chained: as it came, no copy
             if len(resp) > 2:
                 parts.append(resp[:-2])
@@ -642,12 +646,6 @@ class AtCard:
                 resp = self._one(sent)
                 ours = True
                 continue
-            if sw1 == 0x6C and ours and len(resp) == 2:
-                # Wrong Le on our own GET RESPONSE: ask again with the exact length.
-                sent = bytes((cla, 0xC0, 0x00, 0x00, sw2))
-                resp = self._one(sent)
-                ours = False  # a second 6Cxx goes back to the caller
-                continue
             if whole is not None and sw1 == 0x90:
                 return self._completed(parts, size, whole, sent, cap, learned,
                                        bytes((sw1, sw2)))
@@ -655,7 +653,7 @@ class AtCard:
             return b"".join(parts)
 
     def _completed(self, parts, size, whole, sent, cap, learned, sw=b"\x90\x00"):
-        """out + sw after a cut, when it has the length its BER-TLV header announced.
+        """The pieces + sw after a cut, when they have the length its BER-TLV header announced.
 
         A modem that cuts below the card's chunk size (256 bytes) drops data
         the card will not send again: that answer cannot be completed.
