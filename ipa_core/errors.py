@@ -43,7 +43,7 @@ class TimeoutError_(TransportError):
     """A bounded wait ran out (name avoids shadowing the builtin)."""
 
 
-# ---- status words (ISO 7816-4; sw_name is also ipa_core.apdu.sw_name) ----------
+# ---- code -> name tables ------------------------------------------------------
 
 class Names:
     """A read-only {code: name} table over a constant tuple of (code, name) pairs.
@@ -84,6 +84,8 @@ class Names:
     def __len__(self):
         return len(self.pairs)
 
+
+# ---- status words (ISO 7816-4; sw_name is also ipa_core.apdu.sw_name) ----------
 
 SW_NAMES = Names(((0x9000, "success"), (0x6200, "warning, state unchanged"),
                   (0x6281, "part of returned data may be corrupted"),

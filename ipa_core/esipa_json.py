@@ -89,6 +89,7 @@ from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core import es10_decode as d
 from ipa_core import esipa_decode as dec
 from ipa_core.errors import EimError, ProtocolError
+from ipa_core.es9p import status_key
 from ipa_core.esipa_push import decode_transfer_eim_package_request
 
 PATH = "/gsma/rsp2/esipa/"
@@ -531,12 +532,8 @@ def to_json(message):
 
 def _failure_code(function, scd):
     """The ASN.1 error code of a Failed header; 127 when its codes are unknown, or not plain
-    strings or numbers (an object there would not even be a dict key)."""
-    sc, rc = scd.get("subjectCode"), scd.get("reasonCode")
-    for v in (sc, rc):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (str, int))):
-            return 127
-    return STATUS_CODES.get(function, {}).get((sc, rc), 127)
+    strings or numbers (es9p.status_key)."""
+    return STATUS_CODES.get(function, {}).get(status_key(scd), 127)
 
 
 def _eim_error(function, n, names, scd):
