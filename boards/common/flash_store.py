@@ -8,9 +8,10 @@ power cut at any point resumes from the last step written.
 One file holds every key: a header line `IPA1 <length> <crc32 hex>` and the
 JSON text of a dict, bytes values as {"$hex": "..."}. A put writes the new file
 to `<path>.tmp` in small pieces (the text is never whole in the heap: one pass
-measures length and CRC for the header, a second writes), closes it (littlefs and FAT commit on close), then renames it over `<path>`
-(atomic on littlefs; remove-then-rename on MicroPython's FAT driver). At
-start-up the store recovers from whatever a cut left behind:
+measures length and CRC for the header, a second writes), closes it (littlefs
+and FAT commit on close), then renames it over `<path>` (atomic on littlefs;
+remove-then-rename on MicroPython's FAT driver). At start-up the store
+recovers from whatever a cut left behind:
 
     <path> good                       use it; a leftover .tmp (a cut before the
                                       rename) is deleted: that put never returned
@@ -145,11 +146,12 @@ def encode(data):
     """The file bytes for dict `data`: header line + JSON text (tests, tools: a board's
     store writes the same bytes piecewise, FlashStore._write)."""
     check_value(data)
-    m = _Measure()
-    _dump(data, m)
     parts = []
     _dump(data, parts.append)
-    return _header(m) + b"".join(parts)
+    body = b"".join(parts)
+    m = _Measure()
+    m(body)
+    return _header(m) + body
 
 
 def _parse_header(head, max_bytes):
@@ -167,12 +169,13 @@ def _parse_header(head, max_bytes):
     return n, parts[2]
 
 
-def _check_body(n, crc, got_n, got_crc):
-    if got_n != n:
+def _check_body(n, crc, m):
+    """ValueError unless the body measured by m (_Measure) has the header's length and CRC."""
+    if m.n != n:
         raise ValueError("header says %d bytes of JSON, the file has %d (truncated or damaged)"
-                         % (n, got_n))
+                         % (n, m.n))
     if crc != b"-" and _crc32 is not None:
-        have = b"%08x" % (got_crc & 0xFFFFFFFF)
+        have = b"%08x" % (m.crc & 0xFFFFFFFF)
         if crc != have:
             raise ValueError("CRC32 %s does not match the text (%s): damaged"
                              % (crc.decode(), have.decode()))
@@ -191,7 +194,9 @@ def decode(raw, max_bytes=MAX_BYTES):
         raise ValueError("no header line in the first %d bytes" % HEADER_MAX)
     n, crc = _parse_header(raw[:nl], max_bytes)
     body = raw[nl + 1:]
-    _check_body(n, crc, len(body), _crc32(body) if _crc32 is not None else 0)
+    m = _Measure()
+    m(body)
+    _check_body(n, crc, m)
     return _object(json.loads(body))
 
 
@@ -217,7 +222,7 @@ def read_state(path, max_bytes=MAX_BYTES):
                 if not part:
                     break
                 m(part)
-            _check_body(n, crc, m.n, m.crc)
+            _check_body(n, crc, m)
             f.seek(nl + 1)
             return _object(json.load(f)), None
     except (OSError, ValueError) as e:  # ValueError: bad header, bad JSON, bad CRC, bad hex
