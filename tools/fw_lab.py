@@ -16,7 +16,6 @@ import time
 import tty
 
 import mp_cycle  # the lab (Run), the simulated modem, its PWRKEY
-from ipa_host.sim import pki
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KB = 1024
@@ -97,7 +96,6 @@ class Console:
         if self._mem is not None:  # mem_info()'s lines after a @@heap
             m = re.search(r"max blk sz: (\d+), max free sz: (\d+)", line)
             if m:
-                self._mem["max_blk"] = int(m.group(1))
                 self._mem["max_free_blocks"] = int(m.group(2))
                 if self.census:
                     self._map = ""
@@ -271,18 +269,12 @@ class FirmwareRun(mp_cycle.Run):
         self.relay = None
 
     def _queue(self, eim, eid, pki_dir, dp):
-        """PSMO enable (rolled back: the relay drops the delivery), the same PSMO again (it
-        holds), an eCO addEim, an IpaEuiccDataRequest, a profile download trigger."""
-        for _ in range(2):
-            eim.queue_psmo(eid, [{"op": "enable", "iccid": TARGET["iccid"], "rollback": True}])
-        eim_cert = pki.load_certificate(os.path.join(pki_dir, "eim.crt"))
-        eim.queue_eco(eid, [{"op": "addEim", "eimId": "backup-eim",
-                             "eimFqdn": "backup-eim.example.net", "counterValue": 0,
-                             "eimSupportedProtocol": ["eimRetrieveHttps"],
-                             "eimPublicKey": pki.public_key_bytes(eim_cert)}])
+        """A PSMO enable that is rolled back (the relay drops its delivery), then mp_cycle's
+        queue (the same enable, which holds; an eCO addEim; a download trigger), then an
+        IpaEuiccDataRequest."""
+        eim.queue_psmo(eid, [{"op": "enable", "iccid": TARGET["iccid"], "rollback": True}])
+        mp_cycle.Run._queue(self, eim, eid, pki_dir, dp)
         eim.queue_data_request(eid, DATA_TAGS)
-        eim.queue_download_trigger(eid, activation_code="LPA:1$%s$%s"
-                                   % (dp.address, self.matching_id))
 
     def _checks(self, card, eim, dp, eid, host=None):
         """What the eIM, the SM-DP+ and the eUICC saw (the board's side: _fw_checks); run by
@@ -418,7 +410,6 @@ def windows(console):
         out.append({"at": h["at"], "alloc": h["alloc"], "free": h["free"],
                     "max_free": (h.get("max_free_blocks") or 0) * 16,
                     "big": len(allocs), "largest": max((a[0] for a in allocs), default=None),
-                    "failed_alloc": [a[0] for a in allocs if not a[1]],
                     "sizes": [a[0] if a[1] else "%d FAILED" % a[0] for a in allocs][:40]})
     return out
 

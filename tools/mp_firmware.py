@@ -231,8 +231,9 @@ def report_text(res):
                "`ipa_loop` against the simulated modem (pty, cold: PWRKEY), eIM and SM-DP+. "
                "Each try, a fresh lab: a PSMO enable with rollbackFlag that is rolled back "
                "(the eIM unreachable for its delivery), the same enable again (it holds), an "
-               "eCO addEim, an IpaEuiccDataRequest (EUICCInfo2 and more), an indirect "
-               "download of the profile size shown, every notification delivered; it passes "
+               "eCO addEim, an indirect download of the profile size shown, an "
+               "IpaEuiccDataRequest (EUICCInfo2 and more), every notification delivered; it "
+               "passes "
                "when all of that is checked at the eIM, SM-DP+ and eUICC. The heap is "
                "`-X heapsize`; a size passes when every try passes. The board's "
                "`gc_threshold` is %s." % (
