@@ -5,10 +5,10 @@
     .venv/bin/python tools/bench_esipa.py --write-docs    # and update docs/bench.md
 
 The real core IPA (ipa_core.ipa.Ipa, over an IsdrSession to the virtual eUICC
-of ipa_host.sim.home) polls an in-process simulated eIM (ipa_host.sim.eim)
+of ipa_host.sim.home) polls an in-process simulated eIM (ipa_host.sim.eim.eim)
 that listens on HTTPS and CoAPS; a second eIM without TLS serves plain HTTP
 and plain CoAP as references. Both eIMs relay indirect profile downloads to an
-in-process simulated SM-DP+ (ipa_host.sim.smdpp, ES9+ over HTTPS; that hop is
+in-process simulated SM-DP+ (ipa_host.sim.smdpp.smdpp, ES9+ over HTTPS; that hop is
 the eIM's and is not counted). Three procedures, each over every transport:
 
     empty poll         ESipa.GetEimPackage -> eimPackageError noEimPackageAvailable
@@ -71,9 +71,9 @@ from ipa_core.ipa import Ipa  # noqa: E402
 from ipa_core.ipa_download import make_download_handler  # noqa: E402
 from ipa_core.ipa_store import MemoryStore  # noqa: E402
 from ipa_host.net import coaps, https  # noqa: E402
-from ipa_host.sim.eim import EimServer  # noqa: E402
+from ipa_host.sim.eim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
-from ipa_host.sim.smdpp import SmdpServer  # noqa: E402
+from ipa_host.sim.smdpp.smdpp import SmdpServer  # noqa: E402
 
 SECTION = "## ESipa bytes on the wire (HTTPS vs CoAP/DTLS)"
 PROCEDURES = ("empty poll", "PSMO cycle", "indirect download")

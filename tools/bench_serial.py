@@ -8,7 +8,7 @@ One fixed ES10 script runs through the whole host chain, for each modem
 personality x mode (AT+CGLA, AT+CSIM) x STORE DATA segment size:
 
     ipa_core.es10 -> IsdrSession -> ipa_core.at_card.AtCard -> ipa_core.at.AtEngine
-      -> CountingStream(SerialStream) -> pty -> ipa_host.sim.modem.SimModem -> VirtualEuicc
+      -> CountingStream(SerialStream) -> pty -> ipa_host.sim.modem.modem.SimModem -> VirtualEuicc
 
 The script (SCRIPTS["full"]): ES10c.GetEID, ES10b.GetEuiccInfo2,
 ES10b.GetEimConfigurationData, ES10c.GetProfilesInfo, ES10b.ListNotification,
@@ -73,7 +73,7 @@ from ipa_core.at import AtEngine  # noqa: E402
 from ipa_core.at_card import AtCard, open_isdr_session  # noqa: E402
 from ipa_core.errors import IpaError  # noqa: E402
 from ipa_host.card.serial import SerialStream  # noqa: E402
-from ipa_host.sim.modem import LOG_LINES, SimModem  # noqa: E402
+from ipa_host.sim.modem.modem import LOG_LINES, SimModem  # noqa: E402
 
 MODES = ("cgla", "csim")
 SEGMENTS = (255, 128, 64)
@@ -558,7 +558,7 @@ def _list(text, cast, allowed=None):
 
 
 def main(argv=None):
-    from ipa_host.sim.modem import PERSONALITIES as ALL
+    from ipa_host.sim.modem.modem import PERSONALITIES as ALL
 
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],

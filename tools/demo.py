@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 
 from ipa_host import cli, runner  # noqa: E402
 from ipa_host.sim import pki  # noqa: E402
-from ipa_host.sim.eim import EimServer  # noqa: E402
+from ipa_host.sim.eim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import (DEMO_EIM_FQDN, DEMO_EIM_ID, DEMO_PROFILES, eim_dir,  # noqa: E402
                                open_home_euicc, sim_dir)
 

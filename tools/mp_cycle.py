@@ -52,7 +52,7 @@ file, watchdog, FlashStore on the MicroPython filesystem, BoardIpa.start, ipa_lo
 board.py, boards/common and exactly the modules its manifest freezes (tools/freeze.build, as
 .mpy; a module the manifest misses fails the run). tools/mp_board_driver.py stands in for the
 port's `machine`: UART reads/writes go over the bridge to the simulated modem on a pty here
-(ipa_host.sim.modem, personality a7670 for --stack simcom, sim7080 for sim7080), which holds
+(ipa_host.sim.modem.modem, personality a7670 for --stack simcom, sim7080 for sim7080), which holds
 the virtual eUICC and carries the board's HTTPS to the eIM with the CA the board uploads over
 AT; Pin levels drive the modem's PWRKEY (it starts switched off); WDT feeds are timed. Same
 queue and eIM/SM-DP+ checks as above, plus the board's: frozen set imported and nothing else,
@@ -86,10 +86,10 @@ from ipa_core import tlv  # noqa: E402
 from ipa_core.errors import IpaError  # noqa: E402
 from ipa_host.net.https import HttpsNetwork  # noqa: E402
 from ipa_host.sim import pki  # noqa: E402
-from ipa_host.sim.eim import EimServer  # noqa: E402
+from ipa_host.sim.eim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402
-from ipa_host.sim.modem import SimModem  # noqa: E402
-from ipa_host.sim.smdpp import SmdpServer  # noqa: E402
+from ipa_host.sim.modem.modem import SimModem  # noqa: E402
+from ipa_host.sim.smdpp.smdpp import SmdpServer  # noqa: E402
 
 MP_DIR = os.path.join(ROOT, ".mp")
 PKG = "@micropython/micropython-webassembly-pyscript"
@@ -634,7 +634,7 @@ exit_code = mp_board_driver.exit_code
 
 class LabModem(SimModem):
     """The simulated modem (it serves registration, PDP contexts and the SIM7080's APP
-    network: ipa_host.sim.modem_at) on a cold start: data bearers down, switched off until
+    network: ipa_host.sim.modem.modem_at) on a cold start: data bearers down, switched off until
     PWRKEY switches it on."""
 
     def __init__(self, card, personality):
@@ -1177,7 +1177,7 @@ def board_section(figs, total_s):
         "Not modelled: UART speed and the modem's own delays (registration, TLS on the modem's "
         "CPU, flash writes), a real RP2040's heap and GC (the heap a board needs, with its "
         "code frozen: \"Frozen firmware\"). "
-        "ipa_host.sim.modem answers AT+CEREG/CGREG, AT+CGDCONT/CGACT and AT+CNCFG/CNACT; "
+        "ipa_host.sim.modem.modem answers AT+CEREG/CGREG, AT+CGDCONT/CGACT and AT+CNCFG/CNACT; "
         "it registers 0.3 s after AT+CFUN=1 and starts here with its bearers down.",
         ""])
 

@@ -120,7 +120,7 @@ def open_card(spec, **options):
         kw.update(options)
         if "pki_dir" not in kw:
             raise CardSpecError(spec, "the virtual eUICC needs its PKI folder (sim?pki=DIR)")
-        from ipa_host.sim.euicc import VirtualEuicc
+        from ipa_host.sim.euicc.euicc import VirtualEuicc
 
         pki_dir = kw.pop("pki_dir")
         return VirtualEuicc(pki_dir, **kw)

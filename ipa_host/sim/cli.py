@@ -12,11 +12,11 @@ import sys
 
 COMMANDS = {
     "pki": ("ipa_host.sim.pki", "pki_main", "create or inspect a test PKI"),
-    "euicc": ("ipa_host.sim.euicc", "euicc_main", "run a virtual IoT eUICC"),
-    "sign": ("ipa_host.sim.signer", "signer_main", "build and sign an EuiccPackageRequest"),
-    "modem": ("ipa_host.sim.modem", "modem_main", "run a simulated modem on a pty"),
-    "eim": ("ipa_host.sim.eim", "eim_main", "run or operate the simulated eIM"),
-    "smdpp": ("ipa_host.sim.smdpp", "smdpp_main", "run the simulated SM-DP+ (ES9+ over HTTPS)"),
+    "euicc": ("ipa_host.sim.euicc.euicc", "euicc_main", "run a virtual IoT eUICC"),
+    "sign": ("ipa_host.sim.eim.signer", "signer_main", "build and sign an EuiccPackageRequest"),
+    "modem": ("ipa_host.sim.modem.modem", "modem_main", "run a simulated modem on a pty"),
+    "eim": ("ipa_host.sim.eim.eim", "eim_main", "run or operate the simulated eIM"),
+    "smdpp": ("ipa_host.sim.smdpp.smdpp", "smdpp_main", "run the simulated SM-DP+ (ES9+ over HTTPS)"),
 }
 
 

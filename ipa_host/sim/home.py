@@ -16,8 +16,8 @@ import os
 from cryptography import x509
 
 from ipa_host.sim import pki
-from ipa_host.sim.eim_tls import ensure_tls
-from ipa_host.sim.euicc import VirtualEuicc
+from ipa_host.sim.eim.eim_tls import ensure_tls
+from ipa_host.sim.euicc.euicc import VirtualEuicc
 
 DEMO_EIM_ID = "ipa-demo-eim"
 DEMO_EIM_FQDN = "127.0.0.1:8443"

@@ -1,4 +1,4 @@
-"""Shared helpers for tests that need the virtual eUICC (ipa_host.sim.euicc).
+"""Shared helpers for tests that need the virtual eUICC (ipa_host.sim.euicc.euicc).
 
     card = make_euicc(tmp_path)                  # PKI, 4 profiles, eIM "test-eim" (token 1)
     resp = es10(card, bytes.fromhex("BF3E035C015A"))
@@ -8,7 +8,7 @@
 Everything here is built by hand from the SGP.32 / SGP.22 ASN.1 modules and
 drives the card at APDU level with its own small driver: it must not share
 code with the IPA's message modules (ipa_core.es10, esipa) nor with the
-eIM-side signer (ipa_host.sim.signer), so a wrong tag cannot hide on both
+eIM-side signer (ipa_host.sim.eim.signer), so a wrong tag cannot hide on both
 sides.
 """
 
@@ -16,7 +16,7 @@ import os
 
 from ipa_core import tlv
 from ipa_host.sim import pki
-from ipa_host.sim.euicc import VirtualEuicc
+from ipa_host.sim.euicc.euicc import VirtualEuicc
 
 ISDR_AID = bytes.fromhex("A0000005591010FFFFFFFF8900000100")
 EIM_ID = "test-eim"

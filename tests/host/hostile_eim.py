@@ -9,7 +9,7 @@ It holds the eIM's own TLS identity (the certificate the eUICC trusts), reads
 each HTTP/1.1 request, names the ESipa function from the body's tag (SGP.32
 ASN.1 binding: BF4F getEimPackage, BF50 provideEimPackageResult, BF3D
 handleNotification) and either relays it to `upstream` (a running
-ipa_host.sim.eim.EimServer, over HTTPS with that server's CA) or answers with
+ipa_host.sim.eim.eim.EimServer, over HTTPS with that server's CA) or answers with
 the fault set for that function ("*": every function; none: relay):
 
     garbage            200, the right Content-Type, bytes that are no BER-TLV

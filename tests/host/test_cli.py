@@ -86,7 +86,7 @@ def test_no_command_prints_help():
 
 
 def test_info_over_pcsc_with_the_virtual_euicc_behind_vpcd(tmp_path, pcscd_server):
-    from ipa_host.sim.vpcd import VpcdBridge
+    from ipa_host.sim.euicc.vpcd import VpcdBridge
 
     card = open_home_euicc(str(tmp_path))
     with VpcdBridge(card, port=pcscd_server.port):

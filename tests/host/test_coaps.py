@@ -3,7 +3,7 @@
 - our client (ipa_host.net.coaps: DtlsDatagram + ipa_core.coap.CoapClient) against
   `coap-server-openssl -c cert -j key` (certificate from tests/host/tls_certs.py);
 - libcoap's `coap-client-openssl -R ca.crt` (and plain `coap-client`) against OUR eIM's
-  CoAP endpoint (ipa_host.sim.eim_coap) with a hand-built GetEimPackageRequest.
+  CoAP endpoint (ipa_host.sim.eim.eim_coap) with a hand-built GetEimPackageRequest.
 
 Servers run on 127.0.0.1 on free ports and are killed at the end.
 """
@@ -183,7 +183,7 @@ def test_kept_association_is_resumed_without_a_handshake(libcoap, pki):
 
 
 def test_forgotten_association_falls_back_to_a_full_handshake(pki, tmp_path):
-    from ipa_host.sim.eim import EimServer
+    from ipa_host.sim.eim.eim import EimServer
 
     eim = EimServer(str(tmp_path / "eim"), coap_port=0).start()
     cache = {}
@@ -226,7 +226,7 @@ def _get_eim_package_request(eid):
 
 @pytest.fixture(params=["coaps", "coap"])
 def eim(request, tmp_path):
-    from ipa_host.sim.eim import EimServer
+    from ipa_host.sim.eim.eim import EimServer
 
     _need("coap-client-openssl")
     server = EimServer(str(tmp_path / "eim"), coap_port=0, tls=request.param == "coaps").start()
@@ -255,7 +255,7 @@ def test_libcoap_client_against_our_eim(eim, tmp_path):
 
 
 def test_libcoap_client_is_refused_by_a_wrong_ca(tmp_path, pki):
-    from ipa_host.sim.eim import EimServer
+    from ipa_host.sim.eim.eim import EimServer
 
     _need("coap-client-openssl")
     server = EimServer(str(tmp_path / "eim"), coap_port=0).start()

@@ -1,4 +1,4 @@
-"""The simulated modem's own HTTP(S) stacks (ipa_host.sim.modem_http*), by hand over the pty.
+"""The simulated modem's own HTTP(S) stacks (ipa_host.sim.modem.modem_http*), by hand over the pty.
 
 Each stack is driven with the AT commands a vendor manual gives, written here by hand with
 pyserial (no core AT engine), against a small HTTPS server of this test with certificates
@@ -17,8 +17,8 @@ import time
 import pytest
 import serial
 
-from ipa_host.sim.eim_tls import ensure_tls
-from ipa_host.sim.modem import SimModem
+from ipa_host.sim.eim.eim_tls import ensure_tls
+from ipa_host.sim.modem.modem import SimModem
 
 FINAL = rb"\r\n(OK|ERROR|\+CME ERROR: [^\r]*)\r\n"
 BODY = bytes(range(256)) + b"\r\nOK\r\n\r\n+QHTTPPOST: 0,200,3\r\nERROR\r\n" + os.urandom(300)
@@ -487,7 +487,7 @@ def test_echo_repeats_commands_never_raw_data(modem, pki):
 
 
 def test_modem_main_refuses_bad_http_options(capsys):
-    from ipa_host.sim.modem import modem_main
+    from ipa_host.sim.modem.modem import modem_main
 
     with pytest.raises(SystemExit) as e:
         modem_main(["--personality", "a7670", "--http-error", "200"], card=object())

@@ -1,5 +1,5 @@
 """ipa_host.modem_link.ModemConnectivity: the SIM refresh, the registration wait and the HTTP
-stack's bearer, against the simulated modem on a pty (ipa_host.sim.modem) through the real
+stack's bearer, against the simulated modem on a pty (ipa_host.sim.modem.modem) through the real
 AT path (SerialStream -> AtEngine -> AtCard -> IsdrSession), plus the answer parsers.
 """
 
@@ -15,7 +15,7 @@ from ipa_core.at_card import open_isdr_session
 from ipa_core.at_http import HttpStackError
 from ipa_host.card.serial import open_at_card
 from ipa_host.modem_link import BEARERS, ModemConnectivity, bearer_active, parse_registration
-from ipa_host.sim.modem import SimModem
+from ipa_host.sim.modem.modem import SimModem
 
 # ---- answers --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from ipa_core.errors import TransportError
 from ipa_host.card import pcsc
 from ipa_host.card.pcsc import PcscCard, choose_reader, list_readers
 from ipa_host.card.select import CardSpecError, open_card, parse_card_spec
-from ipa_host.sim.vpcd import VpcdBridge, parse_endpoint
+from ipa_host.sim.euicc.vpcd import VpcdBridge, parse_endpoint
 
 # TS 3B, T0 80 (TD1 follows), TD1 80 (T=0, TD2 follows), TD2 01 (T=1), TCK 01:
 # a card offering T=0 and T=1.
@@ -371,7 +371,7 @@ def test_sim_spec_needs_pki():
 
 
 def test_vpcd_main_argument_errors(capsys):
-    from ipa_host.sim.vpcd import vpcd_main
+    from ipa_host.sim.euicc.vpcd import vpcd_main
 
     with pytest.raises(SystemExit) as e:
         vpcd_main(["--vpcd", "127.0.0.1:99999"])

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ipa_core import tlv
 from ipa_host.sim import pki
-from ipa_host.sim.signer import (
+from ipa_host.sim.eim.signer import (
     build_euicc_package_request,
     encode_eco,
     encode_euicc_package_signed,

@@ -1,10 +1,10 @@
-"""The simulated eIM (ipa_host.sim.eim) over real TLS on loopback.
+"""The simulated eIM (ipa_host.sim.eim.eim) over real TLS on loopback.
 
 The client side is the IPA's own transport (ipa_host.net.https.HttpsNetwork);
 every ESipa message is written here by hand from SGP32Definitions (AUTOMATIC
 TAGS applied by hand), never with the IPA's message modules, so these bytes
 pin the eIM independently. eUICC Package Results and notifications come from
-the virtual eUICC (ipa_host.sim.euicc), a third independent peer.
+the virtual eUICC (ipa_host.sim.euicc.euicc), a third independent peer.
 """
 
 import base64
@@ -22,9 +22,9 @@ from ipa_core import tlv
 from ipa_core.errors import TransportError
 from ipa_host.net.https import ASN1_CONTENT_TYPE, ASN1_PATH, HttpsNetwork
 from ipa_host.sim import pki
-from ipa_host.sim.eim import EimServer
-from ipa_host.sim.eim_cli import eim_main
-from ipa_host.sim.euicc import VirtualEuicc
+from ipa_host.sim.eim.eim import EimServer
+from ipa_host.sim.eim.eim_cli import eim_main
+from ipa_host.sim.euicc.euicc import VirtualEuicc
 from ipa_host.sim.home import DEMO_EIM_ID
 
 H = bytes.fromhex
@@ -591,7 +591,7 @@ def test_operator_api_direct(bench):
 def test_serve_command_in_a_process(tmp_path):
     folder = str(tmp_path / "eim")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipa_host.sim.eim", "serve", "--dir", folder, "--port", "0",
+        [sys.executable, "-m", "ipa_host.sim.eim.eim", "serve", "--dir", folder, "--port", "0",
          "--api-port", "0", "--token", "3"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -603,7 +603,7 @@ def test_serve_command_in_a_process(tmp_path):
             time.sleep(0.05)
         info = json.load(open(info_path))
         out = subprocess.run(
-            [sys.executable, "-m", "ipa_host.sim.eim", "psmo", EID, "disable", ICCID_A, "--dir",
+            [sys.executable, "-m", "ipa_host.sim.eim.eim", "psmo", EID, "disable", ICCID_A, "--dir",
              folder], cwd=REPO, capture_output=True, text=True, timeout=20)
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["kind"] == "psmo"
@@ -631,7 +631,7 @@ def test_state_is_written_atomically(bench):
 
 
 def test_independent_of_the_ipa_message_modules():
-    code = ("import sys, ipa_host.sim.eim, ipa_host.sim.eim_cli; "
+    code = ("import sys, ipa_host.sim.eim.eim, ipa_host.sim.eim.eim_cli; "
             "bad = [m for m in sys.modules if m.split('.')[:2] in "
             "(['ipa_core', 'es10'], ['ipa_core', 'esipa'], ['ipa_core', 'es9p'], "
             "['ipa_core', 'ipa']) or m.startswith(('ipa_core.esipa', 'ipa_core.es10'))]; "
@@ -644,7 +644,7 @@ def test_independent_of_the_ipa_message_modules():
 def test_serve_for_an_ipa_home_takes_the_homes_eim_key(tmp_path):
     """`ipa-sim eim serve --dir <home>/eim` without --pki signs with <home>/sim/pki/eim.key,
     the key the home's virtual eUICC trusts; any other folder keeps DIR/pki."""
-    from ipa_host.sim.eim_cli import home_pki
+    from ipa_host.sim.eim.eim_cli import home_pki
     from ipa_host.sim.home import open_home_euicc
 
     home = str(tmp_path / "home")
@@ -660,7 +660,7 @@ def test_relay_refuses_compact_responses_it_cannot_forward():
     eUICC response: the relay answers the ESipa error undefinedError (127) and its note says
     which response was compact; nothing goes to an SM-DP+."""
     from ipa_core import tlv
-    from ipa_host.sim import eim_relay as er
+    from ipa_host.sim.eim import eim_relay as er
 
     def no_network(address):
         raise AssertionError("no SM-DP+ may be called, got %s" % address)

@@ -1,4 +1,4 @@
-"""The virtual SGP.32 IoT eUICC (ipa_host.sim.euicc), driven at APDU level.
+"""The virtual SGP.32 IoT eUICC (ipa_host.sim.euicc.euicc), driven at APDU level.
 
 Requests are written by hand from the ASN.1 modules (SGP32Definitions,
 RSPDefinitions; AUTOMATIC TAGS applied by hand), as hex where the bytes are
@@ -18,10 +18,10 @@ from euicc_fixtures import (
     psmo_enable, psmo_list_profile_info, reopen, store_data, sw_of,
 )
 from ipa_core import tlv
-from ipa_host.sim import euicc as euicc_mod
+from ipa_host.sim.euicc import euicc as euicc_mod
 from ipa_host.sim import pki
-from ipa_host.sim.euicc import VirtualEuicc
-from ipa_host.sim.euicc_state import StateError
+from ipa_host.sim.euicc.euicc import VirtualEuicc
+from ipa_host.sim.euicc.euicc_state import StateError
 
 H = bytes.fromhex
 EID = "89049032123451234512345678901235"

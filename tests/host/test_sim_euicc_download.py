@@ -1,4 +1,4 @@
-"""Profile download on the virtual eUICC (ipa_host.sim.euicc_download), at STORE DATA level.
+"""Profile download on the virtual eUICC (ipa_host.sim.euicc.euicc_download), at STORE DATA level.
 
 The SM-DP+ side is played here by hand: ES10 requests are built from the
 RSPDefinitions module (AUTOMATIC TAGS applied by hand) and signed with the
@@ -18,8 +18,9 @@ from cryptography.x509.oid import NameOID
 
 from euicc_fixtures import ICCID_1, close, es10, make_euicc, open_isdr, reopen, store_data
 from ipa_core import tlv
-from ipa_host.sim import bsp, pki, pki_smdp
-from ipa_host.sim.euicc_download import hash_cc
+from ipa_host.sim import bsp, pki
+from ipa_host.sim.smdpp import pki_smdp
+from ipa_host.sim.euicc.euicc_download import hash_cc
 
 H = bytes.fromhex
 SMDP_ADDRESS = "smdp.example.com"

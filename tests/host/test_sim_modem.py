@@ -1,4 +1,4 @@
-"""The simulated modem (ipa_host.sim.modem) seen from a client: raw AT over the pty.
+"""The simulated modem (ipa_host.sim.modem.modem) seen from a client: raw AT over the pty.
 
 Every personality is checked against what its documentation promises, with
 pyserial and hand-written AT lines, independent of the core's AT engine.
@@ -18,8 +18,8 @@ import serial
 from euicc_fixtures import ISDR_AID, make_euicc
 from ipa_core.errors import TransportError
 from ipa_host.card.serial import SerialStream
-from ipa_host.sim.modem import MAX_LINE, SimModem
-from ipa_host.sim.modem_at import cla_on_channel, split_args
+from ipa_host.sim.modem.modem import MAX_LINE, SimModem
+from ipa_host.sim.modem.modem_at import cla_on_channel, split_args
 
 FINAL = re.compile(rb"\r\n(OK|ERROR|\+CME ERROR: [^\r]*)\r\n")
 AID = ISDR_AID.hex().upper()
@@ -473,7 +473,7 @@ def test_modem_main_serves_until_sigterm(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=root)
     p = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from ipa_host.sim.modem import modem_main; "
+        [sys.executable, "-c", "import sys; from ipa_host.sim.modem.modem import modem_main; "
          "sys.exit(modem_main(sys.argv[1:]))", "--personality", "bare_ccho",
          "--pki", str(tmp_path / "pki"), "--state", str(tmp_path / "e.json"), "--baud", "921600"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -495,7 +495,7 @@ def test_modem_main_serves_until_sigterm(tmp_path):
 
 
 def test_modem_main_needs_pki(capsys):
-    from ipa_host.sim.modem import modem_main
+    from ipa_host.sim.modem.modem import modem_main
 
     with pytest.raises(SystemExit) as e:
         modem_main(["--personality", "textbook"])

@@ -17,9 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ipa_core import tlv
-from ipa_host.sim import bsp, pki, pki_smdp
-from ipa_host.sim import profile_package as pp
-from ipa_host.sim.smdpp import SmdpServer
+from ipa_host.sim import bsp, pki
+from ipa_host.sim.smdpp import pki_smdp
+from ipa_host.sim.smdpp import profile_package as pp
+from ipa_host.sim.smdpp.smdpp import SmdpServer
 
 EID = pki.DEFAULT_EID
 ICCID = "89000123456789012341"
@@ -367,7 +368,7 @@ def _bpp_sequences(bpp):
 @pytest.mark.parametrize("ppk", [False, True])
 def test_download_into_the_virtual_euicc(tmp_path, ppk):
     import euicc_fixtures as fx
-    from ipa_host.sim import euicc
+    from ipa_host.sim.euicc import euicc
     if 0xBF2E not in euicc.FUNCTIONS or not hasattr(euicc, "download"):
         pytest.skip("the virtual eUICC has no download functions yet")
     card = fx.make_euicc(tmp_path)
@@ -415,7 +416,7 @@ def test_download_into_the_virtual_euicc(tmp_path, ppk):
 def test_cli_profile_argument_and_bad_pki(tmp_path, capsys):
     import argparse
 
-    from ipa_host.sim import smdpp
+    from ipa_host.sim.smdpp import smdpp
     assert smdpp._profile_arg("M=89000123456789012341:5000:12") == ("M", "89000123456789012341", 5000, "12")
     assert smdpp._profile_arg("M=8900012345678901234") == ("M", "8900012345678901234", 4096, None)
     with pytest.raises(argparse.ArgumentTypeError):

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from ipa_core.apdu import IsdrSession
-from ipa_host.sim.vpcd import VpcdBridge
+from ipa_host.sim.euicc.vpcd import VpcdBridge
 
 _HOST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "host")
 if _HOST not in sys.path:
@@ -141,7 +141,7 @@ class IpaHome:
     the eIM serving it, and the `ipa` command run on it as a user runs it (a subprocess).
 
     home.path / eid / pki_dir    the home folder, the eUICC's EID, its test PKI
-    home.tls                     the eIM's TLS files (ipa_host.sim.eim_tls.ensure_tls): the
+    home.tls                     the eIM's TLS files (ipa_host.sim.eim.eim_tls.ensure_tls): the
                                  eUICC's trustedPublicKeyDataTls is their CA
     home.server                  the running EimServer (start_eim / stop_eim)
     home.ipa(*args, url=...)     `ipa --config <timeout 1 s> --home <path> --eim-url <url> ...`
@@ -150,7 +150,7 @@ class IpaHome:
     """
 
     def __init__(self, path):
-        from ipa_host.sim.eim_tls import ensure_tls
+        from ipa_host.sim.eim.eim_tls import ensure_tls
         from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
 
         self.path = str(path)
@@ -165,7 +165,7 @@ class IpaHome:
         self._hostile = []
 
     def start_eim(self, port=0):
-        from ipa_host.sim.eim import EimServer
+        from ipa_host.sim.eim.eim import EimServer
 
         self.server = EimServer(self.eim_dir, pki_dir=self.pki_dir, association_token=1,
                                 port=port).start()
@@ -205,7 +205,7 @@ class IpaHome:
         return r
 
     def euicc_state(self):
-        from ipa_host.sim.euicc_state import EuiccState
+        from ipa_host.sim.euicc.euicc_state import EuiccState
         from ipa_host.sim.home import sim_dir
 
         return EuiccState.load(os.path.join(sim_dir(self.path), "euicc.json")).data
@@ -261,10 +261,10 @@ def ipa_home(make_ipa_home):
 @pytest.fixture
 def modem_rig(ipa_home):
     """(home, card, make_modem): an IpaHome with its eIM running, its virtual eUICC, and
-    make_modem(personality="textbook", **options) -> a started SimModem (ipa_host.sim.modem,
+    make_modem(personality="textbook", **options) -> a started SimModem (ipa_host.sim.modem.modem,
     a pty) holding that eUICC; every modem made is stopped at the end of the test."""
     from ipa_host.sim.home import open_home_euicc
-    from ipa_host.sim.modem import SimModem
+    from ipa_host.sim.modem.modem import SimModem
 
     card = open_home_euicc(ipa_home.path)
     made = []

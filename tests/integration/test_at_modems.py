@@ -1,8 +1,8 @@
 """ES10 over AT commands, end to end, against every simulated modem personality.
 
     ipa_core.es10 -> IsdrSession -> ipa_core.at_card.AtCard -> ipa_core.at.AtEngine
-      -> ipa_host.card.serial.SerialStream -> pty -> ipa_host.sim.modem.SimModem
-      -> ipa_host.sim.euicc.VirtualEuicc
+      -> ipa_host.card.serial.SerialStream -> pty -> ipa_host.sim.modem.modem.SimModem
+      -> ipa_host.sim.euicc.euicc.VirtualEuicc
 
 Checked in every personality and mode: ES10c.GetEID, ES10b.GetEuiccInfo2,
 GetEimConfigurationData, ES10c.GetProfilesInfo, ES10b.ListNotification and
@@ -27,7 +27,7 @@ from ipa_core.at_card import open_isdr_session
 from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
 from ipa_host.card.select import open_card
 from ipa_host.card.serial import open_at_card
-from ipa_host.sim.modem import SimModem
+from ipa_host.sim.modem.modem import SimModem
 
 ICCIDS = [ICCID_1, ICCID_2, ICCID_FALLBACK, ICCID_EMERGENCY]
 GENERIC = {"manufacturer": "IPA Sim", "model": "SIM-MODEM-1"}  # no entry in ipa_core.modems

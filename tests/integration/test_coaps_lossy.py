@@ -23,7 +23,7 @@ from ipa_core import apdu, es10  # noqa: E402
 from ipa_core.ipa import Ipa  # noqa: E402
 from ipa_core.ipa_store import MemoryStore  # noqa: E402
 from ipa_host.net.coaps import CoapsNetwork  # noqa: E402
-from ipa_host.sim.eim import EimServer  # noqa: E402
+from ipa_host.sim.eim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
 
 PROFILE_A, PROFILE_B = DEMO_PROFILES[0]["iccid"], DEMO_PROFILES[1]["iccid"]

@@ -1,7 +1,7 @@
 """Profile download end to end, as a user runs it: `ipa download <activation code>` (direct,
-ES9+ JSON over real TLS) against the simulated SM-DP+ (ipa_host.sim.smdpp: real DPauth/DPpb
+ES9+ JSON over real TLS) against the simulated SM-DP+ (ipa_host.sim.smdpp.smdpp: real DPauth/DPpb
 signatures, a bound profile package with session keys) and the virtual eUICC
-(ipa_host.sim.euicc_download), and an eIM's download trigger handled by `ipa poll`.
+(ipa_host.sim.euicc.euicc_download), and an eIM's download trigger handled by `ipa poll`.
 
 Three independent parties: the core IPA (ipa_core.es9p, ipa_download), the SM-DP+ simulator
 and the virtual eUICC, each with its own codec; the eUICC checks every SM-DP+ signature and
@@ -14,9 +14,9 @@ import subprocess
 
 import pytest
 
-from ipa_host.sim.eim import EimServer
+from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
-from ipa_host.sim.smdpp import SmdpServer
+from ipa_host.sim.smdpp.smdpp import SmdpServer
 from ipa_util import IPA, functions, info_json as info  # tests/integration/ipa_util.py
 
 ICCID_1 = "89000123456789012341"
@@ -156,8 +156,8 @@ def test_download_and_enable_on_a_modem_refreshes_it(lab, tmp_path):
     associated (associatedEimAlreadyExists)."""
     from ipa_core import es10
     from ipa_core.apdu import IsdrSession
-    from ipa_host.sim.euicc import VirtualEuicc
-    from ipa_host.sim.modem import SimModem
+    from ipa_host.sim.euicc.euicc import VirtualEuicc
+    from ipa_host.sim.modem.modem import SimModem
 
     h, eid, dp = lab
     card = VirtualEuicc(os.path.join(sim_dir(h), "pki"), state_path=str(tmp_path / "no-eim.json"))
@@ -186,8 +186,8 @@ def test_download_and_enable_on_a_modem_that_never_registers_again(lab, tmp_path
     told that it did not register within [card] attach_timeout."""
     from ipa_core import es10
     from ipa_core.apdu import IsdrSession
-    from ipa_host.sim.euicc import VirtualEuicc
-    from ipa_host.sim.modem import SimModem
+    from ipa_host.sim.euicc.euicc import VirtualEuicc
+    from ipa_host.sim.modem.modem import SimModem
 
     h, eid, dp = lab
     card = VirtualEuicc(os.path.join(sim_dir(h), "pki"), state_path=str(tmp_path / "no-eim.json"))

@@ -3,9 +3,9 @@
 Each exchange below is written out from SGP32Definitions (SGP.32 v1.2) and RSPDefinitions
 (SGP.22 v2.5) with the derivation in comments, then checked three ways: the IPA
 (ipa_core.es10 over IsdrSession) must send exactly the request bytes, the virtual eUICC
-(ipa_host.sim.euicc) must answer exactly the response bytes, and the IPA must decode those
+(ipa_host.sim.euicc.euicc) must answer exactly the response bytes, and the IPA must decode those
 bytes to the values a person reads off the comments. The eUICC Package is also built by
-the eIM-side signer (ipa_host.sim.signer), which must produce the hand-written
+the eIM-side signer (ipa_host.sim.eim.signer), which must produce the hand-written
 euiccPackageSigned.
 
 Tagging rules used (X.680 AUTOMATIC TAGS): a SEQUENCE / CHOICE whose components carry no
@@ -27,7 +27,8 @@ import pytest
 from euicc_fixtures import ICCID_1, ICCID_2, ICCID_FALLBACK, eim_key, make_euicc
 from ipa_core import es10, tlv, version
 from ipa_core.apdu import IsdrSession
-from ipa_host.sim import pki, signer
+from ipa_host.sim import pki
+from ipa_host.sim.eim import signer
 
 EID = "89049032123451234512345678901235"  # the test PKI's EID (eUICC certificate serialNumber)
 TXID = "0A0B0C0D"
@@ -474,7 +475,7 @@ def test_signer_add_eim_with_association_token_minus_one(card, tap):
 
 
 def test_signer_cli_accepts_association_token_minus_one(card, capsys):
-    from ipa_host.sim.signer import signer_main
+    from ipa_host.sim.eim.signer import signer_main
 
     key_path = os.path.join(card.pki["folder"], "eim.key")
     cert_path = os.path.join(card.pki["folder"], "eim.crt")

@@ -1,7 +1,7 @@
 """Every ES10 function end to end: ipa_core.es10 over ipa_core.apdu.IsdrSession against the
-virtual eUICC (ipa_host.sim.euicc), once in-process and once through the real PC/SC stack
+virtual eUICC (ipa_host.sim.euicc.euicc), once in-process and once through the real PC/SC stack
 (pcscd + vpcd + pyscard), with eUICC Packages built and signed by the eIM-side signer
-(ipa_host.sim.signer). The two sides were written from the ASN.1 modules by different
+(ipa_host.sim.eim.signer). The two sides were written from the ASN.1 modules by different
 people; nothing here shares an encoder between them.
 
 Results and errors are asserted as a user of the IPA sees them: return values of
@@ -31,7 +31,8 @@ from ipa_core import es10, tlv, version
 from ipa_core import es10_signed as sg
 from ipa_core.apdu import IsdrSession, command
 from ipa_core.errors import CardError, FunctionError, TransportError
-from ipa_host.sim import pki, signer
+from ipa_host.sim import pki
+from ipa_host.sim.eim import signer
 
 TXID = bytes.fromhex("0A0B0C0D")
 

@@ -1,9 +1,9 @@
 """Indirect profile download end to end (SGP.32 v1.2 3.2.3, ESipa 6.3.2.1-6.3.2.4): the IPA
 talks only to the eIM, and the simulated eIM relays each step to the SM-DP+ as its ES9+ client
-(ipa_host.sim.eim_relay), over real TLS on both hops.
+(ipa_host.sim.eim.eim_relay), over real TLS on both hops.
 
 Four independent parties: the core IPA (`ipa` subprocess: ipa_core.esipa, ipa_download), the
-eIM simulator (its own ESipa codec and ES9+ client), the SM-DP+ simulator (ipa_host.sim.smdpp)
+eIM simulator (its own ESipa codec and ES9+ client), the SM-DP+ simulator (ipa_host.sim.smdpp.smdpp)
 and the virtual eUICC; the eUICC checks every SM-DP+ signature, the SM-DP+ every eUICC
 signature, and the eIM the eUICC's signature on the PIR it reports.
 """
@@ -18,9 +18,9 @@ import time
 import pytest
 
 from ipa_core import tlv
-from ipa_host.sim.eim import EimServer
+from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
-from ipa_host.sim.smdpp import SmdpServer
+from ipa_host.sim.smdpp.smdpp import SmdpServer
 from ipa_util import IPA, functions, info_json as info  # tests/integration/ipa_util.py
 
 ICCID_1 = "89000123456789012341"

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from ipa_host.sim.eim import EimServer
+from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
 from ipa_util import IPA  # tests/integration/ipa_util.py
 
@@ -68,7 +68,7 @@ def test_psmo_cycle_over_coaps(home):
 
 def test_wrong_trust_is_refused_before_anything_is_sent(home, tmp_path):
     h, eid, server = home
-    from ipa_host.sim import eim_tls
+    from ipa_host.sim.eim import eim_tls
 
     other = eim_tls.ensure_tls(str(tmp_path / "other"))  # another CA
     r = ipa(h, server.coap_url, "--ca-file", other["ca_cert"], "poll")
@@ -99,7 +99,7 @@ def test_notifications_are_delivered_over_coaps(home):
     # A disable run directly on the eUICC leaves a signed notification pending.
     from ipa_core import apdu, es10
     from ipa_host.sim import pki
-    from ipa_host.sim.signer import build_euicc_package_request
+    from ipa_host.sim.eim.signer import build_euicc_package_request
 
     card = open_home_euicc(h)
     key = pki.load_private_key(os.path.join(sim_dir(h), "pki", "eim.key"))

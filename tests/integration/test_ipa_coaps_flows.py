@@ -13,7 +13,7 @@ its home, the simulated eIM's CoAPS endpoint (real DTLS 1.2, python-mbedtls on b
   eimSupportedProtocol, the trust from trustedPublicKeyDataTls) and which updates, then
   deletes, the first eIM.
 
-The eIMs verify every eUICC signature with their own code (ipa_host.sim.eim).
+The eIMs verify every eUICC signature with their own code (ipa_host.sim.eim.eim).
 """
 
 import json
@@ -28,7 +28,7 @@ import pytest
 pytest.importorskip("mbedtls")
 
 from ipa_host.sim import pki  # noqa: E402
-from ipa_host.sim.eim import EimServer  # noqa: E402
+from ipa_host.sim.eim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
 from ipa_util import IPA  # tests/integration/ipa_util.py
 
@@ -74,7 +74,7 @@ class Home:
 
     def euicc_state(self):
         """The virtual eUICC's committed state (its state file)."""
-        from ipa_host.sim.euicc_state import EuiccState
+        from ipa_host.sim.euicc.euicc_state import EuiccState
 
         return EuiccState.load(os.path.join(sim_dir(self.path), "euicc.json")).data
 

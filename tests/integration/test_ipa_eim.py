@@ -1,8 +1,8 @@
 """The IPA's main job end to end, as a user runs it: `ipa poll` / `ipa run` (ipa_core.ipa over
 ipa_host.net.https) against the simulated eIM over real TLS, with the virtual eUICC.
 
-Three independent parties: the core IPA, ipa_host.sim.eim (its own ESipa codec) and
-ipa_host.sim.euicc (its own ES10 codec). The eIM verifies every signature the eUICC made.
+Three independent parties: the core IPA, ipa_host.sim.eim.eim (its own ESipa codec) and
+ipa_host.sim.euicc.euicc (its own ES10 codec). The eIM verifies every signature the eUICC made.
 """
 
 import json
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from ipa_host.sim.eim import EimServer
+from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
 from ipa_util import IPA, info_json, profile_states  # tests/integration/ipa_util.py
 
@@ -172,7 +172,7 @@ def test_notifications_list_and_process(home):
     # A disable produces a profile notification; make the eIM refuse the result so the
     # notification stays pending, then deliver it with `ipa notifications process`.
     card = open_home_euicc(h)
-    from ipa_host.sim.signer import build_euicc_package_request
+    from ipa_host.sim.eim.signer import build_euicc_package_request
     from ipa_host.sim import pki
 
     req = build_euicc_package_request("ipa-demo-eim", eid, 1, [{"op": "disable", "iccid": PROFILE_A}],

@@ -10,7 +10,7 @@ subprocess), the virtual eUICC of its home, the simulated eIM, all over real TLS
 - SIGKILL after every step of a PSMO cycle (IPA_TEST_KILL_AFTER_STEP, ipa_host/runner.py),
   then a restart: one result for the package, nothing removed before the eIM took it.
 
-The eIM (ipa_host.sim.eim) verifies every eUICC signature with its own code.
+The eIM (ipa_host.sim.eim.eim) verifies every eUICC signature with its own code.
 docs/resilience.md describes these tests and the core's (tests/core/test_ipa.py).
 """
 
@@ -23,9 +23,9 @@ import pytest
 
 from ipa_core import apdu, es10
 from ipa_host.sim import pki
-from ipa_host.sim.eim import EimServer
+from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, open_home_euicc
-from ipa_host.sim.signer import build_euicc_package_request
+from ipa_host.sim.eim.signer import build_euicc_package_request
 from ipa_util import IPA  # tests/integration/ipa_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)

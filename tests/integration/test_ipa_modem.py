@@ -1,8 +1,8 @@
 """The `ipa` command on a cellular modem's AT port, end to end, as a user runs it:
 
     ipa --card at:<pty> run|info  (subprocess)
-      -> pyserial -> pty -> ipa_host.sim.modem.SimModem (a personality of modem_personality.py)
-      -> the home's VirtualEuicc;   eIM: ipa_host.sim.eim.EimServer over real TLS
+      -> pyserial -> pty -> ipa_host.sim.modem.modem.SimModem (a personality of modem_personality.py)
+      -> the home's VirtualEuicc;   eIM: ipa_host.sim.eim.eim.EimServer over real TLS
 
 `ipa run` carries out a queued PSMO through a textbook and a quirky modem, the eIM verifies
 the eUICC's signature, SIGTERM ends it cleanly and no modem session stays open between
@@ -18,7 +18,7 @@ import time
 import pytest
 
 from ipa_host.sim.home import DEMO_PROFILES
-from ipa_host.sim.modem_personality import PERSONALITIES
+from ipa_host.sim.modem.modem_personality import PERSONALITIES
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 

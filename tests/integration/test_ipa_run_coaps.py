@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from ipa_host.sim.eim import EimServer
+from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
-from ipa_host.sim.smdpp import SmdpServer
+from ipa_host.sim.smdpp.smdpp import SmdpServer
 from ipa_util import IPA, info_json  # tests/integration/ipa_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)

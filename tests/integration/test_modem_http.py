@@ -2,10 +2,10 @@
 
     ipa --card at:<pty> --network modem --ca-file <eIM CA> poll      (subprocess)
       APDUs and HTTP commands on ONE AT port:
-      -> pyserial -> pty -> ipa_host.sim.modem.SimModem (quectel_http | sim7080 | a7670)
+      -> pyserial -> pty -> ipa_host.sim.modem.modem.SimModem (quectel_http | sim7080 | a7670)
            AT+CCHO/CGLA -> the home's VirtualEuicc
            AT+QHTTP* | AT+SH* | AT+HTTP* -> real TLS (the CA uploaded through AT) ->
-           ipa_host.sim.eim.EimServer on 127.0.0.1
+           ipa_host.sim.eim.eim.EimServer on 127.0.0.1
 
 The eIM's TLS CA and server certificate are made by the test home (eim_tls.ensure_tls);
 a second, unrelated CA stands for the wrong one. For each stack a queued PSMO (enable)
@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from ipa_host.sim.eim_tls import ensure_tls
+from ipa_host.sim.eim.eim_tls import ensure_tls
 from ipa_host.sim.home import DEMO_PROFILES
 from ipa_util import at_info, profile_states  # tests/integration/ipa_util.py
 

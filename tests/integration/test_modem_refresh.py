@@ -1,8 +1,8 @@
 """After a profile switch on a modem, end to end, as a user runs it:
 
     ipa --card at:<pty> [--network modem --ca-file <eIM CA>] poll          (subprocess)
-      -> pyserial -> pty -> ipa_host.sim.modem.SimModem -> the home's VirtualEuicc
-      eIM: ipa_host.sim.eim.EimServer over real TLS (the host's, or the modem's HTTP stack)
+      -> pyserial -> pty -> ipa_host.sim.modem.modem.SimModem -> the home's VirtualEuicc
+      eIM: ipa_host.sim.eim.eim.EimServer over real TLS (the host's, or the modem's HTTP stack)
 
 The enable of a queued PSMO makes the IPA refresh the modem (AT+CFUN=0, AT+CFUN=1: the
 modem reads the eUICC again and finds the new profile), wait for its registration

@@ -38,13 +38,13 @@ import threading
 from ipa_core import tlv
 from ipa_core.errors import TlvError
 
-from ipa_host.sim import euicc_codec as codec
-from ipa_host.sim import euicc_download as download
-from ipa_host.sim import euicc_es10 as es10
-from ipa_host.sim import euicc_package as package
+from ipa_host.sim.euicc import euicc_codec as codec
+from ipa_host.sim.euicc import euicc_download as download
+from ipa_host.sim.euicc import euicc_es10 as es10
+from ipa_host.sim.euicc import euicc_package as package
 from ipa_host.sim import pki
-from ipa_host.sim.euicc_apdu import ApduLayer, SwError
-from ipa_host.sim.euicc_state import EuiccState, StateError
+from ipa_host.sim.euicc.euicc_apdu import ApduLayer, SwError
+from ipa_host.sim.euicc.euicc_state import EuiccState, StateError
 
 log = logging.getLogger(__name__)
 
@@ -321,11 +321,11 @@ def euicc_main(argv=None):
     ipa-sim euicc init  --pki DIR --state FILE [--profiles JSON] [--eim-id ID --eim-fqdn FQDN]
     ipa-sim euicc show  --pki DIR --state FILE
     ipa-sim euicc apdu  --pki DIR --state FILE HEX... ('-' reads one APDU per line from stdin)
-    ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE]   (ipa_host.sim.vpcd)
+    ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE]   (ipa_host.sim.euicc.vpcd)
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and (argv[0] == "serve" or argv[0].startswith("--")) and argv[0] not in ("--help",):
-        from ipa_host.sim.vpcd import vpcd_main  # the PC/SC bridge lives there
+        from ipa_host.sim.euicc.vpcd import vpcd_main  # the PC/SC bridge lives there
 
         return vpcd_main(argv[1:] if argv[0] == "serve" else argv)
     ap = argparse.ArgumentParser(prog="ipa-sim euicc", description="virtual SGP.32 IoT eUICC")

@@ -38,8 +38,8 @@ import threading
 import time
 import tty
 
-from ipa_host.sim import modem_personality
-from ipa_host.sim.modem_at import AtInterpreter
+from ipa_host.sim.modem import modem_personality
+from ipa_host.sim.modem.modem_at import AtInterpreter
 
 MAX_LINE = 8192  # AT+CGLA of a 261-byte APDU is ~540 characters
 POLL = 0.05
@@ -333,7 +333,7 @@ def modem_main(argv=None, card=None):
         if not args.pki:
             p.error("--pki DIR is required (the eUICC's keys and certificates)")
         from ipa_host.sim import pki
-        from ipa_host.sim.euicc import VirtualEuicc
+        from ipa_host.sim.euicc.euicc import VirtualEuicc
 
         try:
             if not os.path.exists(os.path.join(args.pki, "euicc.key")):

@@ -3,7 +3,7 @@
     POST coaps://<host>:<port>/gsma/rsp2/asn1     (RFC 7252 over DTLS 1.2, RFC 6347)
 
 The reassembled request body goes to the same EsipaService as the HTTPS
-front end (ipa_host.sim.eim_http); the answer comes back as 2.04 Changed
+front end (ipa_host.sim.eim.eim_http); the answer comes back as 2.04 Changed
 with the ESipa answer as payload (HandleNotification: 2.04 without one).
 Block-wise transfer (RFC 7959): Block1 requests are acknowledged with 2.31
 Continue and reassembled per peer and path; answers larger than the block
@@ -20,7 +20,7 @@ gets the same answer again, without running the request twice (RFC 7252
 4.5), so a lost ACK never makes the eIM hand out a second package.
 
 DTLS (python-mbedtls, server side): the certificate and key of the eIM's TLS
-folder (ipa_host.sim.eim_tls), HelloVerifyRequest cookies bound to the
+folder (ipa_host.sim.eim.eim_tls), HelloVerifyRequest cookies bound to the
 peer address, one association per peer address, kept while used and
 forgotten after `idle_timeout` seconds of silence (the client restores an
 association it kept with a CoAP ping, see ipa_host.net.coaps).
@@ -42,9 +42,9 @@ import time
 
 from ipa_core import coap
 from ipa_core.errors import ProtocolError
-from ipa_host.sim.eim_esipa import MAX_BODY, EsipaRefused
+from ipa_host.sim.eim.eim_esipa import MAX_BODY, EsipaRefused
 
-log = logging.getLogger("ipa_host.sim.eim")
+log = logging.getLogger("ipa_host.sim.eim.eim")
 
 ASN1_SEGMENTS = (b"gsma", b"rsp2", b"asn1")
 MAX_PEERS = 256

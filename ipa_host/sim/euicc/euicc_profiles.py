@@ -11,7 +11,7 @@ removed only by RemoveNotificationFromList.
 from ipa_core import tlv
 from ipa_core.errors import TlvError
 
-from ipa_host.sim import euicc_codec as codec
+from ipa_host.sim.euicc import euicc_codec as codec
 
 
 def add_notification(card, event, p):

@@ -28,7 +28,7 @@ import threading
 import urllib.error
 import urllib.request
 
-from ipa_host.sim import signer
+from ipa_host.sim.eim import signer
 
 DEFAULT_API = "http://127.0.0.1:8444"
 PSMO_WITH_ICCID = ("enable", "disable", "delete", "setFallbackAttribute")
@@ -287,7 +287,7 @@ def home_pki(eim_dir):
 
 
 def _serve(args):
-    from ipa_host.sim.eim import EimServer
+    from ipa_host.sim.eim.eim import EimServer
 
     kw = {}
     if args.token is not None:

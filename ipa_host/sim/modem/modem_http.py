@@ -35,7 +35,7 @@ import ssl
 import threading
 from urllib.parse import urlsplit
 
-from ipa_host.sim.modem_at import CmdError, split_args
+from ipa_host.sim.modem.modem_at import CmdError, split_args
 
 MAX_RESPONSE = 1 << 20  # bytes of one response body the modem keeps
 CONNECT_TIMEOUT = 10.0  # seconds for TCP connect + TLS handshake
@@ -43,9 +43,9 @@ ANSWER_TIMEOUT = 30.0  # seconds for the server's answer (capped by the stack's 
 MAX_HEADER_BYTES = 16384
 
 STACKS = {
-    "quectel": ("ipa_host.sim.modem_http_quectel", "QuectelHttp"),
-    "sim7080": ("ipa_host.sim.modem_http_sim7080", "Sim7080Http"),
-    "simcom": ("ipa_host.sim.modem_http_simcom", "SimcomHttp"),
+    "quectel": ("ipa_host.sim.modem.modem_http_quectel", "QuectelHttp"),
+    "sim7080": ("ipa_host.sim.modem.modem_http_sim7080", "Sim7080Http"),
+    "simcom": ("ipa_host.sim.modem.modem_http_simcom", "SimcomHttp"),
 }
 
 

@@ -35,7 +35,7 @@ from ipa_core import tlv
 from ipa_core.errors import TlvError
 
 from ipa_host.sim import bsp, pki
-from ipa_host.sim import profile_package as pp
+from ipa_host.sim.smdpp import profile_package as pp
 
 SUCCESS = {"functionExecutionStatus": {"status": "Executed-Success"}}
 MAX_SESSIONS = 64

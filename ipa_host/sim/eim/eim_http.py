@@ -29,10 +29,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from ipa_host.sim import eim_json
-from ipa_host.sim.eim_esipa import MAX_BODY, EsipaRefused
+from ipa_host.sim.eim import eim_json
+from ipa_host.sim.eim.eim_esipa import MAX_BODY, EsipaRefused
 
-log = logging.getLogger("ipa_host.sim.eim")
+log = logging.getLogger("ipa_host.sim.eim.eim")
 
 ASN1_PATH = "/gsma/rsp2/asn1"
 ASN1_CONTENT_TYPE = "application/x-gsma-rsp-asn1"

@@ -240,7 +240,7 @@ class VpcdBridge:
 
 def vpcd_main(argv=None, card=None):
     """`ipa-sim euicc --vpcd HOST:PORT --pki DIR [--state FILE]`: serve the virtual
-    eUICC (ipa_host.sim.euicc.VirtualEuicc) in the vpcd reader until Ctrl-C."""
+    eUICC (ipa_host.sim.euicc.euicc.VirtualEuicc) in the vpcd reader until Ctrl-C."""
     p = argparse.ArgumentParser(
         prog="ipa-sim euicc", description="Put the virtual eUICC into a vpcd PC/SC reader."
     )
@@ -262,7 +262,7 @@ def vpcd_main(argv=None, card=None):
         import os
 
         from ipa_host.sim import pki
-        from ipa_host.sim.euicc import VirtualEuicc
+        from ipa_host.sim.euicc.euicc import VirtualEuicc
 
         if not os.path.exists(os.path.join(args.pki, "euicc.key")):
             print("creating a test PKI in %s" % args.pki, file=sys.stderr)

@@ -13,8 +13,8 @@ import os
 from ipa_core import tlv
 from ipa_core.errors import TlvError
 
-from ipa_host.sim import euicc_codec as codec
-from ipa_host.sim import euicc_profiles as profiles
+from ipa_host.sim.euicc import euicc_codec as codec
+from ipa_host.sim.euicc import euicc_profiles as profiles
 
 MAX_EIMS = 8
 

@@ -196,7 +196,7 @@ class AtInterpreter:
         self._stat_sent = None  # last <stat> the registration URCs told
         self.http = None
         if cfg.get("http_stack"):
-            from ipa_host.sim import modem_http
+            from ipa_host.sim.modem import modem_http
 
             self.http = modem_http.make_stack(cfg["http_stack"], self)
         self.power_on(registered=True)

@@ -7,7 +7,7 @@ HandleNotification, and the per-EID queue of eIM Packages behind them.
 
 Packages are built when they are handed out, not when queued: an
 EuiccPackageRequest gets the next counterValue of that EID (persisted before
-the answer leaves) and is signed then with ipa_host.sim.signer; every
+the answer leaves) and is signed then with ipa_host.sim.eim.signer; every
 package carries a fresh eimTransactionId (8 random bytes) unless the operator
 chose one, so results can be matched to what was sent. A package leaves the
 queue when it is handed out (a lost answer is not resent: queue it again).
@@ -29,9 +29,10 @@ import time
 
 from ipa_core import tlv
 from ipa_core.errors import TlvError
-from ipa_host.sim import eim_codec as codec
-from ipa_host.sim import pki, signer
-from ipa_host.sim.eim_state import MAX_QUEUE, check_eid
+from ipa_host.sim.eim import eim_codec as codec
+from ipa_host.sim import pki
+from ipa_host.sim.eim import signer
+from ipa_host.sim.eim.eim_state import MAX_QUEUE, check_eid
 
 KINDS = ("psmo", "eco", "ipaEuiccDataRequest", "profileDownloadTrigger")
 MAX_BODY = 1 << 20  # bytes of one ESipa request; the IPA's largest is far below

@@ -9,8 +9,8 @@
 The eIM signs eUICC Packages with the eIM key of the PKI folder
 (`pki_dir`/eim.key, see ipa_host.sim.pki) as `eim_id` (default the demo eIM
 "ipa-demo-eim" of ipa_host.sim.home), keeps a per-EID queue, counter and
-record in `folder`/eids (ipa_host.sim.eim_state), and answers ESipa at
-`url` (ipa_host.sim.eim_http, eim_esipa, eim_json, eim_codec). The eUICC of
+record in `folder`/eids (ipa_host.sim.eim.eim_state), and answers ESipa at
+`url` (ipa_host.sim.eim.eim_http, eim_esipa, eim_json, eim_codec). The eUICC of
 `pki_dir` (euicc.crt, its EID in the subject serialNumber) is known from the
 start, with its certificate for checking euiccSignEPR; other eUICCs become
 known with `register_eid` or when something is queued for them.
@@ -21,7 +21,7 @@ holds for this eIM: `association_token=` sets it for the PKI's eUICC,
 `register_eid(eid, association_token=...)` for any. (The demo eUICC of
 ipa_host.sim.home generates token 1 on a fresh state.)
 
-The command line (`ipa-sim eim ...`) is in ipa_host.sim.eim_cli.
+The command line (`ipa-sim eim ...`) is in ipa_host.sim.eim.eim_cli.
 """
 
 import collections
@@ -31,11 +31,12 @@ import ssl
 import threading
 import time
 
-from ipa_host.sim import eim_tls, pki
-from ipa_host.sim.eim_esipa import EsipaService, cert_der
-from ipa_host.sim.eim_http import ApiHandler, EsipaHandler, Server, log
-from ipa_host.sim.eim_relay import SmdpRelay
-from ipa_host.sim.eim_state import Store, _write_atomic, check_eid
+from ipa_host.sim import pki
+from ipa_host.sim.eim import eim_tls
+from ipa_host.sim.eim.eim_esipa import EsipaService, cert_der
+from ipa_host.sim.eim.eim_http import ApiHandler, EsipaHandler, Server, log
+from ipa_host.sim.eim.eim_relay import SmdpRelay
+from ipa_host.sim.eim.eim_state import Store, _write_atomic, check_eid
 
 MAX_REQUESTS = 10000
 _UNSET = object()
@@ -53,9 +54,9 @@ class EimServer:
     tls         False: plain HTTP (lab only: nothing authenticates the eIM)
     coap_port   None: no CoAP listener; else ESipa over CoAP on that UDP port (0: any free
                 one) of `host`, over DTLS with the same TLS certificate when `tls`
-                (ipa_host.sim.eim_coap); `coap_url` is its address
+                (ipa_host.sim.eim.eim_coap); `coap_url` is its address
     smdp_ca_file  PEM CA bundle the eIM trusts for the SM-DP+'s TLS when it relays an
-                indirect profile download (ipa_host.sim.eim_relay; None: system CAs);
+                indirect profile download (ipa_host.sim.eim.eim_relay; None: system CAs);
                 smdp_timeout bounds each of its network waits
     """
 
@@ -172,7 +173,7 @@ class EimServer:
         return self
 
     def _start_coap(self):
-        from ipa_host.sim.eim_coap import CoapEndpoint
+        from ipa_host.sim.eim.eim_coap import CoapEndpoint
 
         files = self.tls_files or {}
         self._coap = CoapEndpoint(self, self.host, self.coap_port,
@@ -352,7 +353,7 @@ class EimServer:
 
     def eid_view(self, eid, what):
         """The operator API's GET /eids/<eid>[/what]."""
-        from ipa_host.sim.eim_http import HttpError
+        from ipa_host.sim.eim.eim_http import HttpError
         try:
             check_eid(eid)
         except ValueError as e:
@@ -411,8 +412,8 @@ class EimServer:
 
 
 def eim_main(argv=None):
-    """`ipa-sim eim ...` (see ipa_host.sim.eim_cli)."""
-    from ipa_host.sim.eim_cli import eim_main as main
+    """`ipa-sim eim ...` (see ipa_host.sim.eim.eim_cli)."""
+    from ipa_host.sim.eim.eim_cli import eim_main as main
     return main(argv)
 
 

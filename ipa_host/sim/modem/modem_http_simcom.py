@@ -25,9 +25,9 @@ TLS: authmode 0 (the default) and 3 do not verify the server; 1 and 2 verify it 
 missing, 715 when the server is not trusted). ignorecertCN 1 skips the host name check.
 """
 
-from ipa_host.sim import modem_http
-from ipa_host.sim.modem_at import CmdError, NoAnswer
-from ipa_host.sim.modem_http import NetError, num, params, text
+from ipa_host.sim.modem import modem_http
+from ipa_host.sim.modem.modem_at import CmdError, NoAnswer
+from ipa_host.sim.modem.modem_http import NetError, num, params, text
 
 NET_CODES = {"url": 702, "dns": 713, "connect": 714, "tls": 715, "ca_missing": 719,
              "timeout": 705, "closed": 706, "too_large": 707}

@@ -27,12 +27,13 @@ import sys
 import threading
 import time
 
-from ipa_host.sim import pki, pki_smdp
-from ipa_host.sim.eim_http import Server
-from ipa_host.sim.smdpp_es9 import Es9Service
-from ipa_host.sim.smdpp_http import Es9Handler
+from ipa_host.sim import pki
+from ipa_host.sim.smdpp import pki_smdp
+from ipa_host.sim.eim.eim_http import Server
+from ipa_host.sim.smdpp.smdpp_es9 import Es9Service
+from ipa_host.sim.smdpp.smdpp_http import Es9Handler
 
-log = logging.getLogger("ipa_host.sim.smdpp")
+log = logging.getLogger("ipa_host.sim.smdpp.smdpp")
 
 
 class SmdpServer:

@@ -30,9 +30,9 @@ signed error. PSMOs / eCOs run in order and stop at the first failure.
 from ipa_core import tlv
 from ipa_core.errors import TlvError
 
-from ipa_host.sim import euicc_codec as codec
-from ipa_host.sim import euicc_es10 as es10
-from ipa_host.sim import euicc_profiles as profiles
+from ipa_host.sim.euicc import euicc_codec as codec
+from ipa_host.sim.euicc import euicc_es10 as es10
+from ipa_host.sim.euicc import euicc_profiles as profiles
 from ipa_host.sim import pki
 
 MAX_PACKAGE = 0x2000  # bytes of one EuiccPackageRequest; more is sizeOverflow

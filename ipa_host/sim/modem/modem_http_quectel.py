@@ -28,9 +28,9 @@ TLS: seclevel 0 (the default) does not verify the server; 1 and 2 verify it with
 file "cacert" names ("UFS:" prefix optional), uploaded with AT+QFUPL.
 """
 
-from ipa_host.sim import modem_http
-from ipa_host.sim.modem_at import CmdError, NoAnswer
-from ipa_host.sim.modem_http import NetError, num, params, text
+from ipa_host.sim.modem import modem_http
+from ipa_host.sim.modem.modem_at import CmdError, NoAnswer
+from ipa_host.sim.modem.modem_http import NetError, num, params, text
 
 ERRORS = {
     701: "HTTP(S) unknown error", 702: "HTTP(S) timeout", 703: "HTTP(S) busy",

@@ -53,10 +53,10 @@ from ipa_core import tlv
 from ipa_core.errors import TlvError
 
 from ipa_host.sim import bsp
-from ipa_host.sim import euicc_codec as codec
-from ipa_host.sim import euicc_es10 as es10
+from ipa_host.sim.euicc import euicc_codec as codec
+from ipa_host.sim.euicc import euicc_es10 as es10
 from ipa_host.sim import pki
-from ipa_host.sim.euicc_apdu import SwError
+from ipa_host.sim.euicc.euicc_apdu import SwError
 
 # AuthenticateErrorCode / DownloadErrorCode
 INVALID_CERTIFICATE, INVALID_SIGNATURE, UNSUPPORTED_CURVE, NO_SESSION_CONTEXT = 1, 2, 3, 4

@@ -16,10 +16,10 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from ipa_host.sim.eim_http import HttpError, _Base
-from ipa_host.sim.smdpp_es9 import Es9Refused
+from ipa_host.sim.eim.eim_http import HttpError, _Base
+from ipa_host.sim.smdpp.smdpp_es9 import Es9Refused
 
-log = logging.getLogger("ipa_host.sim.smdpp")
+log = logging.getLogger("ipa_host.sim.smdpp.smdpp")
 
 PATH_PREFIX = "/gsma/rsp2/es9plus/"
 ADMIN_PROTOCOL = "gsma/rsp/v2.1.0"

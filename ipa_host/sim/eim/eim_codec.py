@@ -9,7 +9,7 @@ IPA's message modules: it is the independent peer the IPA is tested against.
 What the eIM sends (eIM -> IPA):
 
     GetEimPackageResponse [79] CHOICE (explicit):
-        BF4F { BF51 EuiccPackageRequest }             (ipa_host.sim.signer builds it)
+        BF4F { BF51 EuiccPackageRequest }             (ipa_host.sim.eim.signer builds it)
         BF4F { BF52 IpaEuiccDataRequest }
         BF4F { BF54 ProfileDownloadTriggerRequest }
         BF4F { 02 eimPackageError }      -- untagged: its siblings carry tags, so no auto tag

@@ -31,9 +31,9 @@ import select
 import socket
 import ssl
 
-from ipa_host.sim import modem_http
-from ipa_host.sim.modem_at import CmdError, NoAnswer
-from ipa_host.sim.modem_http import NetError, num, params, text
+from ipa_host.sim.modem import modem_http
+from ipa_host.sim.modem.modem_at import CmdError, NoAnswer
+from ipa_host.sim.modem.modem_http import NetError, num, params, text
 
 METHODS = {1: "GET", 2: "PUT", 3: "POST", 4: "PATCH", 5: "HEAD"}
 # NetError kind -> +SHREQ status when the request got no answer

@@ -32,7 +32,7 @@ SGP.32 6.4):
                              -> {header, transactionId, boundProfilePackage}
     cancelSession            {transactionId, cancelSessionResponse (the ES10b answer 'BF41')}
                              -> {header}
-    (relayed to the SM-DP+ by ipa_host.sim.eim_relay; an error is "Failed" with the
+    (relayed to the SM-DP+ by ipa_host.sim.eim.eim_relay; an error is "Failed" with the
     ES9+ status code of the same error, eim_relay.ESIPA_STATUS, none for undefinedError)
 
 A function error is the "Failed" header with the status code of SGP.32
@@ -50,9 +50,9 @@ import json
 
 from ipa_core import tlv
 from ipa_core.errors import TlvError
-from ipa_host.sim import eim_codec as codec
-from ipa_host.sim.eim_esipa import RELAY_NOTE, EsipaRefused  # noqa: F401 (eim_http reads it)
-from ipa_host.sim.eim_relay import ESIPA_STATUS
+from ipa_host.sim.eim import eim_codec as codec
+from ipa_host.sim.eim.eim_esipa import RELAY_NOTE, EsipaRefused  # noqa: F401 (eim_http reads it)
+from ipa_host.sim.eim.eim_relay import ESIPA_STATUS
 
 PATH_PREFIX = "/gsma/rsp2/esipa/"
 CONTENT_TYPE = "application/json;charset=UTF-8"
