@@ -279,12 +279,15 @@ class Ipa:
 
     # ---- public API ------------------------------------------------------------------
 
-    def choose_eim(self, eim_id=None):
+    def choose_eim(self, eim_id=None, url=None):
         """The eIM to poll, from ES10b.GetEimConfigurationData; sets self.eim / self.eim_id.
 
         Picks the entry with `eim_id` (else the first) that has an eimFqdn and
         a retrieve protocol the host can use (config transports; an entry
-        without eimSupportedProtocol is taken as eimRetrieveHttps). Returns:
+        without eimSupportedProtocol is taken as eimRetrieveHttps). With `url`
+        (an address the user gave explicitly, e.g. a lab eIM), the entry is
+        taken whatever its protocol bits say, its transport is the URL's
+        scheme, and a warning says when the bits do not list it. Returns:
 
             eimId, eimFqdn       from the configuration data
             transport            "https" or "coaps" (the first of config transports it has)
@@ -314,6 +317,13 @@ class Ipa:
                 if wanted.get(t) in protos:
                     transport = t
                     break
+            if url is not None:
+                given = "coaps" if url.startswith(("coaps:", "coap:")) else "https"
+                if given != transport and wanted[given] not in protos:
+                    self.note("warning", "eIM %s: its eimSupportedProtocol (%s) does not list %s;"
+                              " using %s as given" % (e["eimId"], ",".join(protos) or "none",
+                                                      wanted[given], url))
+                transport = given
             if transport is None:
                 continue
             trust = e.get("trustedPublicKeyDataTls") or {}
@@ -326,7 +336,7 @@ class Ipa:
                 if der is not None:
                     kind = "publicKey"
             out = {"eimId": e["eimId"], "eimFqdn": e["eimFqdn"], "transport": transport,
-                   "url": "%s://%s" % (transport, e["eimFqdn"]), "protocols": protos,
+                   "url": url or "%s://%s" % (transport, e["eimFqdn"]), "protocols": protos,
                    "trust": der, "trustKind": kind,
                    "associationToken": e.get("associationToken"),
                    "counterValue": e.get("counterValue"), "eimIdType": e.get("eimIdType"),

@@ -431,7 +431,8 @@ class DownloadHandler:
         info = self.device_info or ipa.config.get("device_info") or {}
         kw.update(tac=info.get("tac"), device_capabilities=info.get("deviceCapabilities"),
                   imei=info.get("imei"), progress=self.progress,
-                  immediate_enable=self.immediate_enable, log=ipa.note)
+                  immediate_enable=self.immediate_enable,
+                  refresh_flag=ipa.config.get("refresh_flag", True), log=ipa.note)
         if indirect:
             return download(ipa.session, IndirectTransport(ipa, tid), **kw)
         if self.network_factory is None:

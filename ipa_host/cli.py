@@ -15,7 +15,7 @@ import sys
 
 from ipa_core import apdu, es10
 from ipa_core.errors import CardError, FunctionError, IpaError, TransportError
-from ipa_host import runner
+from ipa_host import cli_euicc, runner
 from ipa_host.config import ConfigError, find_config, load_config, parse_network
 
 EXAMPLES = """\
@@ -28,6 +28,7 @@ examples:
   ipa notifications process        deliver pending notifications to the eIM
   ipa download 'LPA:1$smdp.example.com$MATCHING-ID'   install a profile from the SM-DP+
   ipa --trace info                 show every APDU on stderr
+  ipa euicc certs                  lab commands: one ES10 function each (ipa euicc --help)
   ipa --card at:/dev/ttyUSB2 --network modem --ca-file eim-ca.pem poll
                                    the eIM through the modem's own HTTPS stack
 
@@ -68,7 +69,8 @@ def build_parser():
     g = p.add_argument_group("eIM (default: from the eUICC's eIM Configuration Data)")
     g.add_argument("--eim-id", metavar="ID", help="poll this eIM (eimId)")
     g.add_argument("--eim-url", metavar="URL", help="override the eIM address, e.g. "
-                   "https://eim.example.com:8443")
+                   "https://eim.example.com:8443 (used even when the eIM entry's protocol "
+                   "bits do not list it)")
     g.add_argument("--binding", choices=("asn1", "json"), help="ESipa HTTPS binding (default asn1)")
     g.add_argument("--network", metavar="HOW", type=_network,
                    help="how to reach the eIM: socket (this host's own TCP/TLS, default) or "
@@ -117,7 +119,9 @@ def build_parser():
     nsub = n.add_subparsers(dest="notif_command", metavar="ACTION")
     nsub.add_parser("list", help="list pending notifications (ES10b.ListNotification)")
     nsub.add_parser("process", help="deliver them to the eIM, remove what it took")
+    cli_euicc.add_notifications_remove(nsub)
     add_download_parser(sub)
+    cli_euicc.add_parsers(sub)
     return p
 
 
@@ -148,7 +152,7 @@ def settings(a):
         smdp_ca_file=a.smdp_ca_file or dl["smdp_ca_file"],
         profile_download=a.profile_download or dl["mode"],
         network=a.network or e["network"], refresh=c["refresh"],
-        attach_timeout=c["attach_timeout"])
+        attach_timeout=c["attach_timeout"], refresh_flag=c["refresh_flag"])
     return st, i["log_level"]
 
 
@@ -408,7 +412,9 @@ def cmd_notifications(a, st, out):
             r = h.ipa.process_notifications()
         emit(a, out, r, print_processed)
         return 1 if r.get("error") else 0
-    raise ValueError("ipa notifications: choose an action: list or process")
+    if a.notif_command == "remove":
+        return cli_euicc.cmd_notifications_remove(a, st, out, emit)
+    raise ValueError("ipa notifications: choose an action: list, process or remove")
 
 
 # ---- download -------------------------------------------------------------------
@@ -472,17 +478,9 @@ def print_download(r, out):
 
 
 def _after_enable(st, session, r):
-    """ImmediateEnable switched the profile: on a modem (--card at:), make it read the eUICC
-    again and wait for its registration, as poll does after a PSMO enable."""
-    if r.get("immediateEnable") != "ok":
-        return
-    c = runner.build_connectivity(st, session)
-    if c is None:
-        return
-    c.refresh()
-    if not c.wait_connected(int(st.attach_timeout * 1000)):
-        runner.log.warning("the modem did not register within %s s after enabling the new "
-                           "profile", st.attach_timeout)
+    """ImmediateEnable switched the profile: on a modem, as after any switch."""
+    if r.get("immediateEnable") == "ok":
+        runner.after_profile_switch(st, session, "enabling the new profile")
 
 
 def cmd_download(a, st, out):
@@ -492,7 +490,8 @@ def cmd_download(a, st, out):
 
     ac = activation.parse(a.activation_code)  # ValueError: exit 2 with the reason
     kw = {"activation": ac, "confirmation_code": a.confirmation_code, "imei": a.imei,
-          "immediate_enable": a.enable, "progress": ProgressBar(sys.stderr),
+          "immediate_enable": a.enable, "refresh_flag": st.refresh_flag,
+          "progress": ProgressBar(sys.stderr),
           "log": lambda level, msg: runner.log.log(
               {"debug": 10, "info": 20, "warning": 30}.get(level, 40), msg)}
     try:
@@ -528,7 +527,8 @@ def cmd_download(a, st, out):
 
 
 COMMANDS = {"info": cmd_info, "poll": cmd_poll, "run": cmd_run, "eim": cmd_eim,
-            "notifications": cmd_notifications, "download": cmd_download}
+            "notifications": cmd_notifications, "download": cmd_download,
+            "euicc": lambda a, st, out: cli_euicc.cmd_euicc(a, st, out, emit)}
 
 
 def main(argv=None, out=None):

@@ -12,6 +12,11 @@ the file. Unknown sections or keys are errors, so a typo never goes unnoticed.
                                  # modem reads the eUICC again (default true; others: unused)
     attach_timeout = 180         # at: cards: seconds for registration (and the bearer of
                                  # --network modem) after a profile switch, else rollback
+    refresh_flag = true          # refreshFlag the IPA gives the eUICC when it switches
+                                 # profiles itself (ProfileRollback, ImmediateEnable,
+                                 # fallback / emergency): true asks the eUICC for a REFRESH
+                                 # proactive command; false when the device resets the
+                                 # modem itself (SGP.32 5.9.16, ES10b)
 
     [eim]
     id = ""                      # eIM to use (eimId); empty: the first configured one
@@ -44,7 +49,7 @@ except ImportError:  # Python < 3.11
 
 DEFAULTS = {
     "card": {"spec": "sim", "segment_size": None, "sgp32": "1.2", "refresh": None,
-             "attach_timeout": 180},
+             "attach_timeout": 180, "refresh_flag": True},
     "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
             "timeout": 30, "network": "socket"},
     "download": {"mode": "auto", "smdp_ca_file": ""},

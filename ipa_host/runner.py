@@ -33,7 +33,8 @@ class Settings:
     def __init__(self, card="sim", home=None, segment_size=None, sgp32="1.2", trace=None,
                  eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
                  timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
-                 profile_download="auto", network="socket", refresh=None, attach_timeout=180):
+                 profile_download="auto", network="socket", refresh=None, attach_timeout=180,
+                 refresh_flag=True):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -52,6 +53,7 @@ class Settings:
         self.network = network or "socket"
         self.refresh = refresh  # None: refresh modems (at:) after a profile switch
         self.attach_timeout = attach_timeout  # seconds for the modem to attach after it
+        self.refresh_flag = refresh_flag  # refreshFlag of the ES10 calls that switch profiles
 
 
 def open_session(st):
@@ -297,6 +299,18 @@ def build_connectivity(st, session):
                              refresh=st.refresh is not False, log=log)
 
 
+def after_profile_switch(st, session, what="the profile switch"):
+    """The enabled profile changed by the IPA's own hand (ImmediateEnable, fallback,
+    emergency): on a modem (--card at:), make it read the eUICC again and wait for its
+    registration, as poll does after a PSMO enable. Other cards: nothing to do."""
+    c = build_connectivity(st, session)
+    if c is None:
+        return
+    c.refresh()
+    if not c.wait_connected(int(st.attach_timeout * 1000)):
+        log.warning("the modem did not register within %s s after %s", st.attach_timeout, what)
+
+
 def _modem_stack(st, card):
     """The HTTP stack --network modem[:stack] uses (as build_modem_network picks it), or
     None: the host's own network, or a stack that build_modem_network will refuse."""
@@ -327,7 +341,7 @@ class IpaHost:
         try:
             store = FileStore(os.path.join(st.home, STATE_FILE))
             config = {"binding": st.binding, "poll_interval_s": st.poll_interval,
-                      "max_interval_s": st.max_interval}
+                      "max_interval_s": st.max_interval, "refresh_flag": st.refresh_flag}
             if st.eim_id:
                 config["eim_id"] = st.eim_id
             connectivity = build_connectivity(st, self.session)
@@ -336,7 +350,7 @@ class IpaHost:
             self.ipa = Ipa(self.session, None, store, config=config, log=log,
                            connectivity=connectivity,
                            clock_ms=lambda: int(time.monotonic() * 1000))
-            self.eim = self.ipa.choose_eim(st.eim_id)
+            self.eim = self.ipa.choose_eim(st.eim_id, st.eim_url)
             self.network = build_network(st, self.eim, self.session)
             self.ipa.network = self.network
             if connectivity is not None and connectivity.stack is not None:

@@ -572,6 +572,28 @@ def test_choose_eim():
     assert w.ipa().choose_eim()["transport"] == "coaps"
 
 
+def test_choose_eim_explicit_url():
+    """An eIM address the user gave is used whatever eimSupportedProtocol lists (a lab eIM
+    whose entry names only CoAP, or no retrieve protocol at all), with a warning."""
+    w = World()
+    w.card.eim_config_extra = [tlv.enc(0x30, tlv.encode(0x80, b"eim2"),
+                                       tlv.encode(0x81, b"coap.example.com"),
+                                       tlv.encode(0x87, b"\x06\x40"))]
+    notes = []
+    ipa = w.ipa(transports=("https",))
+    ipa.log = lambda level, msg: notes.append((level, msg))
+    e = ipa.choose_eim(url="https://127.0.0.1:8443")
+    assert e["eimId"] == "eim2" and e["transport"] == "https"
+    assert e["url"] == "https://127.0.0.1:8443"
+    assert [lv for lv, m in notes if "eimRetrieveHttps" in m and "eim2" in m] == ["warning"]
+    # the URL's own protocol listed: no warning
+    notes[:] = []
+    ipa = w.ipa()
+    ipa.log = lambda level, msg: notes.append((level, msg))
+    e = ipa.choose_eim(url="coaps://127.0.0.1:5684")
+    assert e["transport"] == "coaps" and e["eimId"] == "eim2" and not notes
+
+
 # ---- bounded retries --------------------------------------------------------------------------
 
 
