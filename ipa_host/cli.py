@@ -9,13 +9,12 @@ reached (reader, modem).
 """
 
 import argparse
-import json
 import os
 import sys
 
 from ipa_core import apdu, es10
-from ipa_core.errors import CardError, FunctionError, IpaError, TransportError
-from ipa_host import cli_euicc, runner
+from ipa_core.errors import IpaError, TransportError
+from ipa_host import cli_euicc, cli_json, runner
 from ipa_host.config import ConfigError, find_config, load_config, parse_network
 
 EXAMPLES = """\
@@ -44,7 +43,7 @@ def default_home():
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ipa",
         description="IoT Profile Assistant (GSMA SGP.32 IPAd): manage the profiles of an IoT "
                     "eUICC on behalf of its eIM.",
@@ -172,21 +171,10 @@ def collect_info(s):
     return out
 
 
-def _plain(x):
-    """JSON-ready copy: bytes become upper-case hex."""
-    if isinstance(x, (bytes, bytearray)):
-        return bytes(x).hex().upper()
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items() if k != "raw"}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
 def _version(v):
     if isinstance(v, (bytes, bytearray)) and len(v) == 3:
         return "%d.%d.%d" % tuple(v)
-    return str(_plain(v))
+    return str(cli_json.plain(v))
 
 
 # Names for the numbers the eUICC reports (SGP.22 ProfileInfo, SGP.32 IpaMode).
@@ -249,11 +237,18 @@ def print_info(d, out):
 
 
 def emit(a, out, data, human):
+    """The command's result: for people now, or kept for the one --json envelope that
+    main() writes when the command is over (ipa_host.cli_json)."""
     if a.json:
-        json.dump(_plain(data), out, indent=2, sort_keys=True)
-        out.write("\n")
+        a.json_result = data
     else:
         human(data, out)
+
+
+def fail(a, err):
+    """A failure the command reports itself (exit code 1 without an exception): the
+    --json envelope's error object."""
+    a.json_error = err
 
 
 def cmd_info(a, st, out):
@@ -303,14 +298,17 @@ def cmd_poll(a, st, out):
         r = h.ipa.poll_once()
     r["eim"] = {"eimId": h.eim["eimId"], "url": st.eim_url or h.eim["url"]}
     emit(a, out, r, print_poll)
-    return 1 if r.get("error") else 0
+    if r.get("error"):
+        fail(a, cli_json.error_from_summary(r["error"]))
+        return 1
+    return 0
 
 
 def cmd_run(a, st, out):
     def show(r):
-        if a.json:
-            out.write(json.dumps(_plain(r), sort_keys=True) + "\n")
-            out.flush()
+        if a.json:  # JSON Lines: one envelope per cycle
+            err = cli_json.error_from_summary(r["error"]) if r.get("error") else None
+            cli_json.write(out, cli_json.envelope("run", 1 if err else 0, r, err), lines=True)
     runner.run_loop(st, max_cycles=a.cycles, on_cycle=show)
     return 0
 
@@ -411,7 +409,10 @@ def cmd_notifications(a, st, out):
         with runner.IpaHost(st) as h:
             r = h.ipa.process_notifications()
         emit(a, out, r, print_processed)
-        return 1 if r.get("error") else 0
+        if r.get("error"):
+            fail(a, cli_json.error_from_summary(r["error"]))
+            return 1
+        return 0
     if a.notif_command == "remove":
         return cli_euicc.cmd_notifications_remove(a, st, out, emit)
     raise ValueError("ipa notifications: choose an action: list, process or remove")
@@ -518,9 +519,8 @@ def cmd_download(a, st, out):
                 c["reason"], "yes" if c["euicc"] else "no (%s)" % c.get("euiccError"),
                 "SM-DP+" if not a.indirect else "eIM",
                 "yes" if c["server"] else "no (%s)" % c.get("serverError")))
-        if a.json:
-            emit(a, out, {"ok": False, "stage": e.stage, "error": str(e.cause),
-                          "result": e.result}, lambda d, o: None)
+        emit(a, out, e.result, lambda d, o: None)
+        fail(a, cli_json.error(e.cause, stage=e.stage, message=str(e)))
         return 3 if isinstance(e.cause, TransportError) else 1
     emit(a, out, r, print_download)
     return 0 if r.get("ok") else 1
@@ -531,6 +531,26 @@ COMMANDS = {"info": cmd_info, "poll": cmd_poll, "run": cmd_run, "eim": cmd_eim,
             "euicc": lambda a, st, out: cli_euicc.cmd_euicc(a, st, out, emit)}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the --json contract for usage errors too: the envelope on stdout
+    (error.code "usage"), the usual message on stderr, exit code 2."""
+
+    json_out = None  # the stream for the envelope, when --json is on the command line
+
+    def error(self, message):
+        if _Parser.json_out is not None:
+            cli_json.write(_Parser.json_out, cli_json.envelope(
+                self.prog.replace("ipa", "", 1).strip() or None, 2, None,
+                {"code": "usage", "type": "UsageError", "message": message}))
+        super().error(message)
+
+
+def command_name(a):
+    """"notifications list", "euicc memory-reset", ...: the command as typed."""
+    sub = [getattr(a, k, None) for k in ("eim_command", "notif_command", "euicc_command")]
+    return " ".join([a.command] + [x for x in sub if x])
+
+
 def main(argv=None, out=None):
     if out is None:
         # `ipa info | head` must end quietly, like any Unix tool.
@@ -539,27 +559,37 @@ def main(argv=None, out=None):
         if hasattr(signal, "SIGPIPE"):
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         out = sys.stdout
-    p = build_parser()
-    a = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _Parser.json_out = out if "--json" in argv else None
+    try:
+        p = build_parser()
+        a = p.parse_args(argv)
+    finally:
+        _Parser.json_out = None
     if not a.command:
         p.print_help(out)
         return 0
-    if a.segment_size is not None and not 1 <= a.segment_size <= 255:
-        p.error("--segment-size %d outside 1..255" % a.segment_size)
+    a.json_result = a.json_error = None
+    code, err = _run(p, a, out)
+    if a.json and (a.command != "run" or err is not None):
+        if code and err is None:
+            err = a.json_error
+        cli_json.write(out, cli_json.envelope(command_name(a), code, a.json_result, err))
+    return code
+
+
+def _run(p, a, out):
+    """The command -> (exit code, the --json error object of an exception or None)."""
     try:
+        if a.segment_size is not None and not 1 <= a.segment_size <= 255:
+            raise ValueError("--segment-size %d outside 1..255" % a.segment_size)
         st, level = settings(a)
         runner.setup_logging(a.log_level or ("info" if a.command == "run" else
                                              "warning" if level == "info" else level))
-        return COMMANDS[a.command](a, st, out)
-    except (ValueError, ConfigError) as e:  # bad card spec, config and other usage errors
+        return COMMANDS[a.command](a, st, out), None
+    except (ValueError, ConfigError, IpaError) as e:
+        # bad card spec, config and other usage errors: 2; the card or a server out of
+        # reach: 3; refused or failed: 1
         sys.stderr.write("ipa: %s\n" % e)
-        return 2
-    except TransportError as e:
-        sys.stderr.write("ipa: %s\n" % e)
-        return 3
-    except (CardError, FunctionError) as e:
-        sys.stderr.write("ipa: %s\n" % e)
-        return 1
-    except IpaError as e:
-        sys.stderr.write("ipa: %s\n" % e)
-        return 1
+        err = cli_json.error(e)
+        return cli_json.ERROR_CODES[err["code"]], err

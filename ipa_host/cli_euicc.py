@@ -186,9 +186,8 @@ def cmd_euicc(a, st, out, emit):
         elif c == "memory-reset":
             r = es10.euicc_memory_reset(s, options)
             r["resetOptions"] = options
-            r["resetResultName"] = es10.RESET_RESULT.get(r["resetResult"])
             emit(a, out, r, _done("EuiccMemoryReset: %s (%s)" % (
-                r["resetResultName"], ", ".join(options))))
+                es10.RESET_RESULT.get(r["resetResult"]), ", ".join(options))))
             if "resetEimConfigData" in options or "deleteOperationalProfiles" in options:
                 _flag_switch(st, s, "reset")
         elif c == "immediate-enable":
@@ -231,7 +230,10 @@ def cmd_notifications_remove(a, st, out, emit):
         "; not on the eUICC: %s" % ",".join(str(n) for n in r["nothingToDelete"])
         if r["nothingToDelete"] else "")))
     if r["nothingToDelete"]:
-        sys.stderr.write("ipa: no notification %s on the eUICC\n"
-                         % ",".join(str(n) for n in r["nothingToDelete"]))
+        msg = "no notification %s on the eUICC" % ",".join(str(n) for n in r["nothingToDelete"])
+        sys.stderr.write("ipa: %s\n" % msg)
+        a.json_error = {"code": "refused", "type": "FunctionError", "message": msg,
+                        "function": "ES10b.RemoveNotificationFromList",
+                        "reason": "nothingToDelete", "reasonCode": 1}
         return 1
     return 0

@@ -1,13 +1,13 @@
 """The `ipa` command as a user runs it: help, `info` on the built-in virtual eUICC and over PC/SC."""
 
 import io
-import json
 import os
 import subprocess
 import sys
 
 from ipa_host import cli
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, open_home_euicc
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 IPA = os.path.join(os.path.dirname(sys.executable), "ipa")
 
@@ -47,7 +47,7 @@ def test_info_on_the_built_in_virtual_euicc(tmp_path):
 def test_info_json_is_one_document_with_spec_names(tmp_path):
     code, text = run("--home", str(tmp_path), "--json", "info")
     assert code == 0
-    d = json.loads(text)
+    d = cli_contract.result(text, "info")
     assert set(d) == {"eid", "euiccInfo2", "eims", "profiles", "notifications"}
     assert d["eims"][0]["eimId"] == DEMO_EIM_ID
     assert d["eims"][0]["eimSupportedProtocol"] == ["eimRetrieveHttps"]
@@ -95,7 +95,7 @@ def test_info_over_pcsc_with_the_virtual_euicc_behind_vpcd(tmp_path, pcscd_serve
         r = subprocess.run([IPA, "--card", "pcsc:%s" % pcscd_server.reader, "--json", "info"],
                            capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+    d = cli_contract.result(r.stdout)
     assert d["eid"] == card.eid
     assert [p["iccid"] for p in d["profiles"]] == [p["iccid"] for p in DEMO_PROFILES]
 

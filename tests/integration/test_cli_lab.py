@@ -13,6 +13,7 @@ from cryptography import x509
 from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
 from ipa_util import IPA, info_json, profile_states  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 
@@ -25,7 +26,7 @@ def ipa(h, *args, timeout=60):
 def ok_json(h, *args):
     r = ipa(h, "--json", *args)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return cli_contract.result(r.stdout)
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def test_memory_reset_needs_yes_then_deletes_and_flags_the_eim(home):
     r = ipa(home, "euicc", "memory-reset")
     assert r.returncode == 2 and "--operational" in r.stderr
     d = ok_json(home, "euicc", "memory-reset", "--operational", "--yes")
-    assert d["resetResultName"] == "ok" and d["resetOptions"] == ["deleteOperationalProfiles"]
+    assert d["resetResult"] == "ok" and d["resetOptions"] == ["deleteOperationalProfiles"]
     left = profile_states(info_json(home))
     assert list(left) == [TEST_PROFILE]
     assert state_change(home)["cause"] == 4  # reset: the eIM hears of it in the next poll
@@ -108,17 +109,17 @@ def test_fallback_and_emergency_switch_profiles_with_the_refresh_flag_asked(home
     assert any("E29100" in line and "BF5D03800100" in line
                for line in r.stderr.splitlines() if line.startswith(">")), r.stderr
     states = profile_states(info_json(home))
-    assert states[PROFILE_B] == 1 and states[PROFILE_A] == 0
+    assert states[PROFILE_B] == "enabled" and states[PROFILE_A] == "disabled"
     assert state_change(home)["cause"] == 1  # fallback
     r = ipa(home, "--trace", "euicc", "fallback", "return")
     assert r.returncode == 0 and "refreshFlag set" in r.stdout, r.stderr
-    assert profile_states(info_json(home))[PROFILE_A] == 1
+    assert profile_states(info_json(home))[PROFILE_A] == "enabled"
     d = ok_json(home, "euicc", "emergency", "enable")
     assert d["refreshFlag"] is True
-    assert profile_states(info_json(home))[TEST_PROFILE] == 1
+    assert profile_states(info_json(home))[TEST_PROFILE] == "enabled"
     assert state_change(home)["cause"] == 2  # emergencyProfile
     ok_json(home, "euicc", "emergency", "disable")
-    assert profile_states(info_json(home))[PROFILE_A] == 1
+    assert profile_states(info_json(home))[PROFILE_A] == "enabled"
     # Refused by the eUICC: its reason, exit 1
     r = ipa(home, "euicc", "fallback", "return")
     assert r.returncode == 1 and "fallbackNotAvailable" in r.stderr

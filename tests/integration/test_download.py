@@ -8,7 +8,6 @@ and the virtual eUICC, each with its own codec; the eUICC checks every SM-DP+ si
 the SM-DP+ every eUICC signature.
 """
 
-import json
 import os
 import subprocess
 
@@ -18,6 +17,7 @@ from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
 from ipa_host.sim.smdpp.smdpp import SmdpServer
 from ipa_util import IPA, functions, info_json as info  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 ICCID_1 = "89000123456789012341"
 ICCID_CC = "89000123456789012358"
@@ -62,7 +62,7 @@ def test_json_output_and_confirmation_code(lab):
     r = ipa(h, dp, "--json", "download", "1$%s$MATCH-CC$$1" % dp.address,
             "--confirmation-code", "1234")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout)
     assert out["ok"] is True and out["iccid"] == ICCID_CC
     assert out["pir"]["finalResult"]["successResult"]["aid"]
     assert out["profileMetadata"]["profileName"] == "CC profile"
@@ -175,8 +175,8 @@ def test_download_and_enable_on_a_modem_refreshes_it(lab, tmp_path):
         q = subprocess.run([IPA, "--home", h, "--card", "at:" + m.path, "--json", "info"],
                            capture_output=True, text=True, timeout=60)
         assert q.returncode == 0, q.stderr
-        states = {p["iccid"]: p["profileState"] for p in json.loads(q.stdout)["profiles"]}
-        assert states[ICCID_1] == 1 and list(states.values()).count(1) == 1
+        states = {p["iccid"]: p["profileState"] for p in cli_contract.result(q.stdout)["profiles"]}
+        assert states[ICCID_1] == "enabled" and list(states.values()).count("enabled") == 1
     finally:
         m.stop()
 

@@ -5,7 +5,6 @@ The eUICC's trustedPublicKeyDataTls is the eIM folder's TLS CA, which also signs
 eIM's DTLS certificate, so the IPA trusts the eIM over CoAPS exactly as over HTTPS.
 """
 
-import json
 import os
 import subprocess
 
@@ -14,6 +13,7 @@ import pytest
 from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
 from ipa_util import IPA  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 
@@ -49,7 +49,7 @@ def test_psmo_cycle_over_coaps(home):
     server.queue_psmo(eid, [{"op": "enable", "iccid": PROFILE_B}])
     r = ipa(h, server.coap_url, "--json", "poll")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout)
     assert out["package"] == "euiccPackageRequest"
     assert out["result"]["operations"][0][:2] == ["enableResult", 0]
     assert out["delivered"] and out["acknowledged"]
@@ -83,7 +83,7 @@ def test_ipa_euicc_data_request_over_coaps(home):
     server.queue_data_request(eid, ["BF22", "84"])
     r = ipa(h, server.coap_url, "--json", "poll")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["package"] == "ipaEuiccDataRequest"
+    assert cli_contract.result(r.stdout)["package"] == "ipaEuiccDataRequest"
     got = server.results(eid)[-1]
     assert got["kind"] == "ipaEuiccDataResponse", got
     from ipa_core import tlv
@@ -113,7 +113,7 @@ def test_notifications_are_delivered_over_coaps(home):
     assert pending
     r = ipa(h, server.coap_url, "--json", "notifications", "process")
     assert r.returncode == 0, r.stderr
-    done = json.loads(r.stdout)
+    done = cli_contract.result(r.stdout)
     assert done["delivered"] and sorted(done["removed"]) == sorted(done["delivered"])
     assert server.notifications(eid)
     assert {q["binding"] for q in server.requests} == {"coaps"}

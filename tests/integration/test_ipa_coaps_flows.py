@@ -31,9 +31,10 @@ from ipa_host.sim import pki  # noqa: E402
 from ipa_host.sim.eim.eim import EimServer  # noqa: E402
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir  # noqa: E402,E501
 from ipa_util import IPA  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B = DEMO_PROFILES[0]["iccid"], DEMO_PROFILES[1]["iccid"]
-ENABLED, DISABLED = 1, 0  # ProfileState, as `ipa --json info` gives it
+ENABLED, DISABLED = "enabled", "disabled"  # ProfileState names, as `ipa --json info` gives them
 NO_NOTIFY = "8000"  # notifyStateChange [0] NULL in a GetEimPackageRequest
 UNDEFINED_CAUSE = "81017F"  # stateChangeCause [1] undefined(127)
 
@@ -62,7 +63,7 @@ class Home:
     def info(self):
         r = self.ipa("--json", "info", url=False)
         assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
+        return cli_contract.result(r.stdout)
 
     def profiles(self):
         return {p["iccid"]: p["profileState"] for p in self.info()["profiles"]}
@@ -70,7 +71,7 @@ class Home:
     def eims(self):
         r = self.ipa("--json", "eim", "list", url=False)
         assert r.returncode == 0, r.stderr
-        return {e["eimId"]: e for e in json.loads(r.stdout)}
+        return {e["eimId"]: e for e in cli_contract.result(r.stdout)}
 
     def euicc_state(self):
         """The virtual eUICC's committed state (its state file)."""
@@ -191,7 +192,7 @@ def test_rollback_over_coaps_when_the_eim_vanishes_after_the_enable(home):
     # the change; every message over CoAPS.
     r = home.ipa("--json", "poll")
     assert r.returncode == 0, (r.stdout, r.stderr)
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout)
     assert out["resumed"] == {"kind": "euiccPackageRequest", "step": "deliver"}, out
     assert out["delivered"] and out["rolledBack"], out
     assert out["result"]["operations"] == [["rollbackResult", 0, "ok"]], out
@@ -257,7 +258,7 @@ def test_eco_add_a_coaps_eim_which_then_updates_and_deletes_the_first(home, tmp_
                                 "eimFqdn": "retired-eim.example.net"}])
         r = home.ipa("--eim-id", "coaps-eim", "--json", "poll", url=False)
         assert r.returncode == 0, (r.stdout, r.stderr)
-        out = json.loads(r.stdout)
+        out = cli_contract.result(r.stdout)
         assert out["eim"] == {"eimId": "coaps-eim", "url": "coaps://" + fqdn}, out
         assert out["result"]["operations"] == [["updateEimResult", 0, "ok"]], out
         epr = signed_result(second, eid)

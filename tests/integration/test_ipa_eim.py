@@ -16,6 +16,7 @@ import pytest
 from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_PROFILES, eim_dir, open_home_euicc, sim_dir
 from ipa_util import IPA, info_json, profile_states  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 
@@ -59,14 +60,14 @@ def test_psmo_cycle_enable_reported_and_acknowledged(home, binding):
     server.queue_psmo(eid, [{"op": "enable", "iccid": PROFILE_B}])
     r = ipa(h, server, "--json", "poll", binding=binding)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout)
     assert out["package"] == "euiccPackageRequest"
     assert out["result"]["operations"][0][:2] == ["enableResult", 0]
     assert out["delivered"] and out["acknowledged"]
     assert sorted(out["removed"]) == sorted(out["acknowledged"])
     # The eUICC switched profiles and kept nothing the eIM already has.
     states, pending = profiles(h)
-    assert states[PROFILE_B] == 1 and states[PROFILE_A] == 0
+    assert states[PROFILE_B] == "enabled" and states[PROFILE_A] == "disabled"
     assert pending == []
     # The eIM got the eUICC-signed result and the profile notifications, all verified.
     results = server.results(eid)
@@ -82,7 +83,7 @@ def test_failed_operation_is_reported_not_hidden(home):
     server.queue_psmo(eid, [{"op": "enable", "iccid": PROFILE_A}])  # already enabled
     r = ipa(h, server, "--json", "poll")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout)
     op, code, name = out["result"]["operations"][0]
     assert op == "enableResult" and code != 0 and name == "profileNotInDisabledState"
     assert server.results(eid)[0]["euiccPackageResult"]["signatureValid"]
@@ -94,7 +95,7 @@ def test_ipa_euicc_data_request(home):
     server.queue_data_request(eid, ["81", "A2", "BF22", "84"])
     r = ipa(h, server, "--json", "poll")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["package"] == "ipaEuiccDataRequest"
+    assert cli_contract.result(r.stdout)["package"] == "ipaEuiccDataRequest"
     got = server.results(eid)[-1]
     assert got["kind"] == "ipaEuiccDataResponse", got
     der = bytes.fromhex(got["der"])
@@ -144,18 +145,18 @@ def test_cut_after_load_resumes_and_loses_nothing(home, tmp_path):
         out, err = proc.communicate(timeout=60)
     finally:
         server2.stop()
-    first = json.loads(out)
+    first = cli_contract.envelope(out, "poll")["result"]
     states, _ = profiles(h)
     if not first.get("error"):
         pytest.fail("the eIM stopped too late to cut the procedure: %s" % out)
-    assert states[PROFILE_A] == 0, "the package ran on the eUICC before the cut"
+    assert states[PROFILE_A] == "disabled", "the package ran on the eUICC before the cut"
     server3 = EimServer(eim_dir(h), pki_dir=os.path.join(sim_dir(h), "pki"), port=port,
                         association_token=1).start()
     try:
         r = subprocess.run([IPA, "--home", h, "--eim-url", server3.url, "--json", "poll"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
-        second = json.loads(r.stdout)
+        second = cli_contract.result(r.stdout)
         assert second["resumed"] is not None
         assert second["delivered"]
         results = server3.results(eid)
@@ -186,11 +187,11 @@ def test_notifications_list_and_process(home):
     r = subprocess.run([IPA, "--home", h, "--json", "notifications", "list"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    pending = json.loads(r.stdout)
+    pending = cli_contract.result(r.stdout)
     assert len(pending) >= 1
     r = ipa(h, server, "--json", "notifications", "process")
     assert r.returncode == 0, r.stderr
-    done = json.loads(r.stdout)
+    done = cli_contract.result(r.stdout)
     assert sorted(done["removed"]) == sorted(done["delivered"]) and done["delivered"]
     assert server.notifications(eid)
     _, left = profiles(h)
@@ -216,14 +217,14 @@ def test_run_polls_until_sigterm_and_stops_cleanly(home):
     assert proc.returncode == 0, err
     assert "stopped after" in err
     states, _ = profiles(h)
-    assert states[TEST_PROFILE] == 1
+    assert states[TEST_PROFILE] == "enabled"
 
 
 def test_run_with_cycle_limit_and_json_lines(home):
     h, eid, server = home
     r = ipa(h, server, "--json", "run", "--cycles", "1")
     assert r.returncode == 0, r.stderr
-    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    lines = [c["result"] for c in cli_contract.lines(r.stdout)]
     assert len(lines) == 1 and lines[0]["idle"]
 
 
@@ -244,7 +245,7 @@ def test_eim_list_and_add_initial_on_a_fresh_euicc(tmp_path):
     r = subprocess.run([IPA, "--card", spec, "--json", "eim", "list"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == []
+    assert cli_contract.result(r.stdout) == []
     r = subprocess.run([IPA, "--card", spec, "eim", "add-initial", "--id", "factory-eim",
                         "--fqdn", "eim.example.com", "--key", os.path.join(pki_dir, "eim.crt"),
                         "--tls", os.path.join(pki_dir, "ci.crt"), "--token"],
@@ -253,7 +254,7 @@ def test_eim_list_and_add_initial_on_a_fresh_euicc(tmp_path):
     assert "added eIM factory-eim; associationToken" in r.stdout
     r = subprocess.run([IPA, "--card", spec, "--json", "eim", "list"], capture_output=True,
                        text=True, timeout=60)
-    eims = json.loads(r.stdout)
+    eims = cli_contract.result(r.stdout)
     assert [e["eimId"] for e in eims] == ["factory-eim"]
     assert eims[0]["eimFqdn"] == "eim.example.com"
     assert "trustedCertificateTls" in eims[0]["trustedPublicKeyDataTls"]

@@ -14,7 +14,6 @@ The eIM (ipa_host.sim.eim.eim) verifies every eUICC signature with its own code.
 docs/resilience.md describes these tests and the core's (tests/core/test_ipa.py).
 """
 
-import json
 import os
 import subprocess
 import time
@@ -27,6 +26,7 @@ from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import DEMO_EIM_ID, DEMO_PROFILES, open_home_euicc
 from ipa_host.sim.eim.signer import build_euicc_package_request
 from ipa_util import IPA  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 NO_NOTIFY = "8000"  # notifyStateChange [0] NULL in a GetEimPackageRequest
@@ -191,7 +191,7 @@ def test_broken_answer_to_the_result_loses_nothing(ipa_home, fault):
     assert home.server.results(home.eid) == []
     r = home.ipa("--json", "poll")
     assert r.returncode == 0, (r.stdout, r.stderr)
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout)
     assert out["resumed"] == {"kind": "euiccPackageRequest", "step": "deliver"}
     assert out["delivered"] and out["error"] is None
     one_result(home.server, home.eid, "enableResult")

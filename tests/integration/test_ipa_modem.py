@@ -10,7 +10,6 @@ cycles. `ipa info` works through every personality meant to work, and fails clea
 bounded time, on a dead modem or once when the modem reboots in the middle of an APDU.
 """
 
-import json
 import signal
 import subprocess
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from ipa_host.sim.home import DEMO_PROFILES
 from ipa_host.sim.modem.modem_personality import PERSONALITIES
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 
@@ -65,7 +65,7 @@ def test_run_carries_out_a_psmo_through_the_modem(modem_home, personality):
     assert proc.returncode == 0, err
     assert "stopped after 2 cycle(s)" in err, err
     assert "could not start" not in err and "in use" not in err, err
-    cycles = [json.loads(line) for line in out.splitlines()]
+    cycles = [c["result"] for c in cli_contract.lines(out)]
     assert len(cycles) == 2, out
     assert cycles[0]["package"] == "euiccPackageRequest" and cycles[0]["delivered"]
     assert cycles[0]["result"]["operations"] == [["enableResult", 0, "ok"]]
@@ -89,7 +89,7 @@ def _info(home, path, suffix=""):
 
 def _check_info(r, card):
     assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+    d = cli_contract.result(r.stdout)
     assert d["eid"] == card.eid
     assert [p["iccid"] for p in d["profiles"]] == [PROFILE_A, PROFILE_B, TEST_PROFILE]
     assert [e["eimId"] for e in d["eims"]] == ["ipa-demo-eim"]
@@ -111,7 +111,8 @@ def test_info_on_a_dead_modem_fails_clearly(modem_home):
     m = make("dead", dead_after=0)  # silent from power-on
     r = _info(home, m.path)
     assert r.returncode == 3, (r.stdout, r.stderr)  # a transport failure (ipa_host/cli.py)
-    assert r.stdout == ""
+    err = cli_contract.envelope(r.stdout, "info")["error"]  # scripts get the reason too
+    assert err["code"] == "transport" and "did not answer AT" in err["message"]
     assert ("ipa: AT port %s: modem did not answer AT with OK in 3 tries" % m.path) in r.stderr
     assert "is it the modem's AT port" in r.stderr
     assert r.elapsed < 10, r.elapsed

@@ -25,7 +25,7 @@ from ipa_util import IPA, info_json  # tests/integration/ipa_util.py
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 NEW_ICCID = "89000123456789012358"
 WAIT = 20  # seconds: bound on each wait for the eIM to see a result
-DISABLED, ENABLED = 0, 1  # ProfileState (SGP.22 ProfileInfo), as `ipa --json info` gives it
+DISABLED, ENABLED = "disabled", "enabled"  # ProfileState names, as `ipa --json info` gives them
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ fails with an error that names TLS through the modem, an HTTP stack error code c
 out with its code and meaning, and usage errors are refused before anything is sent.
 """
 
-import json
 
 import pytest
 
 from ipa_host.sim.eim.eim_tls import ensure_tls
 from ipa_host.sim.home import DEMO_PROFILES
 from ipa_util import at_info, profile_states  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 TIMEOUT = 10  # [eim] timeout for these tests: seconds per wait of the modem's HTTP stack
@@ -85,7 +85,7 @@ def test_psmo_cycle_through_the_modems_http_stack(rig, personality, network):
 
     # The eUICC: profile B enabled, nothing left for the eIM (it acknowledged everything).
     info = at_info(home, m)
-    assert profile_states(info) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
+    assert profile_states(info) == {PROFILE_A: "disabled", PROFILE_B: "enabled", TEST_PROFILE: "disabled"}
     assert info["notifications"] == []
     assert card.state.enabled_profile()["iccid"] == PROFILE_B
 
@@ -97,7 +97,7 @@ def test_ipa_run_uploads_the_ca_once_and_keeps_polling(rig):
     r = home.ipa("--json", "--network", "modem", "--ca-file", home.tls["ca_cert"], "run",
                  "--cycles", "2", card="at:" + m.path)
     assert r.returncode == 0, (r.stdout, r.stderr)
-    cycles = [json.loads(line) for line in r.stdout.splitlines()]
+    cycles = [c["result"] for c in cli_contract.lines(r.stdout)]
     assert len(cycles) == 2, r.stdout
     assert cycles[0]["result"]["operations"] == [["enableResult", 0, "ok"]]
     assert cycles[1]["idle"] and cycles[1]["error"] is None
@@ -131,7 +131,7 @@ def test_a_wrong_ca_fails_naming_tls_through_the_modem(rig, tmp_path, personalit
     assert home.server.requests == []
     assert len(home.server.handshake_failures) >= 1
     assert home.server.queue(home.eid), "the package must still wait at the eIM"
-    assert profile_states(at_info(home, m))[PROFILE_A] == 1  # nothing changed on the eUICC
+    assert profile_states(at_info(home, m))[PROFILE_A] == "enabled"  # nothing changed on the eUICC
     assert r.elapsed < 20, r.elapsed
 
 
@@ -149,7 +149,7 @@ def test_an_http_stack_error_code_is_surfaced(rig, personality, options, expecte
     (line,) = [ln for ln in r.stdout.splitlines() if ln.startswith("error          ")]
     assert expected in line, line
     assert home.server.requests == []  # the stack failed before the eIM saw anything
-    assert profile_states(at_info(home, m))[PROFILE_A] == 1
+    assert profile_states(at_info(home, m))[PROFILE_A] == "enabled"
     # The same modem, once its stack works again, carries the cycle (nothing was lost).
     m.at.cfg["http_error"] = None
     r = home.ipa("--network", "modem", "--ca-file", home.tls["ca_cert"], "poll",

@@ -101,7 +101,7 @@ def test_enable_refreshes_the_modem_before_reporting(rig):
                                                             "provideEimPackageResult"]
     assert m.sessions == {} and m.open_channels == set()
     info = at_info(home, m)
-    assert profile_states(info) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
+    assert profile_states(info) == {PROFILE_A: "disabled", PROFILE_B: "enabled", TEST_PROFILE: "disabled"}
     assert info["notifications"] == []
 
 
@@ -134,7 +134,7 @@ def test_the_modems_http_stack_works_again_after_the_refresh(rig):
     assert result["kind"] == "ePRAndNotifications"
     assert m.at.http.requests == len(home.server.requests) == 2
     assert all(q["status"] == 200 for q in home.server.requests)
-    assert profile_states(at_info(home, m)) == {PROFILE_A: 0, PROFILE_B: 1, TEST_PROFILE: 0}
+    assert profile_states(at_info(home, m)) == {PROFILE_A: "disabled", PROFILE_B: "enabled", TEST_PROFILE: "disabled"}
     assert card.state.pending() == []
 
 
