@@ -39,7 +39,7 @@ from ipa_core.errors import TlvError, Names
 # ES10b download functions live in es10_download (size); they are part of this API.
 from ipa_core.es10_download import (  # noqa: F401
     AUTHENTICATE_ERROR_CODE, CANCEL_SESSION_ERROR, CANCEL_SESSION_REASON, DEVICE_CAPABILITIES,
-    DOWNLOAD_ERROR_CODE, MAX_SEGMENT, BppSegments, authenticate_server, bpp_segments,
+    DOWNLOAD_ERROR_CODE, MAX_PACKAGE, MAX_SEGMENT, BppSegments, authenticate_server, bpp_segments,
     cancel_session, encode_ctx_params1, load_bound_profile_package, prepare_download,
 )
 

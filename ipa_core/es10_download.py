@@ -133,6 +133,7 @@ def prepare_download(s, smdp_signed2, smdp_signature2, smdp_certificate, hash_cc
 
 
 MAX_SEGMENT = 2048  # bytes of one STORE DATA segment; SGP.22 2.5.3: an 86/87/88 TLV is <= 1020
+MAX_PACKAGE = 4 * 1024 * 1024  # bytes of a streamed BF36 by default (Ipa config max_package)
 
 
 class BppSegments:
@@ -152,15 +153,18 @@ class BppSegments:
 
     `end`: where the enclosing data ends (absolute offset in tr), None: the
     body. `first`: (start, tag, length, header bytes) of the BF36 header when
-    the caller already read it. Structure errors are ProtocolError/TlvError
-    naming the offset; a body that ends early is a ProtocolError; the first
-    error is kept in `error`.
+    the caller already read it. `max_package`: the longest BF36 accepted (its
+    length is known from its header, before any segment is read). Structure
+    errors are ProtocolError/TlvError naming the offset; a body that ends
+    early is a ProtocolError; the first error is kept in `error`.
     """
 
-    def __init__(self, tr, end=None, max_segment=MAX_SEGMENT, first=None, total=None):
+    def __init__(self, tr, end=None, max_segment=MAX_SEGMENT, first=None, total=None,
+                 max_package=MAX_PACKAGE):
         self.tr = tr
         self.end = end
         self.max_segment = max_segment
+        self.max_package = max_package
         self.count = 0  # segments handed out
         self.done = False
         self.error = None
@@ -197,6 +201,9 @@ class BppSegments:
             self._first = None
         if tag != 0xBF36:
             raise ProtocolError("BoundProfilePackage: expected tag BF36, got %X" % tag)
+        if self.max_package is not None and len(h0) + n > self.max_package:
+            raise ProtocolError("BoundProfilePackage: %d bytes, over the limit of %d (setting "
+                                "max_package)" % (len(h0) + n, self.max_package))
         end = tr.offset + n
         self.bpp_end = end
         self.head_len = len(h0)
@@ -264,6 +271,18 @@ class BppSegments:
                 self.count -= 1
                 self._pending = seg
         return self._pending
+
+    def transaction_id(self):
+        """The transactionId in InitialiseSecureChannel 'BF23' (in the first segment, peeked):
+        the one the eUICC checks against its session."""
+        first = self.peek()
+        if first is None:
+            raise ProtocolError("BoundProfilePackage: no segment")
+        c = tlv.decode(first, offset=self.head_len).need(
+            0x80, "transactionId in initialiseSecureChannelRequest")
+        if not 1 <= c.length <= 16:
+            raise TlvError(c.vstart, "a transactionId of 1..16 bytes", "%d bytes" % c.length)
+        return bytes(c.value)
 
     def skip(self):
         """(start, end) of the next segment, read and dropped; None after the last."""

@@ -40,16 +40,19 @@ Accepted leniently: base64 of a bare value where a primitive TLV is expected
 import json
 from binascii import hexlify, unhexlify
 
-from ipa_core import tlv
+from ipa_core import json_stream, tlv
 from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core.errors import FunctionError, ProtocolError
+from ipa_core.es10_download import MAX_PACKAGE, MAX_SEGMENT, BppSegments
+from ipa_core.esipa_decode import MAX_TLV
+from ipa_core.stream import TlvReader, close_quietly
 
 PATH = "/gsma/rsp2/es9plus/"
 CONTENT_TYPE = "application/json"
 HEADERS = {"X-Admin-Protocol": "gsma/rsp/v2.1.0", "User-Agent": "gsma-rsp-lpad"}
 FUNCTIONS = ("initiateAuthentication", "authenticateClient", "getBoundProfilePackage",
              "handleNotification", "cancelSession")
-MAX_BODY = 2 * 1024 * 1024  # base64 of a 1 MiB bound profile package, and some
+MAX_BODY = 64 * 1024  # a whole answer; the bound profile package is streamed instead
 MAX_CERT = 4096  # one DER certificate
 MAX_SMALL = 1024  # signed data objects other than the BPP
 MAX_METADATA = 8192  # StoreMetadataRequest: names, icon (SGP.22: up to 1024 bytes), PPRs, ...
@@ -227,14 +230,16 @@ def cancel_session_request(transaction_id, cancel_session_response, requester=No
 # ---- responses ------------------------------------------------------------------------------
 
 
-def load(function, body):
-    """A response body (bytes/str; empty = {}) -> dict, after the status check (Es9Error)."""
+def load(function, body, max_body=None):
+    """A response body (bytes/str; empty = {}) -> dict, after the status check (Es9Error).
+    At most max_body (default MAX_BODY) bytes."""
     what = "%s response" % spec_name(function)
     if body is None:
         body = b""
-    if len(body) > MAX_BODY:
+    limit = max_body or MAX_BODY
+    if len(body) > limit:
         raise ProtocolError("%s: a body of %d bytes, expected at most %d"
-                            % (what, len(body), MAX_BODY))
+                            % (what, len(body), limit))
     if isinstance(body, (bytes, bytearray)):
         try:
             body = bytes(body).decode("utf-8")
@@ -372,12 +377,64 @@ def decode_authenticate_client_response(body, transaction_id=None):
     return out
 
 
-def decode_get_bound_profile_package_response(body, transaction_id=None):
-    """ES9+.GetBoundProfilePackage response -> {"transactionId", "boundProfilePackage" ('BF36'
-    raw, for es10.load_bound_profile_package)}."""
+def open_bound_profile_package(reader, what, check, max_package=MAX_PACKAGE, max_segment=None):
+    """A JSON answer in `reader` (ipa_core.stream contract) opened up to its
+    "boundProfilePackage" (ipa_core.json_stream) -> (the members before it, an
+    es10_download.BppSegments reading the decoded package one STORE DATA segment at a time,
+    its first segment read). check(members, complete) refuses a failed status or a wrong
+    transactionId (see json_stream.open_member for when it runs). Also used by the ESipa
+    JSON binding (ipa_core.esipa_json). On an error here the reader is closed."""
+    try:
+        m = json_stream.open_member(reader, "boundProfilePackage", what, check, max_package)
+        if m is None:
+            raise ProtocolError("%s: 'boundProfilePackage' missing" % what)
+        segs = BppSegments(TlvReader(m, what + " boundProfilePackage", MAX_TLV), None,
+                           max_segment or MAX_SEGMENT, max_package=max_package)
+        segs.peek()
+        return m.members, segs
+    except BaseException:
+        close_quietly(reader)
+        raise
+
+
+def open_get_bound_profile_package_response(reader, transaction_id=None, max_package=MAX_PACKAGE,
+                                            max_segment=None):
+    """ES9+.GetBoundProfilePackage response read from a stream -> {"transactionId",
+    "segments": es10_download.BppSegments}, the streamed twin of
+    decode_get_bound_profile_package_response (no copy of the package is ever whole).
+
+    Key order is the server's: a header and transactionId in front of the
+    package are checked before any segment is used (a "Failed" status ->
+    Es9Error). Members after it are checked when its base64 string ends,
+    before its last bytes go out (json_stream), so a failure there stops the
+    load before the last STORE DATA segment and the download is cancelled.
+    Sending the earlier segments first is safe: the eUICC checks the
+    transactionId in InitialiseSecureChannel 'BF23' against its own session
+    and verifies every segment with that session's keys; until the
+    transactionId member is seen, the one in BF23 is returned (the procedure
+    compares it with the session's).
+    """
     f = "getBoundProfilePackage"
     what = spec_name(f) + " response"
-    obj = load(f, body)
+
+    def check(obj, complete):
+        check_status(f, obj)
+        if complete or obj.get("transactionId") is not None:
+            _tid(obj, what, transaction_id)
+
+    members, segs = open_bound_profile_package(reader, what, check, max_package, max_segment)
+    tid = members.get("transactionId")
+    return {"transactionId": tid_bytes(tid) if tid is not None else segs.transaction_id(),
+            "segments": segs}
+
+
+def decode_get_bound_profile_package_response(body, transaction_id=None):
+    """ES9+.GetBoundProfilePackage response -> {"transactionId", "boundProfilePackage" ('BF36'
+    raw, for es10.load_bound_profile_package)}: a whole body in RAM, a package of at most
+    tlv.MAX_LEN (tests, tools; the IPA streams it: open_get_bound_profile_package_response)."""
+    f = "getBoundProfilePackage"
+    what = spec_name(f) + " response"
+    obj = load(f, body, (tlv.MAX_LEN + 2) // 3 * 4 + MAX_BODY)
     tid = _tid(obj, what, transaction_id)
     bpp = _tlv_field(obj, ("boundProfilePackage",), (0xBF36,), what, tlv.MAX_LEN)
     obj.clear()  # the base64 text goes now: one copy of the package stays

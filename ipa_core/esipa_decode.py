@@ -30,7 +30,7 @@ from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import version as ver
 from ipa_core.errors import EimError, ProtocolError, TlvError, Names
-from ipa_core.es10_download import MAX_SEGMENT, BppSegments
+from ipa_core.es10_download import MAX_PACKAGE, MAX_SEGMENT, BppSegments
 from ipa_core.stream import TlvReader, close_quietly
 
 # ---- names (numbers from SGP32Definitions v1.2) ---------------------------------------
@@ -71,6 +71,8 @@ ECO = Names(((0xA8, "addEim"), (0xA9, "deleteEim"), (0xAA, "updateEim"), (0xAB, 
 # IPA -> eIM (the builders in ipa_core.esipa and esipa_push take these).
 EIM_PACKAGE_RESULT_ERROR_CODE = Names(((1, "invalidPackageFormat"), (2, "unknownPackage"),
                                        (127, "undefinedError")))
+MAX_TLV = 0xFFFFFF  # longest length of 3 bytes: streamed TLVs are bounded by max_package
+WRAPPER = 64  # bytes of BF3A { A0 { 80 transactionId, ... } } around a streamed BF36
 PENDING_NOTIFICATION_TAGS = (0xBF37, 0x30, 0xA0, 0xA1)  # SGP32-PendingNotification alternatives
 
 # IpaEuiccData components a tagList may select (SGP.32 IpaEuiccData, tag -> name).
@@ -517,7 +519,7 @@ def decode_get_bound_profile_package_response(data):
     return out
 
 
-def open_get_bound_profile_package_response(reader, max_segment=None):
+def open_get_bound_profile_package_response(reader, max_segment=None, max_package=MAX_PACKAGE):
     """ESipa.GetBoundProfilePackage answer 'BF3A' read from a stream (the reader contract of
     ipa_core.stream) -> {"transactionId", "segments"}.
 
@@ -529,18 +531,22 @@ def open_get_bound_profile_package_response(reader, max_segment=None):
     STORE DATA segment at a time (pass it to es10.load_bound_profile_package;
     close() it afterwards: that discards the rest of the answer).
     transactionId comes from InitialiseSecureChannel when the eIM left it out.
-    getBoundProfilePackageErrorEsipa '81' -> EimError. On any error the
-    reader is closed.
+    getBoundProfilePackageErrorEsipa '81' -> EimError. `max_package` bounds
+    the BF36 (and so the answer: the wrapper adds WRAPPER bytes at most). On
+    any error the reader is closed.
     """
     f = "ESipa.GetBoundProfilePackage"
     what = "GetBoundProfilePackageResponseEsipa"
-    tr = TlvReader(reader, f + " answer")
+    tr = TlvReader(reader, f + " answer", MAX_TLV)
     try:
         if tr.at_end():
             raise ProtocolError("%s: the eIM answered no data, expected a BF3A %s" % (f, what))
         tag, n, _ = tr.header()
         if tag != 0xBF3A:
             raise TlvError(0, "a BF3A %s from %s" % (what, f), "tag %02X" % tag)
+        if n > max_package + WRAPPER:
+            raise ProtocolError("%s: an answer of %d bytes, over the package limit of %d "
+                                "(setting max_package)" % (f, n, max_package))
         end = tr.offset + n
         at = tr.offset
         tag, n, _ = tr.header(end)
@@ -564,7 +570,8 @@ def open_get_bound_profile_package_response(reader, max_segment=None):
             at = tr.offset
             tag, n, hdr = tr.header(end)
             if tag == 0xBF36:
-                segs = BppSegments(tr, end, max_segment or MAX_SEGMENT, (at, tag, n, hdr))
+                segs = BppSegments(tr, end, max_segment or MAX_SEGMENT, (at, tag, n, hdr),
+                                   max_package=max_package)
                 break
             if tag == 0x80 and tid is None:
                 if not 1 <= n <= 16:
@@ -574,12 +581,9 @@ def open_get_bound_profile_package_response(reader, max_segment=None):
                 tr.skip(n)
         if segs is None:
             raise TlvError(end, "child BF36 (boundProfilePackage) in A0", "it missing")
-        first = segs.peek()
+        segs.peek()  # the first segment (BF23) is checked before the download goes on
         if tid is None:
-            if first is None:
-                raise ProtocolError("%s: the boundProfilePackage has no segment" % f)
-            isc = tlv.decode(first, offset=segs.head_len)
-            tid = transaction_id(isc.need(0x80, "transactionId in initialiseSecureChannelRequest"))
+            tid = segs.transaction_id()
     except BaseException:
         close_quietly(reader)
         raise

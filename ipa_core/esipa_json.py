@@ -89,7 +89,8 @@ from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core import es10_decode as d
 from ipa_core import esipa_decode as dec
 from ipa_core.errors import EimError, ProtocolError
-from ipa_core.es9p import status_key
+from ipa_core.es10_download import MAX_PACKAGE
+from ipa_core.es9p import open_bound_profile_package, status_key
 from ipa_core.esipa_push import decode_transfer_eim_package_request
 
 PATH = "/gsma/rsp2/esipa/"
@@ -571,3 +572,28 @@ def from_json(function, body):
     if failed is not None:
         out["statusCodeData"] = failed
     return out
+
+
+def open_get_bound_profile_package_response(reader, max_segment=None, max_package=MAX_PACKAGE):
+    """The eIM's getBoundProfilePackage JSON body read from a stream (ipa_core.stream) ->
+    {"transactionId", "segments": es10_download.BppSegments}, as
+    esipa.open_get_bound_profile_package_response gives for the ASN.1 binding: the same
+    scanner as ES9+ (es9p.open_bound_profile_package, ipa_core.json_stream), so the package
+    is never whole in RAM. A "Failed" header -> EimError (with status_code_data), checked
+    in front of the package or, when it comes after, before the package's last bytes go
+    out; transactionId (optional here) likewise, else the one in InitialiseSecureChannel."""
+    f = "getBoundProfilePackage"
+    what = "%s JSON body" % spec_name(f)
+
+    def check(obj, complete):
+        failed = status_failure(obj, what)
+        if failed is not None:
+            raise _eim_error(f, _failure_code(f, failed), dec.GET_BOUND_PROFILE_PACKAGE_ERROR,
+                             failed)
+        if obj.get("transactionId") is not None:
+            unhex(obj["transactionId"], what + ".transactionId")
+
+    members, segs = open_bound_profile_package(reader, what, check, max_package, max_segment)
+    tid = members.get("transactionId")
+    return {"transactionId": unhex(tid, what + ".transactionId") if tid is not None
+            else segs.transaction_id(), "segments": segs}

@@ -36,15 +36,18 @@ server dropped can be reopened once.
 Streamed answers (issue 8 heap budget): HttpClient.post_stream returns the
 body as a BodyReader (the reader contract of ipa_core.stream) that reads
 from the connection only as the caller asks, with the same framing and
-bounds; the connection is kept for the next request once the body was read
-or skipped (at most MAX_SKIP bytes), else it is closed.
+bounds, except the whole-body cap: a streamed body is bounded by
+`max_stream` (None by default: its reader's consumer bounds what it reads,
+e.g. the bound profile package by the setting max_package); the connection
+is kept for the next request once the body was read or skipped (at most
+MAX_SKIP bytes), else it is closed.
 """
 
 from ipa_core.clock import clock
 from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
 
 
-MAX_BODY = 0x100000  # 1 MiB: above any bound profile package, like tlv.MAX_LEN
+MAX_BODY = 0x100000  # 1 MiB: a whole answer (a bound profile package is streamed: max_stream)
 MAX_HEADER = 8192  # bytes of one response head (status line + fields)
 MAX_HEADERS = 100  # fields in one head (trailers included)
 MAX_CHUNK_LINE = 1024  # chunk size + extensions
@@ -499,7 +502,7 @@ def _framing(method, minor, status, headers, max_body):
         return "chunked", None, keep
     if "content-length" in headers:
         n = _content_length(headers["content-length"])
-        if n > max_body:
+        if max_body is not None and n > max_body:
             raise _too_big(max_body, "Content-Length %d" % n)
         return "length", n, keep
     return "eof", None, False
@@ -534,7 +537,8 @@ class BodyReader:
 
     read(n) -> 1..n bytes, b"" only at the end; `length` is the Content-Length
     (None for chunked or until-close bodies); the framing and bounds are
-    those of read_message (max_body in all, chunk lines, trailers). A body
+    those of read_message (chunk lines, trailers; the client's max_stream in
+    all, when set). A body
     cut short by the connection is a TransportError, as for post().
     close() discards what is left: read and dropped when at most `max_skip`
     bytes remain (the kept-alive connection stays usable), else the
@@ -550,6 +554,7 @@ class BodyReader:
         self.length = length
         self._left = length if kind == "length" else 0  # chunked: left in the current chunk
         self._chunk = 0
+        self._max = client.max_stream
         self.received = 0
         self.done = False
         self._broken = None
@@ -587,8 +592,8 @@ class BodyReader:
                 if size == 0:
                     _read_fields(rd, None, c.max_header, "chunked trailer", c.max_header)
                     return b""
-                if self.received + size > c.max_body:
-                    raise _too_big(c.max_body, "at least %d" % (self.received + size))
+                if self._max is not None and self.received + size > self._max:
+                    raise _too_big(self._max, "at least %d" % (self.received + size))
                 self._left = self._chunk = size
             data = rd.read_some(min(n, self._left), "chunk data")
             self._left -= len(data)
@@ -596,11 +601,11 @@ class BodyReader:
             if not self._left:
                 _chunk_end(rd, self._chunk)
             return data
-        k = min(n, c.max_body + 1 - self.received)
+        k = n if self._max is None else min(n, self._max + 1 - self.received)
         data = rd.read_some(k, "response body (until close)", eof_ok=True)
         self.received += len(data)
-        if self.received > c.max_body:
-            raise _too_big(c.max_body, "more than %d" % c.max_body)
+        if self._max is not None and self.received > self._max:
+            raise _too_big(self._max, "more than %d" % self._max)
         return data
 
     def _finish(self):
@@ -670,14 +675,17 @@ class HttpClient:
     `host` goes into the Host field; `headers` are sent with every request
     (the caller's per-request headers win, names compared case-insensitively).
     `timeout_ms` / `clock_ms`: for polled streams (see the module docstring).
+    `max_body` bounds a whole answer (request/post), `max_stream` a streamed
+    one (request_stream/post_stream; None: its consumer bounds it).
     After a request: `status`, `reason`, `response_headers`; counters
     `connections` (streams opened) and `requests`.
     """
 
     def __init__(self, open_stream, host, headers=None, max_body=MAX_BODY,
                  max_header=MAX_HEADER, read_size=READ_SIZE, timeout_ms=None, clock_ms=None,
-                 max_skip=MAX_SKIP):
+                 max_skip=MAX_SKIP, max_stream=None):
         self.open_stream = open_stream
+        self.max_stream = max_stream
         self.max_skip = max_skip
         self.host = host
         self.headers = merge_headers({}, headers or {})
@@ -731,7 +739,7 @@ class HttpClient:
         """request() with the body as a BodyReader: (status, reader)."""
         minor, status, reason, hdrs = self._exchange(method, path, body, headers)
         try:
-            kind, n, keep = _framing(method, minor, status, hdrs, self.max_body)
+            kind, n, keep = _framing(method, minor, status, hdrs, self.max_stream)
         except BaseException:
             self.close()
             raise

@@ -95,6 +95,7 @@ DEFAULTS = {
     "rplmn": None,  # 3 bytes or 6 hex digits for GetEimPackage rPLMN, or None
     "ipa_capabilities": {"ipaFeatures": [], "ipaSupportedProtocols": ["ipaRetrieveHttps"]},
     "device_info": None,  # {"tac": ..., "deviceCapabilities": {...}, "imei": ...}
+    "max_package": 4 * 1024 * 1024,  # bytes of a bound profile package (streamed) at most
 }
 
 PACKAGE_KINDS = ("euiccPackageRequest", "ipaEuiccDataRequest", "profileDownloadTriggerRequest")

@@ -136,15 +136,22 @@ class IndirectTransport:
         return r
 
     def get_bound_profile_package(self, transaction_id, prepare_download_response):
-        """{"transactionId", "boundProfilePackage": bytes} (JSON binding: base64 in JSON), or
-        streamed (ASN.1 binding) {"transactionId", "segments": es10.BppSegments}, open on the
-        eIM's answer until closed."""
+        """Streamed {"transactionId", "segments": es10.BppSegments}, open on the eIM's answer
+        until closed (ASN.1 or JSON binding), bounded by the Ipa config max_package; an ipa
+        without _post_stream gives {"transactionId", "boundProfilePackage": bytes}."""
+        f = "getBoundProfilePackage"
         msg = esipa.get_bound_profile_package_request(transaction_id, prepare_download_response)
         post_stream = getattr(self.ipa, "_post_stream", None)
-        if self._json() or post_stream is None:
-            return self._call("getBoundProfilePackage", msg)
-        return esipa.open_get_bound_profile_package_response(
-            post_stream("getBoundProfilePackage", msg), self.max_segment)
+        if post_stream is None:
+            return self._call(f, msg)
+        limit = self.ipa.config.get("max_package") or es10.MAX_PACKAGE
+        if self._json():
+            from ipa_core import esipa_json
+
+            return esipa_json.open_get_bound_profile_package_response(
+                post_stream(f, msg), self.max_segment, limit)
+        return esipa.open_get_bound_profile_package_response(post_stream(f, msg),
+                                                             self.max_segment, limit)
 
     def cancel_session(self, transaction_id, cancel_session_response):
         self._call("cancelSession", esipa.cancel_session_request(transaction_id,

@@ -32,6 +32,9 @@ raw socket/ssl exception.
 `post_stream` returns the answer's body as a reader (ipa_core.stream
 contract) for the bound profile package: read from the connection as the
 IPA asks for it, one STORE DATA segment at a time (issue 8 heap budget).
+`max_body` bounds a whole answer (post); a streamed one has no whole-body
+cap unless `max_stream` is given: the IPA bounds the package it reads
+(setting max_package, ipa_core.json_stream / es10_download.BppSegments).
 
 `bytes_sent` / `bytes_received` count every byte on the TCP socket (TLS
 records and handshakes included), for benches.
@@ -336,7 +339,7 @@ class HttpsNetwork:
 
     def __init__(self, base_url, trust=None, ca_file=None, pinned_key=None, timeout=30,
                  allow_http=False, server_hostname=None, max_body=http.MAX_BODY,
-                 request_timeout=None, headers=None):
+                 request_timeout=None, headers=None, max_stream=None):
         u = urlsplit(base_url)
         if u.scheme not in ("https", "http"):
             raise ValueError("base URL: expected https://host[:port][/path], got %r" % base_url)
@@ -380,7 +383,8 @@ class HttpsNetwork:
         elif trust is not None or ca_file or pinned_key is not None:
             raise ValueError("TLS trust given for a plain http:// URL %s" % base_url)
         hdrs = http.merge_headers(ESIPA_HEADERS, headers or {})  # the caller's win
-        self._client = http.HttpClient(self._open, host_field, headers=hdrs, max_body=max_body)
+        self._client = http.HttpClient(self._open, host_field, headers=hdrs, max_body=max_body,
+                                       max_stream=max_stream)
 
     def _context(self, trust, ca_file, pinned_key):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname

@@ -452,15 +452,23 @@ def test_post_stream_errors_and_bounds():
     e = raises(TransportError, read_all, r)
     assert "connection closed in response body" in str(e) and s.closed
     e = raises(TransportError, r.read, 1)  # the connection is gone
-    # chunked body over max_body
+    # chunked body over max_stream
     s = Stream([chunked(b"z" * 3000, 1000)])
-    c = http.HttpClient(Opener(s), "eim", max_body=2500)
+    c = http.HttpClient(Opener(s), "eim", max_stream=2500)
     status, r = c.post_stream("/p", b"", ASN1)
     e = raises(ProtocolError, read_all, r, 4096)
     assert "at most 2500 bytes, got at least 3000" in str(e) and s.closed
-    # Content-Length over max_body: refused at the head
-    c = http.HttpClient(Opener(Stream([ok(b"y" * 3000)])), "eim", max_body=2500)
+    # Content-Length over max_stream: refused at the head
+    c = http.HttpClient(Opener(Stream([ok(b"y" * 3000)])), "eim", max_stream=2500)
     e = raises(ProtocolError, c.post_stream, "/p", b"", ASN1)
+    assert "got Content-Length 3000" in str(e)
+    # no whole-body cap on a streamed answer by default (its consumer bounds it), while
+    # post() keeps max_body
+    c = http.HttpClient(Opener(Stream([ok(b"y" * 3000), ok(b"y" * 3000)])), "eim",
+                        max_body=2500)
+    status, r = c.post_stream("/p", b"", ASN1)
+    assert len(read_all(r, 4096)) == 3000
+    e = raises(ProtocolError, c.post, "/p", b"", ASN1)
     assert "got Content-Length 3000" in str(e)
     # the client closed under an open reader: the reader says so instead of b""
     s = Stream([ok(b"w" * 100)])
