@@ -450,7 +450,8 @@ class DownloadHandler:
         smdp = kw.get("smdp_address") or kw["activation"]["smdpAddress"]
         network = self.network_factory(smdp)
         try:
-            return download(ipa.session, DirectTransport(network), **kw)
+            return download(ipa.session, DirectTransport(
+                network, max_package=ipa.config.get("max_package")), **kw)
         finally:
             close = getattr(network, "close", None)
             if close is not None:

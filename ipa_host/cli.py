@@ -151,7 +151,8 @@ def settings(a):
         smdp_ca_file=a.smdp_ca_file or dl["smdp_ca_file"],
         profile_download=a.profile_download or dl["mode"],
         network=a.network or e["network"], refresh=c["refresh"],
-        attach_timeout=c["attach_timeout"], refresh_flag=c["refresh_flag"])
+        attach_timeout=c["attach_timeout"], refresh_flag=c["refresh_flag"],
+        max_package=dl["max_package"])
     return st, i["log_level"]
 
 
@@ -505,7 +506,7 @@ def cmd_download(a, st, out):
             try:
                 net = runner.build_smdp_network(st, ac["smdpAddress"])
                 try:
-                    r = dl.download(s, DirectTransport(net), **kw)
+                    r = dl.download(s, DirectTransport(net, max_package=st.max_package), **kw)
                 finally:
                     net.close()
                 _after_enable(st, s, r)

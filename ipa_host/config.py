@@ -32,6 +32,8 @@ the file. Unknown sections or keys are errors, so a typo never goes unnoticed.
     [download]
     mode = "auto"                # auto (as the eIM configuration says) | direct | indirect
     smdp_ca_file = ""            # CA bundle for SM-DP+ TLS (default: the system CAs)
+    max_package = 4194304        # bytes of a bound profile package accepted at most (it is
+                                 # streamed: RAM use does not grow with it)
 
     [ipa]
     home = "~/.local/share/ipa-iot"   # state folder (IPA progress, virtual eUICC)
@@ -52,7 +54,7 @@ DEFAULTS = {
              "attach_timeout": 180, "refresh_flag": True},
     "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
             "timeout": 30, "network": "socket"},
-    "download": {"mode": "auto", "smdp_ca_file": ""},
+    "download": {"mode": "auto", "smdp_ca_file": "", "max_package": 4 * 1024 * 1024},
     "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "log_level": "info"},
 }
 CHOICES = {
@@ -65,6 +67,7 @@ RANGES = {
     ("card", "segment_size"): (1, 255),
     ("card", "attach_timeout"): (1, 3600),
     ("eim", "timeout"): (1, 600),
+    ("download", "max_package"): (1024, 0xFFFFFF),
     ("ipa", "poll_interval"): (1, 7 * 86400),
     ("ipa", "max_interval"): (1, 7 * 86400),
 }

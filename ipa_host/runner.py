@@ -34,7 +34,7 @@ class Settings:
                  eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
                  timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
                  profile_download="auto", network="socket", refresh=None, attach_timeout=180,
-                 refresh_flag=True):
+                 refresh_flag=True, max_package=4 * 1024 * 1024):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -54,6 +54,7 @@ class Settings:
         self.refresh = refresh  # None: refresh modems (at:) after a profile switch
         self.attach_timeout = attach_timeout  # seconds for the modem to attach after it
         self.refresh_flag = refresh_flag  # refreshFlag of the ES10 calls that switch profiles
+        self.max_package = max_package  # bytes of a bound profile package at most
 
 
 def open_session(st):
@@ -341,7 +342,8 @@ class IpaHost:
         try:
             store = FileStore(os.path.join(st.home, STATE_FILE))
             config = {"binding": st.binding, "poll_interval_s": st.poll_interval,
-                      "max_interval_s": st.max_interval, "refresh_flag": st.refresh_flag}
+                      "max_interval_s": st.max_interval, "refresh_flag": st.refresh_flag,
+                      "max_package": st.max_package}
             if st.eim_id:
                 config["eim_id"] = st.eim_id
             connectivity = build_connectivity(st, self.session)

@@ -539,7 +539,14 @@ def test_streamed_answer_network_time_is_bounded_not_the_callers(pki, servers):
 
 def test_streamed_answer_over_the_bound_is_refused(pki, servers):
     srv = servers()
+    # max_body bounds whole answers only: a streamed one is bounded by its consumer (the
+    # IPA's max_package), or by max_stream when given
     with net_for(srv, trust=pki["ca"].cert_der, max_body=1000) as net:
+        status, r = net.post_stream("/big", b"", ASN1_CONTENT_TYPE)
+        assert status == 200 and len(read_all(r)) == 5000
+        with pytest.raises(ProtocolError, match="at most 1000 bytes, got Content-Length 5000"):
+            net.post("/big", b"", ASN1_CONTENT_TYPE)
+    with net_for(srv, trust=pki["ca"].cert_der, max_stream=1000) as net:
         with pytest.raises(ProtocolError, match="at most 1000 bytes, got Content-Length 5000"):
             net.post_stream("/big", b"", ASN1_CONTENT_TYPE)
         status, r = net.post_stream("/chunked", b"a" * 2000, ASN1_CONTENT_TYPE)

@@ -213,7 +213,7 @@ def _relay_request(function, obj):
 
 
 def _relay_answer(function, der):
-    t = tlv.decode(der)
+    t = tlv.decode(der, max_len=0xFFFFFF)  # a relayed BPP: 2 MB profiles and more
     inner = next(iter(t))
     if inner.tag != 0xA0:  # the error alternative
         code = inner.as_int()

@@ -53,6 +53,8 @@ ES9_HEADERS = {"X-Admin-Protocol": "gsma/rsp/v2.1.0"}
 MAX_SESSIONS = 64
 SESSION_TTL = 600.0
 MAX_ADDRESS = 255
+MAX_PACKAGE = 0xFFFFFF  # bytes of a relayed BPP: the longest 3-byte TLV length (2 MB profiles)
+MAX_ANSWER = (MAX_PACKAGE + 2) // 3 * 4 + 65536  # an SM-DP+ answer: its base64, and the rest
 
 INITIATE_AUTHENTICATION, AUTHENTICATE_CLIENT = 0xBF39, 0xBF3B
 GET_BOUND_PROFILE_PACKAGE, CANCEL_SESSION = 0xBF3A, 0xBF41
@@ -154,7 +156,8 @@ class SmdpRelay:
         if self._factory is not None:
             return self._factory(url)
         from ipa_host.net.https import HttpsNetwork  # the same HTTPS stack the IPA uses
-        return HttpsNetwork(url, ca_file=self.ca_file, timeout=self.timeout)
+        return HttpsNetwork(url, ca_file=self.ca_file, timeout=self.timeout,
+                            max_body=MAX_ANSWER)
 
     def _expire(self):
         now = time.monotonic()
@@ -385,7 +388,7 @@ def _obj(answer, keys, tag):
         raise ValueError("%s: not valid base64" % keys[0])
     if tag == 0x04 and raw[:1] != b"\x04":  # some SM-DP+ send the bare key identifier
         return tlv.encode(0x04, raw)
-    t = tlv.decode(raw)
+    t = tlv.decode(raw, max_len=MAX_PACKAGE)
     if t.tag != tag or len(t.raw) != len(raw):
         raise ValueError("%s: expected one TLV with tag %X, got tag %X" % (keys[0], tag, t.tag))
     return raw

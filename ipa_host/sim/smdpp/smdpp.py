@@ -52,6 +52,7 @@ class SmdpServer:
         self.material = pki_smdp.load_smdp_pki(self.folder, self.pki_dir)
         self.service = None
         self.requests = collections.deque(maxlen=1000)
+        self.faults = {}  # function -> fault(body) -> (body, cut): broken answers (smdpp_http)
         self.handshake_failures = collections.deque(maxlen=100)
         self._pending = []
         self._server = None

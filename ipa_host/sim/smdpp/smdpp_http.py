@@ -9,6 +9,12 @@ that is not ES9+ JSON, 404 unknown path or function, 405 not POST, 411/413
 body framing, 415 wrong Content-Type, 500 (logged) on a simulator bug.
 The connection handling (TLS handshake per thread, keep-alive, bounded
 bodies) is the eIM simulator's (eim_http.Server / _Base).
+
+Broken answers for tests: SmdpServer.faults[function] = fault(body) ->
+(body, cut): the JSON answer replaced by `body` (malformed, reordered, a
+"Failed" header after the package, ...), and with `cut` (a byte count) the
+full Content-Length announced but only `cut` bytes sent before the
+connection closes.
 """
 
 import json
@@ -30,10 +36,12 @@ FUNCTIONS = ("initiateAuthentication", "authenticateClient", "getBoundProfilePac
 
 class Es9Handler(_Base):
     server_version = "ipa-iot-smdpp-sim"
+    _cut = None
 
     def do_POST(self):
         rec = {"time": time.time(), "path": self.path, "function": None, "status": None,
                "error": None, "conn": self.conn["id"], "peer": self.conn["peer"]}
+        self._cut = None
 
         def work():
             try:
@@ -42,10 +50,24 @@ class Es9Handler(_Base):
                 raise HttpError(400, str(e))
             if answer is None:
                 return status, b"", None
-            return status, json.dumps(answer, separators=(",", ":")).encode(), \
-                "application/json;charset=UTF-8"
+            body = json.dumps(answer, separators=(",", ":")).encode()
+            fault = self.server.owner.faults.get(rec["function"])
+            if fault is not None:
+                body, self._cut = fault(body)
+            return status, body, "application/json;charset=UTF-8"
 
         self.answer(rec, work, "SM-DP+")
+
+    def send(self, status, body=b"", content_type=None, extra=None):
+        if self._cut is None or status != 200:
+            return super().send(status, body, content_type, extra)
+        self.close_connection = True  # a fault: the answer is cut, the connection dropped
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:self._cut])
+        self.wfile.flush()
 
     def _serve(self, rec):
         path = urlsplit(self.path).path
