@@ -31,6 +31,12 @@ Request header: the ES2+-style "header" {"functionRequesterIdentifier",
 ES9+ (SGP.22 6.5.1.3 describes it for the operator-facing interfaces);
 `requester=...` adds it for servers that want it.
 
+GetBoundProfilePackage's answer is read as a stream
+(open_get_bound_profile_package_response over ipa_core.json_stream): its
+base64 package is decoded as it arrives into an es10_download.BppSegments, so
+the package is never whole in RAM and is bounded by max_package, not by
+MAX_BODY (which bounds every other answer, read whole).
+
 Parsed responses are dicts of raw TLV bytes ready for ipa_core.es10
 (authenticate_server, prepare_download, load_bound_profile_package).
 Accepted leniently: base64 of a bare value where a primitive TLV is expected

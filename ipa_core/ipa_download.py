@@ -36,10 +36,13 @@ ipa_core.es9p; in ipa_core.ipa_direct, imported only when used) or
 IndirectTransport (ESipa 'BF39'/'BF3B'/'BF3A'/'BF41' to the eIM,
 ipa_core.esipa), both with initiate_authentication, authenticate_client,
 get_bound_profile_package, cancel_session. get_bound_profile_package gives
-the BPP as bytes ("boundProfilePackage") or, streamed, as "segments" (an
-es10.BppSegments): IndirectTransport over the ASN.1 binding reads the eIM's
-answer from the network one STORE DATA segment at a time (`ipa._post_stream`),
-so the heap does not grow with the profile (issue 8 budget).
+the BPP streamed, as "segments" (an es10.BppSegments; bytes as
+"boundProfilePackage" only from an ipa without _post_stream): both transports
+read the server's answer from the network one STORE DATA segment at a time
+(ESipa ASN.1: esipa.open_get_bound_profile_package_response; ES9+ and the ESipa
+JSON binding: ipa_core.json_stream), so the heap does not grow with the
+profile (issue 8 budget, issue 13), and the package is bounded by the Ipa
+config max_package (4 MiB default).
 
 Imports are lazy where a board may not need them: ipa_direct/es9p (direct
 download), activation (an Activation Code to parse), esipa_json (the JSON

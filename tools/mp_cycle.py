@@ -440,7 +440,8 @@ class Run:
         net = HttpsNetwork(eim.url, trust=eim.tls_ca_cert_der, timeout=CALL_TIMEOUT / 4,
                            request_timeout=CALL_TIMEOUT)
         host = BridgeHost(card, net, self.args.verbose)
-        cfg = {"sample": True, "max_cycles": 12, "stream": self.stream}
+        cfg = {"sample": True, "max_cycles": 12, "stream": self.stream,
+               "binding": self.args.binding}
         try:
             self._run_mp(host, MAIN % repr(cfg))
         finally:
@@ -1402,6 +1403,9 @@ def main(argv=None):
                     help="fail if the download cycle's high-water above its start grows by "
                          "more than BYTES from the smallest profile to the largest (4096)")
     ap.add_argument("--timeout", type=float, default=90.0, help="seconds for one MicroPython run")
+    ap.add_argument("--binding", choices=("asn1", "json"), default="asn1",
+                    help="the ESipa binding of the driver's IPA (json: the bound profile "
+                         "package arrives as base64 in JSON, ipa_core.json_stream)")
     ap.add_argument("--py", action="store_true", help="load ipa_core as .py, not .mpy")
     ap.add_argument("--no-stream", action="store_true",
                     help="a network object without post_stream (answers arrive whole): shows "
@@ -1421,8 +1425,9 @@ def main(argv=None):
         ap.error("--stack: expected simcom, sim7080 or both (comma separated), got %r"
                  % args.stack)
     runs = len(sizes) * (len(stacks) if args.board else 1)
-    if not sizes or runs > len(ICCIDS) or any(s <= 0 or s > 1024 * KB for s in sizes):
-        ap.error("--sizes: expected 1 to %d runs (sizes x stacks) of 1..1024 KB" % len(ICCIDS))
+    if not sizes or runs > len(ICCIDS) or any(s <= 0 or s > 4096 * KB for s in sizes):
+        ap.error("--sizes: expected 1 to %d runs (sizes x stacks) of 1..4096 KB (the IPA's "
+                 "max_package)" % len(ICCIDS))
     if args.board and args.no_stream:
         ap.error("--no-stream is for the bridged network; a board's modem stack streams")
     if not shutil.which("node") or not os.path.isdir(os.path.join(MP_DIR, "node_modules", PKG)):

@@ -228,16 +228,18 @@ class BridgeNetwork:
         length = int(length)
         rd = BridgeReader(self, int(token), None if length < 0 else length, self.chunk)
         self.reader = rd
+        return int(status), rd
+
+    def post(self, path, body, content_type, headers=None):
+        """The whole answer, at most max_body bytes (a streamed one is bounded by the IPA
+        reading it: max_package, as ipa_core.http's post_stream)."""
+        status, rd = self._open(path, body, content_type, headers)
         if rd.length is not None and rd.length > self.max_body:
             rd.close()
             from ipa_core.errors import ProtocolError
 
             raise ProtocolError("the answer has %d bytes, more than the %d allowed"
-                                % (length, self.max_body))
-        return int(status), rd
-
-    def post(self, path, body, content_type, headers=None):
-        status, rd = self._open(path, body, content_type, headers)
+                                % (rd.length, self.max_body))
         try:
             if rd.length is not None:
                 buf = bytearray(rd.length)
@@ -399,7 +401,8 @@ def _step_setup():
     cls = StreamingNetwork if CONFIG["stream"] else BridgeNetwork
     network = cls(CONFIG["max_body"], CONFIG["read_chunk"])
     store = _store_class()() if CONFIG["sample"] else MemoryStore()
-    ipa = Ipa(session, network, store, config={"binding": "asn1"}, log=_log)
+    ipa = Ipa(session, network, store, config={"binding": CONFIG.get("binding", "asn1")},
+              log=_log)
     eim = ipa.choose_eim()
     ipa.download_handler = make_download_handler(ipa, None, indirect=True, progress=_progress)
     _refs["ipa"] = ipa

@@ -491,7 +491,7 @@ def test_post_stream_errors_and_bounds():
 
 
 OPTIONAL = ("ipa_core.esipa_json", "ipa_core.es9p", "ipa_core.activation", "ipa_core.coap",
-            "ipa_core.http", "ipa_core.b64", "ipa_core.ipa_direct")
+            "ipa_core.http", "ipa_core.b64", "ipa_core.ipa_direct", "ipa_core.json_stream")
 
 
 def test_ipa_and_indirect_download_load_no_optional_module():

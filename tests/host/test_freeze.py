@@ -53,7 +53,7 @@ def test_board_builds_and_sizes_match_the_files(board, tmp_path, runtime):
                  "flash_store", "ipa_loop", "ipa_board", "board"):
         assert need in names, (board, need)
     for never in ("ipa_core.esipa_json", "ipa_core.es9p", "ipa_core.ipa_direct",
-                  "ipa_core.coap"):
+                  "ipa_core.json_stream", "ipa_core.coap"):
         assert never not in names, (board, never)
     assert os.path.isfile(os.path.join(str(tmp_path), "main.py"))
     assert os.path.isfile(os.path.join(str(tmp_path), "sizes.json"))
