@@ -13,6 +13,7 @@ import pytest
 from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
 from ipa_host.sim.smdpp.smdpp import SmdpServer
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 from ipa_util import IPA, functions, info_json as info  # tests/integration/ipa_util.py
 
 ICCID_BIG = "89000123456789012341"
@@ -56,7 +57,7 @@ def test_two_mb_profile_direct(lab):
     h, dp, eim = lab
     r = ipa(h, dp, "--json", "download", "LPA:1$%s$BIG" % dp.address)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout, "download")
     assert out["ok"] is True and out["iccid"] == ICCID_BIG and out["transport"] == "direct"
     assert out["segments"][0] == out["segments"][1] > 1900  # 2 MB in segments of ~1 KB
     bpp = [e for e in dp.events if e["function"] == "getBoundProfilePackage"]
@@ -133,9 +134,11 @@ def test_broken_streamed_answer_is_a_download_error_and_cancelled(lab, fault):
     dp.faults["getBoundProfilePackage"] = mangle
     r = ipa(h, dp, "--json", "download", "LPA:1$%s$SMALL" % dp.address)
     assert r.returncode in (1, 3), (r.stdout, r.stderr)
-    out = json.loads(r.stdout)
-    assert out["ok"] is False and out["stage"] == "GetBoundProfilePackage", out
-    assert words in out["error"], out["error"]
+    doc = cli_contract.envelope(r.stdout, "download")
+    assert doc["ok"] is False and doc["exitCode"] == r.returncode, doc
+    assert doc["error"]["stage"] == "GetBoundProfilePackage", doc
+    assert words in doc["error"]["message"], doc["error"]
+    assert doc["result"]["cancel"]["euicc"] and doc["result"]["cancel"]["server"], doc
     assert "profile download failed at GetBoundProfilePackage" in r.stderr
     assert "session cancelled (undefinedReason): eUICC yes, SM-DP+ yes" in r.stderr, r.stderr
     assert functions(dp)[-1] == ("cancelSession", "Executed-Success")
