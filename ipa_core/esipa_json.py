@@ -82,7 +82,7 @@ unknown keys (ignored).
 """
 
 import json
-from binascii import unhexlify
+from binascii import hexlify, unhexlify
 
 from ipa_core import tlv
 from ipa_core.b64 import decode as unb64, encode as b64
@@ -574,14 +574,16 @@ def from_json(function, body):
     return out
 
 
-def open_get_bound_profile_package_response(reader, max_segment=None, max_package=MAX_PACKAGE):
+def open_get_bound_profile_package_response(reader, max_segment=None, max_package=MAX_PACKAGE,
+                                            transaction_id=None):
     """The eIM's getBoundProfilePackage JSON body read from a stream (ipa_core.stream) ->
     {"transactionId", "segments": es10_download.BppSegments}, as
     esipa.open_get_bound_profile_package_response gives for the ASN.1 binding: the same
     scanner as ES9+ (es9p.open_bound_profile_package, ipa_core.json_stream), so the package
     is never whole in RAM. A "Failed" header -> EimError (with status_code_data), checked
     in front of the package or, when it comes after, before the package's last bytes go
-    out; transactionId (optional here) likewise, else the one in InitialiseSecureChannel."""
+    out; transactionId (optional here; compared with `transaction_id`, the session's, when
+    given) likewise, else the one in InitialiseSecureChannel is returned."""
     f = "getBoundProfilePackage"
     what = "%s JSON body" % spec_name(f)
 
@@ -590,8 +592,13 @@ def open_get_bound_profile_package_response(reader, max_segment=None, max_packag
         if failed is not None:
             raise _eim_error(f, _failure_code(f, failed), dec.GET_BOUND_PROFILE_PACKAGE_ERROR,
                              failed)
-        if obj.get("transactionId") is not None:
-            unhex(obj["transactionId"], what + ".transactionId")
+        tid = obj.get("transactionId")
+        if tid is None:
+            return
+        got = unhex(tid, what + ".transactionId")
+        if transaction_id is not None and got != bytes(transaction_id):
+            raise ProtocolError("%s: transactionId %s, expected the session's %s"
+                                % (what, tid, hexlify(transaction_id).decode().upper()))
 
     members, segs = open_bound_profile_package(reader, what, check, max_package, max_segment)
     tid = members.get("transactionId")

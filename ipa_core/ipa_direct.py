@@ -77,7 +77,7 @@ class DirectTransport:
         self.calls += 1
         status, reader = post_stream(self.network, es9p.path(f), body, es9p.CONTENT_TYPE,
                                      es9p.HEADERS)
-        if status != 200:
+        if status not in (200, 204):  # 204: no body, refused as such by the scanner
             try:
                 rbody = _read_some(reader, MAX_ERROR_BODY)
             finally:

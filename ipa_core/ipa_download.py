@@ -152,7 +152,7 @@ class IndirectTransport:
             from ipa_core import esipa_json
 
             return esipa_json.open_get_bound_profile_package_response(
-                post_stream(f, msg), self.max_segment, limit)
+                post_stream(f, msg), self.max_segment, limit, transaction_id)
         return esipa.open_get_bound_profile_package_response(post_stream(f, msg),
                                                              self.max_segment, limit)
 

@@ -197,7 +197,7 @@ class Member:
             name = _load(_value_text(src, 256, "a member name"), src, "a member name")
             src.expect(58, "':' after member %r" % name)
             if name == self.key:
-                if self.done or self._carry is None:
+                if self.done:
                     src.fail("one %r" % name, "a second one")
                 src.expect(34, "the base64 string of %r" % name)
                 return True

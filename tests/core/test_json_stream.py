@@ -281,3 +281,13 @@ def test_a_400_kb_package_streams_with_a_flat_working_set():
     finally:
         if tracing:
             tracemalloc.stop()
+
+
+def test_esipa_json_transaction_id_after_the_package_is_compared_with_the_session():
+    bpp = make_bpp(3, 300)
+    r = esipa_json.open_get_bound_profile_package_response(
+        ChunkyReader(answer(bpp, ("boundProfilePackage", "transactionId"), tid="02" * 16)),
+        transaction_id=TID)
+    assert r["transactionId"] == TID  # BF23's, until the member comes
+    e = raises(ProtocolError, drain, r["segments"])
+    assert "expected the session's " + TID_HEX.upper() in str(e)
