@@ -15,6 +15,7 @@ def test_defaults_without_a_file():
     cfg = load_config(None)
     assert cfg["card"]["spec"] == "sim" and cfg["eim"]["binding"] == "asn1"
     assert cfg["ipa"]["poll_interval"] == 60
+    assert cfg["download"]["max_package"] == 4 * 1024 * 1024
 
 
 def test_file_overlays_defaults(tmp_path):
@@ -30,6 +31,8 @@ def test_file_overlays_defaults(tmp_path):
     ("[card]\nspek='sim'\n", r"unknown key \[card\] spek"),
     ("[eim]\nbinding='xml'\n", r"binding = 'xml': expected one of asn1, json"),
     ("[card]\nsegment_size=300\n", r"segment_size = 300: expected a whole number 1..255"),
+    ("[download]\nmax_package=100\n",
+     r"max_package = 100: expected a whole number 1024..16777215"),
     ("[eim]\nallow_http='yes'\n", r"allow_http = 'yes': expected true or false"),
     ("[ipa]\npoll_interval=100\nmax_interval=10\n", "max_interval 10 is below poll_interval 100"),
     ("[card\n", "not valid TOML"),
