@@ -89,7 +89,7 @@ class Es9Error(FunctionError):
     message and status are the header's words.
     """
 
-    def __init__(self, function, status, scd, names=None):
+    def __init__(self, function, status, scd, names=None, codes=None, spec=None):
         scd = scd if isinstance(scd, dict) else {}
         self.status = status
         self.subject_code = scd.get("subjectCode")
@@ -97,7 +97,8 @@ class Es9Error(FunctionError):
         self.subject_identifier = scd.get("subjectIdentifier")
         self.message = scd.get("message")
         self.status_code_data = scd
-        code = STATUS_CODES.get(function, {}).get(status_key(scd), 127)
+        code = (STATUS_CODES if codes is None else codes).get(function, {}).get(status_key(scd),
+                                                                               127)
         name = (names or {}).get(code) or "undefinedError"
         detail = "%s, subjectCode %s reasonCode %s" % (_word(status), _word(self.subject_code),
                                                        _word(self.reason_code))
@@ -105,7 +106,7 @@ class Es9Error(FunctionError):
             detail += " (%s)" % _word(self.subject_identifier)
         if self.message:
             detail += ": %s" % _word(self.message, 200)
-        super().__init__(spec_name(function), code, "%s [%s]" % (name, detail))
+        super().__init__(spec or spec_name(function), code, "%s [%s]" % (name, detail))
 
 
 def status_key(scd):
@@ -239,10 +240,17 @@ def cancel_session_request(transaction_id, cancel_session_response, requester=No
 def load(function, body, max_body=None):
     """A response body (bytes/str; empty = {}) -> dict, after the status check (Es9Error).
     At most max_body (default MAX_BODY) bytes."""
-    what = "%s response" % spec_name(function)
+    obj = parse_body("%s response" % spec_name(function), body, max_body)
+    check_status(function, obj)
+    return obj
+
+
+def parse_body(what, body, limit=None):
+    """A JSON response body (bytes/str; empty = {}) of at most `limit` bytes (MAX_BODY) ->
+    dict; no status check (ES11 shares it: ipa_core.es11)."""
+    limit = limit or MAX_BODY
     if body is None:
         body = b""
-    limit = max_body or MAX_BODY
     if len(body) > limit:
         raise ProtocolError("%s: a body of %d bytes, expected at most %d"
                             % (what, len(body), limit))
@@ -259,25 +267,32 @@ def load(function, body, max_body=None):
         raise ProtocolError("%s: the body is not JSON: %r" % (what, body[:60]))
     if not isinstance(obj, dict):
         raise ProtocolError("%s: expected a JSON object, got %r" % (what, body[:60]))
-    check_status(function, obj)
     return obj
 
 
-def check_status(function, obj):
-    """Raise Es9Error for a header.functionExecutionStatus other than Executed-*."""
-    what = "%s response" % spec_name(function)
+def failed_status(what, obj):
+    """header.functionExecutionStatus -> None for Executed-*, else (status, statusCodeData)
+    of a "Failed" or "Expired" answer; anything else is a ProtocolError."""
     h = obj.get("header")
     if h is None:
-        return  # some servers leave it out on success; the body decides
+        return None  # some servers leave it out on success; the body decides
     fes = h.get("functionExecutionStatus") if isinstance(h, dict) else None
     if not isinstance(fes, dict):
         raise ProtocolError("%s: header without functionExecutionStatus" % what)
     status = fes.get("status")
     if status in ("Executed-Success", "Executed-WithWarning"):
-        return
+        return None
     if status not in ("Failed", "Expired"):
         raise ProtocolError("%s: functionExecutionStatus.status %r, expected Executed-Success,"
                             " Executed-WithWarning, Failed or Expired" % (what, status))
+    return status, fes.get("statusCodeData")
+
+
+def check_status(function, obj):
+    """Raise Es9Error for a header.functionExecutionStatus other than Executed-*."""
+    failed = failed_status("%s response" % spec_name(function), obj)
+    if failed is None:
+        return
     from ipa_core.esipa_decode import (AUTHENTICATE_CLIENT_ERROR, CANCEL_SESSION_ERROR,
                                        GET_BOUND_PROFILE_PACKAGE_ERROR,
                                        INITIATE_AUTHENTICATION_ERROR)
@@ -285,7 +300,7 @@ def check_status(function, obj):
              "authenticateClient": AUTHENTICATE_CLIENT_ERROR,
              "getBoundProfilePackage": GET_BOUND_PROFILE_PACKAGE_ERROR,
              "cancelSession": CANCEL_SESSION_ERROR}.get(function)
-    raise Es9Error(function, status, fes.get("statusCodeData"), names)
+    raise Es9Error(function, failed[0], failed[1], names)
 
 
 def _need(obj, key, what):
@@ -336,8 +351,11 @@ def decode_initiate_authentication_response(body):
     "serverSignature1" '5F37', "euiccCiPKIdToBeUsed" '04', "serverCertificate" '30' (raw TLVs
     for es10.authenticate_server), "serverAddress", "euiccChallenge" (from serverSigned1)}."""
     f = "initiateAuthentication"
-    what = spec_name(f) + " response"
-    obj = load(f, body)
+    return initiate_authentication_fields(load(f, body), spec_name(f) + " response")
+
+
+def initiate_authentication_fields(obj, what):
+    """The checked fields of an InitiateAuthentication answer (ES9+ and ES11 alike)."""
     out = {"transactionId": _tid(obj, what, None),
            "serverSigned1": _tlv_field(obj, ("serverSigned1",), (0x30,), what, MAX_SMALL),
            "serverSignature1": _tlv_field(obj, ("serverSignature1",), (0x5F37,), what,

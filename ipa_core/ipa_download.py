@@ -378,11 +378,16 @@ class DownloadHandler:
                           indirectProfileDownload, from ipa.eim);
       contactDefaultSmdp  the eUICC's defaultDpAddress (ES10a.GetEuiccConfiguredAddresses),
                           no matchingId;
-      contactSmds         not supported: profileDownloadError undefinedError;
+      contactSmds         Event Retrieval at smdsAddress, else the eUICC's rootDsAddress
+                          (ipa_core.ipa_smds), then the download of the first event
+                          (matchingId = eventId) from its SM-DP+, always direct: the
+                          eIM-relayed SM-DS (authenticateClientOkDSEsipa) is not done, so
+                          an indirect setting refuses it; no event is an error; the
+                          events after the first stay on the SM-DS for the next trigger;
       (none)              indirect only: the eIM knows what to download.
     Result: the PIR (success or its error result) verbatim, or profileDownloadError
     undefinedError; eimTransactionId echoed. `last` keeps the last result dict or
-    error for the host's summary. network_factory(smdp_address) -> a network for
+    error for the host's summary (with "smds": the retrieval, for contactSmds). network_factory(address) -> a network for
     DirectTransport (closed after the download if it has close()).
     """
 
@@ -395,6 +400,7 @@ class DownloadHandler:
         self.progress = progress
         self.device_info = device_info
         self.last = None
+        self.smds = None
 
     def _log(self, level, msg):
         self.ipa.note(level, msg)
@@ -406,8 +412,11 @@ class DownloadHandler:
 
     def __call__(self, req):
         tid = req.get("eimTransactionId")
+        self.smds = None
         try:
             self.last = self._download(req, tid)
+            if self.smds is not None:
+                self.last["smds"] = self.smds
             pir = self.last["pir"]
             return esipa.profile_download_trigger_result(profile_installation_result=pir["raw"],
                                                          eim_transaction_id=tid)
@@ -435,14 +444,21 @@ class DownloadHandler:
             if not addr:
                 raise IpaError("contactDefaultSmdp: the eUICC has no default SM-DP+ address")
             kw["smdp_address"] = addr
+        elif "contactSmds" in pdd:
+            if indirect:
+                raise IpaError("contactSmds: an SM-DS relayed by the eIM is not supported; "
+                               "set the profile download to direct")
+            kw["smds"] = (pdd["contactSmds"].get("smdsAddress")
+                          or es10.get_euicc_configured_addresses(ipa.session)["rootDsAddress"])
         else:
-            raise IpaError("profileDownloadData %s: not supported (SM-DS)"
-                           % ", ".join(sorted(pdd)))
+            raise IpaError("profileDownloadData %s: not supported" % ", ".join(sorted(pdd)))
         info = self.device_info or ipa.config.get("device_info") or {}
         kw.update(tac=info.get("tac"), device_capabilities=info.get("deviceCapabilities"),
                   imei=info.get("imei"), progress=self.progress,
                   immediate_enable=self.immediate_enable,
                   refresh_flag=ipa.config.get("refresh_flag", True), log=ipa.note)
+        if "smds" in kw:
+            self._event(kw)
         if indirect:
             return download(ipa.session, IndirectTransport(ipa, tid), **kw)
         if self.network_factory is None:
@@ -456,9 +472,28 @@ class DownloadHandler:
             return download(ipa.session, DirectTransport(
                 network, max_package=ipa.config.get("max_package")), **kw)
         finally:
-            close = getattr(network, "close", None)
-            if close is not None:
-                close()
+            _close(network)
+
+    def _event(self, kw):
+        """contactSmds: the first event at the SM-DS kw.pop("smds") -> kw's smdp_address and
+        matching_id (its eventId); the retrieval's answer in self.smds."""
+        from ipa_core.ipa_smds import retrieve_events
+
+        address = kw.pop("smds")
+        if self.network_factory is None:
+            raise IpaError("contactSmds: no way to reach the SM-DS (network_factory)")
+        network = self.network_factory(address)
+        try:
+            self.smds = retrieve_events(self.ipa.session, network, address,
+                                        kw["tac"] or DEFAULT_TAC,
+                                        DEFAULT_CAPABILITIES if kw["device_capabilities"] is None
+                                        else kw["device_capabilities"], kw["imei"], kw["log"])
+        finally:
+            _close(network)
+        if not self.smds["eventEntries"]:
+            raise IpaError("contactSmds: the SM-DS %s has no event for this eUICC" % address)
+        ev = self.smds["eventEntries"][0]
+        kw["smdp_address"], kw["matching_id"] = ev["rspServerAddress"], ev["eventId"]
 
 
 def __getattr__(name):
