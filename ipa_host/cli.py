@@ -26,6 +26,7 @@ examples:
   ipa run                          poll for ever with back-off (for systemd, docs/cli.md)
   ipa notifications process        deliver pending notifications to the eIM
   ipa download 'LPA:1$smdp.example.com$MATCHING-ID'   install a profile from the SM-DP+
+  ipa download --smds              install what the eUICC's root SM-DS announces for it
   ipa --trace info                 show every APDU on stderr
   ipa euicc certs                  lab commands: one ES10 function each (ipa euicc --help)
   ipa --card at:/dev/ttyUSB2 --network modem --ca-file eim-ca.pem poll
@@ -424,12 +425,20 @@ def cmd_notifications(a, st, out):
 
 def add_download_parser(sub):
     d = sub.add_parser(
-        "download", help="download and install a profile from an activation code",
+        "download", help="download and install a profile from an activation code or an SM-DS",
         description="Profile download (SGP.32 3.2.3): directly from the SM-DP+ over ES9+ "
-                    "(default), or relayed by the eIM over ESipa (--indirect). The progress "
-                    "of the bound profile package goes to stderr.")
-    d.add_argument("activation_code", metavar="ACTIVATION-CODE",
+                    "(default), or relayed by the eIM over ESipa (--indirect); or every "
+                    "profile an SM-DS announces for this eUICC (--smds, ES11). The progress "
+                    "of the bound profile package goes to stderr. Exit 4: the SM-DS had no "
+                    "event for this eUICC.")
+    d.add_argument("activation_code", metavar="ACTIVATION-CODE", nargs="?",
                    help="LPA:1$<SM-DP+ address>$<matchingId>[$<OID>[$1]] (LPA: optional)")
+    d.add_argument("--smds", metavar="ADDRESS", nargs="?", const="",
+                   help="instead of an activation code: ask this SM-DS (default: the eUICC's "
+                        "root SM-DS) for the events of this eUICC and download each from its "
+                        "SM-DP+ (TLS trust: --smdp-ca-file, as for SM-DP+ servers)")
+    d.add_argument("--first", action="store_true",
+                   help="with --smds: download the first event only (the others stay there)")
     d.add_argument("--confirmation-code", metavar="CODE",
                    help="confirmation code, if the SM-DP+ asks for one")
     d.add_argument("--enable", action="store_true",
@@ -490,12 +499,23 @@ def cmd_download(a, st, out):
     from ipa_core import ipa_download as dl
     from ipa_core.ipa_direct import DirectTransport
 
-    ac = activation.parse(a.activation_code)  # ValueError: exit 2 with the reason
-    kw = {"activation": ac, "confirmation_code": a.confirmation_code, "imei": a.imei,
+    if (a.smds is None) == (a.activation_code is None):
+        raise ValueError("download: give an activation code or --smds [ADDRESS], one of them")
+    if a.smds is not None and a.indirect:
+        raise ValueError("download --smds: the SM-DS is reached directly; --indirect does not "
+                         "apply")
+    if a.first and a.smds is None:
+        raise ValueError("download --first: only with --smds")
+    kw = {"confirmation_code": a.confirmation_code, "imei": a.imei,
           "immediate_enable": a.enable, "refresh_flag": st.refresh_flag,
           "progress": ProgressBar(sys.stderr),
           "log": lambda level, msg: runner.log.log(
               {"debug": 10, "info": 20, "warning": 30}.get(level, 40), msg)}
+    if a.smds is not None:
+        from ipa_host.smds_download import download_from_smds
+
+        return download_from_smds(a, st, out, kw)
+    kw["activation"] = ac = activation.parse(a.activation_code)  # ValueError: exit 2
     try:
         if a.indirect:
             with runner.IpaHost(st) as h:

@@ -7,6 +7,7 @@
     ipa-sim eim serve --dir DIR       the simulated eIM (ESipa over HTTPS); also
     ipa-sim eim psmo|eco|results ...  its operator commands
     ipa-sim smdpp serve --dir DIR     the simulated SM-DP+ (ES9+ over HTTPS, real binding)
+    ipa-sim smds serve --dir DIR      the simulated SM-DS (ES11 and ES12 over HTTPS)
 """
 import sys
 
@@ -17,6 +18,7 @@ COMMANDS = {
     "modem": ("ipa_host.sim.modem.modem", "modem_main", "run a simulated modem on a pty"),
     "eim": ("ipa_host.sim.eim.eim", "eim_main", "run or operate the simulated eIM"),
     "smdpp": ("ipa_host.sim.smdpp.smdpp", "smdpp_main", "run the simulated SM-DP+ (ES9+ over HTTPS)"),
+    "smds": ("ipa_host.sim.smds.smds", "smds_main", "run the simulated SM-DS (ES11/ES12 over HTTPS)"),
 }
 
 

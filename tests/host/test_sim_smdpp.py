@@ -181,8 +181,8 @@ def download(dp, pki_dir, matching_id, cc=None):
 def test_smdp_certificates_chain_to_the_ci_and_carry_roles(pki_dir, tmp_path):
     paths = pki_smdp.create_smdp_pki(str(tmp_path), pki_dir)
     m = pki_smdp.load_smdp_pki(str(tmp_path), pki_dir)
-    for role, oid in pki_smdp.ROLE_OID.items():
-        cert = m[role + "_cert"]
+    for role in pki_smdp.NAMES:
+        cert, oid = m[role + "_cert"], pki_smdp.ROLE_OID[role]
         assert pki.verify(m["ci_cert"], cert.tbs_certificate_bytes, cert.signature)
         pol = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
         assert [p.policy_identifier.dotted_string for p in pol] == [oid]
@@ -193,6 +193,20 @@ def test_smdp_certificates_chain_to_the_ci_and_carry_roles(pki_dir, tmp_path):
     assert open(paths["dpauth.crt"], "rb").read() == before
     with pytest.raises(ValueError, match="ci.crt"):
         pki_smdp.create_smdp_pki(str(tmp_path / "x"), str(tmp_path / "empty"))
+
+
+def test_smds_certificates_carry_the_ds_roles_and_oid(pki_dir, tmp_path):
+    pki_smdp.create_smdp_pki(str(tmp_path), pki_dir, smdp_oid=pki_smdp.DS_OID,
+                             roles=pki_smdp.DS_NAMES)
+    m = pki_smdp.load_smdp_pki(str(tmp_path), pki_dir, roles=pki_smdp.DS_NAMES)
+    assert m["smdp_oid"] == "2.999.20"
+    for role, oid in (("dsauth", "2.23.146.1.2.1.7"), ("dstls", "2.23.146.1.2.1.6")):
+        cert = m[role + "_cert"]
+        assert pki.verify(m["ci_cert"], cert.tbs_certificate_bytes, cert.signature)
+        pol = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+        assert [p.policy_identifier.dotted_string for p in pol] == [oid]
+        assert "SM-DS" in cert.subject.rfc4514_string()
+    assert not os.path.exists(os.path.join(str(tmp_path), "dpauth.crt"))
 
 
 @pytest.mark.parametrize("size", [0, 5000, 100_000])

@@ -232,6 +232,15 @@ class VirtualEuicc:
 
     # -- set-up helpers (not part of the card's interface) ------------------------------------
 
+    def set_root_ds_address(self, address):
+        """The root SM-DS address of ES10a.GetEuiccConfiguredAddresses (set at manufacture:
+        SGP.22 gives no ES10 function to change it)."""
+        if not isinstance(address, str) or not 0 < len(address.encode("utf-8")) <= 255:
+            raise ValueError("root SM-DS address: expected 1..255 bytes of text, got %r"
+                             % (address,))
+        self.state.data["root_ds_address"] = address
+        self._save()
+
     def load_profiles(self, path_or_list):
         """Replace the profiles with pre-loaded ones from a JSON file or a list of dicts.
 
@@ -345,6 +354,8 @@ def euicc_main(argv=None):
             s.add_argument("--eim-fqdn", help="the eIM's FQDN")
             s.add_argument("--association-token", action="store_true",
                            help="let the eUICC generate an associationToken for the eIM")
+            s.add_argument("--root-ds", metavar="ADDRESS",
+                           help="the root SM-DS address (GetEuiccConfiguredAddresses)")
         if name == "apdu":
             s.add_argument("apdus", nargs="+", help="APDUs in hex, or - for stdin")
     args = ap.parse_args(argv)
@@ -355,6 +366,8 @@ def euicc_main(argv=None):
         if args.cmd == "init":
             if args.profiles:
                 card.load_profiles(args.profiles)
+            if args.root_ds:
+                card.set_root_ds_address(args.root_ds)
             if args.eim_id:
                 token = card.add_eim(args.eim_id, pki.load_certificate(os.path.join(args.pki, "eim.crt")),
                                      fqdn=args.eim_fqdn, association_token=args.association_token)

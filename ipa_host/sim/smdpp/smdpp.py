@@ -15,6 +15,7 @@ profile_package.py (the profile and its metadata).
 CLI (the lead wires it as `ipa-sim smdpp`):
 
     smdpp serve --dir DIR --pki PKI [--port P] [--profile MATCHING_ID=ICCID[:SIZE[:CC]]] [--ppk]
+                [--smds ADDRESS --eid EID]   (each profile announced at the SM-DS for EID)
 """
 
 import argparse
@@ -28,7 +29,7 @@ import threading
 import time
 
 from ipa_host.sim import pki
-from ipa_host.sim.smdpp import pki_smdp
+from ipa_host.sim.smdpp import pki_smdp, smdpp_es12
 from ipa_host.sim.eim.eim_http import Server
 from ipa_host.sim.smdpp.smdpp_es9 import Es9Service
 from ipa_host.sim.smdpp.smdpp_http import Es9Handler
@@ -37,10 +38,19 @@ log = logging.getLogger("ipa_host.sim.smdpp.smdpp")
 
 
 class SmdpServer:
-    """The SM-DP+ simulator: folder for its certificates, the CI from pki_dir."""
+    """The SM-DP+ simulator: folder for its certificates, the CI from pki_dir.
+
+    smds_address: an SM-DS (host:port, trusted through the same CI) where register_event
+    announces a profile for an EID with ES12.RegisterEvent and where the event is deleted
+    (ES12.DeleteEvent) once that profile's bound package was handed out.
+    The SM-DS simulator (ipa_host.sim.smds) is this server with other roles and service."""
+
+    HANDLER = Es9Handler
+    ROLES = pki_smdp.NAMES  # the TLS role last
+    NAME = "smdpp"
 
     def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, use_ppk=False, tls_names=(),
-                 idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID):
+                 idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID, smds_address=None):
         self.folder = str(folder)
         self.pki_dir = str(pki_dir)
         self.host = host
@@ -48,8 +58,11 @@ class SmdpServer:
         self.use_ppk = use_ppk
         self.idle_timeout = idle_timeout
         names = [host] + [n for n in tls_names if n != host]
-        pki_smdp.create_smdp_pki(self.folder, self.pki_dir, smdp_oid=smdp_oid, names=names)
-        self.material = pki_smdp.load_smdp_pki(self.folder, self.pki_dir)
+        pki_smdp.create_smdp_pki(self.folder, self.pki_dir, smdp_oid=smdp_oid, names=names,
+                                 roles=self.ROLES)
+        self.material = pki_smdp.load_smdp_pki(self.folder, self.pki_dir, roles=self.ROLES)
+        self.smds_address = smds_address
+        self.es12 = collections.deque(maxlen=1000)  # ES12 calls to the SM-DS and their outcome
         self.service = None
         self.requests = collections.deque(maxlen=1000)
         self.faults = {}  # function -> fault(body) -> (body, cut): broken answers (smdpp_http)
@@ -66,18 +79,24 @@ class SmdpServer:
             return self
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(self.material["dptls_crt_path"], self.material["dptls_key_path"])
+        tls = self.ROLES[-1]
+        ctx.load_cert_chain(self.material[tls + "_crt_path"], self.material[tls + "_key_path"])
         ctx.set_alpn_protocols(["http/1.1"])
-        self._server = Server((self.host, self.port), Es9Handler, self, ctx, self.idle_timeout)
+        self._server = Server((self.host, self.port), self.HANDLER, self, ctx, self.idle_timeout)
         self.port = self._server.server_address[1]
-        self.service = Es9Service(self.material, self.address, use_ppk=self.use_ppk)
-        for args, kw in self._pending:
-            self.service.add_profile(*args, **kw)
+        self.service = self._service()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="smdpp-%d" % self.port, daemon=True)
+                                        name="%s-%d" % (self.NAME, self.port), daemon=True)
         self._thread.start()
-        log.info("SM-DP+ serving ES9+ at %s (serverAddress %s)", self.url, self.address)
+        log.info("%s serving at %s (serverAddress %s)", self.HANDLER.PEER, self.url, self.address)
         return self
+
+    def _service(self):
+        svc = Es9Service(self.material, self.address, use_ppk=self.use_ppk)
+        svc.on_bound = self._bound
+        for args, kw in self._pending:
+            svc.add_profile(*args, **kw)
+        return svc
 
     def stop(self):
         if self._server is None:
@@ -133,6 +152,47 @@ class SmdpServer:
     def events(self):
         return list(self.service.events) if self.service else []
 
+    # ---- events at the SM-DS (ES12) -------------------------------------------------------------
+
+    def register_event(self, matching_id, eid=None):
+        """ES12.RegisterEvent at smds_address: eventId = the profile's matchingId (what the
+        eUICC then presents as matchingId), for `eid` or the profile's EID. Raises
+        ValueError when the SM-DS refuses or cannot be reached."""
+        p = self.profile(matching_id) if self.service else None
+        if p is None:
+            raise ValueError("register_event: no profile %r (start the server first)" % matching_id)
+        eid = eid or p["eid"]
+        if not eid:
+            raise ValueError("register_event: profile %r has no EID, give one" % matching_id)
+        self._es12("registerEvent", {"eid": eid, "rspServerAddress": self.address,
+                                     "eventId": matching_id})
+        p["event"] = {"eid": eid, "eventId": matching_id}
+
+    def _bound(self, profile):
+        """The bound package of `profile` went out: its event at the SM-DS has served."""
+        ev = profile.pop("event", None)
+        if ev is not None:
+            try:
+                self._es12("deleteEvent", ev)
+            except ValueError as e:
+                log.warning("ES12.DeleteEvent: %s", e)
+
+    def _es12(self, function, obj):
+        if not self.smds_address:
+            raise ValueError("ES12.%s: no SM-DS address configured" % function)
+        rec = {"time": time.time(), "function": function, "request": dict(obj), "ok": False}
+        self.es12.append(rec)
+        try:
+            status, answer = smdpp_es12.call(self.smds_address, self.tls_ca_path, function, obj)
+        except (OSError, ValueError) as e:
+            rec["error"] = str(e)
+            raise ValueError("ES12.%s at %s: %s" % (function, self.smds_address, e))
+        rec["status"] = answer
+        if status != 200 or answer != "Executed-Success":
+            rec["error"] = "HTTP %s, %s" % (status, answer)
+            raise ValueError("ES12.%s at %s: %s" % (function, self.smds_address, rec["error"]))
+        rec["ok"] = True
+
     @property
     def notifications(self):
         return list(self.service.notifications) if self.service else []
@@ -175,19 +235,30 @@ def smdpp_main(argv=None):
     s.add_argument("--profile", action="append", type=_profile_arg, default=[],
                    help="offer a profile: MATCHING_ID=ICCID[:SIZE[:CC]] (repeatable)")
     s.add_argument("--ppk", action="store_true", help="protect the profile with ReplaceSessionKeys (PPK)")
+    s.add_argument("--smds", metavar="ADDRESS", help="register an event for each --profile at this "
+                   "SM-DS (ES12.RegisterEvent; its TLS certificate must chain to the CI of --pki)")
+    s.add_argument("--eid", help="the EID the profiles and their SM-DS events are for (with --smds)")
     s.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if bool(args.smds) != bool(args.eid):
+        ap.error("--smds and --eid go together")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
-        dp = SmdpServer(args.dir, args.pki, host=args.host, port=args.port, use_ppk=args.ppk).start()
+        dp = SmdpServer(args.dir, args.pki, host=args.host, port=args.port, use_ppk=args.ppk,
+                        smds_address=args.smds).start()
         for mid, iccid, size, cc in args.profile:
-            dp.add_profile(mid, iccid, "Test profile " + mid, size=size, cc=cc)
+            dp.add_profile(mid, iccid, "Test profile " + mid, size=size, cc=cc, eid=args.eid)
+            if args.smds:
+                dp.register_event(mid)
     except (OSError, ValueError) as e:
         print("ipa-sim smdpp: %s" % e, file=sys.stderr)
         return 2
     print("SM-DP+ at %s  address %s  TLS trust anchor %s" % (dp.url, dp.address, dp.tls_ca_path))
     for mid, _iccid, _size, cc in args.profile:
         print("activation code: LPA:1$%s$%s%s" % (dp.address, mid, "$$1" if cc else ""))
+        if args.smds:
+            print("event %s for EID %s registered at the SM-DS %s" % (mid, args.eid, args.smds))
+    sys.stdout.flush()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:

@@ -133,7 +133,19 @@ class Session:
 
 
 class Es9Service:
-    """The SM-DP+: profiles, sessions, notifications. Thread-safe (one lock)."""
+    """The SM-DP+: profiles, sessions, notifications. Thread-safe (one lock).
+
+    The class attributes below let the simulated SM-DS (ipa_host.sim.smds) share the
+    authentication half: its functions, status codes, address field and signing role."""
+
+    METHODS = {"initiateAuthentication": "initiate_authentication",
+               "authenticateClient": "authenticate_client",
+               "getBoundProfilePackage": "get_bound_profile_package",
+               "handleNotification": "handle_notification", "cancelSession": "cancel_session"}
+    ERRORS = ERRORS
+    ADDRESS_FIELD = "smdpAddress"
+    ADDRESS_ERROR = "invalidDpAddress"
+    AUTH_ROLE = "dpauth"
 
     def __init__(self, material, address, host_id=b"ipa-iot-smdp", use_ppk=False, aliases=()):
         self.m = material
@@ -147,6 +159,7 @@ class Es9Service:
         self.sessions = collections.OrderedDict()
         self.notifications = []
         self.events = []
+        self.on_bound = None  # on_bound(profile): its bound package went out (SM-DS event)
         self.lock = threading.Lock()
 
     # ---- profiles ----------------------------------------------------------------------
@@ -174,13 +187,7 @@ class Es9Service:
     # ---- dispatch ------------------------------------------------------------------------
 
     def handle(self, function, obj):
-        fn = {"initiateAuthentication": self.initiate_authentication,
-              "authenticateClient": self.authenticate_client,
-              "getBoundProfilePackage": self.get_bound_profile_package,
-              "handleNotification": self.handle_notification,
-              "cancelSession": self.cancel_session}.get(function)
-        if fn is None:
-            raise KeyError(function)
+        fn = getattr(self, self.METHODS[function])  # KeyError: not a function of this server
         ev = {"time": time.time(), "function": function, "status": None, "error": None, "transactionId": None}
         with self.lock:
             self._expire()
@@ -193,7 +200,7 @@ class Es9Service:
                 out.update(answer)
                 return 200, out
             except Es9Failed as e:
-                subject, reason = ERRORS[e.name]
+                subject, reason = self.ERRORS[e.name]
                 ev["status"], ev["error"] = "Failed", e.name
                 return 200, {"header": {"functionExecutionStatus": {
                     "status": "Failed",
@@ -224,12 +231,13 @@ class Es9Service:
 
     def initiate_authentication(self, obj, ev):
         challenge = _field(obj, "euiccChallenge", max_len=64)
-        address = _field(obj, "smdpAddress", "str", 255)
+        address = _field(obj, self.ADDRESS_FIELD, "str", 255)
         info1 = _tlv(_field(obj, "euiccInfo1", max_len=4096), 0xBF20, "euiccInfo1")
         if len(challenge) != 16:
             raise Es9Refused("euiccChallenge: expected 16 bytes, found %d" % len(challenge))
         if address != self.address and address not in self.aliases:
-            raise Es9Failed("invalidDpAddress", "smdpAddress %r is not this SM-DP+ (%s)" % (address, self.address))
+            raise Es9Failed(self.ADDRESS_ERROR, "%s %r is not this server (%s)"
+                            % (self.ADDRESS_FIELD, address, self.address))
         signing = _need(info1, 0xAA, "euiccCiPKIdListForSigning")
         verification = info1.find(0xA9)
         skis = [c.value for c in signing]
@@ -242,11 +250,15 @@ class Es9Service:
         self.sessions[tid] = s
         signed1 = tlv.enc(0x30, tlv.encode(0x80, tid), tlv.encode(0x81, challenge),
                           tlv.encode(0x83, self.address.encode("utf-8")), tlv.encode(0x84, s.server_challenge))
-        sig = pki.sign_raw(self.m["dpauth_key"], signed1)
+        sig = self._sign1(signed1)
         return {"transactionId": tid.hex().upper(), "serverSigned1": _b64(signed1),
                 "serverSignature1": _b64(tlv.encode(0x5F37, sig)),
                 "euiccCiPKIdToBeUsed": _b64(tlv.encode(0x04, self.ci_ski)),
-                "serverCertificate": _b64(pki.certificate_der(self.m["dpauth_cert"]))}
+                "serverCertificate": _b64(pki.certificate_der(self.m[self.AUTH_ROLE + "_cert"]))}
+
+    def _sign1(self, signed1):
+        """serverSignature1 (raw r||s) over serverSigned1 with the authentication key."""
+        return pki.sign_raw(self.m[self.AUTH_ROLE + "_key"], signed1)
 
     # ---- ES9+.AuthenticateClient (5.6.2) ------------------------------------------------------
 
@@ -272,7 +284,9 @@ class Es9Service:
             raise Es9Failed("euiccCertificateInvalid", "eUICC certificate has no 32-digit EID, found %r" % eid)
         return euicc, eid
 
-    def authenticate_client(self, obj, ev):
+    def _authenticate_euicc(self, obj, ev):
+        """The checks of AuthenticateClient common to SM-DP+ and SM-DS -> (session, eUICC
+        certificate, EID, euiccSigned1, euiccSignature1 TLV)."""
         s = self._session(obj, ev, "authenticating")
         resp = _tlv(_field(obj, "authenticateServerResponse", max_len=16384), 0xBF38, "authenticateServerResponse")
         kids = resp.children()
@@ -296,7 +310,11 @@ class Es9Service:
         if _need(signed1, 0x84, "serverChallenge").value != s.server_challenge:
             raise Es9Failed("euiccSignatureInvalid", "euiccSigned1 serverChallenge is not the one sent")
         if _need(signed1, 0x83, "serverAddress").as_str() != self.address:
-            raise Es9Failed("invalidDpAddress", "euiccSigned1 serverAddress is not this SM-DP+")
+            raise Es9Failed(self.ADDRESS_ERROR, "euiccSigned1 serverAddress is not this server")
+        return s, euicc, eid, signed1, sig1
+
+    def authenticate_client(self, obj, ev):
+        s, euicc, eid, signed1, sig1 = self._authenticate_euicc(obj, ev)
         ctx = signed1.find(0xA0)
         matching = ctx.find(0x80) if ctx is not None else None
         matching_id = matching.as_str() if matching is not None else ""
@@ -377,6 +395,8 @@ class Es9Service:
         bpp = tlv.encode(0xBF36, b"".join(parts))
         s.state = "bound"
         ev["bppSize"] = len(bpp)
+        if self.on_bound is not None:
+            self.on_bound(p)
         return {"transactionId": s.tid.hex().upper(), "boundProfilePackage": _b64(bpp)}
 
     def _end(self, s, profile_state):

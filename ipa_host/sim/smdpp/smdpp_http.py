@@ -37,6 +37,8 @@ FUNCTIONS = ("initiateAuthentication", "authenticateClient", "getBoundProfilePac
 class Es9Handler(_Base):
     server_version = "ipa-iot-smdpp-sim"
     _cut = None
+    PATHS = {PATH_PREFIX: FUNCTIONS}  # the SM-DS handler serves ES11 and ES12 the same way
+    PEER = "SM-DP+"
 
     def do_POST(self):
         rec = {"time": time.time(), "path": self.path, "function": None, "status": None,
@@ -56,7 +58,7 @@ class Es9Handler(_Base):
                 body, self._cut = fault(body)
             return status, body, "application/json;charset=UTF-8"
 
-        self.answer(rec, work, "SM-DP+")
+        self.answer(rec, work, self.PEER)
 
     def send(self, status, body=b"", content_type=None, extra=None):
         if self._cut is None or status != 200:
@@ -71,14 +73,17 @@ class Es9Handler(_Base):
 
     def _serve(self, rec):
         path = urlsplit(self.path).path
-        if not path.startswith(PATH_PREFIX):
+        prefix = path[:path.rfind("/") + 1]
+        if prefix not in self.PATHS:
             self.read_body(MAX_BODY)
-            raise HttpError(404, "unknown path %s: ES9+ is POST %s<function>" % (self.path[:80], PATH_PREFIX))
-        function = path[len(PATH_PREFIX):]
+            raise HttpError(404, "unknown path %s: expected POST %s<function>"
+                            % (self.path[:80], " or ".join(sorted(self.PATHS))))
+        function = path[len(prefix):]
         rec["function"] = function
         body = self.read_body(MAX_BODY)
-        if function not in FUNCTIONS:
-            raise HttpError(404, "unknown ES9+ function %r (known: %s)" % (function, ", ".join(FUNCTIONS)))
+        if function not in self.PATHS[prefix]:
+            raise HttpError(404, "unknown function %r under %s (known: %s)"
+                            % (function, prefix, ", ".join(self.PATHS[prefix])))
         proto = self.headers.get("X-Admin-Protocol")
         if not proto or not proto.strip().startswith("gsma/rsp/v"):
             raise HttpError(400, "X-Admin-Protocol: expected %s, got %r" % (ADMIN_PROTOCOL, proto))

@@ -1,0 +1,87 @@
+"""`ipa download --smds [ADDRESS]`: Event Retrieval at an SM-DS (SGP.22 3.6.2, ES11), then
+the download of each event from its SM-DP+ (matchingId = eventId), as a user expects of it.
+
+- ADDRESS defaults to the eUICC's root SM-DS (ES10a.GetEuiccConfiguredAddresses).
+- Every event is downloaded, in the SM-DS's order (`--first`: only the first); a failed
+  one does not stop the next: each has its result. The SM-DS keeps an event until its
+  SM-DP+ deletes it (ES12.DeleteEvent), so a failed one is offered again next time.
+- TLS trust for the SM-DS is the SM-DP+ one (--smdp-ca-file, else the system CAs): both
+  are RSP servers certified under the same GSMA CI.
+- Exit codes: 0 every event installed, 1 a retrieval or a download failed, 3 the SM-DS
+  could not be reached, 4 the SM-DS had no event for this eUICC (nothing done).
+"""
+
+import sys
+
+from ipa_core import activation, es10
+from ipa_core import ipa_download as dl
+from ipa_core import ipa_smds
+from ipa_core.errors import TransportError
+from ipa_core.ipa_direct import DirectTransport
+from ipa_host import runner
+from ipa_host.cli import _after_enable, emit, print_download
+
+NO_EVENT = 4
+
+
+def print_smds(r, out):
+    n = len(r["eventEntries"])
+    out.write("SM-DS          %s: %s\n" % (r["smdsAddress"], "%d event%s" % (n, "s" * (n != 1))
+                                           if n else "no event for this eUICC, nothing to "
+                                                     "download"))
+    if r.get("more"):
+        out.write("               %d more left at the SM-DS (at most %d at a time)\n"
+                  % (r["more"], len(r["eventEntries"])))
+    for d in r["downloads"]:
+        out.write("\nevent          %s at %s\n" % (d["eventId"], d["smdpAddress"]))
+        if "stage" in d:
+            out.write("failed         at %s: %s\n" % (d["stage"], d["error"]))
+        else:
+            print_download(d, out)
+
+
+def _download_event(st, session, ev, kw):
+    """One event -> the download's result dict, or {"ok": False, "stage", "error", "result"}."""
+    net = runner.build_smdp_network(st, ev["rspServerAddress"])
+    try:
+        return dl.download(session, DirectTransport(net), smdp_address=ev["rspServerAddress"],
+                           matching_id=ev["eventId"], **kw)
+    except dl.DownloadError as e:
+        sys.stderr.write("ipa: event %s: %s\n" % (ev["eventId"], e))
+        return {"ok": False, "stage": e.stage, "error": str(e.cause), "result": e.result,
+                "smdpAddress": ev["rspServerAddress"]}
+    finally:
+        net.close()
+
+
+def download_from_smds(a, st, out, kw):
+    """The command (see the module docstring); kw: dl.download's options from cmd_download."""
+    s = runner.open_session(st)
+    try:
+        address = a.smds or es10.get_euicc_configured_addresses(s)["rootDsAddress"]
+        activation.check_address(address, "SM-DS address")  # ValueError: exit 2
+        net = runner.build_smdp_network(st, address)
+        try:
+            r = ipa_smds.retrieve_events(s, net, address, dl.DEFAULT_TAC,
+                                         dl.DEFAULT_CAPABILITIES, a.imei, kw["log"])
+        except ipa_smds.SmdsError as e:
+            sys.stderr.write("ipa: %s\n" % e)
+            if a.json:
+                emit(a, out, {"ok": False, "smdsAddress": address, "stage": e.stage,
+                              "error": str(e.cause)}, lambda d, o: None)
+            return 3 if isinstance(e.cause, TransportError) else 1
+        finally:
+            net.close()
+        r["downloads"] = []
+        for ev in r["eventEntries"][:1] if a.first else r["eventEntries"]:
+            d = _download_event(st, s, ev, kw)
+            d["eventId"] = ev["eventId"]
+            r["downloads"].append(d)
+            _after_enable(st, s, d)
+    finally:
+        s.close()
+    r["ok"] = bool(r["downloads"]) and all(d.get("ok") for d in r["downloads"])
+    emit(a, out, r, print_smds)
+    if not r["eventEntries"]:
+        return NO_EVENT
+    return 0 if r["ok"] else 1
