@@ -477,11 +477,11 @@ class DownloadHandler:
     def _event(self, kw):
         """contactSmds: the first event at the SM-DS kw.pop("smds") -> kw's smdp_address and
         matching_id (its eventId); the retrieval's answer in self.smds."""
+        address = kw.pop("smds")
+        if self.network_factory is None:  # a board without direct download stops here
+            raise IpaError("contactSmds: no way to reach the SM-DS (network_factory)")
         from ipa_core.ipa_smds import retrieve_events
 
-        address = kw.pop("smds")
-        if self.network_factory is None:
-            raise IpaError("contactSmds: no way to reach the SM-DS (network_factory)")
         network = self.network_factory(address)
         try:
             self.smds = retrieve_events(self.ipa.session, network, address,

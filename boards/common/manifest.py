@@ -15,7 +15,8 @@ module("ipa_board.py")
 module("uart_stream.py")
 
 # ESipa ASN.1 binding, the IPA procedures, indirect profile download. Left out on purpose:
-# esipa_json (JSON binding), es9p, json_stream and ipa_direct (direct download), coap, b64.
+# esipa_json (JSON binding), es9p, json_stream and ipa_direct (direct download), es11 and
+# ipa_smds (SM-DS discovery, direct only), coap, b64.
 # activation is in: an eIM's profileDownloadTriggerRequest may carry an Activation Code
 # for an indirect download too (ipa_download then imports it).
 core = [

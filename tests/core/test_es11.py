@@ -8,24 +8,19 @@ reason after telling the SM-DS. Plain functions with assert (pytest and MicroPyt
 """
 
 import json
-from binascii import b2a_base64, hexlify, unhexlify
+from binascii import hexlify, unhexlify
 
 from ipa_core import es11, ipa_smds, tlv
 from ipa_core.errors import FunctionError, ProtocolError
 
 from scripted import ScriptedSession
+from test_es9p import CERT, INFO1, PKID, SIG, b64, raises
 
 TID = unhexlify("00112233445566778899AABBCCDDEEFF")
 TID_HEX = "00112233445566778899AABBCCDDEEFF"
 CHALLENGE = bytes(range(16, 32))
-INFO1 = tlv.enc(0xBF20, tlv.encode(0x82, b"\x02\x03\x00"),
-                tlv.enc(0xA9, tlv.encode(0x04, b"\x11" * 20)),
-                tlv.enc(0xAA, tlv.encode(0x04, b"\x11" * 20)))
 SS1 = tlv.enc(0x30, tlv.encode(0x80, TID), tlv.encode(0x81, CHALLENGE),
               tlv.encode(0x83, b"ds.example"), tlv.encode(0x84, b"\x22" * 16))
-SIG = tlv.encode(0x5F37, b"\x33" * 64)
-PKID = tlv.encode(0x04, b"\x11" * 20)
-CERT = tlv.enc(0x30, tlv.enc(0x30, tlv.encode(0x02, b"\x01")), tlv.encode(0x03, b"\x00\x44"))
 ASR_OK = tlv.enc(0xBF38, tlv.enc(0xA0, tlv.enc(0x30, tlv.encode(0x80, TID)), SIG, CERT, CERT))
 ASR_ERR = tlv.enc(0xBF38, tlv.enc(0xA1, tlv.encode(0x80, TID), tlv.encode(0x02, b"\x02")))
 # CtxParams1 without matchingId: deviceInfo { tac 00000000, eutranEpcSupportedRelease 15.0.0 }
@@ -35,22 +30,8 @@ EVENTS = [{"eventId": "EV-1", "rspServerAddress": "dp.example:8443"},
           {"eventId": "EV-2", "rspServerAddress": "dp2.example"}]
 
 
-def b64(b):
-    return b2a_base64(b).decode().strip()
-
-
 def hx(b):
     return hexlify(b).decode().upper()
-
-
-def raises(cls, fn, *words):
-    try:
-        fn()
-    except cls as e:
-        for w in words:
-            assert w in str(e), "%r not in %r" % (w, str(e))
-        return e
-    raise AssertionError("no %s" % cls.__name__)
 
 
 def ia_answer(ss1=SS1):

@@ -223,15 +223,22 @@ def _profile_arg(text):
     return mid, bits[0], size, (bits[2] if len(bits) > 2 and bits[2] else None)
 
 
-def smdpp_main(argv=None):
-    """`ipa-sim smdpp serve --dir DIR --pki PKI [--host H] [--port P] [--profile ...] [--ppk]`."""
-    ap = argparse.ArgumentParser(prog="ipa-sim smdpp", description="simulated SM-DP+ (ES9+ over HTTPS)")
+def serve_parser(name, peer, interfaces, port):
+    """(parser, its `serve` subparser) with --dir, --pki, --host, --port: `ipa-sim <name>`."""
+    ap = argparse.ArgumentParser(prog="ipa-sim " + name,
+                                 description="simulated %s (%s over HTTPS)" % (peer, interfaces))
     sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="serve ES9+ until interrupted")
-    s.add_argument("--dir", required=True, help="folder for the SM-DP+ certificates")
+    s = sub.add_parser("serve", help="serve %s until interrupted" % interfaces)
+    s.add_argument("--dir", required=True, help="folder for the %s certificates" % peer)
     s.add_argument("--pki", required=True, help="test PKI folder holding ci.crt and ci.key")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8443)
+    s.add_argument("--port", type=int, default=port)
+    return ap, s
+
+
+def smdpp_main(argv=None):
+    """`ipa-sim smdpp serve --dir DIR --pki PKI [--host H] [--port P] [--profile ...] [--ppk]`."""
+    ap, s = serve_parser("smdpp", "SM-DP+", "ES9+", 8443)
     s.add_argument("--profile", action="append", type=_profile_arg, default=[],
                    help="offer a profile: MATCHING_ID=ICCID[:SIZE[:CC]] (repeatable)")
     s.add_argument("--ppk", action="store_true", help="protect the profile with ReplaceSessionKeys (PPK)")
@@ -259,6 +266,12 @@ def smdpp_main(argv=None):
         if args.smds:
             print("event %s for EID %s registered at the SM-DS %s" % (mid, args.eid, args.smds))
     sys.stdout.flush()
+    serve_until_signalled(dp)
+    return 0
+
+
+def serve_until_signalled(server):
+    """Keep a started server up until SIGTERM or Ctrl-C, then stop it (the `serve` commands)."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:
@@ -266,8 +279,7 @@ def smdpp_main(argv=None):
             pass
     except KeyboardInterrupt:
         pass
-    dp.stop()
-    return 0
+    server.stop()
 
 
 if __name__ == "__main__":

@@ -19,14 +19,11 @@ CLI (`ipa-sim smds`):
     smds serve --dir DIR --pki PKI [--host H] [--port P] [--fault bad-signature]
 """
 
-import argparse
 import logging
-import signal
 import sys
-import threading
 
 from ipa_host.sim.smdpp import pki_smdp
-from ipa_host.sim.smdpp.smdpp import SmdpServer
+from ipa_host.sim.smdpp.smdpp import SmdpServer, serve_parser, serve_until_signalled
 from ipa_host.sim.smdpp.smdpp_http import Es9Handler
 from ipa_host.sim.smds.smds_es11 import FAULTS, SmdsService
 
@@ -69,13 +66,7 @@ class SmdsServer(SmdpServer):
 
 def smds_main(argv=None):
     """`ipa-sim smds serve --dir DIR --pki PKI [--host H] [--port P] [--fault F]`."""
-    ap = argparse.ArgumentParser(prog="ipa-sim smds", description="simulated SM-DS (ES11 and ES12 over HTTPS)")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="serve ES11 and ES12 until interrupted")
-    s.add_argument("--dir", required=True, help="folder for the SM-DS certificates")
-    s.add_argument("--pki", required=True, help="test PKI folder holding ci.crt and ci.key")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8444)
+    ap, s = serve_parser("smds", "SM-DS", "ES11 and ES12", 8444)
     s.add_argument("--fault", choices=FAULTS, help="misbehave on purpose (tests): bad-signature")
     s.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -86,14 +77,7 @@ def smds_main(argv=None):
         print("ipa-sim smds: %s" % e, file=sys.stderr)
         return 2
     print("SM-DS at %s  address %s  TLS trust anchor %s" % (ds.url, ds.address, ds.tls_ca_path), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    try:
-        while not stop.wait(1.0):
-            pass
-    except KeyboardInterrupt:
-        pass
-    ds.stop()
+    serve_until_signalled(ds)
     return 0
 
 
