@@ -34,6 +34,10 @@ DEVICE_CAPABILITIES = ("gsmSupportedRelease", "utranSupportedRelease",
                        "euiccFormFactorType", "deviceAdditionalFeatureSupport")
 
 
+DEFAULT_TAC = b"\x00\x00\x00\x00"
+DEFAULT_CAPABILITIES = {"eutranEpcSupportedRelease": "15.0.0"}  # deviceInfo when none is set
+
+
 def encode_ctx_params1(matching_id=None, tac=b"\x00\x00\x00\x00", device_capabilities=None,
                        imei=None):
     """CtxParams1 'A0' { matchingId '80'?, deviceInfo 'A1' { tac '80', deviceCapabilities 'A1',

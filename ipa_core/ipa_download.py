@@ -58,9 +58,7 @@ from binascii import hexlify
 from ipa_core import es10, esipa, tlv
 from ipa_core import es10_decode as d
 from ipa_core.errors import IpaError, ProtocolError
-
-DEFAULT_TAC = b"\x00\x00\x00\x00"
-DEFAULT_CAPABILITIES = {"eutranEpcSupportedRelease": "15.0.0"}
+from ipa_core.es10_download import DEFAULT_CAPABILITIES, DEFAULT_TAC
 
 
 def _hex(b):
@@ -387,8 +385,9 @@ class DownloadHandler:
       (none)              indirect only: the eIM knows what to download.
     Result: the PIR (success or its error result) verbatim, or profileDownloadError
     undefinedError; eimTransactionId echoed. `last` keeps the last result dict or
-    error for the host's summary (with "smds": the retrieval, for contactSmds). network_factory(address) -> a network for
-    DirectTransport (closed after the download if it has close()).
+    error for the host's summary (with "smds": the retrieval, for contactSmds).
+    network_factory(address) -> a network for DirectTransport or the SM-DS (closed
+    after use if it has close()).
     """
 
     def __init__(self, ipa, network_factory=None, indirect=None, immediate_enable=False,
@@ -430,7 +429,11 @@ class DownloadHandler:
         ipa = self.ipa
         pdd = req.get("profileDownloadData")
         indirect = self._use_indirect()
-        kw = {}
+        info = self.device_info or ipa.config.get("device_info") or {}
+        kw = {"tac": info.get("tac"), "device_capabilities": info.get("deviceCapabilities"),
+              "imei": info.get("imei"), "progress": self.progress,
+              "immediate_enable": self.immediate_enable,
+              "refresh_flag": ipa.config.get("refresh_flag", True), "log": ipa.note}
         if pdd is None:
             if not indirect:
                 raise IpaError("profileDownloadTriggerRequest without profileDownloadData: only"
@@ -445,20 +448,16 @@ class DownloadHandler:
                 raise IpaError("contactDefaultSmdp: the eUICC has no default SM-DP+ address")
             kw["smdp_address"] = addr
         elif "contactSmds" in pdd:
-            if indirect:
-                raise IpaError("contactSmds: an SM-DS relayed by the eIM is not supported; "
-                               "set the profile download to direct")
-            kw["smds"] = (pdd["contactSmds"].get("smdsAddress")
-                          or es10.get_euicc_configured_addresses(ipa.session)["rootDsAddress"])
+            if indirect or self.network_factory is None:  # a board without ipa_smds stops here
+                raise IpaError("contactSmds: the SM-DS is reached by a direct download only")
+            from ipa_core.ipa_smds import contact_smds
+
+            self.smds = contact_smds(ipa.session, self.network_factory,
+                                     pdd["contactSmds"].get("smdsAddress"), kw)
+            ev = self.smds["eventEntries"][0]
+            kw["smdp_address"], kw["matching_id"] = ev["rspServerAddress"], ev["eventId"]
         else:
             raise IpaError("profileDownloadData %s: not supported" % ", ".join(sorted(pdd)))
-        info = self.device_info or ipa.config.get("device_info") or {}
-        kw.update(tac=info.get("tac"), device_capabilities=info.get("deviceCapabilities"),
-                  imei=info.get("imei"), progress=self.progress,
-                  immediate_enable=self.immediate_enable,
-                  refresh_flag=ipa.config.get("refresh_flag", True), log=ipa.note)
-        if "smds" in kw:
-            self._event(kw)
         if indirect:
             return download(ipa.session, IndirectTransport(ipa, tid), **kw)
         if self.network_factory is None:
@@ -473,27 +472,6 @@ class DownloadHandler:
                 network, max_package=ipa.config.get("max_package")), **kw)
         finally:
             _close(network)
-
-    def _event(self, kw):
-        """contactSmds: the first event at the SM-DS kw.pop("smds") -> kw's smdp_address and
-        matching_id (its eventId); the retrieval's answer in self.smds."""
-        address = kw.pop("smds")
-        if self.network_factory is None:  # a board without direct download stops here
-            raise IpaError("contactSmds: no way to reach the SM-DS (network_factory)")
-        from ipa_core.ipa_smds import retrieve_events
-
-        network = self.network_factory(address)
-        try:
-            self.smds = retrieve_events(self.ipa.session, network, address,
-                                        kw["tac"] or DEFAULT_TAC,
-                                        DEFAULT_CAPABILITIES if kw["device_capabilities"] is None
-                                        else kw["device_capabilities"], kw["imei"], kw["log"])
-        finally:
-            _close(network)
-        if not self.smds["eventEntries"]:
-            raise IpaError("contactSmds: the SM-DS %s has no event for this eUICC" % address)
-        ev = self.smds["eventEntries"][0]
-        kw["smdp_address"], kw["matching_id"] = ev["rspServerAddress"], ev["eventId"]
 
 
 def __getattr__(name):

@@ -29,6 +29,7 @@ from binascii import hexlify
 
 from ipa_core import es10, es11
 from ipa_core.errors import IpaError, ProtocolError
+from ipa_core.es10_download import DEFAULT_CAPABILITIES, DEFAULT_TAC
 
 
 class SmdsError(IpaError):
@@ -56,12 +57,13 @@ def _call(network, function, body):
                         % (es11.spec_name(function), status))
 
 
-def retrieve_events(session, network, smds_address, tac, device_capabilities, imei=None,
-                    log=None):
+def retrieve_events(session, network, smds_address, tac=None, device_capabilities=None,
+                    imei=None, log=None):
     """Steps 1-4 above -> {"smdsAddress", "transactionId" (hex), "eventEntries": [{"eventId",
     "rspServerAddress"}], "more": entries the SM-DS holds beyond es11.MAX_EVENTS}.
     network.post reaches https://<smds_address>; tac, device_capabilities, imei: deviceInfo
-    as es10.encode_ctx_params1 takes them (ipa_download's defaults). Failures -> SmdsError."""
+    as es10.encode_ctx_params1 takes them (None: DEFAULT_TAC, DEFAULT_CAPABILITIES).
+    Failures -> SmdsError."""
     stage = "ES10b.GetEUICCInfo1"
     try:
         info1 = es10.get_euicc_info1(session)
@@ -79,7 +81,9 @@ def retrieve_events(session, network, smds_address, tac, device_capabilities, im
         if ia["euiccChallenge"] != challenge:
             raise ProtocolError("serverSigned1 carries another euiccChallenge than the one sent")
         stage = "ES10b.AuthenticateServer"
-        ctx = es10.encode_ctx_params1(None, tac, device_capabilities, imei)
+        ctx = es10.encode_ctx_params1(None, tac or DEFAULT_TAC, DEFAULT_CAPABILITIES
+                                      if device_capabilities is None else device_capabilities,
+                                      imei)
         asr = es10.authenticate_server(session, ia["serverSigned1"], ia["serverSignature1"],
                                        ia["euiccCiPKIdToBeUsed"], ia["serverCertificate"], ctx)
         ia = ctx = None
@@ -107,3 +111,22 @@ def retrieve_events(session, network, smds_address, tac, device_capabilities, im
                                                  ", %d more left there" % out["more"]
                                                  if out["more"] else ""))
     return out
+
+
+def contact_smds(session, network_factory, smds_address, kw):
+    """The eIM's contactSmds (SGP.32 ProfileDownloadTriggerRequest): Event Retrieval at
+    smds_address, else the eUICC's rootDsAddress, over network_factory(address) (closed
+    after) -> the retrieval, with at least one event (none: IpaError). kw: the download's
+    options (tac, device_capabilities, imei, log are used)."""
+    address = smds_address or es10.get_euicc_configured_addresses(session)["rootDsAddress"]
+    network = network_factory(address)
+    try:
+        r = retrieve_events(session, network, address, kw.get("tac"),
+                            kw.get("device_capabilities"), kw.get("imei"), kw.get("log"))
+    finally:
+        close = getattr(network, "close", None)
+        if close is not None:
+            close()
+    if not r["eventEntries"]:
+        raise IpaError("contactSmds: the SM-DS %s has no event for this eUICC" % address)
+    return r

@@ -62,8 +62,7 @@ def download_from_smds(a, st, out, kw):
         activation.check_address(address, "SM-DS address")  # ValueError: exit 2
         net = runner.build_smdp_network(st, address)
         try:
-            r = ipa_smds.retrieve_events(s, net, address, dl.DEFAULT_TAC,
-                                         dl.DEFAULT_CAPABILITIES, a.imei, kw["log"])
+            r = ipa_smds.retrieve_events(s, net, address, imei=a.imei, log=kw["log"])
         except ipa_smds.SmdsError as e:
             sys.stderr.write("ipa: %s\n" % e)
             if a.json:

@@ -721,11 +721,11 @@ def test_handler_default_smdp_and_errors():
     # contactSmds when downloads go through the eIM: the eIM-relayed SM-DS is not done
     ipa = FakeIpa(ScriptedSession([]), [], eim={"indirectProfileDownload": True})
     assert dl.make_download_handler(ipa, lambda a: None)(trigger(tlv.enc(0xA2))) == err
-    assert "SM-DS relayed by the eIM" in ipa.notes[-1][1]
+    assert "reached by a direct download only" in ipa.notes[-1][1]
     # contactSmds without a way to reach the SM-DS
     ipa = FakeIpa(ScriptedSession([]), [])
     assert dl.make_download_handler(ipa)(trigger(tlv.enc(0xA2, tlv.encode(0x80, b"d.x")))) == err
-    assert "no way to reach the SM-DS" in ipa.notes[-1][1]
+    assert "reached by a direct download only" in ipa.notes[-1][1]
     # a bad activation code
     ipa = FakeIpa(ScriptedSession([]), [])
     assert dl.make_download_handler(ipa)(trigger(tlv.encode(0x80, b"2$x$y"))) == err
