@@ -11,7 +11,7 @@ import json
 from binascii import hexlify, unhexlify
 
 from ipa_core import es11, ipa_smds, tlv
-from ipa_core.errors import FunctionError, ProtocolError
+from ipa_core.errors import FunctionError, IpaError, ProtocolError
 
 from scripted import ScriptedSession
 from test_es9p import CERT, INFO1, PKID, SIG, b64, raises
@@ -187,3 +187,27 @@ def test_http_error_status_names_the_smds():
     script[0] = script[0][:2] + ((503, {"x": 1}),)
     e = raises(ipa_smds.SmdsError, lambda: retrieve(card, SmdsNet(script)), "SM-DS answered HTTP 503")
     assert isinstance(e.cause, ProtocolError)
+
+
+def test_contact_smds_uses_the_root_address_and_closes_the_network():
+    # GetEuiccConfiguredAddresses: rootDsAddress "ds.example" (81 0A), no default SM-DP+
+    card = ScriptedSession([("BF3C 00", "BF3C 0C 81 0A" + hx(b"ds.example"))] + es10_script())
+    net = SmdsNet(es11_script())
+    asked = []
+
+    def factory(address):
+        asked.append(address)
+        net.close = lambda: asked.append("closed")
+        return net
+
+    r = ipa_smds.contact_smds(card, factory, None, {"tac": None})
+    assert asked == ["ds.example", "closed"] and r["eventEntries"] == EVENTS
+    card.done()
+    net.done()
+    # no event: an error naming the SM-DS, the network closed all the same
+    card = ScriptedSession(es10_script())
+    net = SmdsNet(es11_script(ac_answer([])))
+    asked[:] = []
+    raises(IpaError, lambda: ipa_smds.contact_smds(card, factory, "ds.example", {}),
+           "the SM-DS ds.example has no event for this eUICC")
+    assert asked == ["ds.example", "closed"]
