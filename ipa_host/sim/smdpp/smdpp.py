@@ -37,37 +37,31 @@ from ipa_host.sim.smdpp.smdpp_http import Es9Handler
 log = logging.getLogger("ipa_host.sim.smdpp.smdpp")
 
 
-class SmdpServer:
-    """The SM-DP+ simulator: folder for its certificates, the CI from pki_dir.
+class RspServer:
+    """An RSP server simulator over HTTPS (the life cycle, TLS, addresses and records shared
+    by the SM-DP+ below and the SM-DS, ipa_host.sim.smds): certificates for ROLES (the TLS
+    role last) in `folder`, issued by the CI of pki_dir; HANDLER serves, _service() makes
+    the transport-free service it calls."""
 
-    smds_address: an SM-DS (host:port, trusted through the same CI) where register_event
-    announces a profile for an EID with ES12.RegisterEvent and where the event is deleted
-    (ES12.DeleteEvent) once that profile's bound package was handed out.
-    The SM-DS simulator (ipa_host.sim.smds) is this server with other roles and service."""
+    HANDLER = None
+    ROLES = ()
+    NAME = None
 
-    HANDLER = Es9Handler
-    ROLES = pki_smdp.NAMES  # the TLS role last
-    NAME = "smdpp"
-
-    def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, use_ppk=False, tls_names=(),
-                 idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID, smds_address=None):
+    def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, tls_names=(),
+                 idle_timeout=30.0, oid=None):
         self.folder = str(folder)
         self.pki_dir = str(pki_dir)
         self.host = host
         self.port = port
-        self.use_ppk = use_ppk
         self.idle_timeout = idle_timeout
         names = [host] + [n for n in tls_names if n != host]
-        pki_smdp.create_smdp_pki(self.folder, self.pki_dir, smdp_oid=smdp_oid, names=names,
+        pki_smdp.create_smdp_pki(self.folder, self.pki_dir, smdp_oid=oid, names=names,
                                  roles=self.ROLES)
         self.material = pki_smdp.load_smdp_pki(self.folder, self.pki_dir, roles=self.ROLES)
-        self.smds_address = smds_address
-        self.es12 = collections.deque(maxlen=1000)  # ES12 calls to the SM-DS and their outcome
         self.service = None
         self.requests = collections.deque(maxlen=1000)
         self.faults = {}  # function -> fault(body) -> (body, cut): broken answers (smdpp_http)
         self.handshake_failures = collections.deque(maxlen=100)
-        self._pending = []
         self._server = None
         self._thread = None
         self._lock = threading.Lock()
@@ -92,11 +86,7 @@ class SmdpServer:
         return self
 
     def _service(self):
-        svc = Es9Service(self.material, self.address, use_ppk=self.use_ppk)
-        svc.on_bound = self._bound
-        for args, kw in self._pending:
-            svc.add_profile(*args, **kw)
-        return svc
+        raise NotImplementedError
 
     def stop(self):
         if self._server is None:
@@ -113,11 +103,11 @@ class SmdpServer:
     def __exit__(self, *exc):
         self.stop()
 
-    # ---- addresses, trust, profiles ------------------------------------------------------------
+    # ---- addresses, trust, records ---------------------------------------------------------
 
     @property
     def address(self):
-        """host:port as serverAddress / smdpAddress carry it."""
+        """host:port as serverAddress / smdpAddress / smdsAddress carry it."""
         host = "[%s]" % self.host if ":" in self.host else self.host
         return "%s:%d" % (host, self.port)
 
@@ -127,12 +117,58 @@ class SmdpServer:
 
     @property
     def tls_ca_der(self):
-        """DER of the certificate that issued CERT.DP.TLS (the test CI)."""
+        """DER of the certificate that issued the TLS certificate (the test CI)."""
         return pki.certificate_der(self.material["ci_cert"])
 
     @property
     def tls_ca_path(self):
         return os.path.join(self.pki_dir, "ci.crt")
+
+    @property
+    def events(self):
+        """One dict per function call: function, status, error name, transactionId, ..."""
+        return list(self.service.events) if self.service else []
+
+    def record(self, rec):
+        with self._lock:
+            self.requests.append(rec)
+        log.debug("%s %s -> %s %s", self.HANDLER.PEER, rec["function"] or rec["path"],
+                  rec["status"], rec["error"] or "")
+
+    def note_handshake_failure(self, client_address, err):
+        self.handshake_failures.append({"time": time.time(), "peer": "%s:%s" % client_address[:2],
+                                        "error": repr(err)})
+        log.info("%s TLS handshake with %s failed: %s", self.HANDLER.PEER, client_address, err)
+
+
+class SmdpServer(RspServer):
+    """The SM-DP+ simulator: folder for its certificates, the CI from pki_dir.
+
+    smds_address: an SM-DS (host:port, trusted through the same CI) where register_event
+    announces a profile for an EID with ES12.RegisterEvent and where the event is deleted
+    (ES12.DeleteEvent) once that profile's bound package was handed out."""
+
+    HANDLER = Es9Handler
+    ROLES = pki_smdp.NAMES
+    NAME = "smdpp"
+
+    def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, use_ppk=False, tls_names=(),
+                 idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID, smds_address=None):
+        super().__init__(folder, pki_dir, host=host, port=port, tls_names=tls_names,
+                         idle_timeout=idle_timeout, oid=smdp_oid)
+        self.use_ppk = use_ppk
+        self.smds_address = smds_address
+        self.es12 = collections.deque(maxlen=1000)  # ES12 calls to the SM-DS and their outcome
+        self._pending = []
+
+    def _service(self):
+        svc = Es9Service(self.material, self.address, use_ppk=self.use_ppk)
+        svc.on_bound = self._bound
+        for args, kw in self._pending:
+            svc.add_profile(*args, **kw)
+        return svc
+
+    # ---- profiles -------------------------------------------------------------------------------
 
     @property
     def smdp_oid(self):
@@ -149,8 +185,8 @@ class SmdpServer:
         return self.service.profiles.get(matching_id) if self.service else None
 
     @property
-    def events(self):
-        return list(self.service.events) if self.service else []
+    def notifications(self):
+        return list(self.service.notifications) if self.service else []
 
     # ---- events at the SM-DS (ES12) -------------------------------------------------------------
 
@@ -193,21 +229,6 @@ class SmdpServer:
             raise ValueError("ES12.%s at %s: %s" % (function, self.smds_address, rec["error"]))
         rec["ok"] = True
 
-    @property
-    def notifications(self):
-        return list(self.service.notifications) if self.service else []
-
-    # ---- called by the HTTP layer -----------------------------------------------------------------
-
-    def record(self, rec):
-        with self._lock:
-            self.requests.append(rec)
-        log.debug("ES9+ %s -> %s %s", rec["function"] or rec["path"], rec["status"], rec["error"] or "")
-
-    def note_handshake_failure(self, client_address, err):
-        self.handshake_failures.append({"time": time.time(), "peer": "%s:%s" % client_address[:2],
-                                        "error": repr(err)})
-        log.info("SM-DP+ TLS handshake with %s failed: %s", client_address, err)
 
 
 def _profile_arg(text):

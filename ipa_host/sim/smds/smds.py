@@ -11,7 +11,7 @@ signatures under the test CI.
         dp.register_event("EV-1")   # ES12.RegisterEvent over HTTPS; deleted after the download
 
 Layers: smds_es11.py (the ES11 and ES12 functions, event records); the HTTPS front end,
-the life cycle and the certificates are the SM-DP+ simulator's (smdpp.SmdpServer,
+the life cycle and the certificates are shared with the SM-DP+ simulator (smdpp.RspServer,
 smdpp_http.Es9Handler, pki_smdp with the DS roles: dsauth.crt, dstls.crt, OID 2.999.20).
 
 CLI (`ipa-sim smds`):
@@ -23,7 +23,7 @@ import logging
 import sys
 
 from ipa_host.sim.smdpp import pki_smdp
-from ipa_host.sim.smdpp.smdpp import SmdpServer, serve_parser, serve_until_signalled
+from ipa_host.sim.smdpp.smdpp import RspServer, serve_parser, serve_until_signalled
 from ipa_host.sim.smdpp.smdpp_http import Es9Handler
 from ipa_host.sim.smds.smds_es11 import FAULTS, SmdsService
 
@@ -37,7 +37,7 @@ class SmdsHandler(Es9Handler):
     PEER = "SM-DS"
 
 
-class SmdsServer(SmdpServer):
+class SmdsServer(RspServer):
     """The SM-DS simulator: folder for its certificates (DSauth, DS TLS), the CI from pki_dir."""
 
     HANDLER = SmdsHandler
@@ -49,7 +49,7 @@ class SmdsServer(SmdpServer):
         if fault is not None and fault not in FAULTS:
             raise ValueError("fault %r: expected one of %s" % (fault, ", ".join(FAULTS)))
         super().__init__(folder, pki_dir, host=host, port=port, tls_names=tls_names,
-                         idle_timeout=idle_timeout, smdp_oid=smds_oid)
+                         idle_timeout=idle_timeout, oid=smds_oid)
         self.fault = fault
 
     def _service(self):
