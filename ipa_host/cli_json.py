@@ -31,6 +31,7 @@ ERROR_CODES = {
     "refused": 1,    # an ES10 / ESipa / ES9+ function answered with an error
     "protocol": 1,   # a peer's answer broke the protocol (malformed, unexpected)
     "failed": 1,     # any other failure of the command (e.g. a poll cycle)
+    "noEvent": 4,    # download --smds: the SM-DS had no event for this eUICC
 }
 
 

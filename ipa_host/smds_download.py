@@ -9,6 +9,10 @@ the download of each event from its SM-DP+ (matchingId = eventId), as a user exp
   are RSP servers certified under the same GSMA CI.
 - Exit codes: 0 every event installed, 1 a retrieval or a download failed, 3 the SM-DS
   could not be reached, 4 the SM-DS had no event for this eUICC (nothing done).
+- --json (ipa_host.cli_json's envelope): result {"smdsAddress", "transactionId",
+  "eventEntries", "more", "downloads": [each download's result; a failed one with its
+  "stage" and "error" object], "ok"}; error: the retrieval's, the first failed
+  download's, or code "noEvent".
 """
 
 import sys
@@ -18,10 +22,10 @@ from ipa_core import ipa_download as dl
 from ipa_core import ipa_smds
 from ipa_core.errors import TransportError
 from ipa_core.ipa_direct import DirectTransport
-from ipa_host import runner
-from ipa_host.cli import _after_enable, emit, print_download
+from ipa_host import cli_json, runner
+from ipa_host.cli import _after_enable, emit, fail, print_download
 
-NO_EVENT = 4
+NO_EVENT = cli_json.ERROR_CODES["noEvent"]
 
 
 def print_smds(r, out):
@@ -35,21 +39,22 @@ def print_smds(r, out):
     for d in r["downloads"]:
         out.write("\nevent          %s at %s\n" % (d["eventId"], d["smdpAddress"]))
         if "stage" in d:
-            out.write("failed         at %s: %s\n" % (d["stage"], d["error"]))
+            out.write("failed         at %s: %s\n" % (d["stage"], d["error"]["message"]))
         else:
             print_download(d, out)
 
 
 def _download_event(st, session, ev, kw):
-    """One event -> the download's result dict, or {"ok": False, "stage", "error", "result"}."""
+    """One event -> the download's result dict; failed: what was done, with "stage" and
+    "error" (the --json error object)."""
     net = runner.build_smdp_network(st, ev["rspServerAddress"])
     try:
         return dl.download(session, DirectTransport(net), smdp_address=ev["rspServerAddress"],
                            matching_id=ev["eventId"], **kw)
     except dl.DownloadError as e:
         sys.stderr.write("ipa: event %s: %s\n" % (ev["eventId"], e))
-        return {"ok": False, "stage": e.stage, "error": str(e.cause), "result": e.result,
-                "smdpAddress": ev["rspServerAddress"]}
+        return dict(e.result, stage=e.stage,
+                    error=cli_json.error(e.cause, stage=e.stage, message=str(e)))
     finally:
         net.close()
 
@@ -65,9 +70,8 @@ def download_from_smds(a, st, out, kw):
             r = ipa_smds.retrieve_events(s, net, address, imei=a.imei, log=kw["log"])
         except ipa_smds.SmdsError as e:
             sys.stderr.write("ipa: %s\n" % e)
-            if a.json:
-                emit(a, out, {"ok": False, "smdsAddress": address, "stage": e.stage,
-                              "error": str(e.cause)}, lambda d, o: None)
+            emit(a, out, {"smdsAddress": address}, lambda d, o: None)
+            fail(a, cli_json.error(e.cause, stage=e.stage, message=str(e)))
             return 3 if isinstance(e.cause, TransportError) else 1
         finally:
             net.close()
@@ -82,5 +86,13 @@ def download_from_smds(a, st, out, kw):
     r["ok"] = bool(r["downloads"]) and all(d.get("ok") for d in r["downloads"])
     emit(a, out, r, print_smds)
     if not r["eventEntries"]:
+        fail(a, {"code": "noEvent", "type": "NoEvent", "message": "the SM-DS %s has no event "
+                 "for this eUICC" % address})
         return NO_EVENT
-    return 0 if r["ok"] else 1
+    if not r["ok"]:
+        bad = [d for d in r["downloads"] if not d.get("ok")][0]
+        fail(a, bad.get("error") or {"code": "failed", "type": "InstallationFailed",
+                                     "message": "event %s: the profile was not installed"
+                                     % bad["eventId"]})
+        return 1
+    return 0

@@ -8,13 +8,13 @@ Independent parties: the core IPA (ipa_core.es11, ipa_smds, ipa_download), the s
 (their own codecs) and the eUICC.
 """
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
 from ipa_host.sim.smdpp.smdpp import SmdpServer
@@ -99,7 +99,7 @@ def test_explicit_address_several_events_json(lab, tmp_path):
     announce(dp, eid, ("EV-1", ICCID_1), ("EV-2", ICCID_2))
     r = ipa(h, ds, "--json", "download", "--smds", ds.address)
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout, "download")
     assert out["ok"] is True and out["smdsAddress"] == ds.address and out["more"] == 0
     assert out["eventEntries"] == [{"eventId": "EV-1", "rspServerAddress": dp.address},
                                    {"eventId": "EV-2", "rspServerAddress": dp.address}]
@@ -114,10 +114,27 @@ def test_first_only_leaves_the_rest_at_the_smds(lab):
     announce(dp, eid, ("EV-1", ICCID_1), ("EV-2", ICCID_2))
     r = ipa(h, ds, "--json", "download", "--smds", "--first")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = cli_contract.result(r.stdout, "download")
     assert len(out["eventEntries"]) == 2 and [d["eventId"] for d in out["downloads"]] == ["EV-1"]
     assert [e["eventId"] for e in ds.event_records(eid)] == ["EV-2"]
     assert ICCID_1 in iccids(h) and ICCID_2 not in iccids(h)
+
+
+def test_a_failed_event_does_not_stop_the_next(lab):
+    h, eid, ds, dp = lab
+    dp.add_profile("EV-CC", ICCID_1, "Needs a code", size=3000, cc="1234", eid=eid)
+    dp.register_event("EV-CC")
+    announce(dp, eid, ("EV-2", ICCID_2))
+    r = ipa(h, ds, "--json", "download", "--smds")
+    assert r.returncode == 1, r.stderr
+    assert "event EV-CC: profile download failed" in r.stderr
+    doc = cli_contract.envelope(r.stdout, "download")
+    assert doc["error"]["code"] == "failed" and doc["error"]["stage"] == "confirmation code"
+    got = [(d["eventId"], d["ok"], d.get("stage")) for d in doc["result"]["downloads"]]
+    assert got == [("EV-CC", False, "confirmation code"), ("EV-2", True, None)]
+    # the refused one is still announced (its order was released), the other is gone
+    assert [e["eventId"] for e in ds.event_records(eid)] == ["EV-CC"]
+    assert ICCID_2 in iccids(h) and ICCID_1 not in iccids(h)
 
 
 def test_no_event_is_a_clear_distinct_exit(lab):
@@ -127,7 +144,10 @@ def test_no_event_is_a_clear_distinct_exit(lab):
     assert "SM-DS          %s: no event for this eUICC, nothing to download" % ds.address in r.stdout
     r = ipa(h, ds, "--json", "download", "--smds")
     assert r.returncode == 4
-    out = json.loads(r.stdout)
+    doc = cli_contract.envelope(r.stdout, "download")
+    assert not doc["ok"] and doc["exitCode"] == 4 and doc["error"]["code"] == "noEvent"
+    assert "has no event for this eUICC" in doc["error"]["message"]
+    out = doc["result"]
     assert out["eventEntries"] == [] and out["downloads"] == [] and out["ok"] is False
 
 
@@ -144,6 +164,10 @@ def test_smds_whose_signature_does_not_verify_is_refused_by_the_euicc(tmp_path):
         assert functions(ds)[-1] == ("authenticateClient", "Failed")
         assert not ds.retrievals and len(ds.event_records(eid)) == 1
         assert ICCID_1 not in iccids(h)
+        doc = cli_contract.envelope(ipa(h, ds, "--json", "download", "--smds").stdout, "download")
+        assert doc["exitCode"] == 1 and doc["result"] == {"smdsAddress": ds.address}
+        assert doc["error"]["stage"] == "ES10b.AuthenticateServer", doc
+        assert "invalidSignature" in doc["error"]["message"]
     finally:
         dp.stop()
         ds.stop()
