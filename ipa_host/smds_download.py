@@ -49,8 +49,8 @@ def _download_event(st, session, ev, kw):
     "error" (the --json error object)."""
     net = runner.build_smdp_network(st, ev["rspServerAddress"])
     try:
-        return dl.download(session, DirectTransport(net), smdp_address=ev["rspServerAddress"],
-                           matching_id=ev["eventId"], **kw)
+        return dl.download(session, DirectTransport(net, max_package=st.max_package),
+                           smdp_address=ev["rspServerAddress"], matching_id=ev["eventId"], **kw)
     except dl.DownloadError as e:
         sys.stderr.write("ipa: event %s: %s\n" % (ev["eventId"], e))
         return dict(e.result, stage=e.stage,
