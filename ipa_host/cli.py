@@ -16,6 +16,7 @@ from ipa_core import apdu, es10
 from ipa_core.errors import IpaError, TransportError
 from ipa_host import cli_euicc, cli_json, runner
 from ipa_host.config import ConfigError, find_config, load_config, parse_network
+from ipa_host.trace import open_tracer
 
 EXAMPLES = """\
 examples:
@@ -27,7 +28,8 @@ examples:
   ipa notifications process        deliver pending notifications to the eIM
   ipa download 'LPA:1$smdp.example.com$MATCHING-ID'   install a profile from the SM-DP+
   ipa download --smds              install what the eUICC's root SM-DS announces for it
-  ipa --trace info                 show every APDU on stderr
+  ipa --trace info                 show every APDU on stderr, ES10 functions named
+  ipa --pcap session.pcap poll     APDUs and eIM exchanges in one file for Wireshark
   ipa euicc certs                  lab commands: one ES10 function each (ipa euicc --help)
   ipa --card at:/dev/ttyUSB2 --network modem --ca-file eim-ca.pem poll
                                    the eIM through the modem's own HTTPS stack
@@ -58,7 +60,14 @@ def build_parser():
     p.add_argument("--home", metavar="DIR",
                    help="state folder; also holds the virtual eUICC (default: %s)" % default_home())
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    p.add_argument("--trace", action="store_true", help="print every APDU to stderr")
+    p.add_argument("--trace", action="store_true",
+                   help="print every APDU to stderr, each command named (ES10 function)")
+    p.add_argument("--pcap", metavar="FILE", help="write every APDU (GSMTAP SIM) and every "
+                   "eIM / SM-DP+ exchange (HTTP, CoAP) to a pcap file for Wireshark")
+    p.add_argument("--pcap-max", metavar="SIZE", help="size cap of the --pcap file, e.g. 64M "
+                   "(default), 500k")
+    p.add_argument("--gsmtap", metavar="HOST[:PORT]", help="send every APDU as GSMTAP SIM over "
+                   "UDP (port 4729 by default) to a live Wireshark")
     p.add_argument("--segment-size", type=int, default=None, metavar="N",
                    help="STORE DATA block size, 1..255 (default: the modem profile's, else %d)"
                         % apdu.SEGMENT_SIZE)
@@ -138,10 +147,8 @@ def settings(a):
     cfg = load_config(find_config(a.config))
     c, e, i, dl = cfg["card"], cfg["eim"], cfg["ipa"], cfg["download"]
     home = a.home or (os.path.expanduser(i["home"]) if i["home"] else default_home())
-    trace = None
-    if a.trace:
-        def trace(direction, data):
-            sys.stderr.write("%s %s\n" % (direction, bytes(data).hex().upper()))
+    trace = open_tracer(a.trace, a.pcap, a.pcap_max, a.gsmtap,
+                        warn=lambda msg: runner.log.warning("%s", msg))
     st = runner.Settings(
         card=a.card or os.environ.get("IPA_CARD") or c["spec"], home=home,
         segment_size=a.segment_size or c["segment_size"], sgp32=a.sgp32 or c["sgp32"],
@@ -601,6 +608,7 @@ def main(argv=None, out=None):
 
 def _run(p, a, out):
     """The command -> (exit code, the --json error object of an exception or None)."""
+    st = None
     try:
         if a.segment_size is not None and not 1 <= a.segment_size <= 255:
             raise ValueError("--segment-size %d outside 1..255" % a.segment_size)
@@ -614,3 +622,6 @@ def _run(p, a, out):
         sys.stderr.write("ipa: %s\n" % e)
         err = cli_json.error(e)
         return cli_json.ERROR_CODES[err["code"]], err
+    finally:
+        if st is not None and hasattr(st.trace, "close"):
+            st.trace.close()  # --pcap, --gsmtap

@@ -112,6 +112,16 @@ DTLS_SESSIONS = {}
 
 
 def build_network(st, eim, session=None):
+    """_build_network, recorded by the --pcap tracer when there is one (ipa_host.trace)."""
+    return _traced(st, _build_network(st, eim, session), st.eim_url or eim["url"])
+
+
+def _traced(st, net, url):
+    wrap = getattr(st.trace, "network", None)  # st.trace: a plain callable or a Tracer
+    return net if wrap is None else wrap(net, url)
+
+
+def _build_network(st, eim, session=None):
     """Network object for the eIM that `Ipa.choose_eim` picked (or the override URL):
     HttpsNetwork for https://, CoapsNetwork for coaps:// (eimRetrieveCoaps), with the trust
     anchor the eUICC holds (or the configured CA file); with st.network "modem[:stack]" the
@@ -277,8 +287,8 @@ def build_smdp_network(st, smdp_address):
     labs) or else the system CAs."""
     from ipa_host.net.https import HttpsNetwork
 
-    return HttpsNetwork("https://" + smdp_address, ca_file=st.smdp_ca_file,
-                        timeout=st.timeout)
+    url = "https://" + smdp_address
+    return _traced(st, HttpsNetwork(url, ca_file=st.smdp_ca_file, timeout=st.timeout), url)
 
 
 def build_connectivity(st, session):

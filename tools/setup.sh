@@ -6,8 +6,9 @@ set -eu
 cd "$(dirname "$0")/.."
 
 MP_PKG="@micropython/micropython-webassembly-pyscript@1.27.0"
-# Debian 12 / Raspberry Pi OS package names.
-DEBS="python3-venv python3-dev gcc make libpcsclite-dev swig pcscd vsmartcard-vpcd libcoap3-bin"
+# Debian 12 / Raspberry Pi OS package names. tshark: the tests read --pcap files back
+# with a real Wireshark (tests/integration/test_trace.py).
+DEBS="python3-venv python3-dev gcc make libpcsclite-dev swig pcscd vsmartcard-vpcd libcoap3-bin tshark"
 
 say() { printf 'setup: %s\n' "$*"; }
 

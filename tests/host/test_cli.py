@@ -59,8 +59,9 @@ def test_trace_shows_the_apdus(tmp_path, capfd):
     code, _ = run("--home", str(tmp_path), "--trace", "info")
     assert code == 0
     err = capfd.readouterr().err
-    assert "> 0070000001" in err  # MANAGE CHANNEL open
-    assert "> 81E2910006BF3E035C015A" in err  # GetEID on channel 1
+    lines = [line.split() for line in err.splitlines()]
+    assert [">", "MANAGE", "CHANNEL", "open", "0070000001"] in lines
+    assert [">", "ES10c.GetEID", "81E2910006BF3E035C015A"] in lines  # GetEID on channel 1
 
 
 def test_small_segment_size_gives_the_same_answer(tmp_path):

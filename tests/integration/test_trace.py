@@ -1,0 +1,266 @@
+"""Traces a lab user opens in Wireshark, end to end: `ipa --pcap F poll|download|info`
+and `ipa --gsmtap HOST:PORT` (subprocesses), read back by tshark, a real Wireshark
+(Debian's tshark package, installed by tools/setup.sh): its GSMTAP / gsm_sim dissectors
+must find the APDUs and its HTTP dissector the ESipa / ES9+ requests, in order. Also
+`--trace` naming the ES10 functions, the size cap and bad options.
+
+Peers: the virtual eUICC (built-in, and behind the simulated modem's AT port), the
+simulated eIM and SM-DP+ over real TLS.
+"""
+
+import json
+import os
+import socket
+import stat
+import subprocess
+
+import pytest
+
+from ipa_host.sim.home import DEMO_PROFILES
+from ipa_host.sim.smdpp.smdpp import SmdpServer
+from ipa_util import IPA
+
+PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
+ISDR_AID = "a0000005591010ffffffff8900000100"
+FIELDS = ("frame.number", "frame.protocols", "gsm_sim.apdu.ins", "gsm_sim.aid",
+          "gsm_sim.apdu.data", "gsm_sim.apdu.sw", "http.request.method", "http.request.uri",
+          "http.response.code", "http.content_type", "syslog.msg")
+
+
+def tshark(path):
+    """Every frame of the pcap `path` as tshark dissects it: [{field: value}]."""
+    cmd = ["tshark", "-r", path, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=f"]
+    for f in FIELDS:
+        cmd += ["-e", f]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [dict(zip(FIELDS, line.split("\t"))) for line in r.stdout.splitlines()]
+
+
+def events(frames):
+    """What a user reads in Wireshark's list: ("apdu", INS, first 6 bytes of command data or
+    the AID) for a GSM SIM frame, ("POST", uri) and ("HTTP", code) for HTTP frames."""
+    out = []
+    for f in frames:
+        protos = f["frame.protocols"].split(":")
+        if "gsm_sim" in protos:
+            assert "gsmtap" in protos, f
+            out.append(("apdu", f["gsm_sim.apdu.ins"], f["gsm_sim.aid"] or
+                        f["gsm_sim.apdu.data"][:6]))
+        elif f["http.request.method"]:
+            out.append(("POST", f["http.request.uri"]))
+        elif f["http.response.code"]:
+            out.append(("HTTP", f["http.response.code"]))
+    return out
+
+
+def index(evs, item, start=0):
+    """Where `item` comes first from `start` on (its last part a prefix of the event's)."""
+    for i in range(start, len(evs)):
+        e = evs[i]
+        if e[:len(item) - 1] == item[:-1] and len(e) >= len(item) and \
+                e[len(item) - 1].startswith(item[-1]):
+            return i
+    raise AssertionError("%r not in the trace after #%d: %r" % (item, start, evs[start:]))
+
+
+def store_data(tag):
+    """The event of the first STORE DATA block of the ES10 request with `tag` (hex)."""
+    return ("apdu", "0xe2", tag.lower())
+
+
+def test_poll_with_a_package_is_one_file_in_order(ipa_home, tmp_path):
+    home = ipa_home
+    home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
+    pcap = str(tmp_path / "poll.pcap")
+    r = home.ipa("--pcap", pcap, "poll")
+    assert r.returncode == 0, r.stderr
+    assert "enableResult" in r.stdout
+    assert stat.S_IMODE(os.stat(pcap).st_mode) == 0o600
+
+    frames = tshark(pcap)
+    evs = events(frames)
+    # The card session first: SELECT of the ISD-R on the channel MANAGE CHANNEL opened.
+    sel = index(evs, ("apdu", "0xa4", ISDR_AID))
+    assert index(evs, ("apdu", "0x70")) < sel
+    # ESipa.GetEimPackage (BF4F) -> 200, ES10b.LoadEuiccPackage (BF51) with what came,
+    # then ESipa.ProvideEimPackageResult (BF50) -> 200: the order of the procedure.
+    get = index(evs, ("POST", "/gsma/rsp2/asn1"), sel)
+    assert evs[get + 1] == ("HTTP", "200")
+    load = index(evs, store_data("bf51"), get)
+    result = index(evs, ("POST", "/gsma/rsp2/asn1"), load)
+    assert evs[result + 1] == ("HTTP", "200")
+    assert [e for e in evs if e[0] == "POST"] == [("POST", "/gsma/rsp2/asn1")] * 2
+    assert evs[-1][:2] == ("apdu", "0x70")  # MANAGE CHANNEL close ends the session
+    # The bodies are the ESipa messages: the eIM's requests as it logged them.
+    assert [q["function"] for q in home.server.requests] == ["getEimPackage",
+                                                            "provideEimPackageResult"]
+    posts = [f for f in frames if f["http.request.method"]]
+    assert all(f["http.content_type"] == "application/x-gsma-rsp-asn1" for f in posts)
+    bodies = _http_bodies(pcap)
+    assert [b[:2].hex().upper() for b in bodies] == ["BF4F", "BF4F", "BF50", "BF50"]
+    assert bytes.fromhex("5A10" + home.eid) in bodies[0]  # GetEimPackageRequest's eidValue
+    # Every APDU ended in 9000 or 61xx (more to GET) in this run, and the GSMTAP frames
+    # say so: the status word is where Wireshark reads it, at the end of the datagram.
+    sws = {f["gsm_sim.apdu.sw"] for f in frames if f["gsm_sim.apdu.ins"]}
+    assert "0x9000" in sws and all(s == "0x9000" or s.startswith("0x61") for s in sws), sws
+
+
+def _http_bodies(pcap):
+    """The HTTP bodies (requests and answers, in order) as Wireshark's media dissector
+    shows them after reassembly, as bytes."""
+    r = subprocess.run(["tshark", "-r", pcap, "-Y", "http", "-T", "fields", "-e", "media.type"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [bytes.fromhex(line.strip()) for line in r.stdout.splitlines()]
+
+
+@pytest.fixture
+def smdp(ipa_home, tmp_path):
+    from ipa_host.sim.home import sim_dir
+
+    dp = SmdpServer(str(tmp_path / "smdp"), os.path.join(sim_dir(ipa_home.path), "pki")).start()
+    dp.add_profile("MATCH-1", "89000123456789012341", "Test profile", size=20000)
+    yield dp
+    dp.stop()
+
+
+def test_direct_download_and_trace_names(ipa_home, smdp, tmp_path):
+    home, dp = ipa_home, smdp
+    pcap = str(tmp_path / "download.pcap")
+    r = home.ipa("--pcap", pcap, "--trace", "--smdp-ca-file", dp.tls_ca_path, "download",
+                 "LPA:1$%s$MATCH-1" % dp.address, url=False, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "installed      89000123456789012341" in r.stdout
+
+    evs = events(tshark(pcap))
+    es9 = "/gsma/rsp2/es9plus/"
+    challenge = index(evs, store_data("bf2e"))
+    init = index(evs, ("POST", es9 + "initiateAuthentication"), challenge)
+    auth_server = index(evs, store_data("bf38"), init)
+    auth_client = index(evs, ("POST", es9 + "authenticateClient"), auth_server)
+    prepare = index(evs, store_data("bf21"), auth_client)
+    get_bpp = index(evs, ("POST", es9 + "getBoundProfilePackage"), prepare)
+    index(evs, store_data("bf36"), get_bpp)  # the BPP's first segment, after it came
+    assert [e[1] for e in evs if e[0] == "POST"] == [
+        es9 + "initiateAuthentication", es9 + "authenticateClient",
+        es9 + "getBoundProfilePackage"]
+    assert [e[1] for e in evs if e[0] == "HTTP"] == ["200"] * 3
+
+    # --trace: each ES10 function named once, at its first STORE DATA block.
+    lines = [line for line in r.stderr.splitlines() if line.startswith(("> ", "< "))]
+    named = [line.split()[1] for line in lines if line.startswith("> ") and
+             line.split()[1].startswith("ES10")]
+    for f in ("ES10b.GetEUICCInfo1", "ES10b.GetEUICCChallenge", "ES10b.AuthenticateServer",
+              "ES10b.PrepareDownload", "ES10b.LoadBoundProfilePackage"):
+        assert f in named, named
+    assert named.index("ES10b.GetEUICCChallenge") < named.index("ES10b.AuthenticateServer") \
+        < named.index("ES10b.PrepareDownload") < named.index("ES10b.LoadBoundProfilePackage")
+    # Walking the STORE DATA commands: a block after one with P1 'more blocks' (11) is
+    # bare (no name), every other one names its function.
+    more, bare, first = False, 0, 0
+    for line in lines:
+        parts = line.split()
+        apdu = bytes.fromhex(parts[-1])
+        if parts[0] != ">" or apdu[1] != 0xE2:
+            continue
+        if more:
+            assert len(parts) == 2, line[:80]
+            bare += 1
+        else:
+            assert parts[1].startswith("ES10"), line[:80]
+            first += 1
+        more = not apdu[2] & 0x80
+    assert bare > 10 and first > 10, (bare, first)
+    assert named.count("ES10b.LoadBoundProfilePackage") > 3  # one per BPP segment
+
+
+def test_modem_card_poll_trace(modem_rig, tmp_path):
+    home, card, make = modem_rig
+    m = make("quectel_http")  # its HTTP stack carries the ESipa requests (--network modem)
+    with open(home.config, "w") as f:
+        f.write("[eim]\ntimeout = 10\n")  # per wait of the modem's stack, as a modem needs
+    home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
+    pcap = str(tmp_path / "modem.pcap")
+    r = home.ipa("--pcap", pcap, "--network", "modem", "--ca-file", home.tls["ca_cert"],
+                 "--trace", "poll", card="at:" + m.path)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    evs = events(tshark(pcap))
+    # CGLA: the modem opened the channel itself (AT+CCHO), so no SELECT crosses; the
+    # ES10 functions and the ESipa requests through the modem's HTTP stack do, in order.
+    info2 = index(evs, store_data("bf55"))
+    get = index(evs, ("POST", "/gsma/rsp2/asn1"), info2)
+    load = index(evs, store_data("bf51"), get)
+    index(evs, ("POST", "/gsma/rsp2/asn1"), load)
+    assert "ES10b.LoadEuiccPackage" in r.stderr
+    assert m.at.http.requests == 2  # both went through the modem's stack, and are in the file
+
+
+def test_size_cap_stops_the_file_with_a_note(ipa_home, tmp_path):
+    pcap = str(tmp_path / "small.pcap")
+    r = subprocess.run([IPA, "--home", ipa_home.path, "--pcap", pcap, "--pcap-max", "2k",
+                        "info"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr  # the trace is cut, the command is not
+    assert os.path.getsize(pcap) <= 2048
+    assert "reached its 2048-byte cap" in r.stderr
+    frames = tshark(pcap)
+    assert frames[0]["gsm_sim.apdu.ins"]  # what fitted is readable
+    assert "capture stopped" in frames[-1]["syslog.msg"], frames[-1]
+
+
+def test_gsmtap_live_is_what_the_pcap_holds(ipa_home, tmp_path):
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    pcap = str(tmp_path / "both.pcap")
+    try:
+        r = subprocess.run([IPA, "--home", ipa_home.path, "--pcap", pcap, "--gsmtap",
+                            "127.0.0.1:%d" % rx.getsockname()[1], "info"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        got = []
+        rx.settimeout(0.5)
+        while len(got) < 1000:
+            try:
+                got.append(rx.recv(65536))
+            except socket.timeout:
+                break
+    finally:
+        rx.close()
+    assert got and all(d[:3] == b"\x02\x04\x04" for d in got)  # GSMTAP v2, 16 bytes, SIM
+    select = [d for d in got if d[17] == 0xA4]
+    assert select and bytes.fromhex(ISDR_AID) in select[0]
+    # The same datagrams, in the same order, as the UDP payloads to port 4729 in the file.
+    r = subprocess.run(["tshark", "-r", pcap, "-Y", "udp.dstport == 4729", "-T", "fields", "-e",
+                        "udp.payload"],
+                       capture_output=True, text=True, timeout=60)
+    assert [bytes.fromhex(x.replace(":", "")) for x in r.stdout.split()] == got
+
+
+def test_trace_names_chained_blocks_once(ipa_home):
+    r = subprocess.run([IPA, "--home", ipa_home.path, "--trace", "--segment-size", "3",
+                        "--json", "info"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["eid"] == ipa_home.eid
+    lines = r.stderr.splitlines()
+    # GetEID 'BF3E 03 5C 01 5A' in 3-byte blocks: named at the first, bare after it.
+    i = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["ES10c.GetEID"])
+    assert lines[i].split()[2] == "81E2110003BF3E03"
+    assert lines[i + 1].split() == ["<", "9000"]
+    assert lines[i + 2].split() == [">", "81E29101035C015A"]  # last block: P1 91, no name
+    assert lines[i + 3].split()[0] == "<" and lines[i + 3].endswith("9000")
+    assert len(lines[i + 4].split()) == 3  # the next command is named again
+    assert any(line.split()[1:3] == ["SELECT", "ISD-R"] for line in lines)
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--pcap", "/nonexistent-dir/x.pcap"], "--pcap /nonexistent-dir/x.pcap: cannot create it"),
+    (["--pcap", "x.pcap", "--pcap-max", "lots"], "--pcap-max lots: expected a size"),
+    (["--pcap", "x.pcap", "--pcap-max", "100"], "pcap size cap of 100 bytes"),
+    (["--gsmtap", "127.0.0.1:99999"], "--gsmtap 127.0.0.1:99999: expected HOST[:PORT]"),
+])
+def test_bad_trace_options_are_usage_errors(ipa_home, tmp_path, options, message):
+    r = subprocess.run([IPA, "--home", ipa_home.path] + options + ["info"], capture_output=True,
+                       text=True, timeout=60, cwd=str(tmp_path))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr and r.stdout == ""
