@@ -23,7 +23,8 @@ if [ -n "$missing" ]; then
         say "missing Debian packages:$missing (run as root or install sudo)"; exit 1; fi
     say "installing Debian packages:$missing"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # env: sudo drops DEBIAN_FRONTEND, and wireshark-common (tshark) asks a question.
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 # The venv is rebuilt only when pyproject.toml changed since the last install.

@@ -264,3 +264,44 @@ def test_bad_trace_options_are_usage_errors(ipa_home, tmp_path, options, message
                        text=True, timeout=60, cwd=str(tmp_path))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr and r.stdout == ""
+
+
+def test_coaps_poll_is_coap_in_the_file(tmp_path):
+    from ipa_host.sim.eim.eim import EimServer
+    from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
+
+    h = str(tmp_path / "home")
+    eid = open_home_euicc(h).eid
+    server = EimServer(eim_dir(h), pki_dir=os.path.join(sim_dir(h), "pki"),
+                       association_token=1, coap_port=0).start()
+    try:
+        server.queue_psmo(eid, [{"op": "enable", "iccid": PROFILE_B}])
+        pcap = str(tmp_path / "coap.pcap")
+        r = subprocess.run([IPA, "--home", h, "--eim-url", server.coap_url, "--pcap", pcap,
+                            "poll"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        functions = [q["function"] for q in server.requests]
+    finally:
+        server.stop()
+    # Wireshark's CoAP dissector: a POST to /gsma/rsp2/asn1 per ESipa request, each
+    # answered by a piggybacked ACK with the same message id, the bodies the ESipa ones.
+    fields = ("frame.number", "coap.type", "coap.code", "coap.mid", "coap.opt.uri_path_recon",
+              "data.data", "gsm_sim.apdu.data")
+    cmd = ["tshark", "-r", pcap, "-Y", "coap || gsm_sim", "-T", "fields", "-E", "occurrence=f"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = [dict(zip(fields, line.split("\t"))) for line in out.stdout.splitlines()]
+    coap_rows = [row for row in rows if row["coap.type"]]
+    assert len(coap_rows) == 2 * len(functions) == 4
+    for req, ans in zip(coap_rows[::2], coap_rows[1::2]):
+        assert (req["coap.type"], req["coap.code"]) == ("0", "2")  # CON POST
+        assert req["coap.opt.uri_path_recon"] == "/gsma/rsp2/asn1"
+        assert ans["coap.type"] == "2" and ans["coap.mid"] == req["coap.mid"]  # its ACK
+        assert ans["coap.code"] in ("68", "69")  # 2.04 / 2.05
+    assert [row["data.data"][:4] for row in coap_rows] == ["bf4f", "bf4f", "bf50", "bf50"]
+    # ... and ES10b.LoadEuiccPackage between the two exchanges.
+    first, second = (int(row["frame.number"]) for row in coap_rows[1:3])
+    assert any(row["gsm_sim.apdu.data"].startswith("bf51") and
+               first < int(row["frame.number"]) < second for row in rows)
