@@ -7,8 +7,8 @@ request is rebuilt from what the IPA handed over (request line, Host, Content-Ty
 Content-Length and the per-request headers: the transport's fixed headers such as
 X-Admin-Protocol are not seen here), the answer from the status, the response headers
 the transport kept, and the body. A streamed answer (post_stream: the bound profile
-package) is written as the IPA reads it, so its segments sit between the APDUs that
-load them. The plain text is what TLS carried: a trace holds no TLS.
+package) is written chunked as the IPA reads it, so its pieces sit between the APDUs
+that load them. The plain text is what TLS carried: a trace holds no TLS.
 
 CoAP (coaps://, coap://): one CON POST and its piggybacked ACK on UDP port 5683 per
 exchange, whole bodies (the Block1/Block2 transfer and DTLS are not shown); a body over
@@ -76,9 +76,8 @@ class TracedNetwork:
             self._broken()
             raise
         self._request(path, body, content_type, headers)
-        length = getattr(reader, "length", None)
-        self._head(status, length)
-        return status, _TracedReader(reader, self, chunked=length is None)
+        self._head(status, None)
+        return status, _TracedReader(reader, self)
 
     def close(self):
         if self.flow is not None:
@@ -154,12 +153,13 @@ class TracedNetwork:
 
 
 class _TracedReader:
-    """A streamed answer's reader (ipa_core.stream contract) that records what it reads."""
+    """A streamed answer's reader (ipa_core.stream contract) that records what it reads,
+    each read as one HTTP chunk (the body's length may be unknown when the head is
+    written); the last chunk when the body ends, a reset when the IPA drops the rest."""
 
-    def __init__(self, reader, net, chunked):
+    def __init__(self, reader, net):
         self.reader = reader
         self.net = net
-        self.chunked = chunked
         self.length = getattr(reader, "length", None)
         self.count = 0
         self.done = False
@@ -168,16 +168,12 @@ class _TracedReader:
         data = self.reader.read(n)
         if self.done:
             return data
-        if not data:
-            self.done = True
-            if self.chunked:
-                self.net._tcp().data(False, b"0\r\n\r\n")
-        elif self.chunked:
+        if data:
             self.net._tcp().data(False, b"%x\r\n" % len(data) + bytes(data) + b"\r\n")
-        else:
-            self.net._tcp().data(False, data)
             self.count += len(data)
-            self.done = self.count >= self.length
+        if not data or self.length is not None and self.count >= self.length:
+            self.done = True
+            self.net._tcp().data(False, b"0\r\n\r\n")
         return data
 
     def readall(self):

@@ -305,3 +305,72 @@ def test_coaps_poll_is_coap_in_the_file(tmp_path):
     first, second = (int(row["frame.number"]) for row in coap_rows[1:3])
     assert any(row["gsm_sim.apdu.data"].startswith("bf51") and
                first < int(row["frame.number"]) < second for row in rows)
+
+
+def _fields(pcap, display_filter, *fields):
+    """[[value of each field]] of the frames `display_filter` keeps."""
+    cmd = ["tshark", "-r", pcap, "-Y", display_filter, "-T", "fields", "-E", "occurrence=f"]
+    for f in fields:
+        cmd += ["-e", f]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return [line.split("\t") for line in r.stdout.splitlines()]
+
+
+def test_indirect_download_streams_the_bpp_between_its_apdus(ipa_home, smdp, tmp_path):
+    from ipa_host.sim.eim.eim import EimServer
+    from ipa_host.sim.home import sim_dir
+
+    home, dp = ipa_home, smdp
+    home.stop_eim()  # this eIM relays to the SM-DP+ (its ES9+ client trusts the SM-DP+'s CA)
+    home.server = EimServer(home.eim_dir, pki_dir=os.path.join(sim_dir(home.path), "pki"),
+                            association_token=1, smdp_ca_file=dp.tls_ca_path).start()
+    pcap = str(tmp_path / "indirect.pcap")
+    r = home.ipa("--pcap", pcap, "download", "--indirect", "LPA:1$%s$MATCH-1" % dp.address,
+                 timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "installed      89000123456789012341" in r.stdout
+
+    # The ESipa requests, each an ASN.1 POST: InitiateAuthentication (BF39),
+    # AuthenticateClient (BF3B), GetBoundProfilePackage (BF3A), in order.
+    bodies = _http_bodies(pcap)
+    requests = [b[:2].hex().upper() for b in bodies[0::2]]
+    assert requests[:3] == ["BF39", "BF3B", "BF3A"], requests
+    bpp_answer = bodies[5]
+    assert bpp_answer[:2] == bytes.fromhex("BF3A") and bytes.fromhex("BF36") in bpp_answer
+    # The answer was written as the IPA read it: its first pieces come before the BPP's
+    # first STORE DATA, the rest (Wireshark reassembles at the last piece) after it.
+    posts = [int(n) for n, in _fields(pcap, "http.request", "frame.number")]
+    answer_at = [int(n) for n, in _fields(pcap, "http.response", "frame.number")][2]
+    first_load = int(_fields(pcap, "gsm_sim.apdu.data[0:2] == bf:36", "frame.number")[0][0])
+    server_data = [int(n) for n, in _fields(pcap, "ip.src == 198.51.100.1 && tcp.len > 0",
+                                            "frame.number")]
+    assert any(posts[2] < n < first_load for n in server_data)
+    assert answer_at > first_load
+    assert len(bpp_answer) > 20000  # the whole 20000-byte profile is in the file
+
+
+def test_a_failed_exchange_is_in_the_file_and_ends_in_a_reset(ipa_home, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there now: the connection is refused
+    pcap = str(tmp_path / "refused.pcap")
+    r = ipa_home.ipa("--pcap", pcap, "poll", url="https://127.0.0.1:%d" % port)
+    assert r.returncode == 1 and "connection refused" in r.stdout + r.stderr, r
+    rows = _fields(pcap, "http.request || tcp.flags.reset == 1", "http.request.uri",
+                   "tcp.flags.reset", "http.host")
+    assert rows == [["/gsma/rsp2/asn1", "0", "127.0.0.1:%d" % port], ["", "1", ""]]
+
+
+def test_run_writes_every_cycle_to_one_file(ipa_home, tmp_path):
+    pcap = str(tmp_path / "run.pcap")
+    r = ipa_home.ipa("--pcap", pcap, "run", "--cycles", "2", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [q["function"] for q in ipa_home.server.requests] == ["getEimPackage"] * 2
+    # One synthesised connection per cycle (a new client port), each with its request.
+    rows = _fields(pcap, "http.request", "tcp.stream", "tcp.srcport", "http.request.uri")
+    assert [row[0] for row in rows] == ["0", "1"] and rows[0][1] != rows[1][1]
+    assert {row[2] for row in rows} == {"/gsma/rsp2/asn1"}
+    selects = _fields(pcap, "gsm_sim.aid == %s" % ISDR_AID, "frame.number")
+    assert len(selects) == 2  # each cycle opened its own card session
