@@ -6,7 +6,8 @@ networks runner builds (`Tracer.network`): one object sees the whole session.
 
 - text (--trace): each APDU in hex on stderr, the command named: SELECT ISD-R, MANAGE
   CHANNEL, GET RESPONSE, and for STORE DATA the ES10 function its request's first tag
-  names (SGP.32 5.9 / SGP.22 5.7), once, at the first block of a chain.
+  names (SGP.32 5.9 / SGP.22 5.7), once, at the first block of a chain; a response
+  whose status word is not 9000 / 61xx, by the status word's name.
 - pcap (--pcap): GSMTAP SIM for each APDU and the eIM / SM-DP+ exchanges as HTTP (or
   CoAP) between fake endpoints (ipa_host.pcap), in the order they happened.
 - gsmtap (--gsmtap): the same GSMTAP SIM datagrams sent live over UDP.
@@ -15,9 +16,11 @@ A trace never stops the IPA: a failed live send is reported once and dropped.
 """
 
 import socket
+import sys
 from urllib.parse import urlsplit
 
 from ipa_core.apdu import ISDR_AID
+from ipa_core.errors import sw_name
 from ipa_host import pcap
 from ipa_host.trace_net import TracedNetwork
 
@@ -128,7 +131,6 @@ def open_tracer(text=False, pcap_path=None, pcap_max=None, gsmtap=None, warn=Non
     ValueError for a bad value or a file that cannot be created."""
     if not (text or pcap_path or gsmtap):
         return None
-    import sys
 
     def line(s):
         sys.stderr.write(s + "\n")
@@ -169,6 +171,8 @@ class Tracer:
         if direction == ">":
             self.command = data
             name = self.namer.name(data)
+        elif len(data) >= 2 and data[-2] not in (0x90, 0x61):
+            name = sw_name((data[-2] << 8) | data[-1])  # what went wrong, in words
         else:
             name = ""
         if self.text is not None:

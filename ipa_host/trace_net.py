@@ -52,6 +52,8 @@ class TracedNetwork:
             self.post_stream = self._post_stream
 
     def __getattr__(self, name):
+        if name == "net":  # not set yet: no recursion
+            raise AttributeError(name)
         return getattr(self.net, name)
 
     def post(self, path, body, content_type, headers=None):
@@ -191,4 +193,6 @@ class _TracedReader:
         self.reader.close()
 
     def __getattr__(self, name):
+        if name == "reader":
+            raise AttributeError(name)
         return getattr(self.reader, name)
