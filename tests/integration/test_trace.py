@@ -374,3 +374,27 @@ def test_run_writes_every_cycle_to_one_file(ipa_home, tmp_path):
     assert {row[2] for row in rows} == {"/gsma/rsp2/asn1"}
     selects = _fields(pcap, "gsm_sim.aid == %s" % ISDR_AID, "frame.number")
     assert len(selects) == 2  # each cycle opened its own card session
+
+
+def test_pcsc_card_trace(tmp_path, pcscd_server):
+    """The virtual eUICC in a real PC/SC reader (pcscd + vpcd): the same trace hook."""
+    from ipa_host.sim.euicc.vpcd import VpcdBridge
+    from ipa_host.sim.home import open_home_euicc
+
+    card = open_home_euicc(str(tmp_path / "home"))
+    pcap = str(tmp_path / "pcsc.pcap")
+    with VpcdBridge(card, port=pcscd_server.port):
+        pcscd_server.wait_card(True, timeout=10)
+        r = subprocess.run([IPA, "--card", "pcsc:%s" % pcscd_server.reader, "--pcap", pcap,
+                            "--trace", "--json", "info"], capture_output=True, text=True,
+                           timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["eid"] == card.eid
+    evs = events(tshark(pcap))
+    get_eid = index(evs, store_data("bf3e"), index(evs, ("apdu", "0xa4", ISDR_AID)))
+    assert evs[-1][:2] == ("apdu", "0x70") and get_eid < len(evs) - 1
+    lines = [line.split() for line in r.stderr.splitlines()]
+    assert [">", "SELECT", "ISD-R"] in [line[:3] for line in lines]
+    assert ["ES10c.GetEID"] in [line[1:2] for line in lines if line[0] == ">"]
+    # The file holds one GSMTAP frame per command line --trace printed.
+    assert len(evs) == sum(1 for line in lines if line[0] == ">")
