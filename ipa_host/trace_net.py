@@ -56,13 +56,18 @@ class TracedNetwork:
             raise AttributeError(name)
         return getattr(self.net, name)
 
-    def post(self, path, body, content_type, headers=None):
+    def _send(self, fn, path, body, content_type, headers):
+        """fn(...) of the wrapped network; when it fails, the file shows the request that
+        was attempted and the connection reset."""
         try:
-            status, answer = self.net.post(path, body, content_type, headers)
+            return fn(path, body, content_type, headers)
         except BaseException:
             self._request(path, body, content_type, headers)
             self._broken()
             raise
+
+    def post(self, path, body, content_type, headers=None):
+        status, answer = self._send(self.net.post, path, body, content_type, headers)
         if self.coap:
             self._coap(path, body, content_type, status, answer)
         else:
@@ -71,12 +76,7 @@ class TracedNetwork:
         return status, answer
 
     def _post_stream(self, path, body, content_type, headers=None):
-        try:
-            status, reader = self.net.post_stream(path, body, content_type, headers)
-        except BaseException:
-            self._request(path, body, content_type, headers)
-            self._broken()
-            raise
+        status, reader = self._send(self.net.post_stream, path, body, content_type, headers)
         self._request(path, body, content_type, headers)
         self._head(status, None)
         return status, _TracedReader(reader, self)
