@@ -49,6 +49,7 @@ ES10_FUNCTIONS = {
 # sequence, starting with one of these tags.
 BPP_SEGMENT_TAGS = (0xA0, 0xA1, 0xA2, 0xA3, 0x86, 0x88)
 NAME_WIDTH = 32  # the hex starts in one column
+MAX_GSMTAP = 65000  # bytes of one GSMTAP datagram (UDP holds 65507)
 
 
 def es10_name(request):
@@ -173,6 +174,7 @@ class Tracer:
             name = self.namer.name(data)
         elif len(data) >= 2 and data[-2] not in (0x90, 0x61):
             name = sw_name((data[-2] << 8) | data[-1])  # what went wrong, in words
+            self.namer.chained = False  # a refused block ends its chain: the IPA gives up
         else:
             name = ""
         if self.text is not None:
@@ -182,6 +184,12 @@ class Tracer:
             self.command = None
 
     def _gsmtap(self, dgram):
+        if len(dgram) > MAX_GSMTAP:
+            # One response a modem collected whole (AtCard follows 61xx itself) can pass
+            # what a UDP datagram holds: its middle goes, the status word stays.
+            self.warn("--pcap/--gsmtap: a response of %d bytes is cut to %d in the trace"
+                      % (len(dgram) - 16, MAX_GSMTAP - 16))
+            dgram = dgram[:MAX_GSMTAP - 2] + dgram[-2:]
         if self.pcap is not None:
             self.pcap.write_ip(pcap.udp(pcap.IPA_ADDR, pcap.GSMTAP_PORT, pcap.CARD_ADDR,
                                         pcap.GSMTAP_PORT, dgram, self.pcap.ident()))

@@ -60,6 +60,31 @@ def test_text_lines_name_commands_and_failed_status_words():
     assert len({line.rindex(" ") for line in lines}) == 1  # the hex in one column
 
 
+def test_a_refused_block_ends_its_chain():
+    lines = []
+    t = trace.Tracer(text=lines.append)
+    t(">", bytes.fromhex("81E2110003BF3803"))
+    t("<", bytes.fromhex("6A80"))  # the IPA stops sending this request
+    t(">", bytes.fromhex("81E2910003BF2E00"))
+    t("<", b"\x90\x00")
+    assert [line.split()[1] for line in lines[::2]] == ["ES10b.AuthenticateServer",
+                                                        "ES10b.GetEUICCChallenge"]
+    assert lines[1].split()[1:] == ["incorrect", "data", "field", "6A80"]
+
+
+def test_a_response_too_big_for_udp_is_cut_keeping_its_status_word(tmp_path):
+    path = str(tmp_path / "big.pcap")
+    warnings = []
+    w = pcap.PcapWriter(path)
+    t = trace.Tracer(pcap_writer=w, warn=warnings.append)
+    t(">", bytes.fromhex("81E2910003BF2D00"))
+    t("<", b"\xbf" * 70000 + b"\x90\x00")
+    w.close()
+    assert warnings and "cut to 64984" in warnings[0]
+    out = _tshark(path, "-T", "fields", "-e", "udp.length", "-e", "gsm_sim.apdu.sw")
+    assert out.split() == ["65008", "0x9000"]
+
+
 def test_gsmtap_sim_datagram_layout():
     d = pcap.gsmtap_sim(bytes.fromhex("80E2910003BF2E00"), bytes.fromhex("BF2E019000"))
     # GSMTAP v2, header 4 words, type SIM, the rest of the header zero (sub-type APDU).
