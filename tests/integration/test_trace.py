@@ -398,3 +398,27 @@ def test_pcsc_card_trace(tmp_path, pcscd_server):
     assert ["ES10c.GetEID"] in [line[1:2] for line in lines if line[0] == ">"]
     # The file holds one GSMTAP frame per command line --trace printed.
     assert len(evs) == sum(1 for line in lines if line[0] == ">")
+
+
+def test_the_file_is_readable_after_a_power_cut(ipa_home, tmp_path):
+    """Written and flushed as the run goes: SIGKILL in the middle of a PSMO cycle (right
+    after the eIM's answer, before the eUICC is asked to run the package) leaves a file
+    Wireshark reads whole, up to that point."""
+    home = ipa_home
+    home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
+    pcap = str(tmp_path / "cut.pcap")
+    probe = home.ipa("--pcap", str(tmp_path / "probe.pcap"), "poll",
+                     env={"IPA_TEST_KILL_AFTER_STEP": "1000"})
+    events_seen = [line for line in probe.stderr.splitlines() if "test-kill event" in line]
+    step = next(int(line.split()[2].rstrip(":")) for line in events_seen if " eIM " in line)
+    home.server.queue_psmo(home.eid, [{"op": "disable", "iccid": PROFILE_B}])
+    r = home.ipa("--pcap", pcap, "poll", env={"IPA_TEST_KILL_AFTER_STEP": str(step)})
+    assert r.returncode == -9, (r.returncode, r.stderr)
+    evs = events(tshark(pcap))
+    get = index(evs, ("POST", "/gsma/rsp2/asn1"))
+    assert evs[get + 1] == ("HTTP", "200") and evs[-1] == ("HTTP", "200")
+    with pytest.raises(AssertionError):
+        index(evs, store_data("bf51"))  # killed before the load
+    # ... which the uncut run of the same procedure has, right after the same answer.
+    whole = events(tshark(str(tmp_path / "probe.pcap")))
+    assert index(whole, store_data("bf51")) == index(whole, ("POST", "/gsma/rsp2/asn1")) + 2
