@@ -241,7 +241,7 @@ def test_trace_names_chained_blocks_once(ipa_home):
     r = subprocess.run([IPA, "--home", ipa_home.path, "--trace", "--segment-size", "3",
                         "--json", "info"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["eid"] == ipa_home.eid
+    assert json.loads(r.stdout)["result"]["eid"] == ipa_home.eid
     lines = r.stderr.splitlines()
     # GetEID 'BF3E 03 5C 01 5A' in 3-byte blocks: named at the first, bare after it.
     i = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["ES10c.GetEID"])
@@ -389,7 +389,7 @@ def test_pcsc_card_trace(tmp_path, pcscd_server):
                             "--trace", "--json", "info"], capture_output=True, text=True,
                            timeout=60)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["eid"] == card.eid
+    assert json.loads(r.stdout)["result"]["eid"] == card.eid
     evs = events(tshark(pcap))
     get_eid = index(evs, store_data("bf3e"), index(evs, ("apdu", "0xa4", ISDR_AID)))
     assert evs[-1][:2] == ("apdu", "0x70") and get_eid < len(evs) - 1
