@@ -142,6 +142,7 @@ def test_direct_download_and_trace_names(ipa_home, smdp, tmp_path):
     prepare = index(evs, store_data("bf21"), auth_client)
     get_bpp = index(evs, ("POST", es9 + "getBoundProfilePackage"), prepare)
     index(evs, store_data("bf36"), get_bpp)  # the BPP's first segment, after it came
+    assert_streamed(pcap, 2)  # the ES9+ answer too is read (and written) as it comes
     assert [e[1] for e in evs if e[0] == "POST"] == [
         es9 + "initiateAuthentication", es9 + "authenticateClient",
         es9 + "getBoundProfilePackage"]
@@ -338,16 +339,20 @@ def test_indirect_download_streams_the_bpp_between_its_apdus(ipa_home, smdp, tmp
     assert requests[:3] == ["BF39", "BF3B", "BF3A"], requests
     bpp_answer = bodies[5]
     assert bpp_answer[:2] == bytes.fromhex("BF3A") and bytes.fromhex("BF36") in bpp_answer
-    # The answer was written as the IPA read it: its first pieces come before the BPP's
-    # first STORE DATA, the rest (Wireshark reassembles at the last piece) after it.
-    posts = [int(n) for n, in _fields(pcap, "http.request", "frame.number")]
-    answer_at = [int(n) for n, in _fields(pcap, "http.response", "frame.number")][2]
-    first_load = int(_fields(pcap, "gsm_sim.apdu.data[0:2] == bf:36", "frame.number")[0][0])
-    server_data = [int(n) for n, in _fields(pcap, "ip.src == 198.51.100.1 && tcp.len > 0",
-                                            "frame.number")]
-    assert any(posts[2] < n < first_load for n in server_data)
-    assert answer_at > first_load
+    assert_streamed(pcap, 2)
     assert len(bpp_answer) > 20000  # the whole 20000-byte profile is in the file
+
+
+def assert_streamed(pcap, n):
+    """The answer to the n-th request was written as the IPA read it: its first pieces come
+    before the BPP's first STORE DATA, the rest (reassembled at the last piece) after it."""
+    posts = [int(x) for x, in _fields(pcap, "http.request", "frame.number")]
+    answer_at = [int(x) for x, in _fields(pcap, "http.response", "frame.number")][n]
+    first_load = int(_fields(pcap, "gsm_sim.apdu.data[0:2] == bf:36", "frame.number")[0][0])
+    server_data = [int(x) for x, in _fields(pcap, "ip.src == 198.51.100.1 && tcp.len > 0",
+                                            "frame.number")]
+    assert any(posts[n] < x < first_load for x in server_data)
+    assert answer_at > first_load
 
 
 def test_a_failed_exchange_is_in_the_file_and_ends_in_a_reset(ipa_home, tmp_path):
