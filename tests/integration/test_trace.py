@@ -427,3 +427,38 @@ def test_the_file_is_readable_after_a_power_cut(ipa_home, tmp_path):
     # ... which the uncut run of the same procedure has, right after the same answer.
     whole = events(tshark(str(tmp_path / "probe.pcap")))
     assert index(whole, store_data("bf51")) == index(whole, ("POST", "/gsma/rsp2/asn1")) + 2
+
+
+def test_smds_discovery_and_download_in_one_file(tmp_path):
+    """`ipa download --smds`: the SM-DS (ES11) and then the SM-DP+ (ES9+) it points to,
+    each its own fake address in the order reached, the eUICC's work in between."""
+    from ipa_host.sim.home import open_home_euicc, sim_dir
+    from ipa_host.sim.smds.smds import SmdsServer
+
+    h = str(tmp_path / "home")
+    card = open_home_euicc(h)
+    pki_dir = os.path.join(sim_dir(h), "pki")
+    ds = SmdsServer(str(tmp_path / "smds"), pki_dir).start()
+    dp = SmdpServer(str(tmp_path / "smdp"), pki_dir, smds_address=ds.address).start()
+    try:
+        card.set_root_ds_address(ds.address)
+        dp.add_profile("EV-1", "89000123456789012341", "Profile EV-1", size=6000, eid=card.eid)
+        dp.register_event("EV-1")
+        pcap = str(tmp_path / "smds.pcap")
+        r = subprocess.run([IPA, "--home", h, "--smdp-ca-file", ds.tls_ca_path, "--pcap", pcap,
+                            "download", "--smds"], capture_output=True, text=True, timeout=120)
+    finally:
+        dp.stop()
+        ds.stop()
+    assert r.returncode == 0, r.stderr
+    rows = _fields(pcap, "http.request", "ip.dst", "http.request.uri", "http.host")
+    assert [(row[0], row[1].rsplit("/", 1)[1]) for row in rows] == [
+        ("198.51.100.1", "initiateAuthentication"), ("198.51.100.1", "authenticateClient"),
+        ("198.51.100.2", "initiateAuthentication"), ("198.51.100.2", "authenticateClient"),
+        ("198.51.100.2", "getBoundProfilePackage")]
+    assert {row[2] for row in rows[:2]} == {ds.address} and {row[2] for row in rows[2:]} == {
+        dp.address}
+    # A new eUICC challenge for the SM-DP+, between the SM-DS's last answer and it.
+    evs = events(tshark(pcap))
+    posts = [i for i, e in enumerate(evs) if e[0] == "POST"]
+    assert posts[1] < index(evs, store_data("bf2e"), posts[1]) < posts[2]
