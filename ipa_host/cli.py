@@ -611,6 +611,6 @@ def _run(p, a, out):
     except (ValueError, ConfigError, IpaError) as e:
         # bad card spec, config and other usage errors: 2; the card or a server out of
         # reach: 3; refused or failed: 1
-        sys.stderr.write("ipa: %s\n" % e)
+        sys.stderr.write(runner.error_line("ipa: %s" % e))
         err = cli_json.error(e)
         return cli_json.ERROR_CODES[err["code"]], err
