@@ -35,6 +35,7 @@ examples:
 card selection (--card, $IPA_CARD or [card] spec in the config file):
   sim | pcsc | pcsc:<reader name or index>[?shared=1&protocol=T0|T1]
   at:/dev/ttyUSB2?baud=115200&mode=auto|cgla|csim
+  at:auto                          the AT port of the one known USB modem (docs/modems.md)
 """
 
 
@@ -254,12 +255,17 @@ def fail(a, err):
 
 
 def cmd_info(a, st, out):
+    from ipa_host.modem_info import modem_info, print_modem
+
     s = runner.open_session(st)
     try:
         d = collect_info(s)
+        modem = modem_info(getattr(s, "card", None))  # --card at:...: which modem, mode, quirks
     finally:
         s.close()
-    emit(a, out, d, print_info)
+    if modem is not None:
+        d["modem"] = modem
+    emit(a, out, d, lambda d, o: (print_info(d, o), modem and print_modem(modem, o)))
     return 0
 
 
