@@ -123,6 +123,9 @@ def build_parser():
     cli_euicc.add_notifications_remove(nsub)
     add_download_parser(sub)
     cli_euicc.add_parsers(sub)
+    from ipa_host import service
+
+    service.add_parser(sub)
     return p
 
 
@@ -574,7 +577,8 @@ class _Parser(argparse.ArgumentParser):
 
 def command_name(a):
     """"notifications list", "euicc memory-reset", ...: the command as typed."""
-    sub = [getattr(a, k, None) for k in ("eim_command", "notif_command", "euicc_command")]
+    sub = [getattr(a, k, None) for k in ("eim_command", "notif_command", "euicc_command",
+                                         "service_command")]
     return " ".join([a.command] + [x for x in sub if x])
 
 
@@ -607,11 +611,16 @@ def main(argv=None, out=None):
 
 def _run(p, a, out):
     """The command -> (exit code, the --json error object of an exception or None)."""
+    if a.command == "service":  # files on this host only: no card, no configuration read
+        from ipa_host import service
+
+        return service.run(a, out)
     try:
         if a.segment_size is not None and not 1 <= a.segment_size <= 255:
             raise ValueError("--segment-size %d outside 1..255" % a.segment_size)
         st, level = settings(a)
-        runner.setup_logging(a.log_level or ("info" if a.command == "run" else
+        # [ipa] log_level rules `run` (a service); other commands say only warnings at "info".
+        runner.setup_logging(a.log_level or (level if a.command == "run" else
                                              "warning" if level == "info" else level))
         return COMMANDS[a.command](a, st, out), None
     except (ValueError, ConfigError, IpaError) as e:

@@ -124,3 +124,13 @@ def test_long_waits_ping_the_watchdog(tmp_path, monkeypatch):
     # Not under systemd: nothing is sent, nothing fails.
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert sd_notify.notify("READY=1") is False
+
+
+def test_config_log_level_rules_run(tmp_path):
+    conf = tmp_path / "ipa.toml"
+    conf.write_text('[ipa]\nlog_level = "warning"\n')
+    missing = "at:" + str(tmp_path / "ttyGONE")
+    r, lines = _run_with_stderr_file(tmp_path, ["--config", str(conf), "--card", missing, "run",
+                                                "--cycles", "1"])
+    assert r.returncode == 0
+    assert lines and all(line.startswith("<4>") for line in lines), lines
