@@ -365,6 +365,7 @@ class IpaHost:
             self.ipa.download_handler = make_download_handler(
                 self.ipa, lambda address: build_smdp_network(st, address),
                 indirect=None if mode == "auto" else mode == "indirect")
+            _watchdog_hook(self)
             _test_kill_hook(self)
         except BaseException:
             self.session.close()
@@ -375,6 +376,24 @@ class IpaHost:
         if self.network is not None:
             self.network.close()
         self.session.close()
+
+
+def _watchdog_hook(h):
+    """Under a systemd watchdog (WatchdogSec=), every ES10 exchange of the cycle may ping it
+    (ipa_host.sd_notify.keepalive, rate-limited): a cycle that advances, such as a long
+    profile download, is alive; one stuck longer than the watchdog is restarted."""
+    from ipa_host import sd_notify
+
+    if sd_notify.watchdog_s() is None:
+        return
+    store_data = h.session.store_data
+
+    def alive(*args, **kw):
+        r = store_data(*args, **kw)
+        sd_notify.keepalive()
+        return r
+
+    h.session.store_data = alive
 
 
 TEST_KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
@@ -448,6 +467,7 @@ def run_loop(st, max_cycles=None, stop=None, on_cycle=None, wait=None):
     sd_notify.notify("READY=1")
     try:
         while not stop.is_set() and (max_cycles is None or cycles < max_cycles):
+            sd_notify.keepalive()
             try:
                 with IpaHost(st) as h:
                     r = h.ipa.poll_once()

@@ -10,6 +10,7 @@ systemd (no $NOTIFY_SOCKET) every call does nothing.
 
 import os
 import socket
+import time
 
 MAX_MESSAGE = 4096  # a STATUS line is one log line; bound it
 
@@ -51,6 +52,23 @@ def watchdog_s():
     return usec / 2e6 if usec > 0 else None
 
 
+_last_ping = [None]  # monotonic time of the last WATCHDOG=1
+
+
+def keepalive():
+    """WATCHDOG=1 when a watchdog is on and the last ping is over half a ping interval old:
+    called on progress inside a cycle (each ES10 exchange, runner.IpaHost), so a long
+    profile download that advances is not taken for a hang; cheap to call often."""
+    ping = watchdog_s()
+    if ping is None:
+        return False
+    now = time.monotonic()
+    if _last_ping[0] is not None and now - _last_ping[0] < ping / 2:
+        return False
+    _last_ping[0] = now
+    return notify("WATCHDOG=1")
+
+
 def wait(stop, seconds):
     """stop.wait(seconds) in pieces of half the watchdog interval, pinging WATCHDOG=1 before
     each, so a long back-off is not mistaken for a hung IPA. True when stop was set."""
@@ -59,6 +77,7 @@ def wait(stop, seconds):
         return stop.wait(seconds)
     left = seconds
     while True:
+        _last_ping[0] = time.monotonic()
         notify("WATCHDOG=1")
         piece = min(left, ping)
         if stop.wait(piece):

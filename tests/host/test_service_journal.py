@@ -134,3 +134,27 @@ def test_config_log_level_rules_run(tmp_path):
                                                 "--cycles", "1"])
     assert r.returncode == 0
     assert lines and all(line.startswith("<4>") for line in lines), lines
+
+
+def test_es10_exchanges_of_a_cycle_keep_the_watchdog_fed(tmp_path, monkeypatch):
+    from ipa_core import es10
+
+    sock = NotifySocket(tmp_path / "notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", sock.path)
+    monkeypatch.setenv("WATCHDOG_USEC", str(60 * 10 ** 6))  # ping at most every 15 s
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setattr(sd_notify, "_last_ping", [None])
+    st = runner.Settings(card="sim", home=str(tmp_path / "home"), eim_url="https://127.0.0.1:9")
+    try:
+        with runner.IpaHost(st) as h:
+            for _ in range(3):
+                assert len(es10.get_eid(h.session)) == 32
+        msgs = sock.messages()
+    finally:
+        sock.close()
+    # The first exchange pinged; the next ones fell inside the same quarter interval.
+    assert msgs == ["WATCHDOG=1"]
+    # Without a watchdog the session is left as it is.
+    monkeypatch.delenv("WATCHDOG_USEC")
+    with runner.IpaHost(st) as h:
+        assert h.session.store_data.__name__ == "store_data"
