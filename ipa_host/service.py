@@ -79,6 +79,8 @@ def _installed(path):
             return f.read(MAX_FILE)
     except FileNotFoundError:
         return None
+    except PermissionError:
+        raise  # main: run it as root
     except (OSError, UnicodeDecodeError) as e:
         raise ServiceError("%s: cannot read it (%s)" % (path, e))
 

@@ -158,3 +158,37 @@ def test_example_config_parses_and_names_every_key():
             present.add((section, m.group(1)))
     known = {(s, k) for s, keys in config.DEFAULTS.items() for k in keys}
     assert present == known
+
+
+def test_create_user_on_the_running_system(tmp_path):
+    # A dry run on the real root: nothing is written, the user is not created.
+    r = ipa("service", "install", "--dry-run", "--create-user", "--user", "ipa-test-nobody")
+    if os.geteuid() == 0:
+        assert r.returncode == 0, r.stderr
+        assert re.search(r"^would create user +ipa-test-nobody  \(useradd --system "
+                         r"--user-group .* ipa-test-nobody\)$", r.stdout, re.M), r.stdout
+    else:
+        assert r.returncode == 2 and "--create-user needs root" in r.stderr
+
+
+def test_unwritable_root_says_to_use_sudo():
+    import shutil
+    import tempfile
+
+    # A root folder the user may not write (as root: run as nobody, in a folder nobody reaches).
+    top = tempfile.mkdtemp(prefix="ipa-service-test-")
+    root = os.path.join(top, "ro")
+    os.mkdir(root)
+    try:
+        os.chmod(top, 0o755)
+        os.chmod(root, 0o555)
+        cmd = [IPA, "service", "install", "--root", root]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + cmd
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    finally:
+        os.chmod(root, 0o755)
+        shutil.rmtree(top)
+    assert r.returncode == 1, r.stderr
+    assert "permission denied; run it as root (sudo " in r.stderr
+    assert os.path.join(root, "etc") in r.stderr
