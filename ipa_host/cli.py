@@ -28,6 +28,8 @@ examples:
   ipa download 'LPA:1$smdp.example.com$MATCHING-ID'   install a profile from the SM-DP+
   ipa download --smds              install what the eUICC's root SM-DS announces for it
   ipa --trace info                 show every APDU on stderr
+  ipa --card at:auto info          the eUICC in the USB modem plugged in, and the modem
+  sudo ipa service install --create-user   systemd unit, udev rule, /etc/ipa-iot/ipa.toml
   ipa euicc certs                  lab commands: one ES10 function each (ipa euicc --help)
   ipa --card at:/dev/ttyUSB2 --network modem --ca-file eim-ca.pem poll
                                    the eIM through the modem's own HTTPS stack

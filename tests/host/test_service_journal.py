@@ -158,3 +158,22 @@ def test_es10_exchanges_of_a_cycle_keep_the_watchdog_fed(tmp_path, monkeypatch):
     monkeypatch.delenv("WATCHDOG_USEC")
     with runner.IpaHost(st) as h:
         assert h.session.store_data.__name__ == "store_data"
+
+
+def test_notify_socket_in_the_abstract_namespace():
+    name = "ipa-test-notify-%d" % os.getpid()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(5)
+    old = os.environ.get("NOTIFY_SOCKET")
+    os.environ["NOTIFY_SOCKET"] = "@" + name
+    try:
+        assert sd_notify.notify("STATUS=x" * 1000) is True
+        got = sock.recv(65536)
+    finally:
+        sock.close()
+        if old is None:
+            del os.environ["NOTIFY_SOCKET"]
+        else:
+            os.environ["NOTIFY_SOCKET"] = old
+    assert len(got) == sd_notify.MAX_MESSAGE and got.startswith(b"STATUS=x")
