@@ -3,12 +3,12 @@ the shipped files themselves: the unit (checked by systemd-analyze verify), the 
 (the same modems as `--card at:auto`) and the example configuration (read by the real
 configuration loader, every key it knows present)."""
 
-import json
 import os
 import re
 import subprocess
 import sys
 
+from cli_contract import envelope, result
 from ipa_host import config
 from ipa_host.card.usb_find import KNOWN_MODEMS
 from ipa_host.service import CONTRIB
@@ -99,7 +99,7 @@ def test_uninstall_removes_its_files_and_keeps_config_and_state(tmp_path):
     assert os.path.exists(os.path.join(root, UNIT))
     r = ipa("--json", "service", "uninstall", "--root", root)
     assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+    d = result(r.stdout, "service uninstall")
     assert [(s["action"], s["done"]) for s in d["steps"]] == [("remove", True), ("remove", True)]
     assert d["next"][0] == "sudo systemctl disable --now ipa.service"
     assert not os.path.exists(os.path.join(root, UNIT))
@@ -192,3 +192,21 @@ def test_unwritable_root_says_to_use_sudo():
     assert r.returncode == 1, r.stderr
     assert "permission denied; run it as root (sudo " in r.stderr
     assert os.path.join(root, "etc") in r.stderr
+
+
+def test_json_contract_of_service(tmp_path):
+    root = str(tmp_path)
+    r = ipa("--json", "service", "install", "--root", root, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    d = result(r.stdout, "service install")
+    assert d["dryRun"] is True
+    assert [s["action"] for s in d["steps"]][:3] == ["write", "write", "write"]
+    assert not any(s["done"] for s in d["steps"])
+    os.makedirs(os.path.dirname(os.path.join(root, UNIT)))
+    with open(os.path.join(root, UNIT), "w") as f:
+        f.write("[Service]\n")
+    r = ipa("--json", "service", "install", "--root", root)
+    assert r.returncode == 2
+    doc = envelope(r.stdout, "service install")
+    assert doc["ok"] is False and doc["error"]["code"] == "usage"
+    assert "was not written by `ipa service install`" in doc["error"]["message"]

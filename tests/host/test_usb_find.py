@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from cli_contract import envelope
 from ipa_core.errors import TransportError
 from ipa_host.card import usb_find
 from usb_sysfs import add_usb_device
@@ -116,3 +117,17 @@ def test_cli_at_auto_errors(tmp_path):
     r = _ipa(other, "info")
     assert r.returncode == 3  # the card could not be reached
     assert "knows none of these USB serial ports" in r.stderr and "1a86:7523" in r.stderr
+
+
+def test_cli_at_auto_errors_in_json(tmp_path):
+    _add(tmp_path, "quectel_ec25")
+    _add(tmp_path, "sierra_em7455", renumber=1)
+    r = _ipa(tmp_path, "--json", "info")
+    doc = envelope(r.stdout, "info")
+    assert r.returncode == 2 and doc["error"]["code"] == "usage"
+    assert doc["error"]["type"] == "UsbFindError" and "Sierra EM7455" in doc["error"]["message"]
+    empty = tmp_path / "empty"
+    os.makedirs(str(empty / "sys" / "bus" / "usb" / "devices"))
+    r = _ipa(empty, "--json", "info")
+    doc = envelope(r.stdout, "info")
+    assert r.returncode == 3 and doc["error"]["code"] == "transport"

@@ -3,9 +3,9 @@ CSIM) and the quirk workarounds, through the real command and the simulated mode
 personalities; with `--card at:auto` the port is found in a fake sysfs whose /dev entry is
 the simulated modem's pty."""
 
-import json
 import os
 
+from cli_contract import result
 from usb_sysfs import add_usb_device
 
 from ipa_host.card.usb_find import ROOT_ENV
@@ -21,7 +21,7 @@ def test_textbook_modem_found_by_at_auto(modem_rig, tmp_path):
     env = {ROOT_ENV: str(root)}
     r = home.ipa("--json", "info", url=False, card="at:auto", env=env)
     assert r.returncode == 0, r.stderr
-    m = json.loads(r.stdout)["modem"]
+    m = result(r.stdout, "info")["modem"]
     assert m["device"] == os.path.join(str(root), "dev", "ttyUSB2")
     assert (m["manufacturer"], m["model"], m["revision"]) == \
         ("IPA Sim", "SIM-MODEM-1", "SIMMODEM_1.0.0")
@@ -46,7 +46,7 @@ def test_csim_only_modem_shows_csim_and_its_quirk(modem_rig):
     modem = make_modem("csim_only")  # Dell DW5821e: AT+CSIM only, upper-case hex
     r = home.ipa("--json", "info", url=False, card="at:" + modem.path)
     assert r.returncode == 0, r.stderr
-    m = json.loads(r.stdout)["modem"]
+    m = result(r.stdout, "info")["modem"]
     assert m["manufacturer"] == "Dell Inc." and m["model"] == "DW5821e Snapdragon X20 LTE"
     assert m["revision"] == "T77W968.F1.0.0.4.3.GC.013"
     assert m["mode"] == "csim" and "session" not in m and "usb" not in m
@@ -66,7 +66,7 @@ def test_modem_cutting_answers_and_forced_mode(modem_rig):
     modem = make_modem("truncate256")  # Huawei MT5700: answers cut at 256 bytes
     r = home.ipa("--json", "info", url=False, card="at:%s?mode=csim" % modem.path)
     assert r.returncode == 0, r.stderr
-    m = json.loads(r.stdout)["modem"]
+    m = result(r.stdout, "info")["modem"]
     assert m["manufacturer"].startswith("Huawei") and m["model"] == "MT5700M-CN"
     assert m["mode"] == "csim" and m["requestedMode"] == "csim"
     assert {"key": "csim_max_answer", "value": 256,
@@ -78,5 +78,5 @@ def test_modem_cutting_answers_and_forced_mode(modem_rig):
 def test_no_modem_part_for_other_cards(ipa_home):
     r = ipa_home.ipa("--json", "info", url=False)
     assert r.returncode == 0, r.stderr
-    assert "modem" not in json.loads(r.stdout)
+    assert "modem" not in result(r.stdout, "info")
     assert "Modem " not in ipa_home.ipa("info", url=False).stdout
