@@ -30,6 +30,8 @@ examples:
   ipa download --smds              install what the eUICC's root SM-DS announces for it
   ipa --trace info                 show every APDU on stderr, ES10 functions named
   ipa --pcap session.pcap poll     APDUs and eIM exchanges in one file for Wireshark
+  ipa --card at:auto info          the eUICC in the USB modem plugged in, and the modem
+  sudo ipa service install --create-user   systemd unit, udev rule, /etc/ipa-iot/ipa.toml
   ipa euicc certs                  lab commands: one ES10 function each (ipa euicc --help)
   ipa --card at:/dev/ttyUSB2 --network modem --ca-file eim-ca.pem poll
                                    the eIM through the modem's own HTTPS stack
@@ -37,6 +39,7 @@ examples:
 card selection (--card, $IPA_CARD or [card] spec in the config file):
   sim | pcsc | pcsc:<reader name or index>[?shared=1&protocol=T0|T1]
   at:/dev/ttyUSB2?baud=115200&mode=auto|cgla|csim
+  at:auto                          the AT port of the one known USB modem (docs/modems.md)
 """
 
 
@@ -131,6 +134,9 @@ def build_parser():
     cli_euicc.add_notifications_remove(nsub)
     add_download_parser(sub)
     cli_euicc.add_parsers(sub)
+    from ipa_host import service
+
+    service.add_parser(sub)
     return p
 
 
@@ -261,12 +267,17 @@ def fail(a, err):
 
 
 def cmd_info(a, st, out):
+    from ipa_host.modem_info import modem_info, print_modem
+
     s = runner.open_session(st)
     try:
         d = collect_info(s)
+        modem = modem_info(getattr(s, "card", None))  # --card at:...: which modem, mode, quirks
     finally:
         s.close()
-    emit(a, out, d, print_info)
+    if modem is not None:
+        d["modem"] = modem
+    emit(a, out, d, lambda d, o: (print_info(d, o), modem and print_modem(modem, o)))
     return 0
 
 
@@ -575,7 +586,8 @@ class _Parser(argparse.ArgumentParser):
 
 def command_name(a):
     """"notifications list", "euicc memory-reset", ...: the command as typed."""
-    sub = [getattr(a, k, None) for k in ("eim_command", "notif_command", "euicc_command")]
+    sub = [getattr(a, k, None) for k in ("eim_command", "notif_command", "euicc_command",
+                                         "service_command")]
     return " ".join([a.command] + [x for x in sub if x])
 
 
@@ -608,18 +620,23 @@ def main(argv=None, out=None):
 
 def _run(p, a, out):
     """The command -> (exit code, the --json error object of an exception or None)."""
+    if a.command == "service":  # files on this host only: no card, no configuration read
+        from ipa_host import service
+
+        return service.run(a, out)
     st = None
     try:
         if a.segment_size is not None and not 1 <= a.segment_size <= 255:
             raise ValueError("--segment-size %d outside 1..255" % a.segment_size)
         st, level = settings(a)
-        runner.setup_logging(a.log_level or ("info" if a.command == "run" else
+        # [ipa] log_level rules `run` (a service); other commands say only warnings at "info".
+        runner.setup_logging(a.log_level or (level if a.command == "run" else
                                              "warning" if level == "info" else level))
         return COMMANDS[a.command](a, st, out), None
     except (ValueError, ConfigError, IpaError) as e:
         # bad card spec, config and other usage errors: 2; the card or a server out of
         # reach: 3; refused or failed: 1
-        sys.stderr.write("ipa: %s\n" % e)
+        sys.stderr.write(runner.error_line("ipa: %s" % e))
         err = cli_json.error(e)
         return cli_json.ERROR_CODES[err["code"]], err
     finally:

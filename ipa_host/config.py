@@ -3,9 +3,11 @@
 Looked up in this order: `--config FILE`, `$IPA_CONFIG`, `~/.config/ipa-iot/ipa.toml`,
 `/etc/ipa-iot/ipa.toml`; none is fine (defaults). Command-line options win over
 the file. Unknown sections or keys are errors, so a typo never goes unnoticed.
+The example with every key explained ships as ipa_host/contrib/ipa.toml (`ipa service
+install` puts it in /etc/ipa-iot/); a test keeps it in step with DEFAULTS.
 
     [card]
-    spec = "sim"                 # sim | pcsc[:reader] | at:/dev/ttyUSB2?baud=115200&mode=auto
+    spec = "sim"                 # sim | pcsc[:reader] | at:auto | at:/dev/ttyUSB2?baud=115200&mode=auto
     segment_size = 255           # STORE DATA block size (omit: modem profile's)
     sgp32 = "1.2"                # SGP.32 version of the eUICC
     refresh = true               # at: cards: AT+CFUN=0/1 after a profile switch so that the

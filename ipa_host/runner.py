@@ -375,6 +375,7 @@ class IpaHost:
             self.ipa.download_handler = make_download_handler(
                 self.ipa, lambda address: build_smdp_network(st, address),
                 indirect=None if mode == "auto" else mode == "indirect")
+            _watchdog_hook(self)
             _test_kill_hook(self)
         except BaseException:
             self.session.close()
@@ -385,6 +386,24 @@ class IpaHost:
         if self.network is not None:
             self.network.close()
         self.session.close()
+
+
+def _watchdog_hook(h):
+    """Under a systemd watchdog (WatchdogSec=), every ES10 exchange of the cycle may ping it
+    (ipa_host.sd_notify.keepalive, rate-limited): a cycle that advances, such as a long
+    profile download, is alive; one stuck longer than the watchdog is restarted."""
+    from ipa_host import sd_notify
+
+    if sd_notify.watchdog_s() is None:
+        return
+    store_data = h.session.store_data
+
+    def alive(*args, **kw):
+        r = store_data(*args, **kw)
+        sd_notify.keepalive()
+        return r
+
+    h.session.store_data = alive
 
 
 TEST_KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
@@ -419,59 +438,134 @@ def _test_kill_hook(h):
     h.network.post = wrap(h.network.post, "eIM", 1)
 
 
-def run_loop(st, max_cycles=None, stop=None, on_cycle=None):
+# A cycle that cannot start (card or modem gone, e.g. a USB modem re-enumerating): wait
+# START_RETRY_S, doubling with each further such cycle in a row, up to START_RETRY_MAX_S
+# (and never past [ipa] max_interval); a cycle that starts resets the count.
+START_RETRY_S = 30
+START_RETRY_MAX_S = 1800
+
+
+def start_retry_s(failures, max_interval):
+    """Seconds to wait after the `failures`-th cycle in a row that could not start (1, 2 ...):
+    30, 60, 120 ... up to 30 min or max_interval, whichever is lower."""
+    return min(max_interval, START_RETRY_MAX_S,
+               START_RETRY_S * 2 ** min(max(failures, 1) - 1, 16))
+
+
+def run_loop(st, max_cycles=None, stop=None, on_cycle=None, wait=None):
     """`ipa run`: poll cycles with the core's back-off until stopped.
 
     A fresh session and connection per cycle, so a modem or reader that went
     away is reopened and no idle TLS connection is held between polls.
     SIGTERM/SIGINT end the loop after the current cycle (the store holds any
-    unfinished procedure). Returns the number of cycles run.
+    unfinished procedure). `wait(seconds)` sleeps between cycles (default: on
+    the stop event, so a signal ends the wait; a test gives a fake clock).
+    Under systemd (Type=notify) it reports READY, a STATUS line per cycle and
+    watchdog pings (ipa_host.sd_notify). Returns the number of cycles run.
     """
+    from ipa_host import sd_notify
+
     stop = stop or threading.Event()
+    wait = wait or (lambda seconds: sd_notify.wait(stop, seconds))
     installed = []
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             installed.append((sig, signal.signal(sig, lambda *_: stop.set())))
     cycles = 0
+    failures = 0  # cycles in a row that could not start
     delay_ms = 0
+    sd_notify.notify("READY=1")
     try:
         while not stop.is_set() and (max_cycles is None or cycles < max_cycles):
+            sd_notify.keepalive()
             try:
                 with IpaHost(st) as h:
                     r = h.ipa.poll_once()
                     delay_ms = h.ipa.next_poll_delay_ms(r)
+                failures = 0
             except Exception as e:  # card or eIM unreachable before the cycle began
+                failures += 1
                 log.warning("cycle could not start: %s", e)
                 r = {"error": {"type": type(e).__name__, "message": str(e)}}
-                delay_ms = min(st.max_interval, 30 * 2 ** min(cycles, 6)) * 1000
+                delay_ms = start_retry_s(failures, st.max_interval) * 1000
             cycles += 1
             if on_cycle is not None:
                 on_cycle(r)
-            _log_cycle(r, delay_ms)
+            sd_notify.notify("STATUS=" + _log_cycle(r, delay_ms))
             if max_cycles is not None and cycles >= max_cycles:
                 break
-            stop.wait(delay_ms / 1000.0)
+            wait(delay_ms / 1000.0)
     finally:
         for sig, old in installed:
             signal.signal(sig, old)
+        sd_notify.notify("STOPPING=1")
     log.info("stopped after %d cycle(s)", cycles)
     return cycles
 
 
 def _log_cycle(r, delay_ms):
+    """Log what a cycle did and when the next one comes; returns that line."""
     if r.get("error"):
-        log.warning("poll failed: %s; next try in %d s", r["error"].get("message"),
-                    delay_ms // 1000)
+        level, msg = logging.WARNING, "poll failed: %s; next try in %d s" % (
+            r["error"].get("message"), delay_ms // 1000)
     elif r.get("idle"):
-        log.info("no eIM package; next poll in %d s", delay_ms // 1000)
+        level, msg = logging.INFO, "no eIM package; next poll in %d s" % (delay_ms // 1000)
     else:
-        log.info("%s: steps %s; next poll in %d s", r.get("package") or "resumed",
-                 ",".join(r.get("steps") or []), delay_ms // 1000)
+        level, msg = logging.INFO, "%s: steps %s; next poll in %d s" % (
+            r.get("package") or "resumed", ",".join(r.get("steps") or []), delay_ms // 1000)
+    log.log(level, "%s", msg)
+    return msg
+
+
+# sd-daemon(3) priority prefixes: journald files each stderr line at the syslog priority
+# "<N>" it starts with, so `journalctl -p warning` can filter. Below INFO: 7 (debug).
+SD_PRIORITIES = ((logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+
+def sd_priority(levelno):
+    for level, prio in SD_PRIORITIES:
+        if levelno >= level:
+            return prio
+    return 7
+
+
+def journal_stderr():
+    """True when stderr is the journal stream systemd connected: $JOURNAL_STREAM holds its
+    "device:inode" (systemd.exec(5)), compared with stderr's own, so a child whose stderr
+    was redirected elsewhere does not write priority prefixes into a file."""
+    value = os.environ.get("JOURNAL_STREAM")
+    if not value:
+        return False
+    try:
+        dev, ino = (int(x) for x in value.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+class JournalFormatter(logging.Formatter):
+    """Each line of a record prefixed with its sd-daemon priority "<N>"."""
+
+    def format(self, record):
+        prio = sd_priority(record.levelno)
+        return "\n".join("<%d>%s" % (prio, line)
+                         for line in logging.Formatter.format(self, record).split("\n"))
+
+
+def error_line(text):
+    """A line for stderr outside logging (the CLI's fatal "ipa: ..." messages), priority 3
+    under journald like a logged error."""
+    return ("<3>" if journal_stderr() else "") + text + "\n"
 
 
 def setup_logging(level="info"):
-    """Logs on stderr; under systemd (JOURNAL_STREAM set) without our own timestamps."""
+    """Logs on stderr; under systemd (journal stream) with sd-daemon priority prefixes and
+    without our own timestamps (journald adds its own)."""
     fmt = "%(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
+    journal = journal_stderr()
+    if not journal:
         fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JournalFormatter(fmt) if journal else logging.Formatter(fmt))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])

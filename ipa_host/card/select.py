@@ -9,6 +9,8 @@
     at:/dev/ttyUSB2?baud=115200&mode=auto|cgla|csim
                                  a modem's AT port (ipa_host.card.serial.open_at_card:
                                  AT+CCHO/CGLA, or AT+CSIM; auto tries CCHO first)
+    at:auto?mode=...             the AT port of the one known USB modem plugged in
+                                 (ipa_host.card.usb_find: USB vendor/product/interface)
 
 `parse_card_spec(spec)` turns the text into (kind, target, options) and
 rejects what it cannot use; `open_card(spec, **options)` returns a card
@@ -28,7 +30,8 @@ AT_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000,
             2000000, 3000000, 3686400, 4000000)
 PCSC_PROTOCOLS = ("any", "T0", "T1")
 MAX_SPEC = 1024
-SYNTAX = "sim | pcsc | pcsc:<reader name or index> | at:<device>?baud=<n>&mode=auto|cgla|csim"
+SYNTAX = ("sim | pcsc | pcsc:<reader name or index> | at:<device>|auto?baud=<n>"
+          "&mode=auto|cgla|csim")
 
 
 class CardSpecError(IpaError, ValueError):
@@ -134,4 +137,12 @@ def open_card(spec, **options):
 
     kw = {"baud": opts["baud"], "mode": opts["mode"]}
     kw.update(options)
-    return open_at_card(target, **kw)
+    usb = None
+    if target == "auto":
+        from ipa_host.card.usb_find import find_at_port
+
+        usb = find_at_port()
+        target = usb["device"]
+    card = open_at_card(target, **kw)
+    card.usb = usb  # what at:auto found (ipa info shows it), None for a named port
+    return card
