@@ -349,12 +349,16 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
         if tid is not None:
             _cancel(session, transport, tid, s.reason, out, log, rec)
         raise DownloadError(s.stage, s.cause, s.reason, out, rec.note(s.cause))
-    except (IpaError, ValueError) as e:  # ValueError: a value refused building a request
+    except IpaError as e:
         reason = None
         if tid is not None:
             reason = "undefinedReason"
             _cancel(session, transport, tid, reason, out, log, rec)
         raise DownloadError(stage, e, reason, out, rec.note(e))
+    except ValueError as e:  # a caller's or a peer's value refused while building a request
+        if tid is not None:
+            _cancel(session, transport, tid, "undefinedReason", out, log, rec)
+        raise DownloadError(stage, e, "undefinedReason" if tid is not None else None, out)
 
     rec.ended()  # a PIR: the notification path delivers it
     out["pir"] = pir

@@ -343,7 +343,7 @@ def test_cancel_session(dp, pki_dir):
 def test_an_abandoned_session_expires_and_releases_its_order(pki_dir, tmp_path):
     """session_timeout: a retry while the first session is open is refused with words a user
     understands; once it expired the order is released and the retry downloads."""
-    with SmdpServer(str(tmp_path / "smdp"), pki_dir, session_timeout=1.0) as dp:
+    with SmdpServer(str(tmp_path / "smdp"), pki_dir) as dp:
         dp.add_profile("M", ICCID, "P")
         c, e = Client(dp, pki_dir), HandEuicc(pki_dir)
         init = ok(c.call("initiateAuthentication", e.initiate(dp))[1])
@@ -360,6 +360,7 @@ def test_an_abandoned_session_expires_and_releases_its_order(pki_dir, tmp_path):
         msg = answer["header"]["functionExecutionStatus"]["statusCodeData"]["message"]
         assert "profile already downloading in session %s" % init["transactionId"] in msg, msg
         assert "released when that session is cancelled or, abandoned, in" in msg
+        dp.session_timeout = 0.5  # set while running: the refusal above never raced it
         deadline = time.monotonic() + 10
         while not dp.expired and time.monotonic() < deadline:
             time.sleep(0.1)
