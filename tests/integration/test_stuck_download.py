@@ -230,3 +230,60 @@ def test_a_reset_euicc_is_explained_and_the_retry_succeeds_after_the_timeout(
     assert r.returncode == 0, r.stderr
     assert "installed      %s" % ICCID_1 in r.stdout
     assert info(h)["openDownload"] is None
+
+
+def test_a_download_from_the_smds_killed_midway_is_cancelled_by_the_next_one(tmp_path):
+    """`ipa download --smds`: the process is killed (SIGKILL) while it waits for the SM-DP+'s
+    AuthenticateClient answer; the next `ipa download --smds` cancels that session first (the
+    SM-DP+ verifies the eUICC's signature and releases the order), then the SM-DS still
+    offers the event and it installs."""
+    import signal
+    import threading
+
+    from test_smds import _lab, announce  # tests/integration/test_smds.py: SM-DS + SM-DP+
+
+    h, eid, ds, dp = _lab(tmp_path)
+    hold = threading.Event()
+    try:
+        announce(dp, eid, ("EV-1", ICCID_1))
+        # the answer to AuthenticateClient waits in the SM-DP+ until the IPA is gone
+        dp.faults["authenticateClient"] = lambda body: (hold.wait(60), (body, None))[1]
+        p = subprocess.Popen([IPA, "--home", h, "--smdp-ca-file", ds.tls_ca_path, "download",
+                              "--smds"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while "authenticateClient" not in [e["function"] for e in dp.events] and \
+                    time.monotonic() < deadline and p.poll() is None:
+                time.sleep(0.05)
+            assert "authenticateClient" in [e["function"] for e in dp.events], p.poll()
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == -9
+        del dp.faults["authenticateClient"]
+        hold.set()
+        o = info(h)["openDownload"]
+        assert (o["smdpAddress"], o["matchingId"], o["stage"]) == (dp.address, "EV-1",
+                                                                   "authenticated"), o
+        assert dp.profile("EV-1")["state"] == "downloading"
+
+        n = len(dp.events)
+        r = subprocess.run([IPA, "--home", h, "--smdp-ca-file", ds.tls_ca_path, "--json",
+                            "download", "--smds"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        out = cli_contract.result(r.stdout, "download")
+        assert out["recovered"]["outcome"] == "cancelled", out["recovered"]
+        first = dp.events[n]
+        assert (first["function"], first["transactionId"], first["verified"]) == \
+            ("cancelSession", o["transactionId"], True)
+        assert [d["eventId"] for d in out["downloads"]] == ["EV-1"] and out["ok"] is True
+        assert ICCID_1 in [p["iccid"] for p in info(h)["profiles"]]
+        assert info(h)["openDownload"] is None
+    finally:
+        hold.set()
+        dp.stop()
+        ds.stop()
