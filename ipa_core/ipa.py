@@ -24,6 +24,9 @@ Peers (no I/O here):
   default: always connected, never in an eCall.
 
 One cycle (poll_once), in this order:
+0. cancel a profile download session a cut left open (ipa.download,
+   ipa_core.ipa_cancel: ES10b.CancelSession, then the server's), before
+   anything can touch the eUICC's RSP session; never fails the cycle;
 1. finish removals of notifications the eIM already took (ipa.notified);
 2. resume the procedure in the store, if any (ipa.job);
 3. deliver pending notifications (HandleNotification 'BF3D'), each removed
@@ -66,7 +69,7 @@ back-off (next_poll_delay_ms).
 from ipa_core import es10, esipa, ipa_notify, ipa_steps, tlv
 from ipa_core import version as ver
 from ipa_core.errors import EimError, FunctionError, IpaError, ProtocolError, TransportError
-from ipa_core.ipa_store import JOB, NOTIFIED, STATE_CHANGE, MemoryStore  # noqa: F401
+from ipa_core.ipa_store import DOWNLOAD, JOB, NOTIFIED, STATE_CHANGE, MemoryStore  # noqa: F401
 
 ASN1_PATH = "/gsma/rsp2/asn1"
 ASN1_CONTENT_TYPE = "application/x-gsma-rsp-asn1"
@@ -394,6 +397,7 @@ class Ipa:
                "notifications": None, "error": None}
         failure = None
         try:
+            out["recovered"] = self.recover_download()
             notes = ipa_notify.new_notes()
             out["notifications"] = notes
             ipa_notify.finish_removals(self, notes)
@@ -443,12 +447,39 @@ class Ipa:
         """
         notes = ipa_notify.new_notes()
         try:
+            notes["recovered"] = self.recover_download()
             ipa_notify.finish_removals(self, notes)
             ipa_notify.deliver_all(self, notes)
         except IpaError as e:
             notes["error"] = error_info(e)
             self.note("warning", "notifications: %s" % e)
         return notes
+
+    def recover_download(self, log=None):
+        """Cancel the download session a cut left open, if one is recorded (ipa_core.ipa_cancel:
+        its summary, or None). Runs before anything else may touch the eUICC's RSP session.
+        log(level, msg): where its outcome goes (default: the Ipa's log)."""
+        if self.store.get(DOWNLOAD) is None:
+            return None
+        from ipa_core import ipa_cancel
+
+        return ipa_cancel.recover(self.session, self.store, self._cancel_transport,
+                                  log or self.note)
+
+    def _cancel_transport(self, rec):
+        """The server side of a recorded session's cancel: this eIM (indirect), or the SM-DP+
+        through the download handler's network_factory (direct)."""
+        from ipa_core import ipa_download
+
+        if rec.get("transport") == "indirect":
+            return ipa_download.IndirectTransport(self)
+        factory = getattr(self.download_handler, "network_factory", None)
+        if factory is None:
+            raise IpaError("cannot reach the SM-DP+ %s to cancel: no network_factory"
+                           % rec.get("smdpAddress"))
+        from ipa_core.ipa_direct import DirectTransport
+
+        return DirectTransport(factory(rec.get("smdpAddress")))
 
     def next_poll_delay_ms(self, result):
         """Milliseconds to wait before the next poll_once, from its summary.

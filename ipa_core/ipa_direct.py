@@ -91,6 +91,12 @@ class DirectTransport:
                                            **self._kw())
         es9p.decode_cancel_session_response(self._call("cancelSession", body))
 
+    def close(self):
+        """Close the network (a cancel after a cut opens its own, ipa_core.ipa_cancel)."""
+        close = getattr(self.network, "close", None)
+        if close is not None:
+            close()
+
     def handle_notification(self, pending_notification):
         """ES9+.HandleNotification (a PIR or other notification for this SM-DP+)."""
         body = es9p.handle_notification_request(pending_notification, **self._kw())

@@ -55,7 +55,7 @@ profileDownloadTriggerRequest (see DownloadHandler).
 import hashlib
 from binascii import hexlify
 
-from ipa_core import es10, esipa, tlv
+from ipa_core import es10, esipa, ipa_cancel, tlv
 from ipa_core import es10_decode as d
 from ipa_core.errors import IpaError, ProtocolError
 from ipa_core.es10_download import DEFAULT_CAPABILITIES, DEFAULT_TAC
@@ -70,12 +70,13 @@ class DownloadError(IpaError):
     `reason` (the CancelSessionReason used, or None when nothing was cancelled),
     `result` (what was known so far: transactionId, profileMetadata, ...)."""
 
-    def __init__(self, stage, cause, reason=None, result=None):
+    def __init__(self, stage, cause, reason=None, result=None, note=None):
         self.stage = stage
         self.cause = cause
         self.reason = reason
         self.result = result or {}
-        super().__init__("profile download failed at %s: %s" % (stage, cause))
+        super().__init__("profile download failed at %s: %s%s"
+                         % (stage, cause, "; " + note if note else ""))
 
 
 def hash_cc(confirmation_code, transaction_id):
@@ -185,17 +186,21 @@ def _note(log, level, msg):
         log(level, msg)
 
 
-def _cancel(session, transport, tid, reason, out, log):
-    """ES10b.CancelSession, then the server's CancelSession with the eUICC's signed answer.
-    Failures are logged and recorded in out["cancel"], never raised."""
+def _cancel(session, transport, tid, reason, out, log, rec):
+    """ES10b.CancelSession, then the server's CancelSession with the eUICC's signed answer
+    (kept in the store first: rec, ipa_cancel.Recorder). Failures are logged and recorded
+    in out["cancel"], never raised; a cancel left unfinished stays recorded for the next
+    start (ipa_cancel.recover)."""
     c = {"reason": reason, "euicc": False, "server": False}
     out["cancel"] = c
     try:
         csr = es10.cancel_session(session, tid, reason)
         c["euicc"] = True
+        rec.euicc_cancelled(reason, csr["raw"])
     except IpaError as e:
         c["euiccError"] = str(e)
         _note(log, "warning", "ES10b.CancelSession: %s" % e)
+        rec.ended(c)
         return
     try:
         transport.cancel_session(tid, csr["raw"])
@@ -203,6 +208,7 @@ def _cancel(session, transport, tid, reason, out, log):
     except IpaError as e:
         c["serverError"] = str(e)
         _note(log, "warning", "CancelSession (%s): %s" % (transport.name, e))
+    rec.ended(c)
 
 
 class _Stop(Exception):
@@ -217,7 +223,8 @@ class _Stop(Exception):
 
 def download(session, transport, activation=None, smdp_address=None, matching_id=None,
              confirmation_code=None, imei=None, progress=None, immediate_enable=False,
-             tac=None, device_capabilities=None, confirm=None, refresh_flag=True, log=None):
+             tac=None, device_capabilities=None, confirm=None, refresh_flag=True, log=None,
+             store=None):
     """Download and install one profile (see the module docstring) -> result dict:
 
         ok              the PIR says successResult
@@ -231,7 +238,11 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
     smdp_address / matching_id override it. confirmation_code: str, used
     only when the SM-DP+ sets ccRequiredFlag. confirm(profileMetadata) ->
     False refuses the profile (CancelSession endUserRejection). log(level,
-    msg) optional. Failures -> DownloadError (after the cancels).
+    msg) optional. Failures -> DownloadError (after the cancels). store: the
+    IPA's Store (ipa_core.ipa_store); given, the open session is recorded in
+    it from AuthenticateServer to the end (ipa_core.ipa_cancel: what the next
+    start cancels after a cut), and a matchingIdRefused names the earlier
+    session recorded there.
     """
     ac = activation
     if isinstance(ac, (str, bytes, bytearray)):
@@ -245,6 +256,7 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
         raise ValueError("direct download: expected an SM-DP+ address (activation code or "
                          "smdp_address), got none")
     out = {"transport": transport.name, "smdpAddress": smdp, "matchingId": mid, "ok": False}
+    rec = ipa_cancel.Recorder(store, transport, smdp, mid)
     stage = "ES10b.GetEUICCInfo1"
     tid = None
     try:
@@ -270,6 +282,8 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
         asr = es10.authenticate_server(session, ia["serverSigned1"], ia["serverSignature1"],
                                        ia["euiccCiPKIdToBeUsed"], ia["serverCertificate"], ctx)
         ia = ctx = None
+        if not asr.get("error"):
+            rec.opened(out["transactionId"])  # the eUICC holds the session from here on
         stage = "AuthenticateClient"
         acr = transport.authenticate_client(tid, asr["raw"])
         if asr.get("error"):  # the server should have refused it; stop either way
@@ -319,6 +333,7 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
                 bpp = gb.pop("boundProfilePackage")
             gb = None
             stage = "ES10b.LoadBoundProfilePackage"
+            rec.stage("loading")
             try:
                 pir = load_bound_profile_package(session, bpp, progress)
             except IpaError as e:
@@ -332,19 +347,20 @@ def download(session, transport, activation=None, smdp_address=None, matching_id
         bpp = None
     except _Stop as s:
         if tid is not None:
-            _cancel(session, transport, tid, s.reason, out, log)
-        raise DownloadError(s.stage, s.cause, s.reason, out)
+            _cancel(session, transport, tid, s.reason, out, log, rec)
+        raise DownloadError(s.stage, s.cause, s.reason, out, rec.note(s.cause))
     except IpaError as e:
         reason = None
         if tid is not None:
             reason = "undefinedReason"
-            _cancel(session, transport, tid, reason, out, log)
-        raise DownloadError(stage, e, reason, out)
+            _cancel(session, transport, tid, reason, out, log, rec)
+        raise DownloadError(stage, e, reason, out, rec.note(e))
     except ValueError as e:  # a caller's or a peer's value refused while building a request
         if tid is not None:
-            _cancel(session, transport, tid, "undefinedReason", out, log)
+            _cancel(session, transport, tid, "undefinedReason", out, log, rec)
         raise DownloadError(stage, e, "undefinedReason" if tid is not None else None, out)
 
+    rec.ended()  # a PIR: the notification path delivers it
     out["pir"] = pir
     out["segments"] = [pir["segmentsSent"], pir["segmentsTotal"]]
     out["ok"] = not pir.get("error")
@@ -458,6 +474,7 @@ class DownloadHandler:
             kw["smdp_address"], kw["matching_id"] = ev["rspServerAddress"], ev["eventId"]
         else:
             raise IpaError("profileDownloadData %s: not supported" % ", ".join(sorted(pdd)))
+        kw["store"] = getattr(ipa, "store", None)  # the open session, for a cut (ipa_cancel)
         if indirect:
             return download(ipa.session, IndirectTransport(ipa, tid), **kw)
         if self.network_factory is None:

@@ -41,6 +41,9 @@ Keys (all under "ipa."):
                      GetEimPackage); cleared once an eIM answer to that request came.
     ipa.notified     [seqNumber, ...]: notifications the eIM took (HandleNotification)
                      and not yet removed from the eUICC.
+    ipa.download     the open profile download session (transactionId, SM-DP+, transport,
+                     stage), from ES10b.AuthenticateServer until the download ended: what
+                     the next start cancels after a cut (ipa_core.ipa_cancel has the shape).
 """
 
 import json
@@ -49,7 +52,8 @@ from binascii import hexlify, unhexlify
 JOB = "ipa.job"
 STATE_CHANGE = "ipa.stateChange"
 NOTIFIED = "ipa.notified"
-KEYS = (JOB, STATE_CHANGE, NOTIFIED)
+DOWNLOAD = "ipa.download"
+KEYS = (JOB, STATE_CHANGE, NOTIFIED, DOWNLOAD)
 HEX = "$hex"  # the key of the one-key object a JSON store writes bytes as
 
 

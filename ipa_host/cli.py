@@ -186,6 +186,18 @@ def collect_info(s):
     return out
 
 
+def open_download(st):
+    """The open profile download session recorded in the IPA's store (ipa_core.ipa_cancel),
+    without the eUICC's signed answer; None when there is none."""
+    from ipa_core.ipa_store import DOWNLOAD
+    from ipa_host.store import FileStore
+
+    rec = FileStore(os.path.join(st.home, runner.STATE_FILE)).get(DOWNLOAD)
+    if rec is not None:
+        rec.pop("cancelSessionResponse", None)
+    return rec
+
+
 def _version(v):
     if isinstance(v, (bytes, bytearray)) and len(v) == 3:
         return "%d.%d.%d" % tuple(v)
@@ -249,6 +261,13 @@ def print_info(d, out):
         if isinstance(what, list):
             what = ",".join(str(w) for w in what)
         out.write("  #%-5s %-24s %s\n" % (n.get("seqNumber"), what, n.get("notificationAddress", "")))
+    o = d.get("openDownload")
+    if o:
+        out.write("Open download  transaction %s with %s (%s%s), matchingId %s: %s, %d "
+                  "cancel attempt(s)\n" % (
+                      o.get("transactionId"), o.get("smdpAddress") or "the eIM's SM-DP+",
+                      o.get("transport"), " via eIM %s" % o["eimId"] if o.get("eimId") else "",
+                      o.get("matchingId") or "-", o.get("stage"), o.get("attempts", 0)))
 
 
 def emit(a, out, data, human):
@@ -275,6 +294,7 @@ def cmd_info(a, st, out):
         modem = modem_info(getattr(s, "card", None))  # --card at:...: which modem, mode, quirks
     finally:
         s.close()
+    d["openDownload"] = open_download(st)
     if modem is not None:
         d["modem"] = modem
     emit(a, out, d, lambda d, o: (print_info(d, o), modem and print_modem(modem, o)))
@@ -284,7 +304,14 @@ def cmd_info(a, st, out):
 # ---- poll / run ---------------------------------------------------------------
 
 
+def print_recovered(r, out):
+    """The cancel of a download session a cut left open (ipa_core.ipa_cancel), if any."""
+    if r.get("recovered"):
+        out.write("recovered      %s\n" % r["recovered"]["message"])
+
+
 def print_poll(r, out):
+    print_recovered(r, out)
     if r.get("resumed"):
         out.write("resumed        %s at step %s\n" % (r["resumed"]["kind"], r["resumed"]["step"]))
     notes = r.get("notifications") or {}
@@ -409,6 +436,7 @@ def print_notifications(ns, out):
 
 
 def print_processed(r, out):
+    print_recovered(r, out)
     out.write("delivered %s; removed %s%s\n" % (
         ",".join(str(n) for n in r.get("delivered") or []) or "nothing",
         ",".join(str(n) for n in r.get("removed") or []) or "nothing",
@@ -526,30 +554,28 @@ def cmd_download(a, st, out):
         raise ValueError("download --first: only with --smds")
     kw = {"confirmation_code": a.confirmation_code, "imei": a.imei,
           "immediate_enable": a.enable, "refresh_flag": st.refresh_flag,
-          "progress": ProgressBar(sys.stderr),
-          "log": lambda level, msg: runner.log.log(
-              {"debug": 10, "info": 20, "warning": 30}.get(level, 40), msg)}
+          "progress": ProgressBar(sys.stderr), "log": runner.core_log}
     if a.smds is not None:
         from ipa_host.smds_download import download_from_smds
 
         return download_from_smds(a, st, out, kw)
     kw["activation"] = ac = activation.parse(a.activation_code)  # ValueError: exit 2
+    said = lambda level, msg: sys.stderr.write("ipa: %s\n" % msg)  # noqa: E731
+    recovered = None
     try:
+        # First the session an earlier, cut-off download left open (ipa_core.ipa_cancel):
+        # its cancel must reach the eUICC before this download's GetEUICCChallenge ends it.
         if a.indirect:
             with runner.IpaHost(st) as h:
-                r = dl.download(h.session, dl.IndirectTransport(h.ipa), **kw)
+                recovered = h.ipa.recover_download(said)
+                r = dl.download(h.session, dl.IndirectTransport(h.ipa), store=h.ipa.store, **kw)
                 _after_enable(st, h.session, r)
         else:
-            s = runner.open_session(st)
-            try:
-                net = runner.build_smdp_network(st, ac["smdpAddress"])
-                try:
-                    r = dl.download(s, DirectTransport(net, max_package=st.max_package), **kw)
-                finally:
-                    net.close()
-                _after_enable(st, s, r)
-            finally:
-                s.close()
+            with runner.SmdpHost(st, ac["smdpAddress"]) as h:
+                recovered = h.recover(said)
+                r = dl.download(h.session, DirectTransport(h.network, max_package=st.max_package),
+                                store=h.store, **kw)
+                _after_enable(st, h.session, r)
     except dl.DownloadError as e:
         sys.stderr.write("ipa: %s\n" % e)
         c = e.result.get("cancel")
@@ -558,9 +584,11 @@ def cmd_download(a, st, out):
                 c["reason"], "yes" if c["euicc"] else "no (%s)" % c.get("euiccError"),
                 "SM-DP+" if not a.indirect else "eIM",
                 "yes" if c["server"] else "no (%s)" % c.get("serverError")))
+        e.result["recovered"] = recovered
         emit(a, out, e.result, lambda d, o: None)
         fail(a, cli_json.error(e.cause, stage=e.stage, message=str(e)))
         return 3 if isinstance(e.cause, TransportError) else 1
+    r["recovered"] = recovered
     emit(a, out, r, print_download)
     return 0 if r.get("ok") else 1
 

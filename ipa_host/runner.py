@@ -406,15 +406,65 @@ def _watchdog_hook(h):
     h.session.store_data = alive
 
 
+class SmdpHost(IpaHost):
+    """`ipa download` straight to an SM-DP+ (no eIM needed): the session, the store and the
+    ES9+ network, closed together (IpaHost's __exit__; no Ipa, no eIM). recover() first
+    cancels a download a cut left open."""
+
+    def __init__(self, st, smdp_address):
+        IpaHost.__init__(self, st)
+        self.address = smdp_address
+        self.store = None
+
+    def __enter__(self):
+        self.session = open_session(self.st)
+        try:
+            self.store = FileStore(os.path.join(self.st.home, STATE_FILE))
+            self.network = build_smdp_network(self.st, self.address)
+            _test_kill_hook(self)
+        except BaseException:
+            self.session.close()
+            raise
+        return self
+
+    def recover(self, log=None):
+        """recover_direct with this SM-DP+'s network (log: where its outcome goes)."""
+        return recover_direct(self.st, self.session, self.store, log, self.network,
+                              self.address)
+
+
+def recover_direct(st, session, store, log=None, network=None, address=None):
+    """ipa_core.ipa_cancel.recover for a command without an eIM (`ipa download`, also with
+    --smds): the recorded SM-DP+ reached over `network` when it is `address`, else over a
+    network of its own; a session relayed by an eIM is cancelled on the eUICC and its
+    server side waits for `ipa poll`. log(level, msg): default the `ipa` log."""
+    from ipa_core import ipa_cancel
+    from ipa_core.ipa_direct import DirectTransport
+
+    def transport_for(rec):
+        if rec.get("transport") != "direct":
+            return None  # relayed by an eIM: `ipa poll` reaches it
+        smdp = rec.get("smdpAddress")
+        return DirectTransport(network if network is not None and smdp == address
+                               else build_smdp_network(st, smdp))
+
+    return ipa_cancel.recover(session, store, transport_for, log or core_log)
+
+
+def core_log(level, msg):
+    """log(level, msg) for the core's procedures, into the `ipa` logger."""
+    log.log({"debug": 10, "info": 20, "warning": 30}.get(level, 40), msg)
+
+
 TEST_KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
 BEARER_START_MS = 30000  # bringing the modem's data bearer up before the first request
 
 
 def _test_kill_hook(h):
     """TEST ONLY, inert unless $IPA_TEST_KILL_AFTER_STEP=n is set (docs/resilience.md):
-    every progress-store write, ES10 exchange and eIM answer is an event, logged on stderr
-    as "test-kill event k: ..."; right after event n (0: never) the process SIGKILLs itself,
-    as a power cut at that step boundary would."""
+    every progress-store write, ES10 exchange and eIM (or SM-DP+) answer is an event, logged
+    on stderr as "test-kill event k: ..."; right after event n (0: never) the process
+    SIGKILLs itself, as a power cut at that step boundary would."""
     n = os.environ.get(TEST_KILL_ENV)
     if not n:
         return
@@ -432,10 +482,11 @@ def _test_kill_hook(h):
             return r
         return event
 
-    store = h.ipa.store
+    eim = getattr(h, "ipa", None) is not None  # else SmdpHost: the SM-DP+, by ES9+ path
+    store = h.ipa.store if eim else h.store
     store.put, store.delete = wrap(store.put, "put", 0), wrap(store.delete, "delete", 0)
     h.session.store_data = wrap(h.session.store_data, "ES10", 0)
-    h.network.post = wrap(h.network.post, "eIM", 1)
+    h.network.post = wrap(h.network.post, "eIM" if eim else "SM-DP+", 1 if eim else 0)
 
 
 # A cycle that cannot start (card or modem gone, e.g. a USB modem re-enumerating): wait

@@ -15,6 +15,7 @@ the download of each event from its SM-DP+ (matchingId = eventId), as a user exp
   download's, or code "noEvent".
 """
 
+import os
 import sys
 
 from ipa_core import activation, es10
@@ -24,6 +25,7 @@ from ipa_core.errors import TransportError
 from ipa_core.ipa_direct import DirectTransport
 from ipa_host import cli_json, runner
 from ipa_host.cli import _after_enable, emit, fail, print_download
+from ipa_host.store import FileStore
 
 NO_EVENT = cli_json.ERROR_CODES["noEvent"]
 
@@ -63,6 +65,12 @@ def download_from_smds(a, st, out, kw):
     """The command (see the module docstring); kw: dl.download's options from cmd_download."""
     s = runner.open_session(st)
     try:
+        # a download an earlier run left open is cancelled before the SM-DS's session (its
+        # GetEUICCChallenge) ends it on the eUICC; each download here is recorded the same way
+        store = FileStore(os.path.join(st.home, runner.STATE_FILE))
+        recovered = runner.recover_direct(st, s, store, lambda level, msg: sys.stderr.write(
+            "ipa: %s\n" % msg))
+        kw = dict(kw, store=store)
         address = a.smds or es10.get_euicc_configured_addresses(s)["rootDsAddress"]
         activation.check_address(address, "SM-DS address")  # ValueError: exit 2
         net = runner.build_smdp_network(st, address)
@@ -76,6 +84,7 @@ def download_from_smds(a, st, out, kw):
         finally:
             net.close()
         r["downloads"] = []
+        r["recovered"] = recovered
         for ev in r["eventEntries"][:1] if a.first else r["eventEntries"]:
             d = _download_event(st, s, ev, kw)
             d["eventId"] = ev["eventId"]

@@ -24,7 +24,7 @@ core = [
     "es10.py", "es10_decode.py", "es10_download.py", "es10_signed.py",
     "esipa.py", "esipa_decode.py",
     "ipa.py", "ipa_data.py", "ipa_notify.py", "ipa_steps.py", "ipa_store.py",
-    "ipa_download.py", "activation.py",
+    "ipa_download.py", "ipa_cancel.py", "activation.py",
 ]
 
 if options.at_stack:

@@ -2,6 +2,8 @@
 
     HOME/sim/pki/        test PKI (CI, EUM, eUICC, eIM keys and certificates)
     HOME/sim/euicc.json  the virtual eUICC's state
+    HOME/sim/euicc-ram.json  what it keeps while powered (an open download session);
+                         `ipa-sim euicc reset --home HOME` power-cycles it
     HOME/eim/            the demo eIM server's folder (its TLS CA in tls/ca.crt)
 
 On first use the eUICC gets three demo profiles and an eIM configuration for
@@ -39,6 +41,12 @@ def eim_dir(home):
     return os.path.join(home, "eim")
 
 
+def ram_path(home):
+    """The home eUICC's volatile memory: the IPA's processes come and go, the card stays
+    powered (VirtualEuicc ram_path)."""
+    return os.path.join(sim_dir(home), "euicc-ram.json")
+
+
 def open_home_euicc(home):
     """The VirtualEuicc kept under `home`, provisioned on first use."""
     folder = sim_dir(home)
@@ -48,7 +56,7 @@ def open_home_euicc(home):
         os.makedirs(pki_dir, exist_ok=True)
         pki.create_test_pki(pki_dir)
     fresh = not os.path.exists(state_path)
-    card = VirtualEuicc(pki_dir, state_path=state_path)
+    card = VirtualEuicc(pki_dir, state_path=state_path, ram_path=ram_path(home))
     if fresh:
         card.load_profiles(DEMO_PROFILES)
         tls_ca = x509.load_der_x509_certificate(ensure_tls(eim_dir(home))["ca_der"])

@@ -48,7 +48,8 @@ def test_info_json_is_one_document_with_spec_names(tmp_path):
     code, text = run("--home", str(tmp_path), "--json", "info")
     assert code == 0
     d = cli_contract.result(text, "info")
-    assert set(d) == {"eid", "euiccInfo2", "eims", "profiles", "notifications"}
+    assert set(d) == {"eid", "euiccInfo2", "eims", "profiles", "notifications", "openDownload"}
+    assert d["openDownload"] is None  # no download cut off (ipa_core.ipa_cancel)
     assert d["eims"][0]["eimId"] == DEMO_EIM_ID
     assert d["eims"][0]["eimSupportedProtocol"] == ["eimRetrieveHttps"]
     assert {p["iccid"] for p in d["profiles"]} == {p["iccid"] for p in DEMO_PROFILES}

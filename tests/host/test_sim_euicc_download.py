@@ -28,6 +28,50 @@ NEW_ICCID = "8949449999999990101"
 TXID = H("0123456789ABCDEF0123456789ABCDEF")
 
 
+def test_a_card_kept_powered_keeps_its_session_across_processes(tmp_path, card, dp):
+    """With ram_path (the home eUICC of `ipa --card sim`), a new process finds the session a
+    killed one left open, as a powered eUICC keeps it: it cancels it, signed; after reset()
+    (a power cycle) the session is gone."""
+    from ipa_host.sim.euicc.euicc import VirtualEuicc
+
+    ram = str(tmp_path / "euicc-ram.json")
+    powered = VirtualEuicc(card.pki["folder"], state_path=card.state_path, ram_path=ram)
+    ok = authenticate(powered, dp)
+    prepare(powered, dp, ok)
+    again = VirtualEuicc(card.pki["folder"], state_path=card.state_path, ram_path=ram)
+    assert again.download["txid"] == TXID and again.download["stage"] == "prepared"
+    assert again.download["otsk"] is not None  # one-time key kept, as a powered card keeps it
+    r = call(again, H("BF4115") + H("8010") + TXID + H("81017F"))
+    signed, sig = r.need(0xA0).children()
+    assert signed.need(0x80).value == TXID and signed.need(0x82).as_int() == 127
+    assert pki.verify(card.pki["euicc_cert"], signed.raw, sig.value)
+    assert not os.path.exists(ram)  # nothing left in RAM: no file
+    # a power cycle in between: the next process finds nothing to cancel
+    authenticate(powered, dp)
+    assert os.path.exists(ram)
+    VirtualEuicc(card.pki["folder"], state_path=card.state_path, ram_path=ram).reset()
+    after = VirtualEuicc(card.pki["folder"], state_path=card.state_path, ram_path=ram)
+    assert after.download is None
+    assert call(after, H("BF4115") + H("8010") + TXID + H("81017F")).raw == H("BF4103810105")
+
+
+def test_ipa_sim_euicc_reset_power_cycles_the_home_euicc(tmp_path, capsys):
+    from ipa_host.sim.euicc.euicc import euicc_main
+    from ipa_host.sim.home import open_home_euicc, ram_path
+
+    home = str(tmp_path / "home")
+    card = open_home_euicc(home)
+    card.download = {"stage": "authenticated", "txid": TXID, "address": "dp", "ci_pkid": b"1",
+                     "smdp_oid": "2.999.10", "signature1": b"s"}
+    card._save_ram()
+    assert open_home_euicc(home).download["txid"] == TXID
+    assert euicc_main(["reset", "--home", home]) == 0
+    assert "download session %s lost" % TXID.hex().upper() in capsys.readouterr().out
+    assert open_home_euicc(home).download is None and not os.path.exists(ram_path(home))
+    assert euicc_main(["reset", "--home", str(tmp_path / "none")]) == 2
+    assert "no virtual eUICC" in capsys.readouterr().err
+
+
 # ---- the SM-DP+ side, by hand ------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import ssl
+import time
 
 import pytest
 from cryptography import x509
@@ -337,6 +338,50 @@ def test_cancel_session(dp, pki_dir):
     assert dp.profile("M")["state"] == "released"
     failed(c.call("cancelSession", {"transactionId": init["transactionId"],
                                     "cancelSessionResponse": b64(resp)})[1], "8.10.1", "3.9")
+
+
+def test_an_abandoned_session_expires_and_releases_its_order(pki_dir, tmp_path):
+    """session_timeout: a retry while the first session is open is refused with words a user
+    understands; once it expired the order is released and the retry downloads."""
+    with SmdpServer(str(tmp_path / "smdp"), pki_dir) as dp:
+        dp.add_profile("M", ICCID, "P")
+        c, e = Client(dp, pki_dir), HandEuicc(pki_dir)
+        init = ok(c.call("initiateAuthentication", e.initiate(dp))[1])
+        ok(c.call("authenticateClient", {"transactionId": init["transactionId"],
+                                         "authenticateServerResponse": b64(
+                                             e.authenticate_server(init, "M"))})[1])
+        assert dp.profile("M")["state"] == "downloading"
+        e2 = HandEuicc(pki_dir)
+        init2 = ok(c.call("initiateAuthentication", e2.initiate(dp))[1])
+        answer = c.call("authenticateClient", {"transactionId": init2["transactionId"],
+                                               "authenticateServerResponse": b64(
+                                                   e2.authenticate_server(init2, "M"))})[1]
+        failed(answer, "8.2.6", "3.8")
+        msg = answer["header"]["functionExecutionStatus"]["statusCodeData"]["message"]
+        assert "profile already downloading in session %s" % init["transactionId"] in msg, msg
+        assert "released when that session is cancelled or, abandoned, in" in msg
+        dp.session_timeout = 0.5  # set while running: the refusal above never raced it
+        deadline = time.monotonic() + 10
+        while not dp.expired and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [x["transactionId"] for x in dp.expired] == [init["transactionId"]]
+        assert dp.expired[0]["matchingId"] == "M" and dp.profile("M")["state"] == "released"
+        _, e3, *_ = download(dp, pki_dir, "M")
+        assert dp.profile("M")["state"] == "downloading"
+        # the expired session is unknown now: a late cancel for it is refused
+        signed = tlv.enc(0x30, tlv.encode(0x80, e.tid), tlv.encode(0x81, tlv.oid_encode(dp.smdp_oid)),
+                         tlv.encode(0x82, b"\x7f"))
+        resp = tlv.enc(0xBF41, tlv.enc(0xA0, signed, tlv.encode(0x5F37, pki.sign_raw(e.key, signed))))
+        failed(c.call("cancelSession", {"transactionId": init["transactionId"],
+                                        "cancelSessionResponse": b64(resp)})[1], "8.10.1", "3.9")
+
+
+def test_cli_session_timeout(tmp_path, pki_dir, capsys):
+    from ipa_host.sim.smdpp import smdpp
+
+    rc = smdpp.smdpp_main(["serve", "--dir", str(tmp_path / "d"), "--pki", pki_dir, "--port", "0",
+                           "--session-timeout", "0"])
+    assert rc == 2 and "--session-timeout: expected seconds > 0" in capsys.readouterr().err
 
 
 def test_http_level_errors(dp, pki_dir):

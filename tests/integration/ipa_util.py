@@ -1,6 +1,7 @@
 """Helpers the integration tests share: the `ipa` command of this venv and what they read
 back from it and from the simulated servers."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,6 +29,32 @@ def at_info(home, modem):
 def profile_states(info):
     """{iccid: profileState} of an `ipa --json info` answer ("enabled" / "disabled")."""
     return {p["iccid"]: p["profileState"] for p in info["profiles"]}
+
+
+@contextlib.contextmanager
+def relay_lab(tmp_path, profiles, **smdp_kw):
+    """A provisioned home (virtual eUICC, demo eIM), a running SM-DP+ under the same test CI
+    offering `profiles` [(matchingId, iccid, name, size)], and an eIM trusting the SM-DP+'s
+    TLS CA for its relay -> (home, eid, dp, eim). smdp_kw: SmdpServer options."""
+    from ipa_host.sim.eim.eim import EimServer
+    from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
+    from ipa_host.sim.smdpp.smdpp import SmdpServer
+
+    h = str(tmp_path / "home")
+    card = open_home_euicc(h)
+    pki_dir = os.path.join(sim_dir(h), "pki")
+    dp = SmdpServer(str(tmp_path / "smdp"), pki_dir, **smdp_kw).start()
+    for mid, iccid, name, size in profiles:
+        dp.add_profile(mid, iccid, name, size=size)
+    try:
+        eim = EimServer(eim_dir(h), pki_dir=pki_dir, association_token=1,
+                        smdp_ca_file=dp.tls_ca_path).start()
+        try:
+            yield h, card.eid, dp, eim
+        finally:
+            eim.stop()
+    finally:
+        dp.stop()
 
 
 def functions(dp):

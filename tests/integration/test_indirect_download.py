@@ -10,7 +10,6 @@ signature, and the eIM the eUICC's signature on the PIR it reports.
 
 import base64
 import json
-import os
 import signal
 import subprocess
 import time
@@ -18,10 +17,7 @@ import time
 import pytest
 
 from ipa_core import tlv
-from ipa_host.sim.eim.eim import EimServer
-from ipa_host.sim.home import eim_dir, open_home_euicc, sim_dir
-from ipa_host.sim.smdpp.smdpp import SmdpServer
-from ipa_util import IPA, functions, info_json as info  # tests/integration/ipa_util.py
+from ipa_util import IPA, functions, info_json as info, relay_lab  # tests/integration/ipa_util.py
 
 ICCID_1 = "89000123456789012341"
 ICCID_2 = "89000123456789012358"
@@ -32,21 +28,9 @@ def lab(tmp_path):
     """A provisioned home (virtual eUICC, demo eIM), a running SM-DP+ under the same test CI,
     and the eIM trusting the SM-DP+'s TLS CA for its relay. The IPA itself gets no SM-DP+
     trust: indirect, it never reaches the SM-DP+."""
-    h = str(tmp_path / "home")
-    card = open_home_euicc(h)
-    pki_dir = os.path.join(sim_dir(h), "pki")
-    dp = SmdpServer(str(tmp_path / "smdp"), pki_dir).start()
-    dp.add_profile("MATCH-1", ICCID_1, "Relayed profile", size=20000)
-    dp.add_profile("MATCH-2", ICCID_2, "Triggered profile", size=6000)
-    try:
-        eim = EimServer(eim_dir(h), pki_dir=pki_dir, association_token=1,
-                        smdp_ca_file=dp.tls_ca_path).start()
-        try:
-            yield h, card.eid, dp, eim
-        finally:
-            eim.stop()
-    finally:
-        dp.stop()
+    with relay_lab(tmp_path, [("MATCH-1", ICCID_1, "Relayed profile", 20000),
+                              ("MATCH-2", ICCID_2, "Triggered profile", 6000)]) as lab:
+        yield lab
 
 
 def ipa(h, eim, *args, timeout=120):

@@ -102,12 +102,15 @@ class VirtualEuicc:
 
     pki_dir     folder with euicc.crt, euicc.key, eum.crt (ci.crt optional)
     state_path  JSON file for the committed state (None: memory only)
+    ram_path    JSON file for what the card keeps while powered (the RSP session context
+                and the challenge): kept across processes, deleted by reset() (None:
+                memory only, a new object is a card after power-on)
     eid         32 digits; default: the eUICC certificate's serialNumber
     version     "1.2" (default), "1.1" or "1.0" (v1.0: EuiccMemoryReset BF34,
                 eUICC Package signatures without the associationToken)
     """
 
-    def __init__(self, pki_dir, state_path=None, eid=None, version="1.2"):
+    def __init__(self, pki_dir, state_path=None, eid=None, version="1.2", ram_path=None):
         if version not in VERSIONS:
             raise ValueError("version must be one of %s, found %r" % (", ".join(VERSIONS), version))
         self.version = version
@@ -146,6 +149,9 @@ class VirtualEuicc:
         self.atr = _atr()
         self.challenge = None
         self.download = None  # RSP session context (euicc_download): volatile
+        self.ram_path = ram_path
+        self._ram = None
+        self._load_ram()
         self.last_error = None
         self._lock = threading.RLock()
         self.functions = dict(FUNCTIONS)
@@ -173,6 +179,7 @@ class VirtualEuicc:
             self.apdu.reset()
             self.challenge = None
             self.download = None
+            self._save_ram()
             return self.atr
 
     def sign(self, data):
@@ -219,6 +226,7 @@ class VirtualEuicc:
             self.last_error = "%s: state not saved: %s" % (name, e)
             log.error("%s: state not saved: %s", name, e)
             raise SwError(0x6581, str(e))  # memory failure
+        self._save_ram()
         return response
 
     def _save(self):
@@ -229,6 +237,37 @@ class VirtualEuicc:
         if self.state_path:
             self.state.save(self.state_path, text)
         self._saved = text
+
+    def _load_ram(self):
+        if not self.ram_path or not os.path.exists(self.ram_path):
+            return
+        try:
+            with open(self.ram_path) as f:
+                ram = json.load(f)
+            self.download = download.session_from_json(ram.get("download"))
+            c = ram.get("challenge")
+            self.challenge = bytes.fromhex(c) if c else None
+        except (OSError, ValueError, KeyError, TypeError) as e:  # unreadable: as after power-up
+            log.warning("%s: ignored (%s): the card starts without a session", self.ram_path, e)
+            self.download = self.challenge = None
+
+    def _save_ram(self):
+        """Write the volatile part when it changed (ram_path only; nothing kept: no file)."""
+        if not self.ram_path:
+            return
+        ram = {"download": download.session_to_json(self.download),
+               "challenge": self.challenge.hex() if self.challenge else None}
+        if ram == self._ram:
+            return
+        if ram["download"] is None and ram["challenge"] is None:
+            if os.path.exists(self.ram_path):
+                os.remove(self.ram_path)
+        else:
+            tmp = self.ram_path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(ram, f)
+            os.replace(tmp, self.ram_path)
+        self._ram = ram
 
     # -- set-up helpers (not part of the card's interface) ------------------------------------
 
@@ -330,6 +369,7 @@ def euicc_main(argv=None):
     ipa-sim euicc init  --pki DIR --state FILE [--profiles JSON] [--eim-id ID --eim-fqdn FQDN]
     ipa-sim euicc show  --pki DIR --state FILE
     ipa-sim euicc apdu  --pki DIR --state FILE HEX... ('-' reads one APDU per line from stdin)
+    ipa-sim euicc reset --home HOME   power-cycle the home eUICC of `ipa --card sim`
     ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE]   (ipa_host.sim.euicc.vpcd)
     """
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -340,6 +380,9 @@ def euicc_main(argv=None):
     ap = argparse.ArgumentParser(prog="ipa-sim euicc", description="virtual SGP.32 IoT eUICC")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("serve", help="serve the card in a vpcd PC/SC reader (see serve --help)")
+    r = sub.add_parser("reset", help="power-cycle the home eUICC of `ipa --card sim --home "
+                       "HOME`: what it keeps while powered (an open download session) is lost")
+    r.add_argument("--home", required=True, help="the ipa home folder")
     for name, text in (("init", "create or update a state file"), ("show", "print the state"),
                        ("apdu", "send APDUs and print the answers")):
         s = sub.add_parser(name, help=text)
@@ -359,6 +402,18 @@ def euicc_main(argv=None):
         if name == "apdu":
             s.add_argument("apdus", nargs="+", help="APDUs in hex, or - for stdin")
     args = ap.parse_args(argv)
+    if args.cmd == "reset":
+        from ipa_host.sim.home import open_home_euicc, sim_dir
+
+        if not os.path.exists(os.path.join(sim_dir(args.home), "euicc.json")):
+            print("ipa-sim euicc: no virtual eUICC under %s" % args.home, file=sys.stderr)
+            return 2
+        card = open_home_euicc(args.home)
+        held = card.download
+        card.reset()
+        print("eUICC power-cycled%s" % (": download session %s lost" % held["txid"].hex().upper()
+                                        if held else ""))
+        return 0
     try:
         if args.cmd == "init" and args.create_pki:
             pki.create_test_pki(args.pki, **({"eid": args.eid} if args.eid else {}))

@@ -39,9 +39,15 @@ bsp.isc_signed_bytes says; euiccSignPIR covers profileInstallationResultData
 (BF27); euiccCancelSessionSignature covers euiccCancelSessionSigned.
 
 The session context (challenge use, transaction, keys, BPP progress) lives in
-`card.download` only: a power cycle (`card.reset()`) or a new process loses
-it. What a download leaves (the profile, the PIR as a pending notification)
-goes into the committed state in the same atomic save as the last answer.
+`card.download`, the card's volatile memory: a power cycle (`card.reset()`)
+loses it, as a real eUICC loses it. A card with a `ram_path` (the home eUICC
+of `ipa --card sim`, one process per command) keeps it there between
+processes while it is "powered" (session_to_json / session_from_json): the
+IPA dying does not power the eUICC off. A BPP cut in the middle keeps its
+transaction (CancelSession works) but not its progress: the STORE DATA chain
+died with the logical channel. What a download leaves (the profile, the PIR
+as a pending notification) goes into the committed state in the same atomic
+save as the last answer.
 """
 
 import hashlib
@@ -135,6 +141,38 @@ def check_server_certificate(card, cert_der, ci_pkid, roles):
     if rsp_roles and not set(rsp_roles) & set(roles):
         return None, INVALID_CERTIFICATE
     return cert, 0
+
+
+# ---- the session context as the card's RAM keeps it -----------------------------------------
+
+_RAM_BYTES = ("txid", "ci_pkid", "signature1", "otpk")
+
+
+def session_to_json(s):
+    """card.download -> a JSON-able dict (None stays None); the BPP progress is left out."""
+    if s is None:
+        return None
+    out = {k: s[k].hex() for k in _RAM_BYTES if s.get(k) is not None}
+    out.update({k: s[k] for k in ("stage", "address", "smdp_oid", "pb_oid") if k in s})
+    if s.get("otsk") is not None:
+        out["otsk"] = "%x" % s["otsk"].private_numbers().private_value
+    if s.get("pb_cert") is not None:
+        out["pb_cert"] = pki.certificate_der(s["pb_cert"]).hex()
+    return out
+
+
+def session_from_json(d):
+    """The inverse of session_to_json."""
+    if d is None:
+        return None
+    s = {k: bytes.fromhex(d[k]) for k in _RAM_BYTES if k in d}
+    s.update({k: d[k] for k in ("stage", "address", "smdp_oid", "pb_oid") if k in d})
+    if "otsk" in d:
+        s["otsk"] = ec.derive_private_key(int(d["otsk"], 16), ec.SECP256R1())
+    if "pb_cert" in d:
+        s["pb_cert"] = x509.load_der_x509_certificate(bytes.fromhex(d["pb_cert"]))
+    s["bpp"] = None
+    return s
 
 
 # ---- GetEuiccChallenge ------------------------------------------------------------------

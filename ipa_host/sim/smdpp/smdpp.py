@@ -16,6 +16,7 @@ CLI (the lead wires it as `ipa-sim smdpp`):
 
     smdpp serve --dir DIR --pki PKI [--port P] [--profile MATCHING_ID=ICCID[:SIZE[:CC]]] [--ppk]
                 [--smds ADDRESS --eid EID]   (each profile announced at the SM-DS for EID)
+                [--session-timeout S]        (an abandoned session ends, its order released)
 """
 
 import argparse
@@ -31,7 +32,7 @@ import time
 from ipa_host.sim import pki
 from ipa_host.sim.smdpp import pki_smdp, smdpp_es12
 from ipa_host.sim.eim.eim_http import Server
-from ipa_host.sim.smdpp.smdpp_es9 import Es9Service
+from ipa_host.sim.smdpp.smdpp_es9 import SESSION_TTL, Es9Service
 from ipa_host.sim.smdpp.smdpp_http import Es9Handler
 
 log = logging.getLogger("ipa_host.sim.smdpp.smdpp")
@@ -153,16 +154,19 @@ class SmdpServer(RspServer):
     NAME = "smdpp"
 
     def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, use_ppk=False, tls_names=(),
-                 idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID, smds_address=None):
+                 idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID, smds_address=None,
+                 session_timeout=SESSION_TTL):
         super().__init__(folder, pki_dir, host=host, port=port, tls_names=tls_names,
                          idle_timeout=idle_timeout, oid=smdp_oid)
         self.use_ppk = use_ppk
+        self._session_timeout = float(session_timeout)  # an abandoned ES9+ session ends after it
         self.smds_address = smds_address
         self.es12 = collections.deque(maxlen=1000)  # ES12 calls to the SM-DS and their outcome
         self._pending = []
 
     def _service(self):
-        svc = Es9Service(self.material, self.address, use_ppk=self.use_ppk)
+        svc = Es9Service(self.material, self.address, use_ppk=self.use_ppk,
+                         session_timeout=self._session_timeout)
         svc.on_bound = self._bound
         for args, kw in self._pending:
             svc.add_profile(*args, **kw)
@@ -187,6 +191,27 @@ class SmdpServer(RspServer):
     @property
     def notifications(self):
         return list(self.service.notifications) if self.service else []
+
+    @property
+    def session_timeout(self):
+        """Seconds after which an abandoned session ends and its order is released; settable
+        while running (an operator shortening it; the next request applies it)."""
+        return self._session_timeout
+
+    @session_timeout.setter
+    def session_timeout(self, seconds):
+        self._session_timeout = float(seconds)
+        if self.service is not None:
+            with self.service.lock:
+                self.service.session_timeout = self._session_timeout
+
+    @property
+    def expired(self):
+        """Sessions that held an order and were ended by session_timeout (the order went back
+        to released): transactionId, matchingId, state, time."""
+        with self.service.lock:
+            self.service._expire()  # expiry runs on each request; a reader sees it now
+            return list(self.service.expired)
 
     # ---- events at the SM-DS (ES12) -------------------------------------------------------------
 
@@ -266,14 +291,19 @@ def smdpp_main(argv=None):
     s.add_argument("--smds", metavar="ADDRESS", help="register an event for each --profile at this "
                    "SM-DS (ES12.RegisterEvent; its TLS certificate must chain to the CI of --pki)")
     s.add_argument("--eid", help="the EID the profiles and their SM-DS events are for (with --smds)")
+    s.add_argument("--session-timeout", type=float, default=SESSION_TTL, metavar="S",
+                   help="end a download session abandoned for S seconds and release its order "
+                        "(default %d)" % SESSION_TTL)
     s.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if bool(args.smds) != bool(args.eid):
         ap.error("--smds and --eid go together")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
+        if not args.session_timeout > 0:
+            raise ValueError("--session-timeout: expected seconds > 0, got %s" % args.session_timeout)
         dp = SmdpServer(args.dir, args.pki, host=args.host, port=args.port, use_ppk=args.ppk,
-                        smds_address=args.smds).start()
+                        smds_address=args.smds, session_timeout=args.session_timeout).start()
         for mid, iccid, size, cc in args.profile:
             dp.add_profile(mid, iccid, "Test profile " + mid, size=size, cc=cc, eid=args.eid)
             if args.smds:

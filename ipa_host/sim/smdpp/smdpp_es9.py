@@ -39,7 +39,7 @@ from ipa_host.sim.smdpp import profile_package as pp
 
 SUCCESS = {"functionExecutionStatus": {"status": "Executed-Success"}}
 MAX_SESSIONS = 64
-SESSION_TTL = 600.0
+SESSION_TTL = 600.0  # default session_timeout: an abandoned session ends after this long
 CC_TRIES = 3
 
 # SGP.22 ES9+ status codes (subjectCode, reasonCode), as best known.
@@ -147,7 +147,8 @@ class Es9Service:
     ADDRESS_ERROR = "invalidDpAddress"
     AUTH_ROLE = "dpauth"
 
-    def __init__(self, material, address, host_id=b"ipa-iot-smdp", use_ppk=False, aliases=()):
+    def __init__(self, material, address, host_id=b"ipa-iot-smdp", use_ppk=False, aliases=(),
+                 session_timeout=SESSION_TTL):
         self.m = material
         self.address = address
         self.aliases = set(aliases)
@@ -160,6 +161,8 @@ class Es9Service:
         self.notifications = []
         self.events = []
         self.on_bound = None  # on_bound(profile): its bound package went out (SM-DS event)
+        self.expired = []  # {"time", "transactionId", "matchingId", "state"}: orders released
+        self.session_timeout = float(session_timeout)
         self.lock = threading.Lock()
 
     # ---- profiles ----------------------------------------------------------------------
@@ -212,11 +215,28 @@ class Es9Service:
                 self.events.append(ev)
 
     def _expire(self):
+        """End sessions older than session_timeout (and the oldest past MAX_SESSIONS); an order
+        such a session held goes back to released, as a real SM-DP+ does with a download
+        abandoned after AuthenticateClient (SGP.22 3.1.3: the order may be retried)."""
         now = time.monotonic()
-        for tid in [t for t, s in self.sessions.items() if now - s.created > SESSION_TTL]:
-            del self.sessions[tid]
+        for tid in [t for t, s in self.sessions.items() if now - s.created > self.session_timeout]:
+            self._drop(self.sessions.pop(tid))
         while len(self.sessions) > MAX_SESSIONS:
-            self.sessions.popitem(last=False)
+            self._drop(self.sessions.popitem(last=False)[1])
+
+    def _drop(self, s):
+        if s.state != "ended" and s.profile is not None:  # it held an order: release it
+            self.expired.append({"time": time.time(), "transactionId": s.tid.hex().upper(),
+                                 "state": s.state,
+                                 "matchingId": (s.profile or {}).get("matching_id")})
+            self._end(s, "released")
+
+    def _holder(self, p):
+        """The open session that holds profile `p` (state downloading), or None."""
+        for s in self.sessions.values():
+            if s.profile is p and s.state != "ended":
+                return s
+        return None
 
     def _session(self, obj, ev, state):
         tid = _field(obj, "transactionId", "hex", 32)
@@ -323,7 +343,7 @@ class Es9Service:
             p = self.profiles.get(matching_id)
             if p is None or (p["state"] != "released" and not p["reusable"]):
                 raise Es9Failed("matchingIdRefused", "matchingId %r: %s" % (
-                    matching_id, "unknown" if p is None else "profile already %s" % p["state"]))
+                    matching_id, "unknown" if p is None else self._refusal(p)))
             if p["eid"] and p["eid"] != eid:
                 raise Es9Failed("eidMismatch", "matchingId %r is for another EID" % matching_id)
         else:
@@ -340,6 +360,15 @@ class Es9Service:
         return {"transactionId": s.tid.hex().upper(), "profileMetadata": _b64(self._metadata(p)),
                 "smdpSigned2": _b64(signed2), "smdpSignature2": _b64(sig2),
                 "smdpCertificate": _b64(pki.certificate_der(self.m["dppb_cert"]))}
+
+    def _refusal(self, p):
+        holder = self._holder(p)
+        if p["state"] != "downloading" or holder is None:
+            return "profile already %s" % p["state"]
+        age = time.monotonic() - holder.created
+        return ("profile already downloading in session %s, opened %d s ago and not finished;"
+                " released when that session is cancelled or, abandoned, in %d s"
+                % (holder.tid.hex().upper(), age, max(0, self.session_timeout - age)))
 
     # ---- ES9+.GetBoundProfilePackage (5.6.3) --------------------------------------------------
 
