@@ -37,14 +37,19 @@ def fresh(tmp_path_factory):
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=RUN_TIMEOUT)
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update(HOME=str(tmp / "home"), XDG_DATA_HOME=str(tmp / "home" / "data"))
-    env.pop("IPA_HOME", None)
-    env.pop("IPA_CARD", None)
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "IPA_HOME", "IPA_CARD",
+                        "IPA_CONFIG")}
+    (tmp / "pip-tmp").mkdir()
+    # The user's HOME (pip's cache: wheels already there install offline); pip's scratch
+    # folders under tmp, not /tmp.
     r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", str(src)], env=env, capture_output=True,
+                        "--disable-pip-version-check", str(src)],
+                       env=dict(env, TMPDIR=str(tmp / "pip-tmp")), capture_output=True,
                        text=True, timeout=INSTALL_TIMEOUT, cwd=str(tmp))
     assert r.returncode == 0, "pip install . failed:\n" + r.stdout + r.stderr
+    # The commands as a new user: a HOME of their own (the virtual eUICC's state goes there).
+    env.update(HOME=str(tmp / "home"), XDG_DATA_HOME=str(tmp / "home" / "data"),
+               XDG_CONFIG_HOME=str(tmp / "home" / "config"))
     yield str(venv / "bin"), env
 
 
