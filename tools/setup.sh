@@ -46,7 +46,7 @@ fi
 want=$(sha256sum < pyproject.toml | cut -c1-16)
 stamp=.venv/.installed-$WHAT
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "pip install -e .$EXTRAS into .venv (a minute the first time)"
+    say "pip install -e .$EXTRAS into .venv (once, and after pyproject.toml changes)"
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$EXTRAS"
     echo "$want" > "$stamp"
     if [ "$WHAT" = test ]; then echo "$want" > .venv/.installed-demo; fi
