@@ -188,7 +188,12 @@ class Pcscd:
                                    % (self.socket, SUN_PATH_MAX))
         if self.port is None:
             self.port = free_port_pair()
-        os.makedirs(self.workdir, mode=0o700)  # fails if a stale one is there: never reuse it
+        try:
+            os.makedirs(self.workdir, mode=0o700)  # never reuse one: its pcscd may still run
+        except FileExistsError:
+            raise PcscdUnavailable("%s exists (a killed test run's?): stop a pcscd that runs "
+                                   "with --config there, remove the folder, run again"
+                                   % self.workdir)
         run = os.path.join(self.workdir, "run")
         os.mkdir(run, 0o755)
         drvbind = os.path.join(self.workdir, "libifdvpcd.so")

@@ -114,3 +114,15 @@ def test_start_refuses_when_clients_would_reach_another_pcscd(tmp_path, monkeypa
         server.start()
     assert "PCSCLITE_CSOCK_NAME must be " + server.socket in str(e.value)
     assert not os.path.exists(server.workdir)  # refused before making anything
+
+
+def test_start_refuses_a_folder_left_by_a_killed_run(tmp_path, monkeypatch):
+    workdir = tmp_path / "p"
+    workdir.mkdir()
+    (workdir / "pcscd.log").write_text("left")
+    server = pcscd.Pcscd(workdir=str(workdir))
+    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", server.socket)
+    with pytest.raises(pcscd.PcscdUnavailable) as e:
+        server.start()
+    assert str(workdir) + " exists" in str(e.value)
+    assert (workdir / "pcscd.log").read_text() == "left"  # not touched
