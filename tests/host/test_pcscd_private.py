@@ -96,10 +96,11 @@ def test_a_test_pcscd_leaves_the_system_pcscd_running(tmp_path):
         # ...and is gone with its folder, while the system's still answers, unchanged.
         assert not os.path.exists(workdir)
         after = readers_at(system_sock)
-        assert after == before and after["ok"]
+        assert after["ok"], after
         assert pcscd.READER_NAME + " 00 00" not in after["readers"]
-        if stand_in is not None:
+        if stand_in is not None:  # a real one's readers may come and go meanwhile
             assert stand_in.poll() is None, "the stand-in system pcscd died"
+            assert after == before
     finally:
         if stand_in is not None:
             stand_in.terminate()
