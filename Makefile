@@ -1,11 +1,15 @@
 # Two entry points (README): `make demo` and `make test`. Both install what
-# they need first (tools/setup.sh is idempotent and quick when all is there).
+# they need first (tools/setup.sh is idempotent and quick when all is there);
+# the demo only the .venv with the project, the tests everything.
 PY := .venv/bin/python
 
-.PHONY: setup test lint pytest mp mp-cycle mpy freeze demo clean
+.PHONY: setup setup-demo test lint pytest mp mp-cycle mpy freeze demo clean
 
 setup:
-	@sh tools/setup.sh
+	@sh tools/setup.sh test
+
+setup-demo:
+	@sh tools/setup.sh demo
 
 lint: setup
 	$(PY) -m ruff check ipa_core ipa_host tests tools boards
@@ -35,7 +39,7 @@ test: setup
 	$(PY) tools/mpy_size.py
 	$(PY) tools/freeze.py --all
 
-demo: setup
+demo: setup-demo
 	$(PY) tools/demo.py
 
 clean:

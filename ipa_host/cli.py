@@ -17,6 +17,7 @@ from ipa_core.errors import IpaError, TransportError
 from ipa_host import cli_euicc, cli_json, runner
 from ipa_host.config import ConfigError, find_config, load_config, parse_network
 from ipa_host.trace import open_tracer
+from ipa_host.version import version
 
 EXAMPLES = """\
 examples:
@@ -56,6 +57,7 @@ def build_parser():
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version="ipa " + version())
     p.add_argument("--config", metavar="FILE",
                    help="TOML configuration (default: $IPA_CONFIG, ~/.config/ipa-iot/ipa.toml, "
                         "/etc/ipa-iot/ipa.toml)")

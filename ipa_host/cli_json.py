@@ -20,6 +20,7 @@ import json
 from ipa_core.errors import (
     CardError, FunctionError, ProtocolError, TransportError,
 )
+from ipa_host.version import version  # the "ipa" field: the same as `ipa --version`
 
 SCHEMA = "docs/cli-output.schema.json"
 
@@ -46,18 +47,6 @@ ENUMS = {
     "resetResult": {0: "ok", 1: "nothingToDelete", 5: "catBusy", 104: "ecallActive",
                     127: "undefinedError"},
 }
-
-
-def version():
-    """The installed package's version (pyproject), or "unknown" from a bare checkout."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version as v
-    except ImportError:  # pragma: no cover - Python < 3.8
-        return "unknown"
-    try:
-        return v("ipa-iot")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def plain(x):

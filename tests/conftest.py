@@ -12,13 +12,15 @@ if _HOST not in sys.path:
 
 import pcscd as _pcscd  # noqa: E402
 
+# Every PC/SC client of this run (pyscard here, each `ipa` it starts) talks to the private
+# pcscd of pcscd_server, never to the system's: libpcsclite reads this once, at its first call.
+os.environ["PCSCLITE_CSOCK_NAME"] = _pcscd.socket_path(_pcscd.session_workdir())
+
 
 @pytest.fixture(scope="session")
 def pcscd_server():
-    """A private pcscd with a vpcd reader (one per session: its socket path is fixed).
-
-    Fails, never skips, when pcscd/vpcd/pyscard are missing or another pcscd runs.
-    """
+    """A private pcscd with a vpcd reader (one per session, at PCSCLITE_CSOCK_NAME); the
+    system's pcscd keeps running. Fails, never skips, when pcscd/vpcd/pyscard are missing."""
     server = _pcscd.Pcscd(debug=bool(os.environ.get("IPA_PCSCD_DEBUG")))
     problem = None
     try:

@@ -22,6 +22,7 @@ import gc
 import multiprocessing
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -153,6 +154,7 @@ def main():
     finally:
         conn.close()
         child.join(30)
+        shutil.rmtree(tmp, ignore_errors=True)  # the simulators' homes: no litter in /tmp
     text = table(rows)
     print(text)
     if a.write_docs:

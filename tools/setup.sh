@@ -1,14 +1,23 @@
 #!/bin/sh
-# Install what `make test` / `make demo` need, idempotently and quickly on a
-# second run: Debian packages, the .venv with the project and its extras, and
-# the MicroPython WebAssembly runtime in .mp/. Works as root or with sudo.
+# Install what `make test` (default) or `make demo` (`setup.sh demo`) needs,
+# idempotently and quickly on a second run. The demo needs only the .venv with
+# the project (pip install -e .); the tests also need Debian packages (pcscd,
+# vpcd, compilers for pyscard), the extras and the MicroPython WebAssembly
+# runtime in .mp/. Works as root or with sudo; says what it does before each
+# slow step.
 set -eu
 cd "$(dirname "$0")/.."
 
+WHAT=${1:-test}
 MP_PKG="@micropython/micropython-webassembly-pyscript@1.27.0"
 # Debian 12 / Raspberry Pi OS package names. tshark: the tests read --pcap files back
 # with a real Wireshark (tests/integration/test_trace.py).
-DEBS="python3-venv python3-dev gcc make libpcsclite-dev swig pcscd vsmartcard-vpcd libcoap3-bin tshark"
+case "$WHAT" in
+    demo) DEBS="python3-venv"; EXTRAS=""; NEED_NODE=no ;;
+    test) DEBS="python3-venv python3-dev gcc make libpcsclite-dev swig pcscd vsmartcard-vpcd libcoap3-bin tshark"
+          EXTRAS="[host,test]"; NEED_NODE=yes ;;
+    *) echo "usage: tools/setup.sh [test|demo]" >&2; exit 2 ;;
+esac
 
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -16,8 +25,10 @@ missing=""
 for p in $DEBS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
-command -v node >/dev/null 2>&1 || missing="$missing nodejs"
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ "$NEED_NODE" = yes ]; then
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
+fi
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
         say "missing Debian packages:$missing (run as root or install sudo)"; exit 1; fi
@@ -27,22 +38,25 @@ if [ -n "$missing" ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# The venv is rebuilt only when pyproject.toml changed since the last install.
+# The venv is reinstalled only when pyproject.toml changed since the last install
+# of this set (a test install also serves the demo).
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     say "creating .venv"
     "$PY" -m venv .venv
 fi
-stamp=.venv/.installed
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+want=$(sha256sum < pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$WHAT
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    say "pip install -e .[host,test]"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[host,test]"
+    say "pip install -e .$EXTRAS into .venv (once, and after pyproject.toml changes)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$EXTRAS"
     echo "$want" > "$stamp"
+    if [ "$WHAT" = test ]; then echo "$want" > .venv/.installed-demo; fi
 fi
 
-if [ ! -f ".mp/node_modules/@micropython/micropython-webassembly-pyscript/package.json" ]; then
+if [ "$NEED_NODE" = yes ] && [ ! -f ".mp/node_modules/@micropython/micropython-webassembly-pyscript/package.json" ]; then
     say "installing MicroPython runtime ($MP_PKG) into .mp/"
     mkdir -p .mp
     (cd .mp && npm install --silent --no-audit --no-fund --no-save "$MP_PKG")
 fi
+exit 0

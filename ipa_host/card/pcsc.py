@@ -14,7 +14,7 @@ was expected and listing the readers that were seen.
 
 from ipa_core.errors import TransportError
 
-try:  # pyscard is a host extra; say what to install instead of a bare ImportError
+try:  # pyscard is the pcsc extra; say what to install instead of a bare ImportError
     from smartcard import scard as _scard
 except ImportError:  # pragma: no cover - depends on the environment
     _scard = None
@@ -27,8 +27,8 @@ STATUS_TIMEOUT_MS = 0  # SCardGetStatusChange: just report the current state
 def _need_pyscard():
     if _scard is None:
         raise TransportError(
-            "PC/SC needs pyscard: pip install 'pyscard>=2.0' "
-            "(and apt-get install pcscd libpcsclite-dev swig to build it)"
+            "PC/SC needs pyscard, the pcsc extra: pip install 'ipa-iot[pcsc]' "
+            "(apt-get install pcscd libpcsclite-dev swig first: it builds from source)"
         )
     return _scard
 

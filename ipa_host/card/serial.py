@@ -23,7 +23,7 @@ import stat
 
 from ipa_core.errors import TimeoutError_, TransportError
 
-try:  # pyserial is a host extra; say what to install instead of a bare ImportError
+try:  # pyserial is a dependency, but a bare copy of the code may lack it; say what to install instead of a bare ImportError
     import serial as _serial
 except ImportError:  # pragma: no cover - depends on the environment
     _serial = None

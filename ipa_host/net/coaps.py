@@ -57,8 +57,7 @@ log = logging.getLogger(__name__)
 
 COAPS_PORT = 5684  # RFC 7252 12.7
 COAP_PORT = 5683
-INSTALL_HINT = ("CoAP/DTLS needs python-mbedtls: pip install python-mbedtls "
-                "(or the host extra: pip install -e .[host])")
+INSTALL_HINT = "CoAP/DTLS needs python-mbedtls, the coap extra: pip install 'ipa-iot[coap]'"
 MTU = 1280  # bytes per datagram we send: the IPv6 minimum, safe on cellular links
 _RECV = 65536
 RESUME_MAX_AGE = 240.0  # seconds a kept association is tried (libcoap forgets idle ones at 300)
@@ -69,8 +68,8 @@ def _mbedtls():
     try:
         from mbedtls import exceptions, tls
         from mbedtls import x509 as mx
-    except ImportError as e:
-        raise ImportError("%s (%s)" % (INSTALL_HINT, e))
+    except ImportError as e:  # one line on the terminal, like a missing pyscard
+        raise TransportError("%s (%s)" % (INSTALL_HINT, e))
     return tls, mx, exceptions
 
 

@@ -24,7 +24,8 @@ COMMANDS = {
 
 def usage(out):
     out.write(__doc__.strip().split("\n\n", 1)[1] + "\n\n")
-    out.write("Run `ipa-sim COMMAND --help` for the options of each command.\n")
+    out.write("Run `ipa-sim COMMAND --help` for the options of each command; "
+              "`ipa-sim --version` for the version.\n")
 
 
 def main(argv=None):
@@ -33,6 +34,11 @@ def main(argv=None):
         usage(sys.stdout)
         return 0
     cmd = argv[0]
+    if cmd == "--version":
+        from ipa_host.version import version
+
+        sys.stdout.write("ipa-sim %s\n" % version())
+        return 0
     if cmd not in COMMANDS:
         sys.stderr.write("ipa-sim: unknown command %r (choose from %s)\n"
                          % (cmd, ", ".join(sorted(COMMANDS))))

@@ -5,6 +5,7 @@ import os
 import sys
 
 _n = [0]
+_base = [None]  # CPython: the folder scratch() makes its folders in (conftest: the test's tmp_path)
 
 
 def boards_root():
@@ -13,13 +14,14 @@ def boards_root():
 
 
 def scratch():
-    """A new empty folder (tempfile on CPython, a fresh /scratch_<n> on MicroPython)."""
+    """A new empty folder (under the test's tmp_path on CPython, so pytest cleans it; a fresh
+    /scratch_<n> on MicroPython)."""
     try:
         import tempfile
     except ImportError:
         tempfile = None
     if tempfile is not None:
-        return tempfile.mkdtemp(prefix="ipa_boards_")
+        return tempfile.mkdtemp(prefix="scratch_", dir=_base[0])
     _n[0] += 1
     path = "/scratch_%d" % _n[0]
     while _exists(path):

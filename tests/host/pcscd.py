@@ -6,10 +6,19 @@ puts vpcd on a free high port (`DEVICENAME /dev/null:0x<port>`; slot 1 takes
 port+1). The "reversed" vpcd form (`DEVICENAME 127.0.0.1:<port>`) crashed
 pcscd here, so the card side always connects to vpcd.
 
-The client socket is fixed at /run/pcscd/pcscd.comm, so only one pcscd can
-run: `Pcscd.start()` refuses (with the command to stop it) when another one
-answers there. A missing pcscd, vpcd driver or pyscard is a failure that
-says what to install, never a silent skip.
+The system's pcscd (and a lab user's reader sessions) is left alone: pcscd's
+own socket and pid file sit in its compiled-in ipcdir (/run/pcscd, `pcscd -v`),
+so ours runs in a mount namespace of its own (`unshare --mount`, as root or
+through `sudo -n`) where a folder of the test run is bound over that ipcdir.
+Its socket is thus a file in that folder, which clients reach through
+libpcsclite's PCSCLITE_CSOCK_NAME (tests/conftest.py sets it for the test
+process and every `ipa` it starts, before pyscard first connects: the library
+reads it once). The namespace also hides the USB driver folder (usbdropdir),
+so our pcscd never claims a real reader; vpcd's driver is bound in first.
+Test runs in parallel checkouts each have their own pcscd and port.
+
+A missing pcscd, vpcd driver, unshare or pyscard is a failure that says what
+to install, never a silent skip.
 """
 
 import os
@@ -20,8 +29,6 @@ import subprocess
 import tempfile
 import time
 
-SOCKET = "/run/pcscd/pcscd.comm"
-PIDFILE = "/run/pcscd/pcscd.pid"
 INSTALL = "apt-get install pcscd vsmartcard-vpcd libpcsclite-dev swig && pip install pyscard"
 VPCD_DRIVERS = (
     "/usr/lib/pcsc/drivers/serial/libifdvpcd.so",
@@ -31,7 +38,22 @@ VPCD_DRIVERS = (
 READER_NAME = "IPA Test VPCD"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
-OTHER_TEST_WAIT = 300.0  # another checkout's test pcscd, seconds
+SUN_PATH_MAX = 107  # sockaddr_un.sun_path less its NUL
+# pcscd -v: "... usbdropdir=/usr/lib/pcsc/drivers ipcdir=/run/pcscd ..."
+DEFAULT_DIRS = {"ipcdir": "/run/pcscd", "usbdropdir": "/usr/lib/pcsc/drivers"}
+
+# Run as root in the new mount namespace (private propagation: nothing leaks out).
+# $1 run folder, $2 ipcdir, $3 usbdropdir, $4 vpcd driver, $5 its bind target; then pcscd.
+NAMESPACE_SH = """set -e
+run=$1 ipc=$2 drop=$3 drv=$4 drvbind=$5; shift 5
+if [ ! -d "$ipc" ]; then
+    mount -t tmpfs ipa-pcscd "$(dirname "$ipc")"; mkdir -p "$ipc"
+fi
+mount --bind "$run" "$ipc"
+mount --bind "$drv" "$drvbind"
+if [ -d "$drop" ]; then mount -t tmpfs ipa-pcscd "$drop"; fi
+exec "$@"
+"""
 
 
 class PcscdUnavailable(RuntimeError):
@@ -55,71 +77,50 @@ def find_vpcd_driver():
     )
 
 
-def running_pcscd():
-    """A description of a pcscd answering on the client socket, or None.
+def find_unshare():
+    for d in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin", "/bin"]:
+        p = os.path.join(d, "unshare")
+        if d and os.access(p, os.X_OK):
+            return p
+    raise PcscdUnavailable("unshare not found (PATH, /usr/bin): install util-linux")
 
-    A socket file nobody listens on is stale (pcscd killed hard); pcscd
-    itself replaces it, so it does not count.
-    """
-    if not os.path.exists(SOCKET):
-        return None
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(1.0)
+
+def pcscd_dirs(exe):
+    """pcscd's compiled-in ipcdir and usbdropdir, from its `-v` feature line."""
+    dirs = dict(DEFAULT_DIRS)
     try:
-        s.connect(SOCKET)
-    except OSError:
-        return None
-    finally:
-        s.close()
-    pid = "?"
-    try:
-        with open(PIDFILE) as f:
-            pid = f.read().strip("\0 \n") or "?"  # pcscd writes "<pid>\n\0"
-    except OSError:
-        pass  # systemd socket activation: no pid file until pcscd starts
-    return "pid %s on %s" % (pid, SOCKET)
+        out = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return dirs
+    for word in out.split():
+        key, _, value = word.partition("=")
+        if key in dirs and value.startswith("/"):
+            dirs[key] = value
+    return dirs
 
 
-def _pcscd_cmdline():
-    try:
-        with open(PIDFILE) as f:
-            pid = int(f.read().strip("\0 \n"))
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, ValueError):
-        return ""
+def session_workdir():
+    """This process's pcscd folder (made by Pcscd.start, removed by stop): a fixed name, so the
+    client socket path is known before the first pyscard call."""
+    return os.path.join(tempfile.gettempdir(), "ipa-pcscd-%d" % os.getpid())
 
 
-def wait_for_other_test_pcscd(timeout=OTHER_TEST_WAIT):
-    """Another test run's private pcscd (tests in parallel checkouts) ends by itself:
-    wait for it, bounded. Returns running_pcscd() afterwards."""
-    deadline = time.monotonic() + timeout
-    other = running_pcscd()
-    while other and "ipa-pcscd-" in _pcscd_cmdline() and time.monotonic() < deadline:
-        time.sleep(0.5)
-        other = running_pcscd()
-    return other
+def socket_path(workdir):
+    """The client socket of the pcscd whose folder is `workdir` (PCSCLITE_CSOCK_NAME)."""
+    return os.path.join(workdir, "run", "pcscd.comm")
 
 
 def as_root():
-    """[] as root; ["sudo", "-n"] for a user with password-less sudo (pcscd needs
-    /run/pcscd); otherwise a PcscdUnavailable saying how to run the tests."""
+    """[] as root; ["sudo", "-n"] for a user with password-less sudo (pcscd needs a mount
+    namespace); otherwise a PcscdUnavailable saying how to run the tests."""
     if os.geteuid() == 0:
         return []
     if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True,
                                                timeout=30).returncode == 0:
         return ["sudo", "-n"]
-    raise PcscdUnavailable("pcscd must run as root (it owns /run/pcscd): run the tests as root "
-                           "or as a user with password-less sudo (`sudo -v` first)")
-
-
-def systemd_pcscd_active():
-    """True when systemd manages pcscd (socket activation) and can stop/start it."""
-    if not shutil.which("systemctl"):
-        return False
-    r = subprocess.run(["systemctl", "is-active", "pcscd.socket", "pcscd.service"],
-                       capture_output=True, text=True, timeout=30)
-    return "active" in r.stdout.split()
+    raise PcscdUnavailable("the test pcscd runs in a mount namespace of its own, which needs "
+                           "root: run the tests as root or as a user with password-less sudo "
+                           "(`sudo -v` first)")
 
 
 def free_port_pair(lo=40000, hi=60000, tries=200):
@@ -143,20 +144,24 @@ def free_port_pair(lo=40000, hi=60000, tries=200):
 
 
 class Pcscd:
-    """One private pcscd with a vpcd reader named READER_NAME on `port`."""
+    """One private pcscd with a vpcd reader named READER_NAME on `port`, its files (config,
+    log, client socket) in `workdir` (session_workdir() when None), which stop() removes."""
 
     def __init__(self, port=None, workdir=None, debug=False):
         self.port = port
-        self.workdir = workdir
+        self.workdir = workdir or session_workdir()
         self.debug = debug
         self.proc = None
-        self._own_dir = False
-        self._restart_systemd = False
 
     @property
     def reader(self):
         """pcscd's name for slot 0 of our vpcd reader."""
         return READER_NAME + " 00 00"
+
+    @property
+    def socket(self):
+        """Our pcscd's client socket: clients need PCSCLITE_CSOCK_NAME set to it."""
+        return socket_path(self.workdir)
 
     def log_text(self, limit=4000):
         try:
@@ -168,37 +173,42 @@ class Pcscd:
     def start(self, timeout=START_TIMEOUT):
         exe = find_pcscd()
         driver = find_vpcd_driver()
+        unshare = find_unshare()
         try:
             import smartcard.scard  # noqa: F401  (the wait below needs it)
         except ImportError:
             raise PcscdUnavailable("pyscard is not installed: " + INSTALL)
-        other = wait_for_other_test_pcscd()
-        if other and systemd_pcscd_active():
-            # Debian enables socket activation when pcscd is installed: park the
-            # system service for this test session and bring it back in stop().
-            subprocess.run(as_root() + ["systemctl", "stop", "pcscd.socket", "pcscd.service"],
-                           capture_output=True, timeout=30)
-            self._restart_systemd = True
-            other = running_pcscd()
-        if other:
+        sudo = as_root()
+        if os.environ.get("PCSCLITE_CSOCK_NAME") != self.socket:
             raise PcscdUnavailable(
-                "a pcscd is already running (%s); these tests need their own with a private "
-                "vpcd reader. Stop it first: `systemctl stop pcscd.socket pcscd.service` "
-                "(or kill that pid), then run the tests again." % other
-            )
+                "PCSCLITE_CSOCK_NAME must be %s before pyscard first connects (tests/conftest.py "
+                "sets it), else the tests would talk to the system's pcscd" % self.socket)
+        if len(self.socket) > SUN_PATH_MAX:
+            raise PcscdUnavailable("socket path %s is longer than %d bytes: set a shorter TMPDIR"
+                                   % (self.socket, SUN_PATH_MAX))
         if self.port is None:
             self.port = free_port_pair()
-        if self.workdir is None:
-            self.workdir = tempfile.mkdtemp(prefix="ipa-pcscd-")
-            self._own_dir = True
+        try:
+            os.makedirs(self.workdir, mode=0o700)  # never reuse one: its pcscd may still run
+        except FileExistsError:
+            raise PcscdUnavailable("%s exists (a killed test run's?): stop a pcscd that runs "
+                                   "with --config there, remove the folder, run again"
+                                   % self.workdir)
+        run = os.path.join(self.workdir, "run")
+        os.mkdir(run, 0o755)
+        drvbind = os.path.join(self.workdir, "libifdvpcd.so")
+        open(drvbind, "wb").close()  # a mount point for the driver, inside the namespace
         conf = os.path.join(self.workdir, "reader.conf.d")
-        os.makedirs(conf, exist_ok=True)
+        os.mkdir(conf)
         with open(os.path.join(conf, "vpcd"), "w") as f:
             f.write(
                 'FRIENDLYNAME "%s"\nDEVICENAME   /dev/null:0x%04X\nLIBPATH      %s\n'
-                "CHANNELID    0x%04X\n" % (READER_NAME, self.port, driver, self.port)
+                "CHANNELID    0x%04X\n" % (READER_NAME, self.port, drvbind, self.port)
             )
-        cmd = as_root() + [exe, "--foreground", "--config", conf]
+        dirs = pcscd_dirs(exe)
+        cmd = sudo + [unshare, "--mount", "--propagation", "private", "sh", "-c", NAMESPACE_SH,
+                      "ipa-pcscd", run, dirs["ipcdir"], dirs["usbdropdir"], driver, drvbind,
+                      exe, "--foreground", "--config", conf]
         if self.debug:
             cmd += ["--debug", "--apdu"]
         logf = open(os.path.join(self.workdir, "pcscd.log"), "wb")
@@ -207,7 +217,7 @@ class Pcscd:
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT
             )
         except OSError as e:
-            raise PcscdUnavailable("cannot run %s: %s" % (exe, e))
+            raise PcscdUnavailable("cannot run %s: %s" % (unshare, e))
         finally:
             logf.close()
         try:
@@ -223,14 +233,14 @@ class Pcscd:
         from smartcard import scard as s
 
         deadline = time.monotonic() + timeout
-        last = "no answer on %s" % SOCKET
+        last = "no answer on %s" % self.socket
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise PcscdUnavailable(
-                    "pcscd exited with code %s at start (needs root for /run/pcscd?); "
+                    "pcscd exited with code %s at start (mount namespace refused?); "
                     "its log:\n%s" % (self.proc.returncode, self.log_text())
                 )
-            if os.path.exists(SOCKET):
+            if os.path.exists(self.socket):
                 hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
                 if hr == s.SCARD_S_SUCCESS:
                     hr, names = s.SCardListReaders(ctx, [])
@@ -277,28 +287,26 @@ class Pcscd:
             s.SCardReleaseContext(ctx)
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """Terminate our pcscd (SIGTERM, then SIGKILL); clean its files if it was killed."""
+        """Terminate our pcscd (SIGTERM, then SIGKILL) and remove its folder."""
         p, self.proc = self.proc, None
         if p is not None and p.poll() is None:
-            p.terminate()
+            p.terminate()  # sudo passes SIGTERM on to pcscd
             try:
                 p.wait(timeout)
             except subprocess.TimeoutExpired:
+                self._kill_pcscd()  # through sudo: killing sudo alone would orphan pcscd
                 p.kill()
                 p.wait(timeout)
-                for f in (SOCKET, PIDFILE):  # SIGKILL leaves them; they were ours
-                    try:
-                        os.unlink(f)
-                    except OSError:
-                        pass
-        if self._own_dir and self.workdir:
+        if self.workdir and os.path.isdir(self.workdir):
             shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
-            self._own_dir = False
-        if self._restart_systemd:
-            self._restart_systemd = False
-            subprocess.run(as_root() + ["systemctl", "start", "pcscd.socket"], capture_output=True,
-                           timeout=30)
+
+    def _kill_pcscd(self):
+        try:
+            with open(os.path.join(self.workdir, "run", "pcscd.pid")) as f:
+                pid = int(f.read().strip("\0 \n"))  # pcscd writes "<pid>\n\0"
+        except (OSError, ValueError):
+            return
+        subprocess.run(as_root() + ["kill", "-KILL", str(pid)], capture_output=True, timeout=30)
 
     def __enter__(self):
         return self.start()

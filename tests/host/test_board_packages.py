@@ -6,7 +6,8 @@ to <lib folder>/<destination> and resolves a source that is not a URL against th
 the package.json by joining the strings ("<folder>/<source>"). These tests resolve every
 source that way and check, per board: the package.json is the JSON tools/freeze.py writes from
 the manifest, it installs exactly the files the manifest freezes (same destinations, same
-source files), and its version is the manifest's metadata(version=...) and pyproject.toml's.
+source files), and its version is the manifest's metadata(version=...) and the package's
+(ipa_core.__version__, which pyproject.toml reads).
 A module added to a manifest and not to package.json fails here: run
 `python3 tools/freeze.py --all --write-packages`.
 """
@@ -29,10 +30,14 @@ URL_PREFIXES = ("http://", "https://", "github:", "gitlab:", "codeberg:")
 
 
 def pyproject_version():
+    """The package version: pyproject.toml takes it from ipa_core.__version__ (dynamic)."""
     with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
         text = f.read()
     project = text.split("[project]", 1)[1].split("\n[", 1)[0]
-    found = re.findall(r'^version\s*=\s*"([^"]+)"', project, re.M)
+    assert re.search(r'^dynamic\s*=\s*\[[^]]*"version"', project, re.M), project
+    assert re.search(r'^version\s*=\s*\{\s*attr\s*=\s*"ipa_core.__version__"\s*\}', text, re.M)
+    with open(os.path.join(ROOT, "ipa_core", "__init__.py"), encoding="utf-8") as f:
+        found = re.findall(r'^__version__\s*=\s*"([^"]+)"', f.read(), re.M)
     assert len(found) == 1, found
     return found[0]
 
