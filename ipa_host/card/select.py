@@ -11,6 +11,14 @@
                                  AT+CCHO/CGLA, or AT+CSIM; auto tries CCHO first)
     at:auto?mode=...             the AT port of the one known USB modem plugged in
                                  (ipa_host.card.usb_find: USB vendor/product/interface)
+    qmi:/dev/cdc-wdm0?slot=1&proxy=1|0|<name>
+                                 a modem's QMI UIM service (ipa_host.card.qmi), through
+                                 qmi-proxy by default (ModemManager keeps the modem);
+                                 proxy=0 opens the device itself, proxy=<name> another
+                                 proxy socket
+    mbim:/dev/cdc-wdm0?proxy=1|0|<name>
+                                 MBIM Microsoft UICC low-level access (ipa_host.card.mbim),
+                                 through mbim-proxy by default
 
 `parse_card_spec(spec)` turns the text into (kind, target, options) and
 rejects what it cannot use; `open_card(spec, **options)` returns a card
@@ -19,19 +27,22 @@ object (`transmit(apdu) -> bytes`).
 
 from ipa_core.errors import IpaError
 
-KINDS = ("sim", "pcsc", "at")
+KINDS = ("sim", "pcsc", "at", "qmi", "mbim")
 OPTIONS = {
     "sim": ("pki", "state"),
     "pcsc": ("shared", "protocol"),
     "at": ("baud", "mode"),
+    "qmi": ("slot", "proxy"),
+    "mbim": ("proxy",),
 }
+PROXIES = {"qmi": "qmi-proxy", "mbim": "mbim-proxy"}
 AT_MODES = ("auto", "cgla", "csim")
 AT_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000,
             2000000, 3000000, 3686400, 4000000)
 PCSC_PROTOCOLS = ("any", "T0", "T1")
 MAX_SPEC = 1024
 SYNTAX = ("sim | pcsc | pcsc:<reader name or index> | at:<device>|auto?baud=<n>"
-          "&mode=auto|cgla|csim")
+          "&mode=auto|cgla|csim | qmi:<device>?slot=<n>&proxy=1|0 | mbim:<device>?proxy=1|0")
 
 
 class CardSpecError(IpaError, ValueError):
@@ -96,6 +107,8 @@ def parse_card_spec(spec):
                 )
             opts["protocol"] = match[0]
         return kind, (target if colon else None), opts
+    if kind in PROXIES:
+        return _parse_wdm(spec, kind, target, opts)
     # at:<device>
     if not target:
         raise CardSpecError(spec, "at: needs the modem's AT port, e.g. at:/dev/ttyUSB2")
@@ -108,6 +121,27 @@ def parse_card_spec(spec):
     if mode not in AT_MODES:
         raise CardSpecError(spec, "mode=%r, expected one of %s" % (opts.get("mode"), "/".join(AT_MODES)))
     return kind, target, {"baud": int(baud), "mode": mode}
+
+
+def _parse_wdm(spec, kind, target, opts):
+    """qmi:/mbim: a control device path, the proxy (default, off, or a socket name), slot."""
+    if not target.startswith("/"):
+        raise CardSpecError(spec, "%s: needs the modem's control device, e.g. %s:/dev/cdc-wdm0"
+                            % (kind, kind))
+    proxy = opts.get("proxy", "1")
+    if proxy.lower() in ("1", "true", "yes", "on"):
+        proxy = PROXIES[kind]
+    elif proxy.lower() in ("0", "false", "no", "off"):
+        proxy = None
+    elif not proxy.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(proxy) > 100:
+        raise CardSpecError(spec, "proxy=%r is neither 1/0 nor a proxy socket name" % proxy)
+    out = {"proxy": proxy}
+    if kind == "qmi":
+        slot = opts.get("slot", "1")
+        if not slot.isdigit() or not 1 <= int(slot) <= 5:
+            raise CardSpecError(spec, "slot=%r, expected 1..5" % slot)
+        out["slot"] = int(slot)
+    return kind, target, out
 
 
 def open_card(spec, **options):
@@ -132,6 +166,13 @@ def open_card(spec, **options):
 
         opts.update(options)
         return PcscCard(target, **opts)
+    if kind in PROXIES:
+        if kind == "qmi":
+            from ipa_host.card.qmi import QmiCard as cls
+        else:
+            from ipa_host.card.mbim import MbimCard as cls
+        opts.update(options)
+        return cls(target, **opts).open()
     # at: options (profile_overrides=..., segment_timeout_ms=..., trace=...) go to open_at_card.
     from ipa_host.card.serial import open_at_card
 

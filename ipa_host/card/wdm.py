@@ -1,0 +1,148 @@
+"""The byte link to a QMI or MBIM modem: its control device, or the proxy in front of it.
+
+    link = WdmLink.open("/dev/cdc-wdm0", proxy="qmi-proxy", what="QMI")
+    link.send(frame)
+    frame = link.recv_frame(head_len, frame_length, timeout)
+
+Direct: the control node (/dev/cdc-wdm0 from the qmi_wwan/cdc_mbim drivers,
+or a pty/serial node that carries the same frames) opened read/write; a tty
+is put in raw mode. Through a proxy: the abstract unix socket of libqmi's
+qmi-proxy or libmbim's mbim-proxy ("\\0qmi-proxy", "\\0mbim-proxy"), which
+ModemManager also uses, so the modem stays ModemManager's while we speak to
+it. The protocol module sends the proxy's own "open this device" message.
+
+Every wait is bounded (`timeout` seconds per frame) and every failure is a
+TransportError that says what to check.
+"""
+
+import errno
+import os
+import select
+import socket
+import stat
+import time
+
+from ipa_core.errors import TimeoutError_, TransportError
+
+MAX_BUFFER = 1 << 20  # unread bytes kept at most (a modem flooding indications)
+
+
+class WdmLink:
+    """A connected byte link (see module docstring); use WdmLink.open()."""
+
+    def __init__(self, fd, sock, label):
+        self._fd = fd
+        self._sock = sock
+        self.label = label
+        self._buf = b""
+
+    @classmethod
+    def open(cls, device, proxy=None, what="QMI"):
+        """Connect to `proxy` (an abstract socket name) or open `device` itself."""
+        _check_device(device, what)
+        if proxy:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(5)
+                s.connect("\0" + proxy)
+            except (ConnectionRefusedError, FileNotFoundError):
+                s.close()
+                raise TransportError(
+                    "the %s proxy '%s' is not running: start ModemManager (it starts the proxy), "
+                    "run '%s' yourself, or open the device directly with ?proxy=0 (only when "
+                    "nothing else uses %s)" % (what, proxy, proxy, device))
+            except OSError as e:
+                s.close()
+                raise TransportError("cannot reach the %s proxy '%s': %s" % (what, proxy, e))
+            s.setblocking(False)
+            return cls(None, s, "%s via %s" % (device, proxy))
+        try:
+            fd = os.open(device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                raise TransportError("no permission to open %s: run as root or add a udev rule "
+                                     "(docs/modems.md)" % device)
+            if e.errno == errno.EBUSY:
+                raise TransportError("%s is busy (held by ModemManager?): use the proxy (drop "
+                                     "?proxy=0)" % device)
+            raise TransportError("cannot open %s device %s: %s" % (what, device, e.strerror or e))
+        if os.isatty(fd):
+            import tty
+
+            tty.setraw(fd)
+        return cls(fd, None, device)
+
+    def send(self, data, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        view = memoryview(bytes(data))
+        while view:
+            self._wait(False, deadline, "sending %d bytes" % len(data))
+            try:
+                n = self._sock.send(view) if self._sock else os.write(self._fd, view)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise TransportError("%s: writing failed: %s (modem gone?)" % (self.label, e))
+            view = view[n:]
+
+    def recv_frame(self, head_len, frame_length, timeout):
+        """The next whole frame: `frame_length(first head_len bytes)` says its size."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if len(self._buf) >= head_len:
+                n = frame_length(self._buf[:head_len])
+                if len(self._buf) >= n:
+                    frame, self._buf = self._buf[:n], self._buf[n:]
+                    return frame
+            self._wait(True, deadline, "waiting for an answer")
+            try:
+                data = self._sock.recv(65536) if self._sock else os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                if e.errno == errno.EIO:  # a pty whose other side closed, a USB device gone
+                    data = b""
+                else:
+                    raise TransportError("%s: reading failed: %s (modem gone?)" % (self.label, e))
+            if not data:
+                raise TransportError("%s: the modem (or its proxy) closed the connection: "
+                                     "modem reset or unplugged?" % self.label)
+            self._buf += data
+            if len(self._buf) > MAX_BUFFER:
+                raise TransportError("%s: over %d unread bytes" % (self.label, MAX_BUFFER))
+
+    def _wait(self, reading, deadline, doing):
+        left = deadline - time.monotonic()
+        if left > 0:
+            obj = self._sock if self._sock else self._fd
+            r, w, _x = select.select([obj] if reading else [], [] if reading else [obj], [], left)
+            if r or w:
+                return
+        raise TimeoutError_("%s: no progress %s within the time limit" % (self.label, doing))
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def is_open(self):
+        return self._sock is not None or self._fd is not None
+
+
+def _check_device(device, what):
+    if not isinstance(device, str) or not device.startswith("/"):
+        raise TransportError("%s device must be a path such as /dev/cdc-wdm0, not %r"
+                             % (what, device))
+    try:
+        st = os.stat(device)
+    except FileNotFoundError:
+        raise TransportError("%s device %s does not exist: is the modem plugged in, in %s mode? "
+                             "(ls /dev/cdc-wdm*; mmcli -L; docs/modems.md)" % (what, device, what))
+    except OSError as e:
+        raise TransportError("%s device %s cannot be inspected: %s" % (what, device, e))
+    if not stat.S_ISCHR(st.st_mode):
+        raise TransportError("%s device %s is not a character device" % (what, device))
