@@ -77,8 +77,10 @@ def open_session(st):
             kw = {"segment_size": st.segment_size} if st.segment_size else {}
             s = open_isdr_session(card, trace=st.trace, version=st.sgp32, **kw)
         else:
+            # qmi:/mbim: the modem opened and selected the ISD-R channel (CLA channel bits 0).
             s = apdu.IsdrSession(card, segment_size=st.segment_size or apdu.SEGMENT_SIZE,
-                                 trace=st.trace, version=st.sgp32).open()
+                                 trace=st.trace, version=st.sgp32,
+                                 modem_channel=kind in ("qmi", "mbim")).open()
     except BaseException:
         _close_card(card)
         raise

@@ -78,7 +78,9 @@ class WdmLink:
         while view:
             self._wait(False, deadline, "sending %d bytes" % len(data))
             try:
-                n = self._sock.send(view) if self._sock else os.write(self._fd, view)
+                # MSG_NOSIGNAL: the CLI keeps SIGPIPE default; a proxy gone must be an error, not death
+                n = (self._sock.send(view, socket.MSG_NOSIGNAL) if self._sock
+                     else os.write(self._fd, view))
             except BlockingIOError:
                 continue
             except OSError as e:

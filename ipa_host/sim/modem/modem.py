@@ -294,14 +294,33 @@ class SimModem:
 # ---- command line ------------------------------------------------------------------------
 
 
+def _wdm_personalities(protocol=None):
+    from ipa_host.sim.modem import modem_mbim, modem_qmi
+
+    if protocol == "qmi":
+        return modem_qmi.PERSONALITIES
+    if protocol == "mbim":
+        return modem_mbim.PERSONALITIES
+    return modem_qmi.PERSONALITIES + modem_mbim.PERSONALITIES
+
+
 def modem_main(argv=None, card=None):
     """`ipa-sim modem --personality X [--pki DIR --state FILE] [--baud N]`: serve until
     SIGINT/SIGTERM; prints the pty path on stdout."""
     p = argparse.ArgumentParser(
         prog="ipa-sim modem",
         description="A simulated modem on a pty with the virtual eUICC as its SIM.")
-    p.add_argument("--personality", default="textbook", choices=PERSONALITIES,
-                   help="how the modem deviates from TS 27.007 (default textbook)")
+    p.add_argument("--protocol", default="at", choices=("at", "qmi", "mbim"),
+                   help="at: AT commands on a pty (default); qmi/mbim: a QMI or MBIM control "
+                        "node on a pty plus its proxy socket (prints the --card to use)")
+    p.add_argument("--personality", default="textbook",
+                   choices=sorted(set(PERSONALITIES) | set(_wdm_personalities())),
+                   help="how the modem deviates from TS 27.007 (default textbook); with "
+                        "--protocol qmi: %s; mbim: %s" % ("/".join(_wdm_personalities("qmi")),
+                                                          "/".join(_wdm_personalities("mbim"))))
+    p.add_argument("--proxy", metavar="NAME",
+                   help="qmi/mbim: abstract socket name of the simulated proxy (default "
+                        "ipa-sim-<protocol>-<pid>; qmi-proxy/mbim-proxy lets qmicli/mbimcli -p in)")
     p.add_argument("--pki", metavar="DIR", help="test PKI folder of the eUICC (created when missing)")
     p.add_argument("--state", metavar="FILE", help="where the eUICC keeps its state")
     p.add_argument("--baud", type=int, help="pace the output like a UART at this rate")
@@ -343,6 +362,16 @@ def modem_main(argv=None, card=None):
         except (OSError, ValueError) as e:
             print("ipa-sim modem: %s" % e, file=sys.stderr)
             return 2
+    if args.protocol != "at":
+        from ipa_host.sim.modem.modem_wdm import serve_wdm
+
+        if args.personality not in _wdm_personalities(args.protocol):
+            p.error("--personality %s is not one of --protocol %s's: %s"
+                    % (args.personality, args.protocol, ", ".join(_wdm_personalities(args.protocol))))
+        return serve_wdm(args.protocol, card, args.personality, args.proxy)
+    if args.personality not in PERSONALITIES:
+        p.error("--personality %s is not an AT modem's: %s" % (args.personality,
+                                                               ", ".join(PERSONALITIES)))
     try:
         modem = SimModem(card, args.personality, baud=args.baud, **options)
     except ValueError as e:

@@ -40,7 +40,7 @@ class SimMbimModem:
                              max_channels=0 if personality == "channel_limit" else 3,
                              gone_after=gone_after if personality == "gone" else None)
         self.received = []  # (message type, CID) of each request, bounded
-        self.fragments_sent = 0
+        self.fragmented_answers = 0  # COMMAND_DONEs sent in more than one fragment
         self.server = WdmServer(self, proxy)
 
     @property
@@ -176,7 +176,8 @@ class _MbimConnection:
         else:
             status, rinfo = mf.STATUS_NO_DEVICE_SUPPORT, b""
         frags = mf.command_done(tid, uuid, cid, status, rinfo, self.max_transfer)
-        m.fragments_sent += len(frags)
+        if len(frags) > 1:
+            m.fragmented_answers += 1
         return frags
 
     def closed(self):

@@ -178,6 +178,7 @@ class UiccSide:
         self.channels = set()
         self.apdus = 0
         self.opens = 0
+        self.largest = 0  # longest answer handed back (data + SW)
         if card is not None:
             card.reset()
 
@@ -225,7 +226,47 @@ class UiccSide:
             size += len(resp) - 2
             resp = self.card.transmit(bytes((cla_for(0, ch), 0xC0, 0, 0, resp[-1])))
         parts.append(resp)
-        return b"".join(parts)
+        resp = b"".join(parts)
+        self.largest = max(self.largest, len(resp))
+        return resp
 
     def gone_now(self):
         return self.gone_after is not None and self.apdus >= self.gone_after
+
+
+def serve_wdm(protocol, card, personality, proxy=None):
+    """`ipa-sim modem --protocol qmi|mbim`: serve until SIGINT/SIGTERM. Prints the --card
+    spec to use (device path and proxy socket) on stdout."""
+    import signal
+    import sys
+
+    if protocol == "qmi":
+        from ipa_host.sim.modem.modem_qmi import SimQmiModem as cls
+    else:
+        from ipa_host.sim.modem.modem_mbim import SimMbimModem as cls
+    proxy = proxy or "ipa-sim-%s-%d" % (protocol, os.getpid())
+    done = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, lambda signum, frame: done.set())
+        except ValueError:  # not the main thread
+            pass
+    try:
+        modem = cls(card, personality, proxy=proxy).start()
+    except OSError as e:
+        print("ipa-sim modem: %s" % e, file=sys.stderr)
+        return 2
+    try:
+        print("%s:%s?proxy=%s" % (protocol, modem.path, proxy), flush=True)
+        print("simulated %s modem (%s) on %s, proxy socket @%s; --card %s:%s?proxy=0 opens the "
+              "device directly; Ctrl-C to stop" % (protocol.upper(), personality, modem.path,
+                                                   proxy, protocol, modem.path),
+              file=sys.stderr, flush=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        modem.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
