@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 
 WHAT=${1:-test}
 MP_PKG="@micropython/micropython-webassembly-pyscript@1.27.0"
-# Debian 12 / Raspberry Pi OS package names. tshark: the tests read --pcap files back
+# Debian 12 / Raspberry Pi OS package names. libqmi-utils/libmbim-utils: qmicli and mbimcli
+# check the simulated QMI/MBIM modems (tests/integration/test_qmi_mbim_interop.py). tshark: the tests read --pcap files back
 # with a real Wireshark (tests/integration/test_trace.py).
 case "$WHAT" in
     demo) DEBS="python3-venv"; EXTRAS=""; NEED_NODE=no ;;
-    test) DEBS="python3-venv python3-dev gcc make libpcsclite-dev swig pcscd vsmartcard-vpcd libcoap3-bin tshark"
+    test) DEBS="python3-venv python3-dev gcc make libpcsclite-dev swig pcscd vsmartcard-vpcd libcoap3-bin tshark libqmi-utils libmbim-utils"
           EXTRAS="[host,test]"; NEED_NODE=yes ;;
     *) echo "usage: tools/setup.sh [test|demo]" >&2; exit 2 ;;
 esac

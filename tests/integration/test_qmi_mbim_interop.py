@@ -1,0 +1,105 @@
+"""The simulated QMI and MBIM modems checked by code nobody here wrote: libqmi's `qmicli`
+and libmbim's `mbimcli` (Debian libqmi-utils, libmbim-utils; tools/setup.sh installs them).
+
+They reach the simulated control node (a pty: `qmicli` needs --device-open-qmi there, as it
+cannot tell a pty's driver) directly, and through the simulated proxy, which must then
+take the names libqmi/libmbim connect to ("qmi-proxy", "mbim-proxy": abstract sockets,
+one per machine, so those tests hold a lock and fail if a real proxy runs here).
+"""
+
+import contextlib
+import fcntl
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from ipa_host.sim.modem.modem_mbim import SimMbimModem
+from ipa_host.sim.modem.modem_qmi import SimQmiModem
+
+ISDR = "A0000005591010FFFFFFFF8900000100"
+GET_EID = "80E2910006BF3E035C015A"
+
+
+def tool(name):
+    path = shutil.which(name)
+    assert path, "%s is missing: make setup installs libqmi-utils and libmbim-utils" % name
+    return path
+
+
+def run(*cmd):
+    r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+@contextlib.contextmanager
+def machine_proxy_lock():
+    with open("/tmp/ipa-qmi-mbim-proxy.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def card(ipa_home):
+    from ipa_host.sim.home import open_home_euicc
+
+    return open_home_euicc(ipa_home.path)
+
+
+def qmicli_card_status(modem, proxy):
+    return run(tool("qmicli"), *(["-p"] if proxy else []), "--device-open-qmi", "-d", modem.path,
+               "--uim-get-card-status")
+
+
+@pytest.mark.parametrize("personality,state", [("textbook", "present"), ("slot_empty", "absent")])
+def test_qmicli_reads_the_card_status(card, personality, state):
+    with SimQmiModem(card, personality) as m:
+        rc, out = qmicli_card_status(m, False)
+    assert rc == 0, out
+    assert "Card state: '%s'" % state in out, out
+    # libqmi allocated a UIM client id, asked, and gave the id back
+    assert m.received[-3:] == [(0, 0x0022), (11, 0x002F), (0, 0x0023)], m.received
+    assert m.clients == {}
+
+
+def test_qmicli_through_the_simulated_qmi_proxy(card):
+    with machine_proxy_lock(), SimQmiModem(card, proxy="qmi-proxy") as m:
+        rc, out = qmicli_card_status(m, True)
+    assert rc == 0, out
+    assert "Card state: 'present'" in out
+    assert (0, 0xFF00) in m.received  # libqmi's own proxy open came first
+
+
+def mbimcli(modem, proxy, *args):
+    return run(tool("mbimcli"), *(["-p"] if proxy else []), "-d", modem.path, *args)
+
+
+@pytest.mark.parametrize("personality", ["textbook", "fragmented"])
+def test_mbimcli_opens_a_channel_sends_an_apdu_and_closes_it(card, personality):
+    """libmbim reassembles the simulated modem's fragments (64-byte ones when fragmented)."""
+    with SimMbimModem(card, personality) as m:
+        rc, out = mbimcli(m, False, "--ms-query-uicc-atr")
+        assert rc == 0, out
+        assert card.atr.hex(":").upper() in out, out
+        rc, out = mbimcli(m, False, "--ms-set-uicc-open-channel=application-id=%s" % ISDR)
+        assert rc == 0, out
+        assert "status: 36864" in out  # 9000
+        ch = int(re.search(r"channel: (\d+)", out).group(1))
+        assert m.uicc.channels == {ch}  # kept by the modem between mbimcli runs, as hardware does
+        rc, out = mbimcli(m, False, "--ms-set-uicc-apdu=channel=%d,secure-message=none,"
+                                    "classbyte-type=inter-industry,command=%s" % (ch, GET_EID))
+        assert rc == 0, out
+        assert "status: 36864" in out
+        assert card.eid in out.replace(":", ""), out
+        rc, out = mbimcli(m, False, "--ms-set-uicc-close-channel=channel=%d" % ch)
+        assert rc == 0, out
+        assert m.uicc.channels == set()
+
+
+def test_mbimcli_through_the_simulated_mbim_proxy(card):
+    with machine_proxy_lock(), SimMbimModem(card, proxy="mbim-proxy") as m:
+        rc, out = mbimcli(m, True, "--ms-query-uicc-atr")
+    assert rc == 0, out
+    assert card.atr.hex(":").upper() in out
+    assert (3, 1) in m.received  # libmbim's proxy configuration came first
