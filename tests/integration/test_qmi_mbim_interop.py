@@ -5,18 +5,26 @@ They reach the simulated control node (a pty: `qmicli` needs --device-open-qmi t
 cannot tell a pty's driver) directly, and through the simulated proxy, which must then
 take the names libqmi/libmbim connect to ("qmi-proxy", "mbim-proxy": abstract sockets,
 one per machine, so those tests hold a lock and fail if a real proxy runs here).
+
+And the other way round: the real qmi-proxy and mbim-proxy (/usr/libexec) between the
+`ipa` command (its default card spec: through the proxy) and the simulated modem, so the
+IPA's side of the proxy protocol is checked by the maintained proxies themselves.
 """
 
 import contextlib
 import fcntl
+import os
 import re
 import shutil
+import socket
 import subprocess
+import time
 
 import pytest
 
 from ipa_host.sim.modem.modem_mbim import SimMbimModem
 from ipa_host.sim.modem.modem_qmi import SimQmiModem
+import cli_contract  # tests/host/cli_contract.py
 
 ISDR = "A0000005591010FFFFFFFF8900000100"
 GET_EID = "80E2910006BF3E035C015A"
@@ -103,3 +111,44 @@ def test_mbimcli_through_the_simulated_mbim_proxy(card):
     assert rc == 0, out
     assert card.atr.hex(":").upper() in out
     assert (3, 1) in m.received  # libmbim's proxy configuration came first
+
+
+@contextlib.contextmanager
+def real_proxy(name):
+    """libqmi's qmi-proxy / libmbim's mbim-proxy (Debian: /usr/libexec), as ModemManager
+    starts it, listening on its abstract socket; stopped at the end."""
+    binary = "/usr/libexec/" + name
+    assert os.path.exists(binary), "%s is missing: make setup installs libqmi-utils and " \
+                                   "libmbim-utils" % binary
+    with machine_proxy_lock():
+        proc = subprocess.Popen([binary, "--verbose"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect("\0" + name)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "%s did not listen within 10 s" % name
+                    time.sleep(0.05)
+                finally:
+                    s.close()
+            yield proc
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("protocol", ["qmi", "mbim"])
+def test_ipa_through_the_real_proxy(ipa_home, card, protocol):
+    """The default card spec (qmi:<node>, mbim:<node>: through qmi-proxy/mbim-proxy) with
+    the maintained proxies between the IPA and the simulated modem, as under ModemManager."""
+    modem = {"qmi": SimQmiModem, "mbim": SimMbimModem}[protocol]
+    with real_proxy(protocol + "-proxy"), modem(card, "fragmented" if protocol == "mbim"
+                                                 else "textbook") as m:
+        r = ipa_home.ipa("--json", "info", url=False, card="%s:%s" % (protocol, m.path))
+        assert r.returncode == 0, r.stderr
+        assert cli_contract.result(r.stdout, "info")["eid"] == card.eid
+        assert m.uicc.channels == set() and m.uicc.apdus >= 3
