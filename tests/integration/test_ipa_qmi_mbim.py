@@ -12,6 +12,7 @@ in bounded time, and the modem is left without open channels.
 """
 
 import os
+import time
 
 import pytest
 
@@ -174,3 +175,34 @@ def test_the_cli_simulator_prints_the_card_to_use(ipa_home, tmp_path):
         sim.send_signal(signal.SIGTERM)
         sim.communicate(timeout=10)
     assert sim.returncode == 0
+
+
+@pytest.mark.parametrize("protocol", ["qmi", "mbim"])
+def test_run_cycles_open_and_close_their_channel(wdm_rig, protocol):
+    """`ipa run`: a PSMO in the first cycle, an idle second cycle on a fresh channel."""
+    import signal
+    import subprocess
+
+    home, card, make = wdm_rig
+    m = make(protocol)
+    home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
+    proc = subprocess.Popen(home.command("--json", "run", card=spec(protocol, m)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (home.server.results(home.eid) and len(home.server.requests) >= 3):
+            assert time.monotonic() < deadline and proc.poll() is None, "no second poll"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    cycles = [c["result"] for c in cli_contract.lines(out)]
+    assert len(cycles) >= 2, out
+    assert cycles[0]["result"]["operations"] == [["enableResult", 0, "ok"]]
+    assert card.state.enabled_profile()["iccid"] == PROFILE_B
+    assert m.uicc.opens == len(cycles)  # one channel per cycle ...
+    assert m.uicc.channels == set()  # ... each closed again
