@@ -127,7 +127,9 @@ def main():
         "hardware takes milliseconds: the transport's share measured here is far below that),",
         "USB latency, ModemManager's own traffic through the proxy, and profile downloads",
         "(STORE DATA of a bound profile package is dominated by the card). Sub-millisecond",
-        "figures on a shared 2-core machine vary between runs by tens of percent.", ""])
+        "figures on a shared 2-core machine vary between runs by tens of percent. The `direct`",
+        "rows go through a pty (the simulator's stand-in for /dev/cdc-wdm0), whose costs are",
+        "not a real control node's.", ""])
     print(text)
     if args.write_docs:
         benchdoc.write_section(text, SECTION)
