@@ -25,15 +25,12 @@ import time
 from ipa_core.apdu import ISDR_AID
 from ipa_core.errors import CardError, ProtocolError, TransportError
 from ipa_host.card import mbim_frame as mf
-from ipa_host.card.wdm import WdmLink
+from ipa_host.card.wdm import ChannelCard, WdmLink
 
 PROXY = "mbim-proxy"
 COMMAND_TIMEOUT = 10.0
 APDU_TIMEOUT = 120.0  # STORE DATA of a profile segment can take tens of seconds
 MAX_TRANSFER = 4096  # MaxControlTransfer offered at OPEN
-MAX_APDU = 261
-BUSY_TRIES = 6
-BUSY_PAUSE = 0.5
 
 
 class MbimError(TransportError):
@@ -44,14 +41,12 @@ class MbimError(TransportError):
         TransportError.__init__(self, message)
 
 
-class MbimCard:
+class MbimCard(ChannelCard):
     """Card object (`transmit(apdu) -> data + SW`) over MBIM UICC low-level access.
 
     device   the MBIM control node (/dev/cdc-wdm0)
     proxy    abstract socket name of mbim-proxy, or None to open the device itself
     """
-
-    modem_channel = True
 
     def __init__(self, device, proxy=PROXY, aid=ISDR_AID, command_timeout=COMMAND_TIMEOUT,
                  apdu_timeout=APDU_TIMEOUT):
@@ -128,16 +123,11 @@ class MbimCard:
         return self
 
     def _open_channel(self):
-        for attempt in range(BUSY_TRIES):
-            try:
-                info = self._command(mf.UUID_MS_UICC, mf.CID_UICC_OPEN_CHANNEL, mf.SET,
-                                     mf.uicc_open_channel_set(self.aid), self.command_timeout,
-                                     "opening a logical channel to the ISD-R")
-                break
-            except MbimError as e:
-                if e.status != mf.STATUS_BUSY or attempt == BUSY_TRIES - 1:
-                    raise _explain(e)
-                time.sleep(BUSY_PAUSE)
+        info = self._until_ready(
+            lambda: self._command(mf.UUID_MS_UICC, mf.CID_UICC_OPEN_CHANNEL, mf.SET,
+                                  mf.uicc_open_channel_set(self.aid), self.command_timeout,
+                                  "opening a logical channel to the ISD-R"),
+            lambda e: getattr(e, "status", None) == mf.STATUS_BUSY, _explain)
         if len(info) < 16:
             raise ProtocolError("MBIM UICC OPEN_CHANNEL answer of %d bytes" % len(info))
         sw, channel, size, offset = struct.unpack_from("<IIII", info)
@@ -179,13 +169,10 @@ class MbimCard:
 
     def transmit(self, apdu):
         """One command APDU on the ISD-R channel -> response data + SW (MBIM UICC APDU)."""
-        if not isinstance(apdu, (bytes, bytearray)) or not 4 <= len(apdu) <= MAX_APDU:
-            raise ValueError("command APDU of %r, expected 4..%d bytes" % (apdu, MAX_APDU))
-        if self.channel is None:
-            self.open()
+        apdu = self._command_apdu(apdu)
         try:
             info = self._command(mf.UUID_MS_UICC, mf.CID_UICC_APDU, mf.SET,
-                                 mf.uicc_apdu_set(self.channel, bytes(apdu)), self.apdu_timeout,
+                                 mf.uicc_apdu_set(self.channel, apdu), self.apdu_timeout,
                                  "APDU %s" % bytes(apdu[:4]).hex().upper())
         except MbimError as e:
             raise _explain(e)
@@ -195,12 +182,6 @@ class MbimCard:
         if sw > 0xFFFF:
             raise ProtocolError("MBIM UICC APDU status 0x%08X is no status word" % sw)
         return mf.ref(info, offset, size) + struct.pack(">H", sw)
-
-    def __enter__(self):
-        return self.open()
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         return "MbimCard(%r, proxy=%r)" % (self.device, self.proxy)
@@ -216,5 +197,5 @@ def _explain(e):
         mf.STATUS_NO_DEVICE_SUPPORT: "this modem lacks Microsoft UICC low-level access: use its "
                                      "QMI (qmi:) or AT port (at:)",
     }
-    hint = hints.get(e.status)
+    hint = hints.get(getattr(e, "status", None))
     return MbimError(e.status, "%s - %s" % (e, hint)) if hint else e

@@ -20,30 +20,24 @@ when the modem follows 61xx itself (Qualcomm firmware does); when it leaves
 """
 
 import struct
-import time
 
 from ipa_core.apdu import ISDR_AID
 from ipa_core.errors import CardError, ProtocolError, TransportError
 from ipa_host.card import qmux
-from ipa_host.card.wdm import WdmLink
+from ipa_host.card.wdm import ChannelCard, WdmLink
 
 PROXY = "qmi-proxy"
 COMMAND_TIMEOUT = 10.0  # seconds for CTL and channel messages
 APDU_TIMEOUT = 120.0  # STORE DATA of a profile segment can take tens of seconds
-MAX_APDU = 261
-BUSY_TRIES = 6  # a busy UIM is retried for BUSY_TRIES * BUSY_PAUSE seconds at most
-BUSY_PAUSE = 0.5
 
 
-class QmiCard:
+class QmiCard(ChannelCard):
     """Card object (`transmit(apdu) -> data + SW`) over QMI UIM; see module docstring.
 
     device    the QMI control node (/dev/cdc-wdm0)
     slot      UIM slot (1 = first)
     proxy     abstract socket name of qmi-proxy, or None to open the device itself
     """
-
-    modem_channel = True  # the modem owns the logical channel (IsdrSession: no MANAGE CHANNEL)
 
     def __init__(self, device, slot=1, proxy=PROXY, aid=ISDR_AID,
                  command_timeout=COMMAND_TIMEOUT, apdu_timeout=APDU_TIMEOUT):
@@ -115,16 +109,11 @@ class QmiCard:
 
     def _open_channel(self):
         tlvs = [(0x01, bytes((self.slot,))), (0x10, bytes((len(self.aid),)) + self.aid)]
-        for attempt in range(BUSY_TRIES):
-            try:
-                msg = self._request(qmux.SVC_UIM, qmux.UIM_OPEN_LOGICAL_CHANNEL, tlvs,
-                                    self.command_timeout, "opening a logical channel to the ISD-R")
-                break
-            except QmiError as e:
-                # A UIM busy after power-up or a refresh gets ready within seconds.
-                if e.error != qmux.ERR_DEVICE_NOT_READY or attempt == BUSY_TRIES - 1:
-                    raise _explain(e, self.slot)
-                time.sleep(BUSY_PAUSE)
+        msg = self._until_ready(
+            lambda: self._request(qmux.SVC_UIM, qmux.UIM_OPEN_LOGICAL_CHANNEL, tlvs,
+                                  self.command_timeout, "opening a logical channel to the ISD-R"),
+            lambda e: getattr(e, "error", None) == qmux.ERR_DEVICE_NOT_READY,
+            lambda e: _explain(e, self.slot))
         sw = msg.tlvs.get(0x11)
         if sw is not None and len(sw) == 2 and sw != b"\x90\x00":
             raise CardError((sw[0] << 8) | sw[1], "SELECT ISD-R (QMI Open Logical Channel)")
@@ -169,10 +158,7 @@ class QmiCard:
 
     def transmit(self, apdu):
         """One command APDU on the ISD-R channel -> response data + SW (QMI Send APDU)."""
-        if not isinstance(apdu, (bytes, bytearray)) or not 4 <= len(apdu) <= MAX_APDU:
-            raise ValueError("command APDU of %r, expected 4..%d bytes" % (apdu, MAX_APDU))
-        if self.channel is None:
-            self.open()
+        apdu = self._command_apdu(apdu)
         tlvs = [(0x01, bytes((self.slot,))), (0x02, struct.pack("<H", len(apdu)) + bytes(apdu)),
                 (0x10, bytes((self.channel,)))]
         try:
@@ -184,12 +170,6 @@ class QmiCard:
         if v is None or len(v) < 2 or struct.unpack_from("<H", v)[0] != len(v) - 2 or len(v) < 4:
             raise ProtocolError("QMI Send APDU answered no response APDU (%r)" % (v,))
         return bytes(v[2:])
-
-    def __enter__(self):
-        return self.open()
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __repr__(self):
         return "QmiCard(%r, slot=%d, proxy=%r)" % (self.device, self.slot, self.proxy)
@@ -215,5 +195,5 @@ def _explain(e, slot):
         qmux.ERR_INVALID_QMI_COMMAND: "this modem's UIM service lacks logical channels: use "
                                       "its AT port (at:)",
     }
-    hint = hints.get(e.error)
+    hint = hints.get(getattr(e, "error", None))
     return QmiError(e.error, "%s - %s" % (e, hint)) if hint else e

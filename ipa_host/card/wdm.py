@@ -148,3 +148,43 @@ def _check_device(device, what):
         raise TransportError("%s device %s cannot be inspected: %s" % (what, device, e))
     if not stat.S_ISCHR(st.st_mode):
         raise TransportError("%s device %s is not a character device" % (what, device))
+
+
+BUSY_TRIES = 6  # a busy UIM is asked again for BUSY_TRIES * BUSY_PAUSE seconds at most
+BUSY_PAUSE = 0.5
+MAX_APDU = 261  # short APDU: header, Lc, 255 data bytes, Le
+
+
+class ChannelCard:
+    """What ipa_host.card.qmi.QmiCard and mbim.MbimCard share: a card whose modem opened
+    and selected the ISD-R's logical channel (IsdrSession: modem_channel=True, CLA channel
+    bits 0, no MANAGE CHANNEL). Subclasses have open(), close() and .channel."""
+
+    modem_channel = True
+    channel = None
+
+    def _command_apdu(self, apdu):
+        """`apdu` checked (4..MAX_APDU bytes) as bytes; the card opened if it is not yet."""
+        if not isinstance(apdu, (bytes, bytearray)) or not 4 <= len(apdu) <= MAX_APDU:
+            raise ValueError("command APDU of %r, expected 4..%d bytes" % (apdu, MAX_APDU))
+        if self.channel is None:
+            self.open()
+        return bytes(apdu)
+
+    @staticmethod
+    def _until_ready(send, busy, explain):
+        """send() again while its error says busy (a UIM just powered up or refreshed gets
+        ready within seconds), BUSY_TRIES times at most; other errors go through explain()."""
+        for attempt in range(BUSY_TRIES):
+            try:
+                return send()
+            except TransportError as e:
+                if not busy(e) or attempt == BUSY_TRIES - 1:
+                    raise explain(e)
+                time.sleep(BUSY_PAUSE)
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()

@@ -363,19 +363,24 @@ def modem_main(argv=None, card=None):
             print("ipa-sim modem: %s" % e, file=sys.stderr)
             return 2
     if args.protocol != "at":
-        from ipa_host.sim.modem.modem_wdm import serve_wdm
+        from ipa_host.sim.modem.modem_wdm import make_wdm_modem
 
         if args.personality not in _wdm_personalities(args.protocol):
             p.error("--personality %s is not one of --protocol %s's: %s"
                     % (args.personality, args.protocol, ", ".join(_wdm_personalities(args.protocol))))
-        return serve_wdm(args.protocol, card, args.personality, args.proxy)
-    if args.personality not in PERSONALITIES:
-        p.error("--personality %s is not an AT modem's: %s" % (args.personality,
-                                                               ", ".join(PERSONALITIES)))
-    try:
-        modem = SimModem(card, args.personality, baud=args.baud, **options)
-    except ValueError as e:
-        p.error(str(e))
+        modem, announce = make_wdm_modem(args.protocol, card, args.personality, args.proxy)
+    else:
+        if args.personality not in PERSONALITIES:
+            p.error("--personality %s is not an AT modem's: %s" % (args.personality,
+                                                                   ", ".join(PERSONALITIES)))
+        try:
+            modem = SimModem(card, args.personality, baud=args.baud, **options)
+        except ValueError as e:
+            p.error(str(e))
+
+        def announce():
+            return modem.path, "simulated %s modem (%s %s) on %s; Ctrl-C to stop" % (
+                args.personality, modem.cfg["manufacturer"], modem.cfg["model"], modem.path)
     done = threading.Event()
     previous = {}
 
@@ -387,12 +392,15 @@ def modem_main(argv=None, card=None):
             previous[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread: the caller stops us another way
             pass
-    modem.start()
     try:
-        print(modem.path, flush=True)
-        print("simulated %s modem (%s %s) on %s; Ctrl-C to stop"
-              % (args.personality, modem.cfg["manufacturer"], modem.cfg["model"], modem.path),
-              file=sys.stderr, flush=True)
+        modem.start()
+    except OSError as e:  # qmi/mbim: the proxy socket name is taken
+        print("ipa-sim modem: %s" % e, file=sys.stderr)
+        return 2
+    try:
+        out, words = announce()
+        print(out, flush=True)
+        print(words, file=sys.stderr, flush=True)
         while not done.wait(0.5):
             pass
     finally:

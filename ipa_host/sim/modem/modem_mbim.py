@@ -20,49 +20,23 @@ fragments), gone (the device disappears after `gone_after` APDUs).
 import struct
 
 from ipa_host.card import mbim_frame as mf
-from ipa_host.sim.modem.modem_wdm import UiccSide, WdmServer
+from ipa_host.sim.modem.modem_wdm import WdmModem
 
 PERSONALITIES = ("textbook", "slot_empty", "uicc_busy", "channel_limit", "no_uicc",
                  "fragmented", "gone")
 FRAGMENT = 64  # MaxControlTransfer of the "fragmented" personality
 
 
-class SimMbimModem:
+class SimMbimModem(WdmModem):
     """An MBIM modem (see module docstring); `card` None = empty slot."""
 
+    PERSONALITIES = PERSONALITIES
+    BUSY = "uicc_busy"
+    NAME = "MBIM"
+
     def __init__(self, card, personality="textbook", proxy=None, gone_after=3):
-        if personality not in PERSONALITIES:
-            raise ValueError("MBIM modem personality %r, expected one of %s"
-                             % (personality, ", ".join(PERSONALITIES)))
-        self.personality = personality
-        self.uicc = UiccSide(None if personality == "slot_empty" else card,
-                             busy=3 if personality == "uicc_busy" else 0,
-                             max_channels=0 if personality == "channel_limit" else 3,
-                             gone_after=gone_after if personality == "gone" else None)
-        self.received = []  # (message type, CID) of each request, bounded
+        WdmModem.__init__(self, card, personality, proxy, gone_after)
         self.fragmented_answers = 0  # COMMAND_DONEs sent in more than one fragment
-        self.server = WdmServer(self, proxy)
-
-    @property
-    def path(self):
-        return self.server.path
-
-    @property
-    def proxy(self):
-        return self.server.proxy
-
-    def start(self):
-        self.server.start()
-        return self
-
-    def stop(self):
-        self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def connection(self, proxied):
         return _MbimConnection(self, proxied)
@@ -146,9 +120,8 @@ class _MbimConnection:
 
     def answer(self, msg_type, tid, payload):
         m = self.modem
-        if len(m.received) < 10000:
-            m.received.append((msg_type, struct.unpack_from("<I", payload, 16)[0]
-                               if msg_type == mf.COMMAND and len(payload) >= 20 else None))
+        m.note((msg_type, struct.unpack_from("<I", payload, 16)[0]
+                if msg_type == mf.COMMAND and len(payload) >= 20 else None))
         if msg_type == mf.OPEN:
             want = struct.unpack_from("<I", payload)[0] if len(payload) >= 4 else 4096
             self.max_transfer = FRAGMENT if m.personality == "fragmented" else max(want, 64)

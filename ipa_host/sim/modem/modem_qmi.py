@@ -19,7 +19,7 @@ service), gone (the device disappears after `gone_after` APDUs).
 import struct
 
 from ipa_host.card import qmux
-from ipa_host.sim.modem.modem_wdm import UiccSide, WdmServer
+from ipa_host.sim.modem.modem_wdm import WdmModem
 
 PERSONALITIES = ("textbook", "slot_empty", "uim_busy", "channel_limit", "no_uim", "gone")
 ERR_INVALID_SERVICE_TYPE = 31
@@ -28,42 +28,16 @@ MAX_CLIENTS = 8
 VERSIONS = ((qmux.SVC_CTL, 1, 5), (qmux.SVC_UIM, 1, 46))
 
 
-class SimQmiModem:
+class SimQmiModem(WdmModem):
     """A QMI modem (see module docstring); `card` None = empty slot."""
 
+    PERSONALITIES = PERSONALITIES
+    BUSY = "uim_busy"
+    NAME = "QMI"
+
     def __init__(self, card, personality="textbook", proxy=None, gone_after=3):
-        if personality not in PERSONALITIES:
-            raise ValueError("QMI modem personality %r, expected one of %s"
-                             % (personality, ", ".join(PERSONALITIES)))
-        self.personality = personality
-        self.uicc = UiccSide(None if personality == "slot_empty" else card,
-                             busy=3 if personality == "uim_busy" else 0,
-                             max_channels=0 if personality == "channel_limit" else 3,
-                             gone_after=gone_after if personality == "gone" else None)
+        WdmModem.__init__(self, card, personality, proxy, gone_after)
         self.clients = {}  # cid -> True
-        self.received = []  # (service, message id) of each request, bounded
-        self.server = WdmServer(self, proxy)
-
-    @property
-    def path(self):
-        return self.server.path
-
-    @property
-    def proxy(self):
-        return self.server.proxy
-
-    def start(self):
-        self.server.start()
-        return self
-
-    def stop(self):
-        self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def connection(self, proxied):
         return _QmiConnection(self, proxied)
@@ -72,8 +46,7 @@ class SimQmiModem:
 
     def answer(self, msg, proxied):
         """Response frame for one request message."""
-        if len(self.received) < 10000:
-            self.received.append((msg.service, msg.msg_id))
+        self.note((msg.service, msg.msg_id))
         if msg.service == qmux.SVC_CTL:
             error, tlvs = self._ctl(msg, proxied)
         elif msg.service == qmux.SVC_UIM and self.personality != "no_uim":

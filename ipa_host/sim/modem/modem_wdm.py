@@ -234,39 +234,73 @@ class UiccSide:
         return self.gone_after is not None and self.apdus >= self.gone_after
 
 
-def serve_wdm(protocol, card, personality, proxy=None):
-    """`ipa-sim modem --protocol qmi|mbim`: serve until SIGINT/SIGTERM. Prints the --card
-    spec to use (device path and proxy socket) on stdout."""
-    import signal
-    import sys
 
+def make_wdm_modem(protocol, card, personality, proxy=None):
+    """`ipa-sim modem --protocol qmi|mbim`: (modem, announce); announce() after start() gives
+    the --card spec to print on stdout (device path and proxy socket) and words for people."""
     if protocol == "qmi":
         from ipa_host.sim.modem.modem_qmi import SimQmiModem as cls
     else:
         from ipa_host.sim.modem.modem_mbim import SimMbimModem as cls
     proxy = proxy or "ipa-sim-%s-%d" % (protocol, os.getpid())
-    done = threading.Event()
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, lambda signum, frame: done.set())
-        except ValueError:  # not the main thread
-            pass
-    try:
-        modem = cls(card, personality, proxy=proxy).start()
-    except OSError as e:
-        print("ipa-sim modem: %s" % e, file=sys.stderr)
-        return 2
-    try:
-        print("%s:%s?proxy=%s" % (protocol, modem.path, proxy), flush=True)
-        print("simulated %s modem (%s) on %s, proxy socket @%s; --card %s:%s?proxy=0 opens the "
-              "device directly; Ctrl-C to stop" % (protocol.upper(), personality, modem.path,
-                                                   proxy, protocol, modem.path),
-              file=sys.stderr, flush=True)
-        while not done.wait(0.5):
-            pass
-    finally:
-        modem.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    modem = cls(card, personality, proxy=proxy)
+
+    def announce():
+        return ("%s:%s?proxy=%s" % (protocol, modem.path, proxy),
+                "simulated %s modem (%s) on %s, proxy socket @%s; --card %s:%s?proxy=0 opens the "
+                "device directly; Ctrl-C to stop" % (protocol.upper(), personality, modem.path,
+                                                     proxy, protocol, modem.path))
+
+    return modem, announce
+
+
+class WdmModem:
+    """What the QMI and MBIM modems share: the UICC side, the server, the life cycle.
+
+    Subclasses set PERSONALITIES, BUSY (the personality whose channel opens answer busy
+    first), NAME, and `connection(proxied)`.
+    """
+
+    PERSONALITIES = ()
+    BUSY = None
+    NAME = "?"
+
+    def __init__(self, card, personality="textbook", proxy=None, gone_after=3):
+        if personality not in self.PERSONALITIES:
+            raise ValueError("%s modem personality %r, expected one of %s"
+                             % (self.NAME, personality, ", ".join(self.PERSONALITIES)))
+        self.personality = personality
+        self.uicc = UiccSide(None if personality == "slot_empty" else card,
+                             busy=3 if personality == self.BUSY else 0,
+                             max_channels=0 if personality == "channel_limit" else 3,
+                             gone_after=gone_after if personality == "gone" else None)
+        self.received = []  # what each request was, bounded (MAX_RECEIVED)
+        self.server = WdmServer(self, proxy)
+
+    def note(self, what):
+        if len(self.received) < MAX_RECEIVED:
+            self.received.append(what)
+
+    @property
+    def path(self):
+        return self.server.path
+
+    @property
+    def proxy(self):
+        return self.server.proxy
+
+    def start(self):
+        self.server.start()
+        return self
+
+    def stop(self):
+        self.server.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+MAX_RECEIVED = 10000
