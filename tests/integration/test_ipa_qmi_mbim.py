@@ -67,7 +67,7 @@ def test_info_through_the_proxy_and_directly(wdm_rig, protocol, proxy):
     assert {p["iccid"] for p in d["profiles"]} >= {PROFILE_A, PROFILE_B}
     assert (PROXY_OPENED[protocol] in m.received) is proxy
     assert m.uicc.channels == set()  # the channel was closed at the end
-    assert m.uicc.apdus >= 3
+    assert m.uicc.apdus >= 3 and m.uicc.get_responses == 0  # the modem followed 61xx
 
 
 @pytest.mark.parametrize("protocol", ["qmi", "mbim"])
@@ -131,6 +131,16 @@ def test_faults_end_in_clear_errors(wdm_rig, protocol, personality, words):
     assert words in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert r.elapsed < 30
+
+
+def test_61xx_left_to_the_host(wdm_rig):
+    """A modem that hands 61xx back: the IPA's GET RESPONSEs go through the modem's channel."""
+    home, card, make = wdm_rig
+    m = make("mbim", "raw_61")
+    d = info(home, spec("mbim", m))
+    assert d["eid"] == card.eid and len(d["profiles"]) == 3
+    assert m.uicc.largest <= 258  # no answer came whole: each piece asked for
+    assert m.uicc.get_responses >= 1
 
 
 @pytest.mark.parametrize("protocol,personality", [("qmi", "uim_busy"), ("mbim", "uicc_busy")])

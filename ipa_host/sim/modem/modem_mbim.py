@@ -14,7 +14,7 @@ command (device path) first.
 Personalities (faults): textbook, slot_empty (SIM not inserted), uicc_busy
 (the first opens answer "busy"), channel_limit (no free logical channel),
 no_uicc (the service is unsupported), fragmented (answers in 64-byte
-fragments), gone (the device disappears after `gone_after` APDUs).
+fragments), raw_61 (61xx handed to the host, which sends GET RESPONSE), gone (the device disappears after `gone_after` APDUs).
 """
 
 import struct
@@ -23,7 +23,7 @@ from ipa_host.card import mbim_frame as mf
 from ipa_host.sim.modem.modem_wdm import WdmModem
 
 PERSONALITIES = ("textbook", "slot_empty", "uicc_busy", "channel_limit", "no_uicc",
-                 "fragmented", "gone")
+                 "fragmented", "raw_61", "gone")
 FRAGMENT = 64  # MaxControlTransfer of the "fragmented" personality
 
 
@@ -36,6 +36,7 @@ class SimMbimModem(WdmModem):
 
     def __init__(self, card, personality="textbook", proxy=None, gone_after=3):
         WdmModem.__init__(self, card, personality, proxy, gone_after)
+        self.uicc.follow_61 = personality != "raw_61"
         self.fragmented_answers = 0  # COMMAND_DONEs sent in more than one fragment
 
     def connection(self, proxied):

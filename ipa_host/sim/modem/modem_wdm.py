@@ -179,6 +179,7 @@ class UiccSide:
         self.apdus = 0
         self.opens = 0
         self.largest = 0  # longest answer handed back (data + SW)
+        self.get_responses = 0  # GET RESPONSEs the client sent
         if card is not None:
             card.reset()
 
@@ -217,6 +218,8 @@ class UiccSide:
 
         if count:
             self.apdus += 1
+            if apdu[1] == 0xC0:
+                self.get_responses += 1
         apdu = bytes((cla_for(apdu[0], ch),)) + bytes(apdu[1:])
         resp = self.card.transmit(apdu)
         parts = []
