@@ -1,5 +1,6 @@
 """QMUX/QMI and MBIM framing (ipa_host.card.qmux, mbim_frame) and the qmi:/mbim: card
-selection: what a modem or a user can send wrong ends in a clear error, never a crash."""
+selection: what a modem or a user can send wrong ends in a clear error, never a crash; and
+a modem that never answers ends in a timeout within the bound (the simulated modems)."""
 
 import struct
 
@@ -87,3 +88,29 @@ def test_card_specs():
                        ("mbim:/dev/x?proxy=a/b", "neither 1/0 nor a proxy socket name")):
         with pytest.raises(CardSpecError, match=words):
             parse_card_spec(bad)
+
+
+@pytest.mark.parametrize("protocol", ["qmi", "mbim"])
+def test_a_silent_modem_times_out_within_the_bound(tmp_path, protocol):
+    """A modem that swallows UIM/UICC requests: the open fails after command_timeout, no hang."""
+    import time
+
+    from ipa_core.errors import TimeoutError_
+    from ipa_host.card.mbim import MbimCard
+    from ipa_host.card.qmi import QmiCard
+    from ipa_host.sim import pki
+    from ipa_host.sim.euicc.euicc import VirtualEuicc
+    from ipa_host.sim.modem.modem_mbim import SimMbimModem
+    from ipa_host.sim.modem.modem_qmi import SimQmiModem
+
+    pki.create_test_pki(str(tmp_path))
+    card = VirtualEuicc(str(tmp_path))
+    modem = {"qmi": SimQmiModem, "mbim": SimMbimModem}[protocol]
+    cls = {"qmi": QmiCard, "mbim": MbimCard}[protocol]
+    with modem(card, "silent") as m:
+        c = cls(m.path, proxy=None, command_timeout=0.5)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError_, match="no progress waiting for an answer"):
+            c.open()
+        assert time.monotonic() - t0 < 5  # the open and the clean-up messages, each bounded
+        assert c.link is None  # the node was closed again

@@ -14,7 +14,8 @@ command (device path) first.
 Personalities (faults): textbook, slot_empty (SIM not inserted), uicc_busy
 (the first opens answer "busy"), channel_limit (no free logical channel),
 no_uicc (the service is unsupported), fragmented (answers in 64-byte
-fragments), raw_61 (61xx handed to the host, which sends GET RESPONSE), gone (the device disappears after `gone_after` APDUs).
+fragments), raw_61 (61xx handed to the host, which sends GET RESPONSE), silent (UICC
+commands get no answer at all), gone (the device disappears after `gone_after` APDUs).
 """
 
 import struct
@@ -23,7 +24,7 @@ from ipa_host.card import mbim_frame as mf
 from ipa_host.sim.modem.modem_wdm import WdmModem
 
 PERSONALITIES = ("textbook", "slot_empty", "uicc_busy", "channel_limit", "no_uicc",
-                 "fragmented", "raw_61", "gone")
+                 "fragmented", "raw_61", "silent", "gone")
 FRAGMENT = 64  # MaxControlTransfer of the "fragmented" personality
 
 
@@ -145,6 +146,8 @@ class _MbimConnection:
             return mf.command_done(tid, uuid, cid, 0 if ok else mf.STATUS_FAILURE, b"")
         if self.max_transfer is None or not self.configured:
             return [mf.header(mf.FUNCTION_ERROR, 16, tid) + struct.pack("<I", 5)]
+        if uuid == mf.UUID_MS_UICC and m.personality == "silent":
+            return []
         if uuid == mf.UUID_MS_UICC:
             status, rinfo = m.uicc_command(cid, cmd_type, info)
         else:

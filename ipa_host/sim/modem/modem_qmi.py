@@ -13,7 +13,8 @@ firmware does), so one Send APDU answer can exceed 256 bytes.
 Personalities (faults): textbook, slot_empty (no card: UIM uninitialized),
 uim_busy (the first opens answer "device not ready"), channel_limit (every
 logical channel held by another program), no_uim (the modem has no UIM
-service), gone (the device disappears after `gone_after` APDUs).
+service), silent (UIM requests get no answer at all), gone (the device
+disappears after `gone_after` APDUs).
 """
 
 import struct
@@ -21,7 +22,8 @@ import struct
 from ipa_host.card import qmux
 from ipa_host.sim.modem.modem_wdm import WdmModem
 
-PERSONALITIES = ("textbook", "slot_empty", "uim_busy", "channel_limit", "no_uim", "gone")
+PERSONALITIES = ("textbook", "slot_empty", "uim_busy", "channel_limit", "no_uim", "silent",
+                 "gone")
 ERR_INVALID_SERVICE_TYPE = 31
 ERR_INVALID_ARGUMENT = 48
 MAX_CLIENTS = 8
@@ -47,6 +49,8 @@ class SimQmiModem(WdmModem):
     def answer(self, msg, proxied):
         """Response frame for one request message."""
         self.note((msg.service, msg.msg_id))
+        if msg.service == qmux.SVC_UIM and self.personality == "silent":
+            return b""
         if msg.service == qmux.SVC_CTL:
             error, tlvs = self._ctl(msg, proxied)
         elif msg.service == qmux.SVC_UIM and self.personality != "no_uim":
