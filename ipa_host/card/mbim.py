@@ -25,7 +25,7 @@ import time
 from ipa_core.apdu import ISDR_AID
 from ipa_core.errors import CardError, ProtocolError, TransportError
 from ipa_host.card import mbim_frame as mf
-from ipa_host.card.wdm import ChannelCard, WdmLink
+from ipa_host.card.wdm import ChannelCard, LinkClosed, WdmLink, proxy_refused
 
 PROXY = "mbim-proxy"
 COMMAND_TIMEOUT = 10.0
@@ -106,9 +106,12 @@ class MbimCard(ChannelCard):
         self.link = WdmLink.open(self.device, self.proxy, "MBIM")
         try:
             if self.proxy:
-                self._command(mf.UUID_PROXY, mf.CID_PROXY_CONFIG, mf.SET,
-                              mf.proxy_config_set(self.device, int(self.command_timeout)),
-                              self.command_timeout, "mbim-proxy configuration")
+                try:
+                    self._command(mf.UUID_PROXY, mf.CID_PROXY_CONFIG, mf.SET,
+                                  mf.proxy_config_set(self.device, int(self.command_timeout)),
+                                  self.command_timeout, "mbim-proxy configuration")
+                except LinkClosed:
+                    raise proxy_refused(self.proxy, "MBIM")
             tid = self._next_tid()
             self.link.send(mf.open_msg(tid, MAX_TRANSFER))
             msg_type, payload = self._receive(tid, self.command_timeout, "MBIM OPEN")

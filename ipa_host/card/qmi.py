@@ -24,7 +24,7 @@ import struct
 from ipa_core.apdu import ISDR_AID
 from ipa_core.errors import CardError, ProtocolError, TransportError
 from ipa_host.card import qmux
-from ipa_host.card.wdm import ChannelCard, WdmLink
+from ipa_host.card.wdm import ChannelCard, LinkClosed, WdmLink, proxy_refused
 
 PROXY = "qmi-proxy"
 COMMAND_TIMEOUT = 10.0  # seconds for CTL and channel messages
@@ -87,9 +87,12 @@ class QmiCard(ChannelCard):
         self.link = WdmLink.open(self.device, self.proxy, "QMI")
         try:
             if self.proxy:
-                self._request(qmux.SVC_CTL, qmux.CTL_PROXY_OPEN,
-                              [(0x01, self.device.encode())], self.command_timeout,
-                              "qmi-proxy open")
+                try:
+                    self._request(qmux.SVC_CTL, qmux.CTL_PROXY_OPEN,
+                                  [(0x01, self.device.encode())], self.command_timeout,
+                                  "qmi-proxy open")
+                except LinkClosed:
+                    raise proxy_refused(self.proxy, "QMI")
             try:
                 msg = self._request(qmux.SVC_CTL, qmux.CTL_ALLOCATE_CID,
                                     [(0x01, bytes((qmux.SVC_UIM,)))], self.command_timeout,

@@ -27,6 +27,19 @@ from ipa_core.errors import TimeoutError_, TransportError
 MAX_BUFFER = 1 << 20  # unread bytes kept at most (a modem flooding indications)
 
 
+class LinkClosed(TransportError):
+    """The other end closed the link (modem gone, or a proxy that refused us)."""
+
+
+def proxy_refused(proxy, what):
+    """Words for a proxy that drops a client at its first message: libqmi's and libmbim's
+    proxies serve only root (and the one user they were built for)."""
+    return TransportError(
+        "the %s proxy '%s' closed the connection at once: it serves only root (and the user it "
+        "was built for); run the IPA as root (docs/modems.md, Raspberry Pi setup), or open the "
+        "device directly with ?proxy=0 if nothing else uses it" % (what, proxy))
+
+
 class WdmLink:
     """A connected byte link (see module docstring); use WdmLink.open()."""
 
@@ -83,6 +96,8 @@ class WdmLink:
                      else os.write(self._fd, view))
             except BlockingIOError:
                 continue
+            except (BrokenPipeError, ConnectionResetError):
+                raise self._closed()
             except OSError as e:
                 raise TransportError("%s: writing failed: %s (modem gone?)" % (self.label, e))
             view = view[n:]
@@ -102,16 +117,19 @@ class WdmLink:
             except BlockingIOError:
                 continue
             except OSError as e:
-                if e.errno == errno.EIO:  # a pty whose other side closed, a USB device gone
-                    data = b""
+                if e.errno in (errno.EIO, errno.ECONNRESET):  # a pty's other side closed, a
+                    data = b""  # USB device gone, a proxy that dropped us
                 else:
                     raise TransportError("%s: reading failed: %s (modem gone?)" % (self.label, e))
             if not data:
-                raise TransportError("%s: the modem (or its proxy) closed the connection: "
-                                     "modem reset or unplugged?" % self.label)
+                raise self._closed()
             self._buf += data
             if len(self._buf) > MAX_BUFFER:
                 raise TransportError("%s: over %d unread bytes" % (self.label, MAX_BUFFER))
+
+    def _closed(self):
+        return LinkClosed("%s: the modem (or its proxy) closed the connection: modem reset or "
+                          "unplugged?" % self.label)
 
     def _wait(self, reading, deadline, doing):
         left = deadline - time.monotonic()

@@ -152,3 +152,38 @@ def test_ipa_through_the_real_proxy(ipa_home, card, protocol):
         assert r.returncode == 0, r.stderr
         assert cli_contract.result(r.stdout, "info")["eid"] == card.eid
         assert m.uicc.channels == set() and m.uicc.apdus >= 3
+
+
+@pytest.mark.parametrize("protocol", ["qmi", "mbim"])
+def test_real_proxy_refuses_a_user_and_the_ipa_says_why(card, protocol):
+    """libqmi's and libmbim's proxies drop clients that are not root: the IPA's card, run as
+    `nobody` (runuser) from a copy of the code that user can read, names the cause."""
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    copy = tempfile.mkdtemp(prefix="ipa-nobody-")
+    try:
+        shutil.copytree(os.path.join(root, "ipa_core"), os.path.join(copy, "ipa_core"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(os.path.join(root, "ipa_host", "card"),
+                        os.path.join(copy, "ipa_host", "card"),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        open(os.path.join(copy, "ipa_host", "__init__.py"), "w").close()
+        for d, _dirs, files in os.walk(copy):
+            os.chmod(d, 0o755)
+            for f in files:
+                os.chmod(os.path.join(d, f), 0o644)
+        modem = {"qmi": SimQmiModem, "mbim": SimMbimModem}[protocol]
+        with real_proxy(protocol + "-proxy"), modem(card) as m:
+            code = ("import sys; sys.dont_write_bytecode = True; sys.path.insert(0, %r)\n"
+                    "from ipa_host.card.select import open_card\n"
+                    "from ipa_core.errors import TransportError\n"
+                    "try:\n    open_card(%r)\nexcept TransportError as e:\n"
+                    "    print(e); sys.exit(3)\n" % (copy, "%s:%s" % (protocol, m.path)))
+            r = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", code],
+                               capture_output=True, text=True, timeout=60)
+            assert m.uicc.opens == 0
+    finally:
+        shutil.rmtree(copy)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "closed the connection at once: it serves only root" in r.stdout, r.stdout
