@@ -143,6 +143,17 @@ def test_61xx_left_to_the_host(wdm_rig):
     assert m.uicc.get_responses >= 1
 
 
+def test_qmi_slot_selection(wdm_rig):
+    home, card, make = wdm_rig
+    m = make("qmi")
+    assert info(home, spec("qmi", m) + "&slot=1")["eid"] == card.eid
+    r = home.ipa("info", url=False, card=spec("qmi", m) + "&slot=2")
+    assert r.returncode != 0
+    assert "UIM uninitialized" in r.stderr and "is a SIM/eUICC in slot 2?" in r.stderr, r.stderr
+    r = home.ipa("info", url=False, card=spec("qmi", m) + "&slot=7")
+    assert r.returncode != 0 and "slot='7', expected 1..5" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("protocol,personality", [("qmi", "uim_busy"), ("mbim", "uicc_busy")])
 def test_busy_uicc_is_waited_for(wdm_rig, protocol, personality):
     home, card, make = wdm_rig

@@ -10,7 +10,7 @@ Open Logical Channel, Logical Channel (close), Send APDU; anything else
 answers "invalid QMI command". The modem follows 61xx itself (as Qualcomm
 firmware does), so one Send APDU answer can exceed 256 bytes.
 
-Personalities (faults): textbook, slot_empty (no card: UIM uninitialized),
+Two slots: the card in slot 1, slot 2 empty. Personalities (faults): textbook, slot_empty (no card: UIM uninitialized),
 uim_busy (the first opens answer "device not ready"), channel_limit (every
 logical channel held by another program), no_uim (the modem has no UIM
 service), silent (UIM requests get no answer at all), gone (the device
@@ -97,7 +97,8 @@ class SimQmiModem(WdmModem):
         slot = t.get(0x01, b"\x00")[0]
         if msg.msg_id in (qmux.UIM_OPEN_LOGICAL_CHANNEL, qmux.UIM_SEND_APDU,
                           qmux.UIM_LOGICAL_CHANNEL) and slot != 1:
-            return ERR_INVALID_ARGUMENT, []
+            # a dual-slot modem: slot 2 is empty; no slot 3 and up
+            return (qmux.ERR_UIM_UNINITIALIZED if slot == 2 else ERR_INVALID_ARGUMENT), []
         if msg.msg_id == qmux.UIM_OPEN_LOGICAL_CHANNEL:
             aid = t.get(0x10, b"\x00")
             state, ch, sel = u.open_channel(aid[1:1 + aid[0]])
