@@ -41,6 +41,8 @@ card selection (--card, $IPA_CARD or [card] spec in the config file):
   sim | pcsc | pcsc:<reader name or index>[?shared=1&protocol=T0|T1]
   at:/dev/ttyUSB2?baud=115200&mode=auto|cgla|csim
   at:auto                          the AT port of the one known USB modem (docs/modems.md)
+  qmi:/dev/cdc-wdm0?slot=1&proxy=1|0   QMI UIM, through qmi-proxy (ModemManager) by default
+  mbim:/dev/cdc-wdm0?proxy=1|0     MBIM UICC low-level access, through mbim-proxy by default
 """
 
 
