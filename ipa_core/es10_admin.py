@@ -46,10 +46,7 @@ RESET_IMMEDIATE_ENABLE_CONFIG_RESULT = {0: "ok", 1: "resetIECNotSupported",
                                         127: "undefinedError"}
 
 PROFILE_CLASS = {"test": 0, "provisioning": 1, "operational": 2}
-RESET_OPTIONS = ("deleteOperationalProfiles", "deleteFieldLoadedTestProfiles",
-                 "resetDefaultSmdpAddress", "deletePreLoadedTestProfiles",
-                 "deleteProvisioningProfiles", "resetEimConfigData",
-                 "resetImmediateEnableConfig")
+RESET_OPTIONS = ver.RESET_OPTIONS["1.2"]  # v1.0's: ipa_core.version.reset_options
 
 
 # ---- EUICCInfo2 decoded for people (SGP.32 5.9; a board forwards it raw) ---------
@@ -306,16 +303,26 @@ def get_profiles_info(s, search=None, tags=None):
 def euicc_memory_reset(s, options):
     """ES10c.EuiccMemoryReset { resetOptions '82' } ('BF64'; 'BF34' for a v1.0 session).
 
-    options: list of RESET_OPTIONS names. Returns {"resetResult",
+    options: list of RESET_OPTIONS names (v1.0: its own bits, version.reset_options;
+    resetImmediateEnableConfig is sent as v1.0's resetAutoEnableConfig). Returns {"resetResult",
     "resetEimResult"?, "resetImmediateEnableConfigResult"?}. resetResult
     nothingToDelete is returned (nothing left to reset); other non-ok
     resetResult -> FunctionError. The optional results are returned as codes
     (names: RESET_EIM_RESULT, RESET_IMMEDIATE_ENABLE_CONFIG_RESULT).
     """
     f = "ES10c.EuiccMemoryReset"
-    tag = ver.tag("EuiccMemoryReset", ver.of(s))
-    t = call(s, f, tag, tlv.encode(0x82, tlv.bits_encode(options, RESET_OPTIONS)))
-    result(t, f, RESET_RESULT, ok=(0, 1))
-    out = d.fields(t, {0x80: ("resetResult", d.v_int), 0x81: ("resetEimResult", d.v_int),
-                       0x82: ("resetImmediateEnableConfigResult", d.v_int)})
-    return out
+    v = ver.of(s)
+    names = ver.reset_options(v)
+    if ver.is_v1_0(v):  # v1.0 called immediate enable "auto enable"
+        options = ["resetAutoEnableConfig" if o == "resetImmediateEnableConfig" else o
+                   for o in options]
+    bad = [o for o in options if o not in names]
+    if bad:
+        raise ValueError("EuiccMemoryReset: %s not a resetOption of SGP.32 v%s (%s)"
+                         % (", ".join(bad), v, ", ".join(names)))
+    t = call(s, f, ver.tag("EuiccMemoryReset", v), tlv.encode(0x82, tlv.bits_encode(options,
+                                                                                   names)))
+    first = ver.tag("EuiccMemoryResetResponse.resetResult", v)
+    result(t, f, RESET_RESULT, tags=(first,), ok=(0, 1))
+    return d.fields(t, {first: ("resetResult", d.v_int), 0x81: ("resetEimResult", d.v_int),
+                        0x82: ("resetImmediateEnableConfigResult", d.v_int)})

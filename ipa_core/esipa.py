@@ -30,10 +30,12 @@ byte for byte. Where X.680 implicit tagging replaces a tagged CHOICE's own
 tag (CancelSessionRequestEsipa 'A1' for 'BF41', certificates 'A5'/'A6'
 for '30') only that outer tag changes; the signed content does not.
 
-Version differences (v1.0 vs v1.2) come from ipa_core.version:
-stateChangeCause (absent in v1.0: silently left out, the eIM could not read
-it), the ePRAndNotifications notificationList tag, HandleNotificationEsipa's
-provideEimPackageResult tag.
+Version differences (v1.0 vs v1.2) come from ipa_core.version: in
+GetEimPackageRequest, stateChangeCause (absent in v1.0: silently left out,
+the eIM could not read it) and rPLMN's tag; ProvideEimPackageResult's
+eidValue (v1.0 has none: left out) and error alternative; the
+ePRAndNotifications notificationList; IpaEuiccData's moved components and
+its error; HandleNotificationEsipa's provideEimPackageResult tag.
 
 Caller mistakes (an unknown name, a wrong size) are ValueError; a
 "forwarded verbatim" argument that is not one TLV of the expected tag is a
@@ -63,7 +65,7 @@ from ipa_core.esipa_decode import (  # noqa: F401
     decode_authenticate_client_response, decode_cancel_session_response,
     decode_get_bound_profile_package_response, decode_get_eim_package_response,
     decode_initiate_authentication_response, decode_provide_eim_package_result_response,
-    epr_and_notifications, euicc_package_request, ipa_euicc_data_request,
+    epr_and_notifications, euicc_package_request, ipa_euicc_data_items, ipa_euicc_data_request,
     open_get_bound_profile_package_response, profile_download_trigger_request, raw_tlv, retag,
 )
 
@@ -136,7 +138,7 @@ def get_eim_package_request(eid, notify_state_change=False, state_change_cause=N
         plmn = d.binary(rplmn, "rPLMN")
         if len(plmn) != 3:
             raise ValueError("rPLMN: expected 3 bytes, got %d" % len(plmn))
-        plmn = tlv.encode(0x82, plmn)
+        plmn = tlv.encode(ver.tag("GetEimPackageRequest.rPLMN", version), plmn)
     return tlv.enc(0xBF4F, tlv.encode(0x5A, eid_bytes(eid)),
                    tlv.encode(0x80) if notify_state_change else None, cause, plmn)
 
@@ -158,7 +160,9 @@ def eim_package_result(euicc_package_result=None, notifications=None, ipa_euicc_
     - profile_download_trigger_result: 'BF54' from profile_download_trigger_result();
     - error_code (int or EIM_PACKAGE_RESULT_ERROR_CODE name), with the
       package's eim_transaction_id: eimPackageResultResponseError [0] 'A0'
-      { eimTransactionId [0] '80'?, eimPackageResultErrorCode '02' }.
+      { eimTransactionId [0] '80'?, eimPackageResultErrorCode '02' }; v1.0:
+      eimPackageError '02' (no room for the transaction id: left out).
+    v1.0's ePRAndNotifications: see esipa_decode.epr_and_notifications.
     """
     version = ver.norm(version)
     given = [x is not None for x in (euicc_package_result, ipa_euicc_data_response,
@@ -180,9 +184,11 @@ def eim_package_result(euicc_package_result=None, notifications=None, ipa_euicc_
         return raw_tlv(ipa_euicc_data_response, (0xBF52,), "ipaEuiccDataResponse")
     if profile_download_trigger_result is not None:
         return raw_tlv(profile_download_trigger_result, (0xBF54,), "profileDownloadTriggerResult")
-    return tlv.enc(0xA0, _opt(0x80, eim_transaction_id, tid_bytes),
-                   tlv.encode(0x02, tlv.int_encode(code(error_code, EIM_PACKAGE_RESULT_ERROR_CODE,
-                                                        "eimPackageResultErrorCode"))))
+    err = tlv.encode(0x02, tlv.int_encode(code(error_code, EIM_PACKAGE_RESULT_ERROR_CODE,
+                                               "eimPackageResultErrorCode")))
+    if ver.tag("EimPackageResult.error", version) == 0x02:
+        return err
+    return tlv.enc(0xA0, _opt(0x80, eim_transaction_id, tid_bytes), err)
 
 
 def provide_eim_package_result(eid=None, euicc_package_result=None, notifications=None,
@@ -191,7 +197,10 @@ def provide_eim_package_result(eid=None, euicc_package_result=None, notification
     """ESipa.ProvideEimPackageResult 'BF50' { eidValue '5A' OPTIONAL, eimPackageResult }.
 
     The result arguments are those of eim_package_result() (exactly one).
+    v1.0 (::= [80] CHOICE): BF50 { the result } - the eid is left out.
     """
+    if ver.tag("ProvideEimPackageResult.eidValue", version) is None:
+        eid = None
     return tlv.enc(0xBF50, _opt(0x5A, eid, eid_bytes),
                    eim_package_result(euicc_package_result, notifications, ipa_euicc_data_response,
                                       profile_download_trigger_result, error_code,
@@ -237,7 +246,8 @@ def _certificate(x, tag, what):
 def ipa_euicc_data_response(eim_transaction_id=None, notifications=None, default_smdp_address=None,
                             euicc_package_results=None, euicc_info1=None, euicc_info2=None,
                             root_smds_address=None, association_token=None, eum_certificate=None,
-                            euicc_certificate=None, ipa_capabilities=None, device_info=None):
+                            euicc_certificate=None, ipa_capabilities=None, device_info=None,
+                            version=ver.DEFAULT):
     """IpaEuiccDataResponse 'BF52' { ipaEuiccData 'A0' { ... } } with what the tagList asked for.
 
     Components (None = left out; an empty list is sent as an empty list):
@@ -251,17 +261,33 @@ def ipa_euicc_data_response(eim_transaction_id=None, notifications=None, default
     "ipaSupportedProtocols": [...]} or a raw TLV ('A8'); device_info -
     {"tac", "deviceCapabilities", "imei"} (see encode_device_info) or a raw
     DeviceInfo TLV ('A9'). Order is the module's (DER of a SEQUENCE).
+
+    v1.0 IpaEuiccData: defaultSmdpAddress '80' first; no eimTransactionId;
+    notifications and results go last, in notificationsList [43] 'BF2B' (an
+    SGP32-RetrieveNotificationsListResponse): { notificationList 'A0' },
+    { euiccPackageResultList 'A2' }, or with both { notificationAndEprList
+    'A3' { 'A0', 'A1' } }.
     """
     def tlv_list(tag, items, tags, what):
         if items is None:
             return None
         return tlv.encode(tag, [raw_tlv(x, tags, what) for x in items])
 
+    notes = tlv_list(0xA0, notifications, PENDING_NOTIFICATION_TAGS, "a PendingNotification")
+    results = tlv_list(0xA2, euicc_package_results, (0xBF51,), "an EuiccPackageResult")
+    v1_0 = None
+    if ver.is_v1_0(version):
+        eim_transaction_id = None
+        if notes is not None and results is not None:
+            v1_0 = tlv.encode(0xBF2B, tlv.enc(0xA3, notes, retag(results, 0xA1)))
+        elif notes is not None or results is not None:
+            v1_0 = tlv.encode(0xBF2B, notes or results)
+        notes = results = None
     return tlv.enc(0xBF52, tlv.enc(
         0xA0,
-        tlv_list(0xA0, notifications, PENDING_NOTIFICATION_TAGS, "a PendingNotification"),
-        _opt(0x81, default_smdp_address, _utf8),
-        tlv_list(0xA2, euicc_package_results, (0xBF51,), "an EuiccPackageResult"),
+        notes,
+        _opt(ver.tag("IpaEuiccData.defaultSmdpAddress", version), default_smdp_address, _utf8),
+        results,
         None if euicc_info1 is None else raw_tlv(euicc_info1, (0xBF20,), "euiccInfo1"),
         None if euicc_info2 is None else raw_tlv(euicc_info2, (0xBF22,), "euiccInfo2"),
         _opt(0x83, root_smds_address, _utf8),
@@ -269,19 +295,26 @@ def ipa_euicc_data_response(eim_transaction_id=None, notifications=None, default
         None if eum_certificate is None else _certificate(eum_certificate, 0xA5, "eumCertificate"),
         None if euicc_certificate is None else _certificate(euicc_certificate, 0xA6,
                                                             "euiccCertificate"),
-        _opt(0x87, eim_transaction_id, tid_bytes),
+        _opt(0x87, eim_transaction_id, tid_bytes),  # always None in v1.0 (see above)
         None if ipa_capabilities is None else _capabilities(ipa_capabilities),
         None if device_info is None else _device_info(device_info),
+        v1_0,
     ))
 
 
-def ipa_euicc_data_response_error(error_code, eim_transaction_id=None):
+def ipa_euicc_data_response_error(error_code, eim_transaction_id=None, version=ver.DEFAULT):
     """IpaEuiccDataResponse 'BF52' { ipaEuiccDataResponseError 'A1' { eimTransactionId [0] '80'?,
-    ipaEuiccDataErrorCode '02' } }; error_code: int or IPA_EUICC_DATA_ERROR_CODE name."""
+    ipaEuiccDataErrorCode '02' } }; error_code: int or IPA_EUICC_DATA_ERROR_CODE name.
+
+    v1.0: BF52 { ipaEuiccDataError '81' code } - no transaction id, and
+    ecallActive (not a v1.0 code) is sent as undefinedError.
+    """
+    n = code(error_code, IPA_EUICC_DATA_ERROR_CODE, "ipaEuiccDataErrorCode")
+    tag = ver.tag("IpaEuiccDataResponse.error", version)
+    if tag == 0x81:
+        return tlv.enc(0xBF52, tlv.encode(0x81, tlv.int_encode(127 if n == 104 else n)))
     return tlv.enc(0xBF52, tlv.enc(
-        0xA1, _opt(0x80, eim_transaction_id, tid_bytes),
-        tlv.encode(0x02, tlv.int_encode(code(error_code, IPA_EUICC_DATA_ERROR_CODE,
-                                             "ipaEuiccDataErrorCode")))))
+        tag, _opt(0x80, eim_transaction_id, tid_bytes), tlv.encode(0x02, tlv.int_encode(n))))
 
 
 def profile_download_trigger_result(profile_installation_result=None, error_reason=None,
@@ -337,20 +370,23 @@ def handle_notification(pending_notification=None, provide_eim_package_result=No
 
 
 def initiate_authentication_request(euicc_challenge, euicc_info1=None, smdp_address=None,
-                                    eim_transaction_id=None):
+                                    eim_transaction_id=None, version=ver.DEFAULT):
     """ESipa.InitiateAuthentication 'BF39' { euiccChallenge [1] '81', smdpAddress [3] '83'?,
     euiccInfo1 'BF20'?, eimTransactionId [2] '82'? }.
 
     euicc_challenge: the 16 bytes from ES10b.GetEUICCChallenge; euicc_info1:
     raw 'BF20' (or the es10 dict); smdp_address: str; eim_transaction_id:
-    the one of the ProfileDownloadTriggerRequest that started the download.
+    the one of the ProfileDownloadTriggerRequest that started the download
+    (v1.0 has no such component: left out).
     """
     ch = bytes(euicc_challenge)
     if len(ch) != 16:
         raise ValueError("euiccChallenge: expected 16 bytes, got %d" % len(ch))
+    txid_tag = ver.tag("InitiateAuthenticationRequestEsipa.eimTransactionId", version)
     return tlv.enc(0xBF39, tlv.encode(0x81, ch), _opt(0x83, smdp_address, _utf8),
                    None if euicc_info1 is None else raw_tlv(euicc_info1, (0xBF20,), "euiccInfo1"),
-                   _opt(0x82, eim_transaction_id, lambda x: tid_bytes(x, "eimTransactionId")))
+                   _opt(txid_tag, eim_transaction_id if txid_tag else None,
+                        lambda x: tid_bytes(x, "eimTransactionId")))
 
 
 def authenticate_client_request(transaction_id, authenticate_server_response):

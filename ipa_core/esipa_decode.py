@@ -83,6 +83,19 @@ IPA_EUICC_DATA_ITEMS = Names(((0xA0, "notificationsList"), (0x81, "defaultSmdpAd
                               (0xA6, "euiccCertificate"), (0x87, "eimTransactionId"),
                               (0xA8, "ipaCapabilities"), (0xA9, "deviceInfo")))
 
+
+def ipa_euicc_data_items(tags, version=ver.DEFAULT):
+    """(names, unknown tags) a tagList selects in `version` (the moved tags: ipa_core.version)."""
+    table = {}
+    for t, name in IPA_EUICC_DATA_ITEMS.items():
+        moved = "IpaEuiccData." + name
+        if moved in ver.TABLE:
+            t = ver.tag(moved, version)
+        if t is not None:
+            table[t] = name
+    return ([table[x] for x in tags if x in table], [x for x in tags if x not in table])
+
+
 MAX_EIM_ID = 128  # eimId UTF8String (SIZE(1..128))
 MAX_ACTIVATION_CODE = 255  # activationCode UTF8String (SIZE(0..255))
 MAX_TAG_LIST = 64  # a tagList naming every IpaEuiccData item twice is 30 bytes
@@ -246,8 +259,11 @@ def _search_notification(c):
         return {"seqNumber": k.as_uint()}
     if k.tag == 0x81:
         return {"profileManagementOperation": k.as_bits(d.NOTIFICATION_EVENT)}
-    raise unknown(k, "searchCriteriaNotification", "seqNumber (80) or "
-                  "profileManagementOperation (81)")
+    if k.tag == 0x82:  # v1.0 searchCriteria's euiccPackageResults [2] NULL
+        k.as_null()
+        return {"euiccPackageResults": True}
+    raise unknown(k, "searchCriteriaNotification", "seqNumber (80), "
+                  "profileManagementOperation (81) or (v1.0) euiccPackageResults (82)")
 
 
 def _search_epr(c):
@@ -631,8 +647,11 @@ def code(x, names, what):
 
 
 def epr_and_notifications(epr, notifications, version):
-    """ePRAndNotifications SEQUENCE '30' { euiccPackageResult 'BF51', notificationList [0] 'A0' }
-    (in EimPackageResult and in the TransferEimPackage response)."""
-    items = [raw_tlv(n, PENDING_NOTIFICATION_TAGS, "a PendingNotification") for n in notifications]
-    return tlv.enc(0x30, epr, tlv.encode(ver.tag("ePRAndNotifications.notificationList", version),
-                                         items))
+    """ePRAndNotifications SEQUENCE '30' { euiccPackageResult 'BF51', notificationList }
+    (in EimPackageResult and in the TransferEimPackage response): v1.2 [0] 'A0' {
+    PendingNotification.. }; v1.0 [43] 'BF2B' { notificationList 'A0' { .. } } (an
+    SGP32-RetrieveNotificationsListResponse)."""
+    items = tlv.encode(0xA0, [raw_tlv(n, PENDING_NOTIFICATION_TAGS, "a PendingNotification")
+                              for n in notifications])
+    tag = ver.tag("ePRAndNotifications.notificationList", version)
+    return tlv.enc(0x30, epr, items if tag == 0xA0 else tlv.encode(tag, items))

@@ -17,6 +17,12 @@ own configuration:
     A8 ipaCapabilities         config ipa_capabilities
     A9 deviceInfo              config device_info
 
+In v1.0 (ipa_core.version) the tagList names notificationsList 'BF2B' and
+defaultSmdpAddress '80'; notificationsList then carries what the eIM's
+searchCriteria selects (euiccPackageResults: the results; no criterion: the
+notifications and the results, notificationAndEprList) and there is no
+eimTransactionId to echo.
+
 Errors go back as ipaEuiccDataResponseError 'A1': incorrectTagList (1) for
 a tag naming no IpaEuiccData component (or an empty tagList),
 euiccCiPKIdNotFound (5) when GetCerts does not know the CI key, ecallActive
@@ -26,6 +32,7 @@ does not answer raises (the IPA retries the step, bounded).
 """
 
 from ipa_core import es10, esipa
+from ipa_core import version as ver
 from ipa_core.errors import FunctionError
 
 ECALL_ACTIVE = 104
@@ -48,8 +55,25 @@ def _association_token(session, eim_id):
     return None
 
 
+def _v1_0_lists(session, crit, max_items):
+    """v1.0 notificationsList: (notifications, results) its searchCriteria selects (None: not sent)."""
+    if crit.get("euiccPackageResults"):
+        return None, _results(es10.retrieve_notifications_list(
+            session, euicc_package_results=True))[:max_items]
+    if crit.get("seqNumber") is not None or crit.get("profileManagementOperation"):
+        got = es10.retrieve_notifications_list(
+            session, seq_number=crit.get("seqNumber"),
+            profile_management_operation=crit.get("profileManagementOperation"))
+        notes, results = _not_results(got)[:max_items], _results(got)[:max_items]
+        return (None, results) if results else (notes, None)
+    notes = _not_results(es10.retrieve_notifications_list(session))[:max_items]
+    results = _results(es10.retrieve_notifications_list(
+        session, euicc_package_results=True))[:max_items]
+    return notes, results or None
+
+
 def collect(session, request, eim_id=None, ipa_capabilities=None, device_info=None,
-            ecall_active=False, max_items=32, log=None):
+            ecall_active=False, max_items=32, log=None, version=ver.DEFAULT):
     """The IpaEuiccDataResponse 'BF52' bytes for `request` (esipa.ipa_euicc_data_request's dict).
 
     eim_id: the eIM asking (its associationToken is returned); max_items
@@ -58,17 +82,24 @@ def collect(session, request, eim_id=None, ipa_capabilities=None, device_info=No
     deviceInfo configured) are left out.
     """
     txid = request.get("eimTransactionId")
+
+    def error(name):
+        return esipa.ipa_euicc_data_response_error(name, txid, version)
+
     if ecall_active:
-        return esipa.ipa_euicc_data_response_error("ecallActive", txid)
-    if request.get("unknownTags") or not request.get("tagList"):
+        return error("ecallActive")
+    items, unknown = esipa.ipa_euicc_data_items(request.get("tagList") or (), version)
+    if unknown or not request.get("tagList"):
         if log:
-            log("warning", "ipaEuiccDataRequest: tagList %s names no IpaEuiccData component"
-                % ", ".join("%X" % t for t in request.get("unknownTags") or ()))
-        return esipa.ipa_euicc_data_response_error("incorrectTagList", txid)
-    items = request.get("items") or ()
+            log("warning", "ipaEuiccDataRequest: tagList %s names no SGP.32 v%s IpaEuiccData "
+                "component" % (", ".join("%X" % t for t in unknown), ver.norm(version)))
+        return error("incorrectTagList")
     kw = {}
     try:
-        if "notificationsList" in items:
+        if "notificationsList" in items and ver.is_v1_0(version):
+            kw["notifications"], kw["euicc_package_results"] = _v1_0_lists(
+                session, request.get("searchCriteriaNotification") or {}, max_items)
+        elif "notificationsList" in items:
             crit = request.get("searchCriteriaNotification") or {}
             got = es10.retrieve_notifications_list(
                 session, seq_number=crit.get("seqNumber"),
@@ -103,10 +134,10 @@ def collect(session, request, eim_id=None, ipa_capabilities=None, device_info=No
         if log:
             log("warning", "ipaEuiccDataRequest: %s" % e)
         if e.code == ECALL_ACTIVE:
-            return esipa.ipa_euicc_data_response_error("ecallActive", txid)
+            return error("ecallActive")
         if e.function == "ES10b.GetCerts" and e.code == GET_CERTS_INVALID_CI_PKID:
-            return esipa.ipa_euicc_data_response_error("euiccCiPKIdNotFound", txid)
-        return esipa.ipa_euicc_data_response_error("undefinedError", txid)
+            return error("euiccCiPKIdNotFound")
+        return error("undefinedError")
     if "ipaCapabilities" in items and ipa_capabilities is not None:
         kw["ipa_capabilities"] = ipa_capabilities
     if "deviceInfo" in items:
@@ -115,4 +146,4 @@ def collect(session, request, eim_id=None, ipa_capabilities=None, device_info=No
                 log("warning", "ipaEuiccDataRequest: deviceInfo asked for, none configured")
         else:
             kw["device_info"] = device_info
-    return esipa.ipa_euicc_data_response(eim_transaction_id=txid, **kw)
+    return esipa.ipa_euicc_data_response(eim_transaction_id=txid, version=version, **kw)

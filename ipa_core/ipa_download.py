@@ -122,7 +122,8 @@ class IndirectTransport:
 
     def initiate_authentication(self, euicc_challenge, euicc_info1, smdp_address):
         r = self._call("initiateAuthentication", esipa.initiate_authentication_request(
-            euicc_challenge, euicc_info1, smdp_address, self.eim_transaction_id))
+            euicc_challenge, euicc_info1, smdp_address, self.eim_transaction_id,
+            version=getattr(self.ipa, "version", None)))
         r["euiccCiPKIdToBeUsed"] = r.pop("euiccCiPKIdentifierToBeUsed")
         return r
 

@@ -88,7 +88,7 @@ def give_up(ipa, job, out):
     elif step == "collect":
         msg = esipa.provide_eim_package_result(
             job["eid"], ipa_euicc_data_response=esipa.ipa_euicc_data_response_error(
-                "undefinedError", tid and unhex(tid)), version=ipa.version)
+                "undefinedError", tid and unhex(tid), ipa.version), version=ipa.version)
     elif step == "download":
         msg = esipa.provide_eim_package_result(
             job["eid"], profile_download_trigger_result=esipa.profile_download_trigger_result(
@@ -225,7 +225,8 @@ def collect(ipa, job, out):
                                 ipa_capabilities=ipa.config["ipa_capabilities"],
                                 device_info=ipa.config["device_info"],
                                 ecall_active=ipa.ecall_active(),
-                                max_items=ipa.config["max_notifications"], log=ipa.note)
+                                max_items=ipa.config["max_notifications"], log=ipa.note,
+                                version=ipa.version)
         msg = esipa.provide_eim_package_result(job["eid"], ipa_euicc_data_response=data,
                                                version=ipa.version)
         job["included"] = []

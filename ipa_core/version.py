@@ -12,32 +12,82 @@ The table lists, per name, (first version, value) pairs in ascending
 order; the value for a version is the one of the last pair whose first
 version is not newer. A value of None means "absent in that version".
 
-Sources: the SGP.32 v1.2 ASN.1 module (SGP32Definitions) for the v1.2
-column; for v1.0 the differences summarised in the project's fact sheet.
-Entries marked UNCONFIRMED were not checked against the v1.0 module text.
+Sources: the public SGP.32 v1.0 ASN.1 module (SGP32Definitions, sgp32v1)
+and the v1.2 module, compared field by field; tags worked out with
+AUTOMATIC TAGS (X.680 25.3: untagged components are numbered only when no
+component of that SEQUENCE/CHOICE carries a tag). No public v1.1 module
+was at hand: v1.1 takes the v1.2 forms (docs/versions.md says why).
 """
 
 DEFAULT = "1.2"
 KNOWN = ("1.0", "1.1", "1.2")
 
 TABLE = {
-    # ES10b.EuiccMemoryReset: v1.0 reused SGP.22's EuiccMemoryResetRequest
-    # [52] 'BF34'; v1.1+ SGP32-EuiccMemoryResetRequest is [100] 'BF64'.
+    # ES10c.EuiccMemoryReset: v1.0 SGP32-EuiccMemoryResetRequest ::= [52] 'BF34';
+    # v1.2 [100] 'BF64'. resetOptions bits differ (RESET_OPTIONS below); in the
+    # response v1.0's resetResult is untagged next to tagged siblings ('02'), v1.2
+    # has no tagged component, so automatic '80'.
     "EuiccMemoryReset": (("1.0", 0xBF34), ("1.1", 0xBF64)),
-    # ESipa ePRAndNotifications.notificationList: v1.2 `[0]` 'A0'. v1.0 had
-    # the component untagged next to a tagged one, hence SEQUENCE OF '30'.
-    # UNCONFIRMED for v1.0.
-    "ePRAndNotifications.notificationList": (("1.0", 0x30), ("1.1", 0xA0)),
-    # ESipa HandleNotificationEsipa alternatives: v1.2 pendingNotification
-    # [0] 'A0' and provideEimPackageResult [80] 'BF50'. v1.0 had them
-    # untagged, so automatic tags [0] 'A0' / [1] 'A1'. UNCONFIRMED for v1.0.
+    "EuiccMemoryResetResponse.resetResult": (("1.0", 0x02), ("1.1", 0x80)),
+    # ePRAndNotifications { euiccPackageResult [81], notificationList }: v1.0 [43]
+    # SGP32-RetrieveNotificationsListResponse ('BF2B' replacing the CHOICE's own
+    # [43]; inside it, the alternative notificationList is automatic [0] 'A0');
+    # v1.2 [0] PendingNotificationList 'A0'.
+    "ePRAndNotifications.notificationList": (("1.0", 0xBF2B), ("1.1", 0xA0)),
+    # HandleNotificationEsipa: v1.0 alternatives untagged -> automatic [0] 'A0'
+    # (explicit: a CHOICE) and [1] 'A1' replacing ProvideEimPackageResult's [80];
+    # v1.2 [0] 'A0' and [80] 'BF50'.
     "HandleNotificationEsipa.pendingNotification": (("1.0", 0xA0),),
     "HandleNotificationEsipa.provideEimPackageResult": (("1.0", 0xA1), ("1.1", 0xBF50)),
-    # ESipa GetEimPackageRequest.stateChangeCause [1] '81': added after v1.0.
+    # GetEimPackageRequest: v1.0 { eidValue, notifyStateChange [0], rPLMN [1] };
+    # v1.2 adds stateChangeCause [1] and moves rPLMN to [2].
     "GetEimPackageRequest.stateChangeCause": (("1.0", None), ("1.1", 0x81)),
+    "GetEimPackageRequest.rPLMN": (("1.0", 0x81), ("1.1", 0x82)),
+    # ProvideEimPackageResult: v1.0 ::= [80] CHOICE (no eidValue); v1.2 ::= [80]
+    # SEQUENCE { eidValue '5A' OPTIONAL, eimPackageResult }.
+    "ProvideEimPackageResult.eidValue": (("1.0", None), ("1.1", 0x5A)),
+    # The error alternative of the eIM package result: v1.0 eimPackageError
+    # INTEGER (siblings tagged: universal '02'); v1.2 eimPackageResultResponseError
+    # [0] SEQUENCE 'A0' { eimTransactionId [0]?, code '02' }.
+    "EimPackageResult.error": (("1.0", 0x02), ("1.1", 0xA0)),
+    # ProvideEimPackageResultResponse: v1.0 [80] SEQUENCE { eimAcknowledgements
+    # OPTIONAL } (nothing to acknowledge: 'BF50 00'); v1.2 [80] CHOICE with
+    # emptyResponse '30 00' and provideEimPackageResultError '02'.
+    "ProvideEimPackageResultResponse.emptyResponse": (("1.0", None), ("1.1", 0x30)),
+    # IpaEuiccDataRequest: v1.0 { tagList, euiccCiPKId '04', searchCriteria [1]
+    # CHOICE { seqNumber [0], profileManagementOperation [1], euiccPackageResults
+    # [2] NULL } }; v1.2 searchCriteriaNotification [1] (no [2] there),
+    # searchCriteriaEuiccPackageResult [2] 'A2', eimTransactionId [3] '83'.
+    "IpaEuiccDataRequest.eimTransactionId": (("1.0", None), ("1.1", 0x83)),
+    "IpaEuiccDataRequest.searchCriteriaEuiccPackageResult": (("1.0", None), ("1.1", 0xA2)),
+    # IpaEuiccData components whose tags moved (the rest - BF20, BF22, 83, 84,
+    # A5, A6, A8, A9 - are the same): v1.0 defaultSmdpAddress [0] '80' and
+    # notificationsList [43] SGP32-RetrieveNotificationsListResponse 'BF2B' (the
+    # eUICC's BF2B answer itself); v1.2 notificationsList [0] 'A0',
+    # defaultSmdpAddress [1] '81', euiccPackageResultList [2] 'A2',
+    # eimTransactionId [7] '87'.
+    "IpaEuiccData.notificationsList": (("1.0", 0xBF2B), ("1.1", 0xA0)),
+    "IpaEuiccData.defaultSmdpAddress": (("1.0", 0x80), ("1.1", 0x81)),
+    "IpaEuiccData.euiccPackageResultList": (("1.0", None), ("1.1", 0xA2)),
+    "IpaEuiccData.eimTransactionId": (("1.0", None), ("1.1", 0x87)),
+    # IpaEuiccDataResponse [82] CHOICE, alternatives untagged (automatic tags):
+    # v1.0 ipaEuiccDataError INTEGER [1] '81'; v1.2 ipaEuiccDataResponseError
+    # SEQUENCE [1] 'A1' { eimTransactionId [0]?, code '02' }.
+    "IpaEuiccDataResponse.error": (("1.0", 0x81), ("1.1", 0xA1)),
+    # InitiateAuthenticationRequestEsipa: v1.2 adds eimTransactionId [2] '82'.
+    "InitiateAuthenticationRequestEsipa.eimTransactionId": (("1.0", None), ("1.1", 0x82)),
     # SGP.32 2.11.1.2 (v1.1+): eimSignature / euiccSignEPR / euiccSignEPE
     # cover the signed data object followed by the associationToken TLV.
     "associationTokenInSignedData": (("1.0", False), ("1.1", True)),
+}
+
+# ES10c.EuiccMemoryReset resetOptions BIT STRING names, bit 0 first.
+RESET_OPTIONS = {
+    "1.0": ("deleteOperationalProfiles", "deleteFieldLoadedTestProfiles",
+            "resetDefaultSmdpAddress", "resetEimConfigData", "resetAutoEnableConfig"),
+    "1.2": ("deleteOperationalProfiles", "deleteFieldLoadedTestProfiles",
+            "resetDefaultSmdpAddress", "deletePreLoadedTestProfiles",
+            "deleteProvisioningProfiles", "resetEimConfigData", "resetImmediateEnableConfig"),
 }
 
 
@@ -76,6 +126,16 @@ def value(name, version=DEFAULT):
 def tag(name, version=DEFAULT):
     """The tag (int, e.g. 0xBF64) of `name` in `version`; None when absent there."""
     return value(name, version)
+
+
+def is_v1_0(version):
+    """True for a v1.0 peer (the forms before SGP.32 v1.1)."""
+    return norm(version) == "1.0"
+
+
+def reset_options(version=DEFAULT):
+    """The EuiccMemoryReset resetOptions bit names of `version` (SGP.32 5.9.5 / 5.9.17)."""
+    return RESET_OPTIONS["1.0" if is_v1_0(version) else "1.2"]
 
 
 def of(session):

@@ -47,8 +47,11 @@ def ram_path(home):
     return os.path.join(sim_dir(home), "euicc-ram.json")
 
 
-def open_home_euicc(home):
-    """The VirtualEuicc kept under `home`, provisioned on first use."""
+def open_home_euicc(home, version=None):
+    """The VirtualEuicc kept under `home`, provisioned on first use.
+
+    version: the SGP.32 version it speaks (None: the one kept in its state, else 1.2).
+    """
     folder = sim_dir(home)
     pki_dir = os.path.join(folder, "pki")
     state_path = os.path.join(folder, "euicc.json")
@@ -56,7 +59,7 @@ def open_home_euicc(home):
         os.makedirs(pki_dir, exist_ok=True)
         pki.create_test_pki(pki_dir)
     fresh = not os.path.exists(state_path)
-    card = VirtualEuicc(pki_dir, state_path=state_path, ram_path=ram_path(home))
+    card = VirtualEuicc(pki_dir, state_path=state_path, ram_path=ram_path(home), version=version)
     if fresh:
         card.load_profiles(DEMO_PROFILES)
         tls_ca = x509.load_der_x509_certificate(ensure_tls(eim_dir(home))["ca_der"])

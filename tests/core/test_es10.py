@@ -662,9 +662,17 @@ def test_euicc_memory_reset_v12_and_v10_tags():
     assert es10.euicc_memory_reset(s, opts) == {"resetResult": 0, "resetEimResult": 0,
                                                 "resetImmediateEnableConfigResult": 1}
     s.done()
-    s = session(("BF3404" "82020284", "BF3403800101"), version="1.0")
+    # v1.0 SGP32-EuiccMemoryResetRequest [52]: resetEimConfigData is bit 3 (02 04 90);
+    # its resetResult is untagged next to tagged siblings: universal 02.
+    s = session(("BF3404" "82020490", "BF3403020101"), version="1.0")
     assert es10.euicc_memory_reset(s, opts) == {"resetResult": 1}  # nothingToDelete
     s.done()
+    s = session(("BF3404" "82020388", "BF3406020100820100"), version="1.0")
+    assert es10.euicc_memory_reset(s, ["deleteOperationalProfiles", "resetImmediateEnableConfig"]
+                                   ) == {"resetResult": 0, "resetImmediateEnableConfigResult": 0}
+    s.done()
+    raises(ValueError, es10.euicc_memory_reset, session(version="1.0"),
+           ["deleteProvisioningProfiles"])
     for code, name in ((5, "catBusy"), (104, "ecallActive"), (127, "undefinedError")):
         e = function_error(es10.euicc_memory_reset,
                            session(("BF6404" "82020284", "BF64038001%02X" % code)), opts)

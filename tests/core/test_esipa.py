@@ -189,8 +189,11 @@ def test_decode_get_eim_package_response_ipa_euicc_data_request():
     assert "tagList" in str(e)
     # An unknown searchCriteriaNotification alternative.
     e = raises(ProtocolError, esipa.decode_get_eim_package_response,
-               h("BF4F0B BF5208 5C01A0 A103 820100"))
-    assert "82" in str(e) and "searchCriteriaNotification" in str(e)
+               h("BF4F0B BF5208 5C01A0 A103 830100"))
+    assert "83" in str(e) and "searchCriteriaNotification" in str(e)
+    # v1.0's euiccPackageResults [2] NULL is read.
+    r = esipa.decode_get_eim_package_response(h("BF4F0B BF5208 5C02BF2B A1028200"))
+    assert r["searchCriteriaNotification"] == {"euiccPackageResults": True}
 
 
 def test_decode_get_eim_package_response_profile_download_trigger():
@@ -277,10 +280,11 @@ def test_provide_eim_package_result_epr_and_notifications_v12_and_v10():
     #   euiccPackageResult BF51 (91), notificationList [0] A0 0C <NOTIF> (14) }: 105 (0x69).
     got = esipa.provide_eim_package_result(euicc_package_result=h(EPR), notifications=[h(NOTIF)])
     same(got, "BF506B 3069" + EPR + "A00C" + NOTIF)
-    # v1.0: notificationList untagged SEQUENCE OF -> 30 (ipa_core.version, UNCONFIRMED).
+    # v1.0: notificationList [43] SGP32-RetrieveNotificationsListResponse: BF2B replaces the
+    # CHOICE's own [43]; its alternative notificationList is automatic [0] A0. 91 + 3 + 14 = 108.
     got = esipa.provide_eim_package_result(euicc_package_result=h(EPR), notifications=[h(NOTIF)],
                                            version="1.0")
-    same(got, "BF506B 3069" + EPR + "300C" + NOTIF)
+    same(got, "BF506E 306C" + EPR + "BF2B0E A00C" + NOTIF)
 
 
 def test_provide_eim_package_result_error_and_others():
@@ -426,9 +430,12 @@ def test_handle_notification():
     # provideEimPackageResult [80] ProvideEimPackageResult: BF50 as built.
     pepr = esipa.provide_eim_package_result(error_code=1)
     same(esipa.handle_notification(provide_eim_package_result=pepr), "BF3D08 BF5005A003020101")
-    # v1.0: untagged alternatives, automatic [1] replacing BF50 -> A1 (UNCONFIRMED).
+    # v1.0: untagged alternatives, automatic [1] replacing BF50 -> A1; v1.0's
+    # ProvideEimPackageResult error is eimPackageError 02 directly in the CHOICE.
+    pepr = esipa.provide_eim_package_result(error_code=1, version="1.0")
+    same(pepr, "BF5003 020101")
     same(esipa.handle_notification(provide_eim_package_result=pepr, version="1.0"),
-         "BF3D07 A105A003020101")
+         "BF3D05 A103020101")
     same(esipa.handle_notification(h(NOTIF), version="1.0"), "BF3D0E A00C" + NOTIF)
     raises(ValueError, esipa.handle_notification)
     raises(ValueError, esipa.handle_notification, h(NOTIF), pepr)

@@ -126,11 +126,23 @@ def test_eco_list_exact_bytes_and_signature(keys):
 
 
 def test_version_1_0_signs_the_object_alone(keys):
-    req = build_euicc_package_request(EIM_ID, EID, 5, ECOS, keys["key"], association_token=9,
+    ecos = [dict(op) for op in ECOS]
+    del ecos[0]["indirectProfileDownload"]  # not in v1.0's EimConfigurationData
+    req = build_euicc_package_request(EIM_ID, EID, 5, ecos, keys["key"], association_token=9,
                                       version="1.0")
     signed, sig = split(req)
-    assert signed == H(ECO_SIGNED)
-    assert pki.verify(keys["cert"], H(ECO_SIGNED), sig)
+    # ECO_SIGNED less indirectProfileDownload '89 00': addEim 126 bytes (short length A8 7E),
+    # ecoList 141 - 3 = 138 (8A), the whole 178 - 3 = 175 (AF)
+    assert signed == H(ECO_SIGNED.replace("8900", "").replace("A88180", "A87E")
+                       .replace("A1818D", "A1818A").replace("3081B2", "3081AF"))
+    assert pki.verify(keys["cert"], signed, sig)
+    assert not pki.verify(keys["cert"], signed + H("840109"), sig)  # no associationToken TLV
+
+
+def test_version_1_0_refuses_what_its_module_lacks(keys):
+    for ops, what in ((ECOS, "indirectProfileDownload"), (PSMOS, "setDefaultDpAddress")):
+        with pytest.raises(ValueError, match=what + ".*SGP.32 v1.0|SGP.32 v1.0.*" + what):
+            build_euicc_package_request(EIM_ID, EID, 5, ops, keys["key"], version="1.0")
 
 
 def test_one_bit_flip_breaks_the_signature(keys):

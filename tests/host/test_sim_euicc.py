@@ -659,8 +659,11 @@ def test_version_1_0_signs_without_the_token_and_resets_with_bf34(tmp_path):
     assert epr["kind"] == "unsigned"
     assert call(card, "BF2200").path(0xB4, 0xA0, 0x04).value == H("010000")
     call(card, "BF6505800364702E")
-    assert call(card, "BF340482020520").raw.hex().upper() == "BF3403800100"  # resetDefaultSmdpAddress
-    assert call(card, "BF340482020520").raw.hex().upper() == "BF3403800101"  # nothingToDelete
+    # v1.0 SGP32-EuiccMemoryResetResponse: resetResult untagged beside tagged siblings -> 02
+    assert call(card, "BF340482020520").raw.hex().upper() == "BF3403020100"  # resetDefaultSmdpAddress
+    assert call(card, "BF340482020520").raw.hex().upper() == "BF3403020101"  # nothingToDelete
+    # v1.0 bit 3 is resetEimConfigData: resetEimResult [1] 81 ok
+    assert call(card, "BF340482020410").raw.hex().upper() == "BF3406020100810100"
     assert es10(card, H("BF640482020780"), expect_sw=0x6A88) == b""
 
 

@@ -198,7 +198,9 @@ def _parser():
     g = s.add_mutually_exclusive_group()
     g.add_argument("--token", type=int, help="associationToken of the PKI's eUICC for this eIM")
     g.add_argument("--no-token", action="store_true", help="the PKI's eUICC holds no token")
-    s.add_argument("--version", default="1.2", choices=signer.VERSIONS, help="SGP.32 version")
+    s.add_argument("--sgp32", "--version", dest="sgp32", default=None, choices=signer.VERSIONS,
+                   help="SGP.32 version of the ESipa forms (default: the one kept in "
+                        "DIR/config.json, else 1.2; --version is the old name)")
     s.add_argument("--tls-name", action="append", default=[],
                    help="extra DNS name or IP for the TLS server certificate")
     s.add_argument("--coap-port", type=int, default=None,
@@ -303,7 +305,7 @@ def _serve(args):
     try:
         server = EimServer(args.dir, pki, host=args.host, port=args.port,
                            api_port=None if args.no_api else args.api_port, tls=not args.http,
-                           version=args.version, tls_names=args.tls_name,
+                           version=args.sgp32, tls_names=args.tls_name,
                            coap_port=args.coap_port, smdp_ca_file=args.smdp_ca_file, **kw)
         server.start()
     except (OSError, ValueError) as e:

@@ -46,6 +46,23 @@ What the eIM reads (IPA -> eIM), decoded tolerantly where compilers differ:
     SGP32-PendingNotification: BF37 profileInstallationResult | 30 otherSignedNotification |
         A0 compactProfileInstallationResult | A1 compactOtherSignedNotification
 
+SGP.32 v1.0 (SGP32Definitions sgp32v1), where it differs - each function taking
+`version` encodes its version's form and refuses the other's with a TlvError
+saying so:
+
+    GetEimPackageRequest BF4F { 5A, [80 00], [81 rPLMN] }   (no stateChangeCause)
+    GetEimPackageResponse eimPackageError: noEimPackageAvailable 1 / undefinedError 127 only
+    ProvideEimPackageResult [80] CHOICE: BF50 { BF51 | 30 ePRAndNotifications | BF52 | BF54 |
+        02 eimPackageError }  -- no eidValue
+    ePRAndNotifications 30 { BF51, BF2B { A0 { PendingNotification.. } } }
+    ProvideEimPackageResultResponse [80] SEQUENCE: BF50 { [BF53 ..] }  (no error alternative)
+    HandleNotificationEsipa: BF3D { A0 { PendingNotification } } | BF3D { A1 <BF50's content> }
+    IpaEuiccDataRequest BF52 { 5C tagList, [04 euiccCiPKId], [A1 { 80 seqNumber |
+        81 NotificationEvent | 82 00 euiccPackageResults }] }  (no eimTransactionId)
+    IpaEuiccDataResponse BF52 { A0 IpaEuiccData } | BF52 { 81 ipaEuiccDataError }
+    IpaEuiccData { [80 defaultSmdpAddress], BF20, BF22, 83, 84, A5, A6, A8, A9,
+        [BF2B { A0 notifications | A2 results | A3 { A0, A1 } }] }
+
 Every parser raises TlvError (a ProtocolError) naming what was expected and
 what came; integers are bounded before they are converted.
 """
@@ -114,8 +131,10 @@ IPA_EUICC_DATA_ERRORS = {1: "incorrectTagList", 5: "euiccCiPKIdNotFound", 104: "
                          127: "undefinedError"}
 EIM_PACKAGE_RESULT_ERRORS = {1: "invalidPackageFormat", 2: "unknownPackage", 127: "undefinedError"}
 
-# IpaEuiccData component tags
+# IpaEuiccData component tags, per version
 IPA_EUICC_DATA_TAGS = (0xA0, 0x81, 0xA2, 0xBF20, 0xBF22, 0x83, 0x84, 0xA5, 0xA6, 0x87, 0xA8, 0xA9)
+IPA_EUICC_DATA_TAGS_V1_0 = (0x80, 0xBF20, 0xBF22, 0x83, 0x84, 0xA5, 0xA6, 0xA8, 0xA9, 0xBF2B)
+V1_0_EIM_PACKAGE_ERRORS = (NO_EIM_PACKAGE_AVAILABLE, UNDEFINED_ERROR)
 PENDING_NOTIFICATION_TAGS = (0xBF37, 0x30, 0xA0, 0xA1)
 
 MAX_INT_BYTES = 9  # counters and seqNumbers fit a signed 64-bit INTEGER
@@ -159,8 +178,19 @@ def get_eim_package_response(package_der):
     return tlv.encode(GET_EIM_PACKAGE, package_der)
 
 
-def get_eim_package_error(code):
-    """GetEimPackageResponse eimPackageError: BF4F { 02 code }."""
+def v1_0(version):
+    """True for SGP.32 v1.0 (the forms listed in the module docstring)."""
+    return version == "1.0"
+
+
+def _other(version):
+    return "v1.2" if v1_0(version) else "v1.0"
+
+
+def get_eim_package_error(code, version="1.2"):
+    """GetEimPackageResponse eimPackageError: BF4F { 02 code } (v1.0 knows 1 and 127 only)."""
+    if v1_0(version) and code not in V1_0_EIM_PACKAGE_ERRORS:
+        code = UNDEFINED_ERROR
     return tlv.encode(GET_EIM_PACKAGE, tlv.encode(0x02, tlv.int_encode(code)))
 
 
@@ -169,11 +199,12 @@ def eim_acknowledgements(seqs):
     return tlv.encode(EIM_ACKNOWLEDGEMENTS, [tlv.encode(0x80, tlv.int_encode(s)) for s in seqs])
 
 
-def provide_result_response(seqs):
-    """ProvideEimPackageResultResponse: acknowledgements, or emptyResponse (30 00) when none."""
+def provide_result_response(seqs, version="1.2"):
+    """ProvideEimPackageResultResponse: acknowledgements, or emptyResponse (30 00) when none
+    (v1.0: a SEQUENCE whose acknowledgements are OPTIONAL, so BF50 00)."""
     if seqs:
         return tlv.encode(PROVIDE_EIM_PACKAGE_RESULT, eim_acknowledgements(seqs))
-    return tlv.encode(PROVIDE_EIM_PACKAGE_RESULT, tlv.encode(0x30))
+    return tlv.encode(PROVIDE_EIM_PACKAGE_RESULT, b"" if v1_0(version) else tlv.encode(0x30))
 
 
 def provide_result_error(code):
@@ -226,9 +257,26 @@ def tag_list_bytes(tags):
 
 
 def ipa_euicc_data_request(tags, transaction_id=None, ci_pkid=None, notification_seq=None,
-                           notification_events=None, result_seq=None):
-    """IpaEuiccDataRequest BF52 (SGP.32 IpaEuiccDataRequest, tagList 5C first)."""
+                           notification_events=None, result_seq=None, euicc_package_results=False,
+                           version="1.2"):
+    """IpaEuiccDataRequest BF52 (SGP.32 IpaEuiccDataRequest, tagList 5C first).
+
+    v1.0: one searchCriteria A1 (seqNumber, events, or euicc_package_results: 82 00);
+    no eimTransactionId (transaction_id is left out); result_seq is v1.2 only.
+    """
     crit = None
+    if v1_0(version):
+        transaction_id = None
+        if result_seq is not None:
+            raise ValueError("resultSeqNumber (searchCriteriaEuiccPackageResult) is not in SGP.32 "
+                             "v1.0: use euiccPackageResults, or notificationSeqNumber")
+        if euicc_package_results and (notification_seq is not None or notification_events):
+            raise ValueError("searchCriteria: one of seqNumber, events, euiccPackageResults")
+        if euicc_package_results:
+            crit = tlv.encode(0xA1, tlv.encode(0x82))
+    elif euicc_package_results:
+        raise ValueError("euiccPackageResults is SGP.32 v1.0's criterion; in v%s ask for the "
+                         "euiccPackageResultList (tag A2)" % version)
     if notification_seq is not None and notification_events:
         raise ValueError("searchCriteriaNotification: a seqNumber or events, not both")
     if notification_seq is not None:
@@ -285,18 +333,25 @@ def profile_download_trigger_request(activation_code=None, contact_default_smdp=
 # ---- IPA -> eIM ----------------------------------------------------------------------------
 
 
-def parse_get_eim_package_request(t):
-    """GetEimPackageRequest BF4F -> {"eid": bytes|None, "notifyStateChange", ...}."""
+def parse_get_eim_package_request(t, version="1.2"):
+    """GetEimPackageRequest BF4F -> {"eid": bytes|None, "notifyStateChange", ...}.
+
+    v1.0: rPLMN is [1] '81' and there is no stateChangeCause ('82' is refused).
+    """
     out = {"eid": None, "notifyStateChange": False, "stateChangeCause": None, "rPLMN": None}
+    plmn = 0x81 if v1_0(version) else 0x82
     for c in children(t, "GetEimPackageRequest"):
         if c.tag == 0x5A:
             out["eid"] = c.value
         elif c.tag == 0x80:
             c.as_null()
             out["notifyStateChange"] = True
-        elif c.tag == 0x81:
+        elif c.tag == 0x82 and v1_0(version):
+            raise TlvError(c.start, "SGP.32 v1.0 GetEimPackageRequest { 5A, 80?, 81 rPLMN? }",
+                           "tag 82 (v1.2's rPLMN)")
+        elif c.tag == 0x81 and not v1_0(version):
             out["stateChangeCause"] = small_int(c, "stateChangeCause")
-        elif c.tag == 0x82:
+        elif c.tag == plmn:
             if c.length != 3:
                 raise TlvError(c.vstart, "rPLMN of 3 bytes", "%d bytes" % c.length)
             out["rPLMN"] = c.value
@@ -310,29 +365,59 @@ def _eid_of(t):
     return e.value if e is not None else None
 
 
-def parse_provide_result(t):
-    """ProvideEimPackageResult BF50 -> (eid bytes | None, EimPackageResult TLV)."""
+def parse_provide_result(t, version="1.2"):
+    """ProvideEimPackageResult BF50 -> (eid bytes | None, EimPackageResult TLV).
+
+    v1.0 (::= [80] CHOICE): no eidValue, and the error alternative is 02.
+    """
     eid = None
     result = None
+    errors = 0x02 if v1_0(version) else 0xA0
+    want = "%s one EimPackageResult (BF51, 30, BF52, BF54 or %02X) in SGP.32 v%s's BF50" % (
+        "exactly" if v1_0(version) else "eidValue (5A) then", errors, version)
     for c in children(t, "ProvideEimPackageResult"):
-        if c.tag == 0x5A and eid is None and result is None:
+        if c.tag == 0x5A and eid is None and result is None and not v1_0(version):
             eid = c.value
-        elif result is None and c.tag in (0xBF51, 0x30, 0xBF52, 0xBF54, 0xA0):
+        elif result is None and c.tag in (0xBF51, 0x30, 0xBF52, 0xBF54, errors):
             result = c
         else:
-            raise TlvError(c.start, "eidValue (5A) then one EimPackageResult (BF51, 30, BF52, BF54"
-                           " or A0) in BF50", "tag %X" % c.tag)
+            raise TlvError(c.start, want, "tag %X%s" % (c.tag, " (a %s form)" % _other(version)
+                                                        if c.tag in (0x5A, 0x02, 0xA0) else ""))
     if result is None:
-        raise TlvError(t.vstart, "an EimPackageResult (BF51, 30, BF52, BF54 or A0) in BF50",
-                       "none")
+        raise TlvError(t.vstart, want, "none")
     return eid, result
 
 
-def parse_handle_notification(t):
-    """HandleNotificationEsipa BF3D -> ("notification", PendingNotification TLV) | ("result", BF50)."""
+def parse_epr_and_notifications(t, version="1.2"):
+    """ePRAndNotifications 30 -> (EuiccPackageResult TLV, [PendingNotification TLVs]):
+    v1.2 { BF51, A0 { .. } }, v1.0 { BF51, BF2B { A0 { .. } } }."""
+    epr = t.need(EUICC_PACKAGE_RESULT, "euiccPackageResult")
+    want, wrong = (0xBF2B, 0xA0) if v1_0(version) else (0xA0, 0xBF2B)
+    lst = t.find(want)
+    if lst is None:
+        raise TlvError(t.vstart, "notificationList (%X) in SGP.32 v%s's ePRAndNotifications"
+                       % (want, version), "a %s form (%X)" % (_other(version), wrong)
+                       if t.find(wrong) is not None else "it missing")
+    if v1_0(version):
+        lst = one_child(lst, "notificationList [43] SGP32-RetrieveNotificationsListResponse")
+        if lst.tag != 0xA0:
+            raise TlvError(lst.start, "notificationList (A0) in BF2B", "tag %X" % lst.tag)
+    return epr, parse_notification_list(lst, "notificationList")
+
+
+def parse_handle_notification(t, version="1.2"):
+    """HandleNotificationEsipa BF3D -> ("notification", PendingNotification TLV) | ("result", BF50).
+
+    The result alternative is BF50 in v1.2; in v1.0 automatic [1] 'A1' replaces it (returned
+    re-tagged BF50); each version refuses the other's.
+    """
     c = one_child(t, "HandleNotificationEsipa")
-    if c.tag == PROVIDE_EIM_PACKAGE_RESULT:
-        return "result", c
+    result_tag = 0xA1 if v1_0(version) else PROVIDE_EIM_PACKAGE_RESULT
+    if c.tag == result_tag:
+        return "result", tlv.decode(tlv.encode(PROVIDE_EIM_PACKAGE_RESULT, c.value))
+    if c.tag == PROVIDE_EIM_PACKAGE_RESULT:  # in v1.2 a bare A1 is read as a notification
+        raise TlvError(c.start, "provideEimPackageResult as %X in SGP.32 v%s's BF3D"
+                       % (result_tag, version), "tag %X (the %s form)" % (c.tag, _other(version)))
     if c.tag == 0xA0:
         kids = children(c, "pendingNotification [0]")
         if len(kids) == 1 and kids[0].tag in PENDING_NOTIFICATION_TAGS:
@@ -474,12 +559,30 @@ def parse_notification_list(t, what):
     return children(t, what)
 
 
-def parse_ipa_euicc_data_response(t):
+def _v1_0_notifications_list(c, out):
+    """v1.0 notificationsList BF2B (SGP32-RetrieveNotificationsListResponse) into `out`."""
+    alt = one_child(c, "notificationsList")
+    if alt.tag == 0xA0:
+        out["notifications"] = parse_notification_list(alt, "notificationList")
+    elif alt.tag == 0xA2:
+        out["results"] = children(alt, "euiccPackageResultList")
+    elif alt.tag == 0xA3:
+        out["notifications"] = children(alt.need(0xA0, "notificationList"), "notificationList")
+        out["results"] = children(alt.need(0xA1, "euiccPackageResultList"),
+                                  "euiccPackageResultList")
+    elif alt.tag != 0x81:  # notificationsListResultError: nothing carried
+        raise TlvError(alt.start, "notificationList (A0), euiccPackageResultList (A2), "
+                       "notificationAndEprList (A3) or an error (81) in BF2B", "tag %X" % alt.tag)
+
+
+def parse_ipa_euicc_data_response(t, version="1.2"):
     """IpaEuiccDataResponse BF52 -> dict (kind, eimTransactionId, errorCode, notifications TLVs,
-    results TLVs, fields present)."""
+    results TLVs, fields present). v1.0's forms (module docstring) in v1.0 only."""
     out = {"kind": None, "eimTransactionId": None, "errorCode": None, "errorName": None,
            "notifications": [], "results": [], "fields": []}
     kids = children(t, "IpaEuiccDataResponse")
+    if v1_0(version):
+        return _v1_0_ipa_euicc_data_response(t, kids, out)
     err = None
     if len(kids) == 1 and kids[0].tag == 0xA1 and kids[0].find(0x02) is not None:
         err = kids[0]
@@ -511,6 +614,28 @@ def parse_ipa_euicc_data_response(t):
             out["results"] = children(c, "euiccPackageResultList")
         elif c.tag == 0x87:
             out["eimTransactionId"] = hexu(c.value)
+    return out
+
+
+def _v1_0_ipa_euicc_data_response(t, kids, out):
+    if len(kids) != 1 or kids[0].tag not in (0xA0, 0x81):
+        raise TlvError(t.vstart, "ipaEuiccData (A0) or ipaEuiccDataError (81) in SGP.32 v1.0's "
+                       "BF52", "tags %s" % " ".join("%X" % c.tag for c in kids))
+    if kids[0].tag == 0x81:
+        out["kind"] = "ipaEuiccDataError"
+        out["errorCode"] = small_int(kids[0], "ipaEuiccDataError")
+        out["errorName"] = IPA_EUICC_DATA_ERRORS.get(out["errorCode"], "unknown")
+        return out
+    out["kind"] = "ipaEuiccData"
+    for c in children(kids[0], "ipaEuiccData"):
+        if c.tag not in IPA_EUICC_DATA_TAGS_V1_0:
+            raise TlvError(c.start, "an SGP.32 v1.0 IpaEuiccData component (%s)"
+                           % " ".join("%X" % x for x in IPA_EUICC_DATA_TAGS_V1_0),
+                           "tag %X%s" % (c.tag, " (a v1.2 form)" if c.tag in IPA_EUICC_DATA_TAGS
+                                         else ""))
+        out["fields"].append("%X" % c.tag)
+        if c.tag == 0xBF2B:
+            _v1_0_notifications_list(c, out)
     return out
 
 

@@ -14,7 +14,11 @@ queue when it is handed out (a lost answer is not resent: queue it again).
 
 ProvideEimPackageResult: eidValue is optional; without it the EID is found
 from the eimTransactionId of a delivered package, else from the last EID
-polled on the same connection, else missingEid. euiccSignEPR / euiccSignEPE
+polled on the same connection, else the one EID whose last package awaits its
+result (SGP.32 v1.0 results carry no EID, and v1.0's ipaEuiccData no transaction
+id), else missingEid (v1.0, whose answer has no error alternative: HTTP 400).
+The version (`version`, ipa_host.sim.eim.eim_codec) picks the forms read and
+written. euiccSignEPR / euiccSignEPE
 are verified with the eUICC certificate when the eIM knows it
 (`signatureValid` true/false, None when it does not). Every seqNumber
 received (the result's and the notifications') is acknowledged in
@@ -174,7 +178,7 @@ class EsipaService:
                 transaction_id=txid, version=self.version)
         if kind == "ipaEuiccDataRequest":
             known = {"tagList", "euiccCiPKId", "notificationSeqNumber", "notificationEvents",
-                     "resultSeqNumber"}
+                     "resultSeqNumber", "euiccPackageResults"}
             extra = sorted(set(params) - known)
             if extra:
                 raise ValueError("ipaEuiccDataRequest: unknown field(s) %s (known: %s)"
@@ -192,7 +196,9 @@ class EsipaService:
                 params["tagList"], transaction_id=txid, ci_pkid=ci,
                 notification_seq=params.get("notificationSeqNumber"),
                 notification_events=params.get("notificationEvents"),
-                result_seq=params.get("resultSeqNumber"))
+                result_seq=params.get("resultSeqNumber"),
+                euicc_package_results=params.get("euiccPackageResults", False),
+                version=self.version)
         known = {"activationCode", "contactDefaultSmdp", "contactSmds"}
         extra = sorted(set(params) - known)
         if extra:
@@ -244,18 +250,18 @@ class EsipaService:
                            "BF3D, BF39, BF3B, BF3A or BF41)" % t.tag)
 
     def _get_eim_package(self, t, conn, info):
-        req = codec.parse_get_eim_package_request(t)
+        req = codec.parse_get_eim_package_request(t, self.version)
         if req["eid"] is None:
-            return codec.get_eim_package_error(codec.MISSING_EID)
+            return codec.get_eim_package_error(codec.MISSING_EID, self.version)
         eid = _eid_text(req["eid"])
         if eid is None:
             info["note"] = "eidValue %s is not 16 bytes of decimal digits" % _hex(req["eid"][:20])
-            return codec.get_eim_package_error(codec.INVALID_EID)
+            return codec.get_eim_package_error(codec.INVALID_EID, self.version)
         info["eid"] = eid
         with self.store.lock:
             rec = self.store.get(eid)
             if rec is None:
-                return codec.get_eim_package_error(codec.EID_NOT_FOUND)
+                return codec.get_eim_package_error(codec.EID_NOT_FOUND, self.version)
             conn["eid"] = eid
             rec["polls"] += 1
             rec["last_poll"] = time.time()
@@ -270,7 +276,7 @@ class EsipaService:
             if not rec["queue"]:
                 if changed:
                     self.store.save(eid)  # poll counts alone are not worth a disk write
-                return codec.get_eim_package_error(codec.NO_EIM_PACKAGE_AVAILABLE)
+                return codec.get_eim_package_error(codec.NO_EIM_PACKAGE_AVAILABLE, self.version)
             item = rec["queue"].pop(0)
             txid = _txid_bytes(item["transactionId"]) or os.urandom(8)
             counter = rec["counter"] + 1 if item["kind"] in ("psmo", "eco") else None
@@ -280,7 +286,7 @@ class EsipaService:
             except (ValueError, TypeError) as e:  # validated when queued: only a broken state file
                 info["note"] = "package %d dropped: %s" % (item["id"], e)
                 self.store.save(eid)
-                return codec.get_eim_package_error(codec.UNDEFINED_ERROR)
+                return codec.get_eim_package_error(codec.UNDEFINED_ERROR, self.version)
             if counter is not None:
                 rec["counter"] = counter
             sent = dict(item)
@@ -307,14 +313,25 @@ class EsipaService:
                     return eid, None
         if conn.get("eid"):
             return conn["eid"], None
+        # SGP.32 v1.0 results carry no EID, and ipaEuiccData no transaction id either: the
+        # one EID with a package still awaiting its result (none or several: missingEid)
+        waiting = [e for e in self.store.eids()
+                   if any(d.get("result") is None for d in self.store.get(e)["delivered"][-1:])]
+        if len(waiting) == 1:
+            return waiting[0], None
         return None, codec.MISSING_EID
 
     def _provide_result(self, t, conn, info, via):
-        eid_bytes, result = codec.parse_provide_result(t)
+        eid_bytes, result = codec.parse_provide_result(t, self.version)
         parsed = self._parse_result(result)
         with self.store.lock:
             eid, err = self._find_eid(eid_bytes, parsed["entry"].get("eimTransactionId"), conn)
             info["eid"] = eid
+            if err is not None and codec.v1_0(self.version):
+                # v1.0's ProvideEimPackageResultResponse has no error alternative
+                raise EsipaRefused("provideEimPackageResult: %s (SGP.32 v1.0 carries no EID here:"
+                                   " poll with GetEimPackage first on this connection)"
+                                   % codec.PROVIDE_RESULT_ERRORS[err])
             if err is not None:
                 return codec.provide_result_error(err)
             rec = self.store.get(eid)
@@ -323,7 +340,7 @@ class EsipaService:
             self.store.save(eid)
         info["note"] = "%s; acknowledged %s" % (parsed["entry"]["kind"], acks or "nothing")
         self._forward_pirs(parsed["notifications"], info)
-        return codec.provide_result_response(acks)
+        return codec.provide_result_response(acks, self.version)
 
     def _parse_result(self, result):
         """EimPackageResult TLV -> {"entry": result record, "results": [EPR TLVs],
@@ -335,14 +352,10 @@ class EsipaService:
             out["epr"] = result
         elif result.tag == 0x30:
             entry["kind"] = "ePRAndNotifications"
-            out["epr"] = result.need(0xBF51, "euiccPackageResult")
-            lst = result.find(0xA0)
-            if lst is None:
-                raise TlvError(result.vstart, "notificationList (A0) in ePRAndNotifications",
-                               "it missing")
-            out["notifications"] = codec.parse_notification_list(lst, "notificationList")
+            out["epr"], out["notifications"] = codec.parse_epr_and_notifications(result,
+                                                                                 self.version)
         elif result.tag == 0xBF52:
-            d = codec.parse_ipa_euicc_data_response(result)
+            d = codec.parse_ipa_euicc_data_response(result, self.version)
             entry.update({"kind": "ipaEuiccDataResponse", "response": d["kind"],
                           "eimTransactionId": d["eimTransactionId"], "errorCode": d["errorCode"],
                           "errorName": d["errorName"], "fields": d["fields"]})
@@ -355,6 +368,10 @@ class EsipaService:
                           "errorResponse": d["errorResponse"]})
             if d["pir"] is not None:
                 out["notifications"] = [d["pir"]]
+        elif result.tag == 0x02:  # v1.0 eimPackageError
+            code = codec.small_int(result, "eimPackageError")
+            entry.update({"kind": "eimPackageError", "eimTransactionId": None, "errorCode": code,
+                          "errorName": codec.EIM_PACKAGE_RESULT_ERRORS.get(code, "unknown")})
         else:  # A0
             d = codec.parse_result_error(result)
             entry.update({"kind": "eimPackageResultResponseError"})
@@ -444,7 +461,7 @@ class EsipaService:
         return note
 
     def _handle_notification(self, t, conn, info):
-        kind, c = codec.parse_handle_notification(t)
+        kind, c = codec.parse_handle_notification(t, self.version)
         if kind == "result":
             self._provide_result(c, conn, info, "handleNotification")
             return

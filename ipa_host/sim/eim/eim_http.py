@@ -290,7 +290,7 @@ class EsipaHandler(_Base):
             if function == "transferEimPackage":
                 raise EsipaRefused("transferEimPackage answers an eIM push, and this eIM does "
                                    "not push (eimRetrieveHttps only)")
-            der = eim_json.request_to_asn1(function, obj)
+            der = eim_json.request_to_asn1(function, obj, svc.version)
             answer, info = svc.handle(der, self.conn)
             rec.update({"eid": info["eid"], "note": info["note"]})
             if info["status"] == 204:

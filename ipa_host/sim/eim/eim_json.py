@@ -127,8 +127,15 @@ def parse_body(body):
     return obj
 
 
-def request_to_asn1(function, obj):
-    """The ASN.1 ESipa message equivalent to a JSON request."""
+def request_to_asn1(function, obj, version="1.2"):
+    """The ASN.1 ESipa message equivalent to a JSON request, in `version`'s form.
+
+    SGP.32 v1.0 (its JSON binding is not in the ASN.1 module; the same keys are read):
+    rPlmn becomes '81', eidValue of provideEimPackageResult is left out (v1.0's BF50
+    has none), a provideEimPackageResult notification is carried as 'A1'; what v1.0
+    cannot carry (stateChangeCause) is refused by the ASN.1 code after this.
+    """
+    v1_0 = codec.v1_0(version)
     if function == "getEimPackage":
         parts = []
         if "eidValue" in obj:
@@ -148,14 +155,14 @@ def request_to_asn1(function, obj):
             raw = _unb64(rplmn, "rPlmn")
             if len(raw) != 3:
                 raise EsipaRefused("rPlmn: expected base64 of 3 bytes, got %d bytes" % len(raw))
-            parts.append(tlv.encode(0x82, raw))
+            parts.append(tlv.encode(0x81 if v1_0 else 0x82, raw))
         return tlv.encode(codec.GET_EIM_PACKAGE, parts)
     if function == "provideEimPackageResult":
         if "eimPackageResult" not in obj:
             raise EsipaRefused("provideEimPackageResult: eimPackageResult is required")
         res = _tlv(obj["eimPackageResult"], "eimPackageResult", (0xBF51, 0x30, 0xBF52, 0xBF54,
-                                                                 0xA0))
-        eid = _eid_tlv(obj["eidValue"]) if "eidValue" in obj else None
+                                                                 0x02 if v1_0 else 0xA0))
+        eid = _eid_tlv(obj["eidValue"]) if "eidValue" in obj and not v1_0 else None
         return tlv.enc(codec.PROVIDE_EIM_PACKAGE_RESULT, eid, res.raw)
     if function == "handleNotification":
         if ("pendingNotification" in obj) == ("provideEimPackageResult" in obj):
@@ -163,7 +170,8 @@ def request_to_asn1(function, obj):
                                " and provideEimPackageResult")
         if "provideEimPackageResult" in obj:
             res = _tlv(obj["provideEimPackageResult"], "provideEimPackageResult", (0xBF50,))
-            return tlv.encode(codec.HANDLE_NOTIFICATION, res.raw)
+            return tlv.encode(codec.HANDLE_NOTIFICATION, tlv.encode(0xA1, res.value) if v1_0
+                              else res.raw)
         n = _tlv(obj["pendingNotification"], "pendingNotification", codec.PENDING_NOTIFICATION_TAGS)
         return tlv.encode(codec.HANDLE_NOTIFICATION, tlv.encode(0xA0, n.raw))
     if function in RELAY_FUNCTIONS:

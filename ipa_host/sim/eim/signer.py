@@ -64,6 +64,9 @@ PSMO_TAGS = {
     "setDefaultDpAddress": 0xBF65,  # [101] SGP32-SetDefaultDpAddressRequest
 }
 ECO_TAGS = {"addEim": 0xA8, "deleteEim": 0xA9, "updateEim": 0xAA, "listEim": 0xAB}
+# SGP.32 v1.0's Psmo CHOICE ends at configureAutoEnable [7] (configureImmediateEnable's
+# tag), and its EimConfigurationData at euiccCiPKId [8]: what came later is refused there.
+NOT_IN_V1_0 = ("setFallbackAttribute", "unsetFallbackAttribute", "setDefaultDpAddress")
 TAG_PSMO_LIST, TAG_ECO_LIST = 0xA0, 0xA1
 TAG_EUICC_PACKAGE_REQUEST = 0xBF51
 TAG_EIM_SIGNATURE = 0x5F37
@@ -359,6 +362,18 @@ def encode_euicc_package_signed(eim_id, eid_hex, counter, ops, transaction_id=No
     )
 
 
+def _check_v1_0(ops):
+    """ValueError for an operation, or an eIM Configuration Data field, SGP.32 v1.0 lacks."""
+    for op in ops if isinstance(ops, (list, tuple)) else ():
+        name = op.get("op") if isinstance(op, dict) else None
+        if name in NOT_IN_V1_0:
+            raise ValueError("%s is not a PSMO of SGP.32 v1.0 (its Psmo ends at "
+                             "configureAutoEnable)" % name)
+        if name in ("addEim", "updateEim") and op.get("indirectProfileDownload"):
+            raise ValueError("%s: indirectProfileDownload is not in SGP.32 v1.0's "
+                             "EimConfigurationData" % name)
+
+
 def build_euicc_package_request(eim_id, eid_hex, counter, ops, private_key,
                                 association_token=None, transaction_id=None, version="1.2"):
     """The signed EuiccPackageRequest BF51 an eIM hands to the IPA (ESipa.GetEimPackage).
@@ -370,6 +385,8 @@ def build_euicc_package_request(eim_id, eid_hex, counter, ops, private_key,
 
     if version not in VERSIONS:
         raise ValueError("version must be one of %s, got %r" % ("/".join(VERSIONS), version))
+    if version == "1.0":
+        _check_v1_0(ops)
     if association_token is not None:
         _uint(association_token, "associationToken")
     signed = encode_euicc_package_signed(eim_id, eid_hex, counter, ops, transaction_id)
@@ -408,7 +425,8 @@ def _parser():
     p.add_argument("--counter", required=True, type=int, help="counterValue (must increase)")
     p.add_argument("--token", type=int, help="associationToken from the eIM Configuration Data")
     p.add_argument("--transaction-id", help="eimTransactionId (hex, 1..16 bytes)")
-    p.add_argument("--version", default="1.2", choices=VERSIONS, help="SGP.32 version")
+    p.add_argument("--sgp32", "--version", dest="version", default="1.2", choices=VERSIONS,
+                   help="SGP.32 version (--version: its old name)")
     p.add_argument("--ops-json", metavar="FILE",
                    help="operations as a JSON list of dicts (instead of one OP below)")
     p.add_argument("--out", metavar="FILE", help="write the DER here (else hex on stdout)")

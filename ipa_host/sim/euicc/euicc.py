@@ -106,13 +106,18 @@ class VirtualEuicc:
                 and the challenge): kept across processes, deleted by reset() (None:
                 memory only, a new object is a card after power-on)
     eid         32 digits; default: the eUICC certificate's serialNumber
-    version     "1.2" (default), "1.1" or "1.0" (v1.0: EuiccMemoryReset BF34,
-                eUICC Package signatures without the associationToken)
+    version     "1.2", "1.1" or "1.0" (v1.0: its ES10 forms - EuiccMemoryReset BF34,
+                eUICC Package signatures without the associationToken, ... see
+                docs/versions.md); None (default): the one kept in the state file,
+                else "1.2". The version used is kept in the state file.
     """
 
-    def __init__(self, pki_dir, state_path=None, eid=None, version="1.2", ram_path=None):
+    def __init__(self, pki_dir, state_path=None, eid=None, version=None, ram_path=None):
+        state = EuiccState.load(state_path) if state_path and os.path.exists(state_path) else None
+        version = version or (state.data.get("sgp32") if state else None) or "1.2"
         if version not in VERSIONS:
-            raise ValueError("version must be one of %s, found %r" % (", ".join(VERSIONS), version))
+            raise ValueError("SGP.32 version must be one of %s, found %r"
+                             % (", ".join(VERSIONS), version))
         self.version = version
         self.info = {"svn": codec.version_bytes(VERSIONS[version]["svn"]),
                      "iot": codec.version_bytes(VERSIONS[version]["iot"])}
@@ -136,14 +141,15 @@ class VirtualEuicc:
             raise ValueError("EID must be 32 digits, found %r" % (self.eid,))
         self.eid_bytes = bytes.fromhex(self.eid)
         self.state_path = state_path
-        if state_path and os.path.exists(state_path):
-            self.state = EuiccState.load(state_path)
+        if state is not None:
+            self.state = state
             if self.state.data["eid"] not in (None, self.eid):
                 raise StateError("%s belongs to EID %s, not %s"
                                  % (state_path, self.state.data["eid"], self.eid))
         else:
             self.state = EuiccState()
         self.state.data["eid"] = self.eid
+        self.state.data["sgp32"] = version
         self._saved = None
         self._save()
         self.atr = _atr()
@@ -347,6 +353,13 @@ class VirtualEuicc:
 # ---- command line -----------------------------------------------------------------------
 
 
+def add_sgp32_option(parser):
+    """--sgp32 1.0|1.1|1.2 (--version kept as its old name); default: the state file's, else 1.2."""
+    parser.add_argument("--sgp32", "--version", dest="sgp32", choices=sorted(VERSIONS),
+                        help="SGP.32 version the card speaks (default: the one in the state "
+                             "file, else 1.2; kept there)")
+
+
 def _summary(card):
     d = card.state.data
     lines = ["EID %s  (SGP.32 v%s)" % (card.eid, card.version)]
@@ -371,6 +384,7 @@ def euicc_main(argv=None):
     ipa-sim euicc apdu  --pki DIR --state FILE HEX... ('-' reads one APDU per line from stdin)
     ipa-sim euicc reset --home HOME   power-cycle the home eUICC of `ipa --card sim`
     ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE]   (ipa_host.sim.euicc.vpcd)
+    each takes --sgp32 1.0|1.1|1.2 (default: the state file's, else 1.2; kept in the state)
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and (argv[0] == "serve" or argv[0].startswith("--")) and argv[0] not in ("--help",):
@@ -389,7 +403,7 @@ def euicc_main(argv=None):
         s.add_argument("--pki", required=True, help="folder with euicc.crt/euicc.key/eum.crt/ci.crt")
         s.add_argument("--state", required=True, help="state file (JSON)")
         s.add_argument("--eid", help="EID (default: from euicc.crt)")
-        s.add_argument("--version", default="1.2", choices=sorted(VERSIONS))
+        add_sgp32_option(s)
         if name == "init":
             s.add_argument("--create-pki", action="store_true", help="create the test PKI if missing")
             s.add_argument("--profiles", help="JSON file of pre-loaded profiles")
@@ -417,7 +431,7 @@ def euicc_main(argv=None):
     try:
         if args.cmd == "init" and args.create_pki:
             pki.create_test_pki(args.pki, **({"eid": args.eid} if args.eid else {}))
-        card = VirtualEuicc(args.pki, state_path=args.state, eid=args.eid, version=args.version)
+        card = VirtualEuicc(args.pki, state_path=args.state, eid=args.eid, version=args.sgp32)
         if args.cmd == "init":
             if args.profiles:
                 card.load_profiles(args.profiles)

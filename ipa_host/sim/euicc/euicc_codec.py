@@ -32,6 +32,9 @@ EIM_PROTOCOLS = ("eimRetrieveHttps", "eimRetrieveCoaps", "eimInjectHttps", "eimI
 RESET_OPTIONS = ("deleteOperationalProfiles", "deleteFieldLoadedTestProfiles",
                  "resetDefaultSmdpAddress", "deletePreLoadedTestProfiles",
                  "deleteProvisioningProfiles", "resetEimConfigData", "resetImmediateEnableConfig")
+# SGP.32 v1.0 SGP32-EuiccMemoryResetRequest [52]: its own bits (auto enable = immediate enable)
+RESET_OPTIONS_V1_0 = ("deleteOperationalProfiles", "deleteFieldLoadedTestProfiles",
+                      "resetDefaultSmdpAddress", "resetEimConfigData", "resetImmediateEnableConfig")
 
 # PEDefinitions UICCCapability (bit order 0..31)
 UICC_CAPABILITY = (

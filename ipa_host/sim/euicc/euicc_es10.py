@@ -442,14 +442,20 @@ def return_from_fallback(card, req):
 def euicc_memory_reset(card, req):
     """ES10c.eUICCMemoryReset: BF64 (BF34 for v1.0) { 82 resetOptions } -> { 80 [81] [82] }.
 
+    v1.0: resetOptions bit 3 is resetEimConfigData, bit 4 resetAutoEnableConfig (read
+    as resetImmediateEnableConfig); resetResult is '02' (untagged beside tagged siblings).
+
     resetResult 80 (ok 0, nothingToDelete 1, ecallActive 104); resetEimResult 81
     only when resetEimConfigData was asked; resetImmediateEnableConfigResult 82
     only when resetImmediateEnableConfig was asked. No notifications.
     """
-    opts = set(req.need(0x82, "resetOptions").as_bits(codec.RESET_OPTIONS))
+    v1_0 = card.version == "1.0"
+    opts = set(req.need(0x82, "resetOptions").as_bits(
+        codec.RESET_OPTIONS_V1_0 if v1_0 else codec.RESET_OPTIONS))
+    first = 0x02 if v1_0 else 0x80
     st = card.state
     if st.ecall_active():
-        return _result(req.tag, 104)
+        return _result(req.tag, 104 if not v1_0 else 127, first)
     did = False
     doomed = []
     for p in st.profiles:
@@ -475,7 +481,7 @@ def euicc_memory_reset(card, req):
         st.data["immediate_enable"] = {"flag": False, "oid": None, "address": None}
         iec_result = 0
         did = True
-    parts.append(tlv.encode(0x80, tlv.int_encode(0 if did else 1)))
+    parts.append(tlv.encode(first, tlv.int_encode(0 if did else 1)))
     if eim_result is not None:
         parts.append(tlv.encode(0x81, tlv.int_encode(eim_result)))
     if iec_result is not None:

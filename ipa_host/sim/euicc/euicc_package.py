@@ -64,7 +64,7 @@ def load_euicc_package(card, req):
     key = codec.eim_public_key(eim["public_key_data"]) if eim else None
     if (key is None or sig is None or not pki.verify(
             key, pki.eim_signed_bytes(signed.raw, eim["token"], card.version), sig.value)):
-        return _error_unsigned(eim_id, txid, eim)
+        return _error_unsigned(eim_id, txid, eim, card.version)
 
     counter = signed.need(0x81, "counterValue").as_int()
     eid = signed.find(0x5A)
@@ -141,9 +141,12 @@ def _error_signed(card, eim, counter, txid, code):
     return tlv.encode(0xBF51, tlv.encode(0xA1, data + tlv.encode(0x5F37, sig)))
 
 
-def _error_unsigned(eim_id, txid, eim):
-    """EuiccPackageErrorUnsigned: BF51 { A2 { 80 eimId, [82 txid], [84 associationToken] } }."""
+def _error_unsigned(eim_id, txid, eim, version="1.2"):
+    """EuiccPackageErrorUnsigned: BF51 { A2 { 80 eimId, [82 txid], [84 associationToken] } }
+    (SGP.32 v1.0's has no eimTransactionId)."""
     token = eim["token"] if eim else None
+    if version == "1.0":
+        txid = None
     return tlv.enc(0xBF51, tlv.enc(
         0xA2, tlv.encode(0x80, eim_id.encode("utf-8")),
         tlv.encode(0x82, txid) if txid is not None else None,
@@ -157,10 +160,16 @@ def _iccid(op):
     return codec.iccid_digits(op.need(0x5A, "iccid").value)
 
 
+# What SGP.32 v1.0's Psmo CHOICE lacks (it ends at configureAutoEnable [7]): unknown there.
+V1_2_PSMOS = (0xA8, 0xA9, 0xBF65)
+
+
 def _psmo(card, run, op):
     """One PSMO -> (EuiccResultData bytes, success)."""
     st = card.state
     t = op.tag
+    if card.version == "1.0" and t in V1_2_PSMOS:
+        return _int(0x02, UNKNOWN_OR_DAMAGED_COMMAND), False
     if t == 0xA3:  # enable (3.4.1)
         p = st.find_profile(_iccid(op))
         rollback = op.find(0x05) is not None
@@ -267,6 +276,9 @@ def _eco(card, run, op):
     """One eCO -> (EuiccResultData bytes, success)."""
     st = card.state
     t = op.tag
+    if t in (0xA8, 0xAA) and card.version == "1.0" and op.find(0x89) is not None:
+        # indirectProfileDownload [9] is not in v1.0's EimConfigurationData
+        return _int(0x02, UNKNOWN_OR_DAMAGED_COMMAND), False
     if t == 0xA8:  # addEim -> addEimResult [8] CHOICE {84 associationToken | 02 code}
         cfg = codec.parse_eim_config(op)
         code = es10.check_eim_config(card, cfg, adding=True)
@@ -289,9 +301,10 @@ def _eco(card, run, op):
     if t == 0xAA:  # updateEim -> 8A
         code = _update_eim(card, op)
         return _int(0x8A, code), code == 0
-    if t == 0xAB:  # listEim -> AB { A0 { 30 {80 eimId, [82 eimIdType]}.. } }
+    if t == 0xAB:  # listEim -> AB { A0 { 30 {80 eimId, [82 eimIdType]}.. } } (v1.0: [4] 84)
+        id_tag = 0x84 if card.version == "1.0" else 0x82
         items = [tlv.enc(0x30, tlv.encode(0x80, e["eim_id"].encode("utf-8")),
-                         _int(0x82, e["id_type"]) if e.get("id_type") in (1, 2) else None)
+                         _int(id_tag, e["id_type"]) if e.get("id_type") in (1, 2) else None)
                  for e in st.eims]
         return tlv.encode(0xAB, tlv.encode(0xA0, items)), True
     return _int(0x02, UNKNOWN_OR_DAMAGED_COMMAND), False

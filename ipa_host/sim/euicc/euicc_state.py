@@ -44,6 +44,7 @@ def _default():
         "last_installed": None,  # ICCID of the last downloaded profile (ImmediateEnable)
         "http_params": None,  # hex of ConnectivityParameters.httpParams
         "next_isdp": 0,
+        "sgp32": None,  # the SGP.32 version the card was last run as ("1.0", "1.1", "1.2")
     }
 
 

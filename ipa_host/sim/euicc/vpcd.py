@@ -239,7 +239,7 @@ class VpcdBridge:
 
 
 def vpcd_main(argv=None, card=None):
-    """`ipa-sim euicc --vpcd HOST:PORT --pki DIR [--state FILE]`: serve the virtual
+    """`ipa-sim euicc --vpcd HOST:PORT --pki DIR [--state FILE] [--sgp32 V]`: serve the virtual
     eUICC (ipa_host.sim.euicc.euicc.VirtualEuicc) in the vpcd reader until Ctrl-C."""
     p = argparse.ArgumentParser(
         prog="ipa-sim euicc", description="Put the virtual eUICC into a vpcd PC/SC reader."
@@ -248,6 +248,8 @@ def vpcd_main(argv=None, card=None):
                    help="where vpcd listens (default 127.0.0.1:%d)" % DEFAULT_PORT)
     p.add_argument("--pki", metavar="DIR", help="test PKI folder (created when missing)")
     p.add_argument("--state", metavar="FILE", help="where the eUICC keeps its state")
+    p.add_argument("--sgp32", choices=("1.0", "1.1", "1.2"),
+                   help="SGP.32 version the card speaks (default: the state file's, else 1.2)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -267,7 +269,7 @@ def vpcd_main(argv=None, card=None):
         if not os.path.exists(os.path.join(args.pki, "euicc.key")):
             print("creating a test PKI in %s" % args.pki, file=sys.stderr)
             pki.create_test_pki(args.pki)
-        card = VirtualEuicc(args.pki, state_path=args.state)
+        card = VirtualEuicc(args.pki, state_path=args.state, version=args.sgp32)
     bridge = VpcdBridge(card, host, port)
     bridge.start()
     print("virtual eUICC serving vpcd at %s:%d (Ctrl-C to remove it)" % (host, port),
