@@ -40,7 +40,7 @@ test: setup
 	$(PY) tools/freeze.py --all
 
 demo: setup-demo
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf .venv .mp .pytest_cache .ruff_cache

@@ -34,6 +34,7 @@ bundle leaves them out.
 from ipa_core import tlv
 from ipa_core import es10_decode as d
 from ipa_core import es10_signed as sg
+from ipa_core import version as ver
 from ipa_core.errors import TlvError, Names
 
 # ES10b download functions live in es10_download (size); they are part of this API.
@@ -191,8 +192,15 @@ def profile_rollback(s, refresh_flag):
 
 
 def immediate_enable(s, refresh_flag):
-    """ES10b.ImmediateEnable 'BF5A' { refreshFlag '80' } -> None; errors -> FunctionError."""
-    d.refresh_call(s, "ES10b.ImmediateEnable", 0xBF5A, refresh_flag, IMMEDIATE_ENABLE_RESULT)
+    """ES10b.ImmediateEnable 'BF5A' { refreshFlag '80' } -> None; errors -> FunctionError.
+
+    v1.0 (EnableUsingDD): the request is empty, 'BF5A 00'; the refresh flag is not sent.
+    """
+    f = "ES10b.ImmediateEnable"
+    if ver.tag("ImmediateEnableRequest.refreshFlag", ver.of(s)) is None:
+        d.result(d.call(s, f, 0xBF5A), f, IMMEDIATE_ENABLE_RESULT)
+    else:
+        d.refresh_call(s, f, 0xBF5A, refresh_flag, IMMEDIATE_ENABLE_RESULT)
 
 
 # ---- ES10b: notifications --------------------------------------------------------------

@@ -117,11 +117,24 @@ class HttpStatusError(ProtocolError):
     unreachable eIM, without bound; a 4xx counts towards max_attempts.
     """
 
-    def __init__(self, function, status):
+    def __init__(self, function, status, body=None):
         self.status = status
         self.transient = isinstance(status, int) and status >= 500
-        super().__init__("ESipa %s: the eIM answered HTTP %s, expected 200 or 204"
-                         % (function, status))
+        super().__init__("ESipa %s: the eIM answered HTTP %s, expected 200 or 204%s"
+                         % (function, status, _reason(body)))
+
+
+def _reason(body, limit=200):
+    """': <first line>' of a plain-text error body (an eIM saying why it refused), else ''."""
+    if not isinstance(body, (bytes, bytearray)) or not body:
+        return ""
+    try:
+        text = bytes(body[:limit]).decode("utf-8").split("\n")[0].strip()
+    except UnicodeError:
+        return ""
+    if not text or any(ord(ch) < 32 for ch in text):
+        return ""
+    return ": " + text
 
 
 class AlwaysConnected:
@@ -238,7 +251,7 @@ class Ipa:
         else:
             status, rbody = self.network.post(*args)
         if status not in (200, 204):
-            raise HttpStatusError(function, status)
+            raise HttpStatusError(function, status, None if stream else rbody)
         return rbody
 
     def _post(self, function, message):

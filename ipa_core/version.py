@@ -76,6 +76,9 @@ TABLE = {
     "IpaEuiccDataResponse.error": (("1.0", 0x81), ("1.1", 0xA1)),
     # InitiateAuthenticationRequestEsipa: v1.2 adds eimTransactionId [2] '82'.
     "InitiateAuthenticationRequestEsipa.eimTransactionId": (("1.0", None), ("1.1", 0x82)),
+    # ES10b.ImmediateEnable 'BF5A': v1.0's EnableUsingDDRequest is an empty SEQUENCE;
+    # v1.2's ImmediateEnableRequest { refreshFlag BOOLEAN } (automatic [0] '80').
+    "ImmediateEnableRequest.refreshFlag": (("1.0", None), ("1.1", 0x80)),
     # SGP.32 2.11.1.2 (v1.1+): eimSignature / euiccSignEPR / euiccSignEPE
     # cover the signed data object followed by the associationToken TLV.
     "associationTokenInSignedData": (("1.0", False), ("1.1", True)),

@@ -66,19 +66,22 @@ def main(argv=None):
     ap.add_argument("--home", default=os.path.join(ROOT, ".demo"), help="demo folder (recreated)")
     ap.add_argument("--port", type=int, default=8443, help="eIM port (the eUICC's eimFqdn)")
     ap.add_argument("--binding", choices=("asn1", "json"), default="asn1")
+    ap.add_argument("--sgp32", choices=("1.0", "1.1", "1.2"), default="1.2",
+                    help="SGP.32 version of the eUICC, the eIM and the IPA (docs/versions.md)")
     a = ap.parse_args(argv)
 
     shutil.rmtree(a.home, ignore_errors=True)
     step(1, "A virtual IoT eUICC, provisioned as a factory would (folder %s)" % a.home)
-    card = open_home_euicc(a.home)
+    card = open_home_euicc(a.home, version=a.sgp32)
     eid = card.eid
-    st = runner.Settings(card="sim", home=a.home, binding=a.binding)
+    say("   it speaks SGP.32 v%s, and so do the eIM and the IPA below" % a.sgp32)
+    st = runner.Settings(card="sim", home=a.home, binding=a.binding, sgp32=a.sgp32)
     show_info(st)
 
     step(2, "The eIM %s starts on loopback" % DEMO_EIM_ID)
     port = a.port if a.port and port_free(a.port) else 0
     server = EimServer(eim_dir(a.home), pki_dir=os.path.join(sim_dir(a.home), "pki"),
-                       port=port, api_port=None, association_token=1).start()
+                       port=port, api_port=None, association_token=1, version=a.sgp32).start()
     try:
         if server.url != "https://" + DEMO_EIM_FQDN:
             # The eUICC's eIM address names the default port; use the one we got.
@@ -149,7 +152,8 @@ def run_story(st, server, eid):
         say("demo FAILED: %s" % ("a cycle failed" if failed else "%d package(s) left" % len(left)))
         return 1
     say("demo done: %d poll cycles, queue empty. Try it yourself:" % cycles)
-    say("   .venv/bin/ipa --home %s info" % st.home)
+    say("   .venv/bin/ipa --home %s%s info" % (st.home, "" if st.sgp32 == "1.2"
+                                               else " --sgp32 " + st.sgp32))
     say("   .venv/bin/ipa-sim --help")
     return 0
 

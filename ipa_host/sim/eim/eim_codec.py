@@ -415,6 +415,9 @@ def parse_handle_notification(t, version="1.2"):
     result_tag = 0xA1 if v1_0(version) else PROVIDE_EIM_PACKAGE_RESULT
     if c.tag == result_tag:
         return "result", tlv.decode(tlv.encode(PROVIDE_EIM_PACKAGE_RESULT, c.value))
+    if c.tag == 0xA1 and not v1_0(version) and _holds_a_result(c):
+        raise TlvError(c.start, "provideEimPackageResult as BF50 in SGP.32 v%s's BF3D" % version,
+                       "A1 holding an EimPackageResult (the v1.0 form)")
     if c.tag == PROVIDE_EIM_PACKAGE_RESULT:  # in v1.2 a bare A1 is read as a notification
         raise TlvError(c.start, "provideEimPackageResult as %X in SGP.32 v%s's BF3D"
                        % (result_tag, version), "tag %X (the %s form)" % (c.tag, _other(version)))
@@ -427,6 +430,15 @@ def parse_handle_notification(t, version="1.2"):
         return "notification", c  # v1.0 style: the PendingNotification without [0]
     raise TlvError(c.start, "pendingNotification (A0) or provideEimPackageResult (BF50) in BF3D",
                    "tag %X" % c.tag)
+
+
+def _holds_a_result(c):
+    """True when constructed `c` starts with an EimPackageResult (v1.0's A1 in BF3D), not with
+    a notification's parts."""
+    kids = children(c, "HandleNotificationEsipa [1]")
+    first = kids[0] if kids else None
+    return first is not None and (first.tag in (0xBF51, 0xBF52, 0xBF54, 0x02) or (
+        first.tag == 0x30 and first.find(EUICC_PACKAGE_RESULT) is not None))
 
 
 def _txid(t, tag):
@@ -598,6 +610,10 @@ def parse_ipa_euicc_data_response(t, version="1.2"):
     data = None
     if len(kids) == 1 and kids[0].tag == 0xA0:
         inner = children(kids[0], "ipaEuiccData")
+        for c in inner:
+            if c.tag in (0x80, 0xBF2B):  # v1.0's defaultSmdpAddress / notificationsList
+                raise TlvError(c.start, "an SGP.32 v%s IpaEuiccData component" % version,
+                               "tag %X (a v1.0 form)" % c.tag)
         if all(c.tag in IPA_EUICC_DATA_TAGS for c in inner):
             data = inner  # the [0] ipaEuiccData wrapper (X.680)
     if data is None:

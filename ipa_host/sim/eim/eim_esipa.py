@@ -433,7 +433,12 @@ class EsipaService:
         return out
 
     def _match(self, rec, txid, index):
-        """The id of the delivered package this result answers (by eimTransactionId)."""
+        """The id of the delivered package this result answers (by eimTransactionId; in
+        v1.0, whose ipaEuiccData has none, a result without one answers the last package)."""
+        if not txid and codec.v1_0(self.version) and rec["delivered"] \
+                and rec["delivered"][-1].get("result") is None:
+            rec["delivered"][-1]["result"] = index
+            return rec["delivered"][-1]["id"]
         if not txid:
             return None
         for d in reversed(rec["delivered"]):

@@ -52,7 +52,8 @@ def get_euicc_info2(card, req):
     81 profileVersion, 82 svn, 83 euiccFirmwareVer, 84 extCardResource,
     85 uiccCapability, 87 globalplatformVersion, 88 rspCapability, A9/AA CI
     PKIds, 04 ppVersion, 0C sasAcreditationNumber, 90 ipaMode (ipad 0),
-    B4 iotSpecificInfo { A0 { 04 iotVersion }, 81 ecallSupported, 82 fallbackSupported }.
+    B4 iotSpecificInfo { A0 { 04 iotVersion }, 81 ecallSupported, 82 fallbackSupported } (v1.0:
+    iotVersion only).
     """
     return euicc_info2(card)
 
@@ -69,8 +70,9 @@ def euicc_info2(card):
                             "getIdentity", "profile-a-x25519", "profile-b-p256",
                             "suciCalculatorApi"], codec.UICC_CAPABILITY)
     rsp = tlv.bits_encode(["additionalProfile", "testProfileSupport"], codec.RSP_CAPABILITY)
+    later = card.version != "1.0"  # v1.0's IoTSpecificInfo has iotVersion only
     iot = tlv.enc(0xB4, tlv.encode(0xA0, tlv.encode(0x04, i["iot"])),
-                  tlv.encode(0x81, b""), tlv.encode(0x82, b""))
+                  tlv.encode(0x81, b"") if later else None, tlv.encode(0x82, b"") if later else None)
     return tlv.enc(
         0xBF22,
         tlv.encode(0x81, codec.version_bytes("2.3.1")),
@@ -318,8 +320,14 @@ def immediate_enable(card, req):
 
     Enables the profile just downloaded when immediate enabling is configured:
     immediateEnableNotAvailable(1) otherwise, noSessionContext(4) without a download.
+    v1.0 (EnableUsingDD): the request is empty; a refreshFlag there is refused.
     """
-    _refresh_flag(req)
+    if card.version == "1.0":
+        if req.length:
+            raise TlvError(req.vstart, "an empty SGP.32 v1.0 EnableUsingDDRequest (BF5A 00)",
+                           "%d bytes (v1.2's refreshFlag?)" % req.length)
+    else:
+        _refresh_flag(req)
     st = card.state
     if not st.data["immediate_enable"]["flag"]:
         return _result(0xBF5A, 1)

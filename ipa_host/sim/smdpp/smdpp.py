@@ -21,6 +21,7 @@ CLI (the lead wires it as `ipa-sim smdpp`):
 
 import argparse
 import collections
+import json
 import logging
 import os
 import signal
@@ -155,9 +156,10 @@ class SmdpServer(RspServer):
 
     def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, use_ppk=False, tls_names=(),
                  idle_timeout=30.0, smdp_oid=pki_smdp.DEFAULT_OID, smds_address=None,
-                 session_timeout=SESSION_TTL):
+                 session_timeout=SESSION_TTL, sgp32=None):
         super().__init__(folder, pki_dir, host=host, port=port, tls_names=tls_names,
                          idle_timeout=idle_timeout, oid=smdp_oid)
+        self.sgp32 = _kept_version(self.folder, sgp32)
         self.use_ppk = use_ppk
         self._session_timeout = float(session_timeout)  # an abandoned ES9+ session ends after it
         self.smds_address = smds_address
@@ -166,7 +168,7 @@ class SmdpServer(RspServer):
 
     def _service(self):
         svc = Es9Service(self.material, self.address, use_ppk=self.use_ppk,
-                         session_timeout=self._session_timeout)
+                         session_timeout=self._session_timeout, sgp32=self.sgp32)
         svc.on_bound = self._bound
         for args, kw in self._pending:
             svc.add_profile(*args, **kw)
@@ -283,7 +285,8 @@ def serve_parser(name, peer, interfaces, port):
 
 
 def smdpp_main(argv=None):
-    """`ipa-sim smdpp serve --dir DIR --pki PKI [--host H] [--port P] [--profile ...] [--ppk]`."""
+    """`ipa-sim smdpp serve --dir DIR --pki PKI [--host H] [--port P] [--profile ...] [--ppk]
+    [--sgp32 V]`."""
     ap, s = serve_parser("smdpp", "SM-DP+", "ES9+", 8443)
     s.add_argument("--profile", action="append", type=_profile_arg, default=[],
                    help="offer a profile: MATCHING_ID=ICCID[:SIZE[:CC]] (repeatable)")
@@ -294,6 +297,9 @@ def smdpp_main(argv=None):
     s.add_argument("--session-timeout", type=float, default=SESSION_TTL, metavar="S",
                    help="end a download session abandoned for S seconds and release its order "
                         "(default %d)" % SESSION_TTL)
+    s.add_argument("--sgp32", choices=("1.0", "1.1", "1.2"),
+                   help="SGP.32 version of the eUICCs served (default: the one kept in "
+                        "DIR/config.json, else 1.2): recorded against each eUICC's iotVersion")
     s.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     if bool(args.smds) != bool(args.eid):
@@ -303,7 +309,8 @@ def smdpp_main(argv=None):
         if not args.session_timeout > 0:
             raise ValueError("--session-timeout: expected seconds > 0, got %s" % args.session_timeout)
         dp = SmdpServer(args.dir, args.pki, host=args.host, port=args.port, use_ppk=args.ppk,
-                        smds_address=args.smds, session_timeout=args.session_timeout).start()
+                        smds_address=args.smds, session_timeout=args.session_timeout,
+                        sgp32=args.sgp32).start()
         for mid, iccid, size, cc in args.profile:
             dp.add_profile(mid, iccid, "Test profile " + mid, size=size, cc=cc, eid=args.eid)
             if args.smds:
@@ -319,6 +326,29 @@ def smdpp_main(argv=None):
     sys.stdout.flush()
     serve_until_signalled(dp)
     return 0
+
+
+def _kept_version(folder, sgp32):
+    """The SGP.32 version served: `sgp32`, else the one kept in folder/config.json, else 1.2;
+    kept there for the next start."""
+    path = os.path.join(folder, "config.json")
+    cfg = {}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                cfg = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError("%s: cannot read: %s" % (path, e))
+    version = sgp32 or cfg.get("sgp32") or "1.2"
+    if version not in ("1.0", "1.1", "1.2"):
+        raise ValueError("SGP.32 version must be 1.0, 1.1 or 1.2, got %r" % (version,))
+    if cfg.get("sgp32") != version:
+        os.makedirs(folder, exist_ok=True)
+        cfg["sgp32"] = version
+        with open(path + ".tmp", "w") as f:
+            json.dump(cfg, f)
+        os.replace(path + ".tmp", path)
+    return version
 
 
 def serve_until_signalled(server):

@@ -25,6 +25,7 @@ import base64
 import binascii
 import collections
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,8 @@ from ipa_core.errors import TlvError
 
 from ipa_host.sim import bsp, pki
 from ipa_host.sim.smdpp import profile_package as pp
+
+log = logging.getLogger(__name__)
 
 SUCCESS = {"functionExecutionStatus": {"status": "Executed-Success"}}
 MAX_SESSIONS = 64
@@ -148,8 +151,9 @@ class Es9Service:
     AUTH_ROLE = "dpauth"
 
     def __init__(self, material, address, host_id=b"ipa-iot-smdp", use_ppk=False, aliases=(),
-                 session_timeout=SESSION_TTL):
+                 session_timeout=SESSION_TTL, sgp32="1.2"):
         self.m = material
+        self.sgp32 = sgp32
         self.address = address
         self.aliases = set(aliases)
         self.host_id = bytes(host_id)
@@ -237,6 +241,20 @@ class Es9Service:
             if s.profile is p and s.state != "ended":
                 return s
         return None
+
+    def _note_iot_version(self, signed1, ev):
+        """ES9+ is SGP.22's in every SGP.32 version (nothing on the wire differs): the SM-DP+
+        records the iotVersion the eUICC announces in euiccInfo2 (BF22 / B4 iotSpecificInfo /
+        A0) and whether it names the version served; a mismatch is logged, not refused."""
+        iot = signed1.find(0xBF22)
+        iot = iot.find(0xB4) if iot is not None else None
+        iot = iot.find(0xA0) if iot is not None else None
+        found = [".".join(str(b) for b in v.value) for v in iot.children()] if iot else []
+        ev["iotVersions"] = found
+        ev["sgp32Match"] = any(v.startswith(self.sgp32 + ".") for v in found)
+        if not ev["sgp32Match"]:
+            log.warning("SM-DP+ serving SGP.32 v%s: the eUICC announces iotVersion %s",
+                        self.sgp32, ", ".join(found) or "none")
 
     def _session(self, obj, ev, state):
         tid = _field(obj, "transactionId", "hex", 32)
@@ -335,6 +353,7 @@ class Es9Service:
 
     def authenticate_client(self, obj, ev):
         s, euicc, eid, signed1, sig1 = self._authenticate_euicc(obj, ev)
+        self._note_iot_version(signed1, ev)
         ctx = signed1.find(0xA0)
         matching = ctx.find(0x80) if ctx is not None else None
         matching_id = matching.as_str() if matching is not None else ""
