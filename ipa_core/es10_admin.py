@@ -46,7 +46,7 @@ RESET_IMMEDIATE_ENABLE_CONFIG_RESULT = {0: "ok", 1: "resetIECNotSupported",
                                         127: "undefinedError"}
 
 PROFILE_CLASS = {"test": 0, "provisioning": 1, "operational": 2}
-RESET_OPTIONS = ver.RESET_OPTIONS["1.2"]  # v1.0's: ipa_core.version.reset_options
+RESET_OPTIONS = ver.RESET_OPTIONS  # v1.0's: ipa_core.version.reset_options
 
 
 # ---- EUICCInfo2 decoded for people (SGP.32 5.9; a board forwards it raw) ---------

@@ -87,9 +87,10 @@ IPA_EUICC_DATA_ITEMS = Names(((0xA0, "notificationsList"), (0x81, "defaultSmdpAd
 def ipa_euicc_data_items(tags, version=ver.DEFAULT):
     """(names, unknown tags) a tagList selects in `version` (the moved tags: ipa_core.version)."""
     table = {}
+    moved_names = ver.names()
     for t, name in IPA_EUICC_DATA_ITEMS.items():
         moved = "IpaEuiccData." + name
-        if moved in ver.TABLE:
+        if moved in moved_names:
             t = ver.tag(moved, version)
         if t is not None:
             table[t] = name

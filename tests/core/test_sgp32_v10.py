@@ -102,7 +102,8 @@ def test_immediate_enable_v1_0_is_enable_using_dd_without_refresh_flag():
 
 
 def test_no_fact_is_left_unset_for_a_known_version():
-    for name in ver.TABLE:
+    for name, pairs in ver.FACTS:
         for v in ver.KNOWN:
             ver.value(name, v)  # every fact has a value (possibly None) from v1.0 on
-        assert ver.TABLE[name][0][0] == "1.0", name
+        assert pairs[0][0] == "1.0", name
+    assert len(set(ver.names())) == len(ver.FACTS)  # no name twice
