@@ -88,6 +88,7 @@ from ipa_core import tlv
 from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core import es10_decode as d
 from ipa_core import esipa_decode as dec
+from ipa_core import version as ver
 from ipa_core.errors import EimError, ProtocolError
 from ipa_core.es10_download import MAX_PACKAGE
 from ipa_core.es9p import open_bound_profile_package, status_key
@@ -160,7 +161,7 @@ IPA_BODIES = {
         None, None, False),
     "provideEimPackageResult": (0xBF50, [(None, None, [
         _f("eidValue", 0x5A, EID),
-        _f("eimPackageResult", (0xBF51, 0x30, 0xBF52, 0xBF54, 0xA0), TLV, True)], False)],
+        _f("eimPackageResult", (0xBF51, 0x30, 0xBF52, 0xBF54, 0xA0, 0x02), TLV, True)], False)],
         None, None, False),
 }
 
@@ -526,8 +527,17 @@ def asn1_to_json(message, sender="ipa"):
     return function, dumps(obj)
 
 
-def to_json(message):
-    """An EsipaMessageFromIpaToEim (from ipa_core.esipa) -> (function, JSON body to POST)."""
+def to_json(message, version=None):
+    """An EsipaMessageFromIpaToEim (from ipa_core.esipa) -> (function, JSON body to POST).
+
+    The JSON keys are the same in SGP.32 v1.0 (the binding is not in the ASN.1 modules,
+    docs/versions.md): v1.0's rPLMN [1] '81' goes out as "rPlmn" like v1.2's '82'; the
+    other v1.0 forms travel inside the TLVs the JSON carries.
+    """
+    t = tlv.decode(message)
+    if t.tag == 0xBF4F and ver.tag("GetEimPackageRequest.rPLMN", version) == 0x81:
+        message = tlv.encode(0xBF4F, [tlv.encode(0x82, c.value) if c.tag == 0x81 else c.raw
+                                      for c in t.children()])
     return asn1_to_json(message, "ipa")
 
 

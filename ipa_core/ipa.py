@@ -238,7 +238,7 @@ class Ipa:
         headers; the answer's body (bytes), or with `stream` a reader of it."""
         ej = self._json()
         if ej is not None:
-            fn, body = ej.to_json(message)
+            fn, body = ej.to_json(message, self.version)
             args = (ej.path(fn), body.encode("utf-8"), ej.CONTENT_TYPE, ESIPA_HEADERS)
         else:
             args = (ASN1_PATH, message, ASN1_CONTENT_TYPE, ESIPA_HEADERS)

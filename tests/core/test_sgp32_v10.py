@@ -101,6 +101,19 @@ def test_immediate_enable_v1_0_is_enable_using_dd_without_refresh_flag():
     s.done()
 
 
+def test_json_binding_v1_0_sends_rplmn_under_its_key():
+    import json
+    from ipa_core import esipa_json
+
+    msg = esipa.get_eim_package_request(V.EID, rplmn="21F354", version="1.0")
+    fn, body = esipa_json.to_json(msg, "1.0")
+    obj = json.loads(body)
+    assert fn == "getEimPackage" and "stateChangeCause" not in obj
+    assert obj["rPlmn"] == "IfNU"  # base64 of 21 F3 54
+    fn, body = esipa_json.to_json(h(V.PROVIDE_ERROR), "1.0")
+    assert json.loads(body) == {"eimPackageResult": "AgEB"}  # base64 of 02 01 01
+
+
 def test_no_fact_is_left_unset_for_a_known_version():
     for name, pairs in ver.FACTS:
         for v in ver.KNOWN:

@@ -171,6 +171,23 @@ def test_full_cycle_v1_0_over_pcsc(tmp_path, pcscd_server):
                    served=card)
 
 
+def test_json_binding_v1_0(tmp_path):
+    """The JSON binding in v1.0: same keys, the v1.0 TLVs inside (docs/versions.md)."""
+    h, vcard, dp, eim = start_lab(tmp_path, "1.0")
+    try:
+        eim.queue_psmo(vcard.eid, [{"op": "enable", "iccid": PROFILE_B}])
+        eim.queue_data_request(vcard.eid, ALL_TAGS["1.0"])
+        for _ in range(2):
+            poll(h, eim, "1.0", ("--binding", "json"))
+        kinds = [r["kind"] for r in eim.results(vcard.eid)]
+        assert kinds == ["ePRAndNotifications", "ipaEuiccDataResponse"], kinds
+        assert {q["binding"] for q in eim.requests} == {"json"}
+        assert all(q["status"] < 400 for q in eim.requests)
+    finally:
+        eim.stop()
+        dp.stop()
+
+
 def test_a_v1_2_result_is_refused_by_a_v1_0_eim(tmp_path):
     h, vcard, dp, eim = start_lab(tmp_path, "1.0")
     try:

@@ -257,6 +257,8 @@ def answer_to_json(function, der):
     if function in RELAY_FUNCTIONS:
         return _relay_answer(function, der)
     t = tlv.decode(der)
+    if function == "provideEimPackageResult" and not t.length:
+        return {"header": SUCCESS}  # v1.0: nothing to acknowledge is BF50 00
     inner = next(iter(t))
     if function == "getEimPackage":
         if inner.tag == 0x02:
