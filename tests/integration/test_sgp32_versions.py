@@ -188,31 +188,20 @@ def test_json_binding_v1_0(tmp_path):
         dp.stop()
 
 
-def test_a_v1_2_result_is_refused_by_a_v1_0_eim(tmp_path):
-    h, vcard, dp, eim = start_lab(tmp_path, "1.0")
+@pytest.mark.parametrize("eim_version,ipa_version,op,said", [
+    ("1.0", "1.2", {"op": "getRAT"}, "tag 5A (a v1.2 form)"),  # v1.2's eidValue
+    ("1.2", "1.0", {"op": "enable", "iccid": PROFILE_B}, "a v1.0 form (BF2B)"),  # v1.0's list
+])
+def test_a_result_in_the_other_version_is_refused(tmp_path, eim_version, ipa_version, op, said):
+    h, vcard, dp, eim = start_lab(tmp_path, eim_version)
     try:
-        eim.queue_psmo(vcard.eid, [{"op": "getRAT"}])
-        r = ipa(h, eim, "1.2", "poll")  # the IPA speaks v1.2 to a v1.0 eIM
+        eim.queue_psmo(vcard.eid, [op])
+        r = ipa(h, eim, ipa_version, "poll")
         assert r.returncode != 0
         refused = [q for q in eim.requests if q["status"] == 400]
         assert len(refused) == 1 and refused[0]["request"][:2] == b"\xbf\x50", eim.requests
-        assert "tag 5A (a v1.2 form)" in refused[0]["error"], refused[0]["error"]
-        assert "tag 5A (a v1.2 form)" in r.stderr, r.stderr  # the user sees why
-        assert eim.results(vcard.eid) == []
-    finally:
-        eim.stop()
-        dp.stop()
-
-
-def test_a_v1_0_result_is_refused_by_a_v1_2_eim(tmp_path):
-    h, vcard, dp, eim = start_lab(tmp_path, "1.2")
-    try:
-        eim.queue_psmo(vcard.eid, [{"op": "enable", "iccid": PROFILE_B}])
-        r = ipa(h, eim, "1.0", "poll")
-        assert r.returncode != 0
-        refused = [q for q in eim.requests if q["status"] == 400]
-        assert len(refused) == 1 and refused[0]["request"][:2] == b"\xbf\x50", eim.requests
-        assert "a v1.0 form (BF2B)" in refused[0]["error"], refused[0]["error"]
+        assert said in refused[0]["error"], refused[0]["error"]
+        assert said in r.stderr, r.stderr  # the user sees why
         assert eim.results(vcard.eid) == []
     finally:
         eim.stop()

@@ -36,7 +36,7 @@ from ipa_host.sim.eim import eim_tls
 from ipa_host.sim.eim.eim_esipa import EsipaService, cert_der
 from ipa_host.sim.eim.eim_http import ApiHandler, EsipaHandler, Server, log
 from ipa_host.sim.eim.eim_relay import SmdpRelay
-from ipa_host.sim.eim.eim_state import Store, _write_atomic, check_eid
+from ipa_host.sim.eim.eim_state import Store, _write_atomic, check_eid, read_config
 
 MAX_REQUESTS = 10000
 _UNSET = object()
@@ -66,13 +66,7 @@ class EimServer:
         self.folder = os.path.abspath(folder)
         os.makedirs(self.folder, exist_ok=True)
         cfg_path = os.path.join(self.folder, "config.json")
-        cfg = {}
-        if os.path.exists(cfg_path):
-            try:
-                with open(cfg_path) as f:
-                    cfg = json.load(f)
-            except (OSError, ValueError) as e:
-                raise ValueError("%s: cannot read: %s" % (cfg_path, e))
+        cfg = read_config(cfg_path)
         if not (eim_id or cfg.get("eim_id")):
             from ipa_host.sim.home import DEMO_EIM_ID  # the demo's eIM (imported only here)
             eim_id = DEMO_EIM_ID

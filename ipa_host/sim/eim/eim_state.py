@@ -56,6 +56,17 @@ def _new(eid):
             "dropped": 0, "created": time.time()}
 
 
+def read_config(path):
+    """A server's config.json as a dict ({} when there is none); unreadable: ValueError."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError("%s: cannot read: %s" % (path, e))
+
+
 def _write_atomic(path, data):
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

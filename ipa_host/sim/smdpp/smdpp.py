@@ -33,6 +33,7 @@ import time
 from ipa_host.sim import pki
 from ipa_host.sim.smdpp import pki_smdp, smdpp_es12
 from ipa_host.sim.eim.eim_http import Server
+from ipa_host.sim.eim.eim_state import _write_atomic, read_config
 from ipa_host.sim.smdpp.smdpp_es9 import SESSION_TTL, Es9Service
 from ipa_host.sim.smdpp.smdpp_http import Es9Handler
 
@@ -332,22 +333,14 @@ def _kept_version(folder, sgp32):
     """The SGP.32 version served: `sgp32`, else the one kept in folder/config.json, else 1.2;
     kept there for the next start."""
     path = os.path.join(folder, "config.json")
-    cfg = {}
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                cfg = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ValueError("%s: cannot read: %s" % (path, e))
+    cfg = read_config(path)
     version = sgp32 or cfg.get("sgp32") or "1.2"
     if version not in ("1.0", "1.1", "1.2"):
         raise ValueError("SGP.32 version must be 1.0, 1.1 or 1.2, got %r" % (version,))
     if cfg.get("sgp32") != version:
         os.makedirs(folder, exist_ok=True)
         cfg["sgp32"] = version
-        with open(path + ".tmp", "w") as f:
-            json.dump(cfg, f)
-        os.replace(path + ".tmp", path)
+        _write_atomic(path, json.dumps(cfg).encode())
     return version
 
 
