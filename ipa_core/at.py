@@ -48,6 +48,7 @@ Every wait is bounded by a per-command timeout measured with `clock_ms()`
 line by `max_line` bytes and every answer by `max_info_lines` lines.
 """
 
+from ipa_core.ascii_num import is_digits
 from ipa_core.clock import clock
 from ipa_core.errors import ProtocolError, TimeoutError_, TransportError, Names
 
@@ -132,7 +133,7 @@ def _error_code(final, tag, table):
     if not final.upper().startswith(tag):
         return None, None
     rest = final[len(tag):].strip()
-    if rest and rest.isdigit():
+    if is_digits(rest):
         return int(rest), table.get(int(rest))
     low = rest.lower()
     for code in table:

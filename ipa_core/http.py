@@ -43,6 +43,7 @@ is kept for the next request once the body was read or skipped (at most
 MAX_SKIP bytes), else it is closed.
 """
 
+from ipa_core.ascii_num import is_digits
 from ipa_core.clock import clock
 from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
 
@@ -364,7 +365,7 @@ def _status_line(line):
         raise bad
     minor = line[7] - 48
     code = line[9:12]
-    if not (0 <= minor <= 9) or not code.isdigit():
+    if not (0 <= minor <= 9) or not is_digits(code):
         raise bad
     return minor, int(code), _text(line[13:])
 
@@ -414,7 +415,7 @@ def _content_length(value):
     """RFC 9110 8.6: digits; a repeated field with equal values is one value."""
     vals = [v.strip() for v in value.split(",")]
     first = vals[0]
-    if not first or len(first) > 15 or not first.isdigit() or any(v != first for v in vals):
+    if not first or len(first) > 15 or not is_digits(first) or any(v != first for v in vals):
         raise ProtocolError("Content-Length: expected one decimal number, got %r" % value[:40])
     return int(first)
 

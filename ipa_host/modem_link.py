@@ -33,6 +33,7 @@ outcome at info.
 
 import time
 
+from ipa_core.ascii_num import is_digits
 from ipa_core.at import AtError, ModemRestarted
 from ipa_core.errors import TimeoutError_
 
@@ -75,7 +76,7 @@ def fields(text):
 
 def _number(field):
     text, quoted = field
-    return int(text) if text and not quoted and text.isdigit() and len(text) <= 3 else None
+    return int(text) if not quoted and is_digits(text) and len(text) <= 3 else None
 
 
 def parse_registration(lines, prefix):
