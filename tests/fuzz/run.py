@@ -176,6 +176,8 @@ def main(argv=None):
     p.add_argument("--out", help="write the per-target figures as JSON here")
     p.add_argument("--one", help=argparse.SUPPRESS)
     a, _rest = p.parse_known_args(argv)
+    if a.seconds < 1:
+        p.error("--seconds: expected at least 1 (libFuzzer takes 0 as no limit)")
     if a.one:
         if a.engine == "atheris":
             run_atheris(a.one, a.seconds)
