@@ -16,8 +16,11 @@ Everything here is captured, not written by hand, except where a line says so:
   at, at_card, at_http_*  the simulated modem's bytes on its pty (ipa_host.sim.modem) after
                     each write of the core's AtEngine / AtCard / HTTP stacks, which reach
                     the eIM through the modem's own TLS
-  es9p, json_stream, activation, b64  the JSON bodies and strings above (ES9+/ES11 JSON has
-                    the ESipa JSON binding's shape: same header, same base64 members)
+  es9p, json_stream  the simulated SM-DP+'s ES9+ answers (ipa_host.sim.smdpp) to the real
+                    `ipa download` (subprocess, real TLS), one refused; ES11 answers have
+                    the same members, so they seed ES11's decoders too
+  b64, activation   base64 members of the JSON bodies above; activation codes from the
+                    core's own activation.build (an eIM or a person hands them over)
 
 Frames: see tests/fuzz/targets.py. Each corpus keeps at most MAX_PER_TARGET entries of at
 most MAX_ENTRY bytes (the committed corpus stays small).
@@ -173,8 +176,6 @@ def capture_esipa(c, h, server, eid, profiles):
             if f in json_names:
                 c.add("esipa_json", bytes((json_names.index(f),)) + body)
             c.add("json_stream", body)
-            c.add("es9p", b"\x00" + body)
-            c.add("es9p", b"\x03" + body)
             try:
                 obj = json.loads(body)
             except ValueError:
@@ -188,6 +189,48 @@ def capture_esipa(c, h, server, eid, profiles):
             c.add("tlv", body)
             c.add("tlv", q["request"] or b"")
     return [q for q in server.requests if q["function"] == "getEimPackage"][0]["request"]
+
+
+# ES9+ function -> the es9p target's selector bytes (targets.ES9P_CALLS; 7: ES11's
+# InitiateAuthentication, the same JSON members).
+ES9P_SELECTORS = {"initiateAuthentication": (0, 7), "authenticateClient": (2, 8),
+                  "getBoundProfilePackage": (3, 6), "handleNotification": (4,),
+                  "cancelSession": (5,)}
+
+
+def capture_es9p(c, home):
+    """`ipa download` (subprocess, real TLS) from the simulated SM-DP+; its JSON answers."""
+    from ipa_host.sim.home import open_home_euicc, sim_dir
+    from ipa_host.sim.smdpp.smdpp import SmdpServer
+
+    open_home_euicc(home)
+    dp = SmdpServer(os.path.join(home, "smdp"), os.path.join(sim_dir(home), "pki")).start()
+    got = []
+    handle = dp.service.handle
+
+    def rec(function, obj):
+        status, answer = handle(function, obj)
+        got.append((function, answer))
+        return status, answer
+
+    dp.service.handle = rec
+    try:
+        dp.add_profile("MATCH-1", "8949449999999990017", "Fuzz seed", size=1500)
+        r = subprocess.run([IPA, "--home", home, "--smdp-ca-file", dp.tls_ca_path, "download",
+                            "LPA:1$%s$MATCH-1" % dp.address], capture_output=True, text=True,
+                           timeout=120)
+        if r.returncode != 0:
+            print("  ipa download exited %d: %s" % (r.returncode, r.stdout[-300:]))
+        # A refused one too: an unknown matchingId answers a Failed header.
+        subprocess.run([IPA, "--home", home, "--smdp-ca-file", dp.tls_ca_path, "download",
+                        "LPA:1$%s$NO-SUCH" % dp.address], capture_output=True, timeout=120)
+    finally:
+        dp.stop()
+    for function, answer in got:
+        body = b"" if answer is None else json.dumps(answer, separators=(",", ":")).encode()
+        for sel in ES9P_SELECTORS.get(function, ()):
+            c.add("es9p", bytes((sel,)) + body)
+        c.add("json_stream", body)
 
 
 def _strings(obj):
@@ -309,6 +352,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ipa-fuzz-corpus-")
     try:
         capture_es10(c, os.path.join(tmp, "card"))
+        capture_es9p(c, os.path.join(tmp, "dl"))
         h = os.path.join(tmp, "home")
         eid = open_home_euicc(h).eid
         server = EimServer(eim_dir(h), pki_dir=os.path.join(sim_dir(h), "pki"),

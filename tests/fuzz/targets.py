@@ -210,11 +210,15 @@ def t_esipa(data):
 
 
 def _drain_segments(segs):
-    n = 0
-    for _seg in segs:
-        n += 1
-        if n > 10000:
-            raise AssertionError("BppSegments did not end after 10000 segments")
+    """Every STORE DATA segment of a streamed package, as the download loop takes them."""
+    try:
+        segs.total()
+        for _ in range(10000):
+            if segs.next() is None:
+                return
+        raise AssertionError("BppSegments did not end after 10000 segments")
+    finally:
+        segs.close()
 
 
 def t_esipa_json(data):
