@@ -48,9 +48,8 @@ Every wait is bounded by a per-command timeout measured with `clock_ms()`
 line by `max_line` bytes and every answer by `max_info_lines` lines.
 """
 
-from ipa_core.ascii_num import is_digits
 from ipa_core.clock import clock
-from ipa_core.errors import ProtocolError, TimeoutError_, TransportError, Names
+from ipa_core.errors import ProtocolError, TimeoutError_, TransportError, Names, is_digits
 
 
 # TS 27.007 9.2 (mobile termination errors). Verbose forms map back to numbers.

@@ -51,10 +51,10 @@ an enabled profile?".
 from binascii import hexlify, unhexlify
 
 from ipa_core import modems
-from ipa_core.ascii_num import is_digits
 from ipa_core.apdu import ISDR_AID, MAX_RESPONSE, cla_for
 from ipa_core.at import AtError, ModemRestarted, shorten
-from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError, Names
+from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError, Names, \
+    is_digits
 
 MODES = ("auto", "cgla", "csim")
 SEGMENT_TIMEOUT_MS = 120000  # STORE DATA: profile loads take tens of seconds per block

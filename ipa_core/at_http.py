@@ -49,9 +49,8 @@ Options common to every stack (each stack adds its own; unknown names are refuse
   tls_version       3       the stack's SSL version number (3 = TLS 1.2)
 """
 
-from ipa_core.ascii_num import is_digits
 from ipa_core.at import AtError, shorten
-from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
+from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError, is_digits
 
 STACKS = {
     "quectel": "ipa_core.at_http_quectel.QuectelHttp",

@@ -43,9 +43,8 @@ is kept for the next request once the body was read or skipped (at most
 MAX_SKIP bytes), else it is closed.
 """
 
-from ipa_core.ascii_num import is_digits
 from ipa_core.clock import clock
-from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
+from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError, is_digits
 
 
 MAX_BODY = 0x100000  # 1 MiB: a whole answer (a bound profile package is streamed: max_stream)

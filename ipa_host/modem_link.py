@@ -33,9 +33,8 @@ outcome at info.
 
 import time
 
-from ipa_core.ascii_num import is_digits
 from ipa_core.at import AtError, ModemRestarted
-from ipa_core.errors import TimeoutError_
+from ipa_core.errors import TimeoutError_, is_digits
 
 REGISTERED = (1, 5)  # TS 27.007 <stat>: registered, home network / roaming
 STAT_NAMES = {0: "not registered", 1: "home network", 2: "searching", 3: "registration denied",

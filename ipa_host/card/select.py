@@ -25,8 +25,7 @@ rejects what it cannot use; `open_card(spec, **options)` returns a card
 object (`transmit(apdu) -> bytes`).
 """
 
-from ipa_core.ascii_num import is_digits
-from ipa_core.errors import IpaError
+from ipa_core.errors import IpaError, is_digits
 
 KINDS = ("sim", "pcsc", "at", "qmi", "mbim")
 OPTIONS = {

@@ -3,8 +3,7 @@ is a ProtocolError naming the field at every place that reads one (also runs und
 MicroPython)."""
 
 from ipa_core import at, at_card, at_http, http
-from ipa_core.ascii_num import is_digits
-from ipa_core.errors import ProtocolError
+from ipa_core.errors import ProtocolError, is_digits
 
 SUP2 = "\u00b2"  # '²': str.isdigit() is True, int() fails
 
