@@ -339,12 +339,15 @@ class CoapReplayPeer:
 
 
 def t_coap_client(data):
-    """coap.CoapClient.post against a replaying peer: reliability, Block1/Block2, tokens."""
+    """coap.CoapClient.post against a replaying peer: reliability, Block1/Block2, tokens.
+    The first byte picks the request: a GetEimPackageRequest in one block, or the same
+    with 200 bytes more (Block1 in 64-byte blocks)."""
+    body, rest = _choose(data, (GET_EIM_PACKAGE, GET_EIM_PACKAGE + bytes(200)))
     clock = FakeClock()
-    c = coap.CoapClient(CoapReplayPeer(frames(data, 256), clock), host="eim.example",
+    c = coap.CoapClient(CoapReplayPeer(frames(rest, 256), clock), host="eim.example",
                         block_size=64, clock_ms=clock, max_body=8192,
                         random_bytes=lambda n: bytes(n))
-    c.post("/gsma/rsp2/asn1", GET_EIM_PACKAGE, "application/x-gsma-rsp-asn1")
+    c.post("/gsma/rsp2/asn1", body, "application/x-gsma-rsp-asn1")
 
 
 def t_http(data):
