@@ -5,27 +5,9 @@ MicroPython)."""
 from ipa_core import at, at_card, at_http, http
 from ipa_core.errors import ProtocolError, is_digits
 
+from test_http import Stream, raises
+
 SUP2 = "\u00b2"  # '²': str.isdigit() is True, int() fails
-
-
-def raises(exc, fn, *args):
-    try:
-        fn(*args)
-    except exc as e:
-        return e
-    raise AssertionError("%s not raised" % exc.__name__)
-
-
-class Stream:
-    def __init__(self, data):
-        self.data = data
-
-    def read(self, n):
-        out, self.data = self.data[:n], self.data[n:]
-        return out
-
-    def write(self, b):
-        return len(b)
 
 
 def test_is_digits_takes_ascii_digits_only():
