@@ -3,7 +3,7 @@
 # the demo only the .venv with the project, the tests everything.
 PY := .venv/bin/python
 
-.PHONY: setup setup-demo test lint pytest mp mp-cycle mpy freeze demo clean
+.PHONY: setup setup-demo test lint pytest mp mp-cycle mpy freeze demo fuzz fuzz-corpus clean
 
 setup:
 	@sh tools/setup.sh test
@@ -42,5 +42,19 @@ test: setup
 demo: setup-demo
 	$(PY) tools/demo.py $(DEMO_ARGS)
 
+# Fuzz every target of tests/fuzz/targets.py for FUZZ_SECONDS each (docs/resilience.md,
+# "Hostile input"). atheris
+# (coverage-guided) where PyPI has a wheel for this CPython, else the mutational loop of
+# tests/fuzz/run.py; findings go to .fuzz/findings/ and the run exits 1.
+FUZZ_SECONDS ?= 20
+fuzz: setup
+	@$(PY) -c "import atheris" 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check "atheris>=2.3" \
+		|| echo "fuzz: atheris does not install here; the mutational loop runs instead"
+	$(PY) tests/fuzz/run.py --seconds $(FUZZ_SECONDS) $(if $(FUZZ_TARGETS),--only $(FUZZ_TARGETS))
+
+# Regenerate tests/fuzz/corpus/ from the simulators' traffic (commit the result).
+fuzz-corpus: setup
+	$(PY) tests/fuzz/make_corpus.py
+
 clean:
-	rm -rf .venv .mp .pytest_cache .ruff_cache
+	rm -rf .venv .mp .pytest_cache .ruff_cache .fuzz

@@ -49,7 +49,7 @@ line by `max_line` bytes and every answer by `max_info_lines` lines.
 """
 
 from ipa_core.clock import clock
-from ipa_core.errors import ProtocolError, TimeoutError_, TransportError, Names
+from ipa_core.errors import ProtocolError, TimeoutError_, TransportError, Names, is_digits
 
 
 # TS 27.007 9.2 (mobile termination errors). Verbose forms map back to numbers.
@@ -132,7 +132,7 @@ def _error_code(final, tag, table):
     if not final.upper().startswith(tag):
         return None, None
     rest = final[len(tag):].strip()
-    if rest and rest.isdigit():
+    if is_digits(rest):
         return int(rest), table.get(int(rest))
     low = rest.lower()
     for code in table:

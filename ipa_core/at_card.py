@@ -53,7 +53,8 @@ from binascii import hexlify, unhexlify
 from ipa_core import modems
 from ipa_core.apdu import ISDR_AID, MAX_RESPONSE, cla_for
 from ipa_core.at import AtError, ModemRestarted, shorten
-from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError, Names
+from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError, Names, \
+    is_digits
 
 MODES = ("auto", "cgla", "csim")
 SEGMENT_TIMEOUT_MS = 120000  # STORE DATA: profile loads take tens of seconds per block
@@ -109,7 +110,7 @@ def parse_apdu_answer(cmd, lines, prefix):
     n = body[:comma].strip()
     hx = body[comma + 1:].strip()
     hx = _unquote(hx)
-    if not n or not n.isdigit():
+    if not is_digits(n):
         raise ProtocolError("%s: answer length %r is not a number (answer %r)"
                             % (shorten(cmd), n, shorten(line, 80)))
     if not _is_hex(hx):

@@ -50,7 +50,7 @@ Options common to every stack (each stack adds its own; unknown names are refuse
 """
 
 from ipa_core.at import AtError, shorten
-from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
+from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError, is_digits
 
 STACKS = {
     "quectel": "ipa_core.at_http_quectel.QuectelHttp",
@@ -183,7 +183,7 @@ def split_url(base_url):
         tail = "" if k < 0 else hostport[k:]
     if tail:
         digits = tail[1:]
-        if tail[0] != ":" or not digits.isdigit() or not 0 < int(digits) < 65536:
+        if tail[0] != ":" or not is_digits(digits) or not 0 < int(digits) < 65536:
             raise ValueError("base URL %r: expected a port number 1..65535 after ':', got %r"
                              % (base_url, tail))
         port = int(digits)
@@ -255,7 +255,7 @@ def fields(line, prefix, command):
 
 def number(text, what, line, command):
     """A decimal field of an answer line, or a ProtocolError naming the line."""
-    if not text or len(text) > 9 or not text.isdigit():
+    if not is_digits(text) or len(text) > 9:
         raise ProtocolError("%s: %s %r is not a number (answer %r)"
                             % (shorten(command), what, text, shorten(line, 80)))
     return int(text)

@@ -43,6 +43,29 @@ class TimeoutError_(TransportError):
     """A bounded wait ran out (name avoids shadowing the builtin)."""
 
 
+# ---- numbers in a peer's text ---------------------------------------------------
+
+def is_digits(s):
+    """True when `s` (str or bytes) is non-empty and all ASCII 0-9.
+
+    str.isdigit() also takes other scripts' digits ('²', U+00B2) that int() then
+    refuses with a bare ValueError (issue 17, F2): a peer's number (Content-Length,
+    an AT answer's length or code) is checked here first, so that only the caller's
+    ProtocolError can follow. Here because every module that reads one imports errors.
+    """
+    if not s:
+        return False
+    if isinstance(s, (bytes, bytearray)):
+        for c in s:
+            if c < 48 or c > 57:
+                return False
+        return True
+    for ch in s:
+        if ch < "0" or ch > "9":
+            return False
+    return True
+
+
 # ---- code -> name tables ------------------------------------------------------
 
 class Names:

@@ -44,7 +44,7 @@ MAX_SKIP bytes), else it is closed.
 """
 
 from ipa_core.clock import clock
-from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError
+from ipa_core.errors import IpaError, ProtocolError, TimeoutError_, TransportError, is_digits
 
 
 MAX_BODY = 0x100000  # 1 MiB: a whole answer (a bound profile package is streamed: max_stream)
@@ -364,7 +364,7 @@ def _status_line(line):
         raise bad
     minor = line[7] - 48
     code = line[9:12]
-    if not (0 <= minor <= 9) or not code.isdigit():
+    if not (0 <= minor <= 9) or not is_digits(code):
         raise bad
     return minor, int(code), _text(line[13:])
 
@@ -414,7 +414,7 @@ def _content_length(value):
     """RFC 9110 8.6: digits; a repeated field with equal values is one value."""
     vals = [v.strip() for v in value.split(",")]
     first = vals[0]
-    if not first or len(first) > 15 or not first.isdigit() or any(v != first for v in vals):
+    if not first or len(first) > 15 or not is_digits(first) or any(v != first for v in vals):
         raise ProtocolError("Content-Length: expected one decimal number, got %r" % value[:40])
     return int(first)
 

@@ -34,7 +34,7 @@ outcome at info.
 import time
 
 from ipa_core.at import AtError, ModemRestarted
-from ipa_core.errors import TimeoutError_
+from ipa_core.errors import TimeoutError_, is_digits
 
 REGISTERED = (1, 5)  # TS 27.007 <stat>: registered, home network / roaming
 STAT_NAMES = {0: "not registered", 1: "home network", 2: "searching", 3: "registration denied",
@@ -75,7 +75,7 @@ def fields(text):
 
 def _number(field):
     text, quoted = field
-    return int(text) if text and not quoted and text.isdigit() and len(text) <= 3 else None
+    return int(text) if not quoted and is_digits(text) and len(text) <= 3 else None
 
 
 def parse_registration(lines, prefix):

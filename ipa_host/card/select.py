@@ -25,7 +25,7 @@ rejects what it cannot use; `open_card(spec, **options)` returns a card
 object (`transmit(apdu) -> bytes`).
 """
 
-from ipa_core.errors import IpaError
+from ipa_core.errors import IpaError, is_digits
 
 KINDS = ("sim", "pcsc", "at", "qmi", "mbim")
 OPTIONS = {
@@ -95,7 +95,7 @@ def parse_card_spec(spec):
     if kind == "pcsc":
         if colon and not target:
             raise CardSpecError(spec, "empty reader after 'pcsc:'")
-        if target.isdigit():
+        if is_digits(target):
             target = int(target)
         if "shared" in opts:
             opts["shared"] = _bool(spec, "shared", opts["shared"])
@@ -113,7 +113,7 @@ def parse_card_spec(spec):
     if not target:
         raise CardSpecError(spec, "at: needs the modem's AT port, e.g. at:/dev/ttyUSB2")
     baud = opts.get("baud", "115200")
-    if not baud.isdigit() or int(baud) not in AT_BAUDS:
+    if not is_digits(baud) or int(baud) not in AT_BAUDS:
         raise CardSpecError(
             spec, "baud=%r, expected one of %s" % (baud, ", ".join(str(b) for b in AT_BAUDS))
         )

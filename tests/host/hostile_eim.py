@@ -20,6 +20,7 @@ the fault set for that function ("*": every function; none: relay):
     content_type       200 text/html: a captive portal's page instead of ESipa
     drip               200, Content-Length 4096, one byte every DRIP_INTERVAL for ever
     close_mid          200, Content-Length 200, 50 bytes, then the connection is closed
+    length_nonascii    200, Content-Length b2 35 ('²5': str.isdigit() takes it, int() not)
     vanish             relay, then stop listening and drop the connection (the next
                        connection is refused: the eIM is gone)
 
@@ -37,7 +38,7 @@ from ipa_core.http import MAX_BODY
 FUNCTIONS = {b"\xbf\x4f": "getEimPackage", b"\xbf\x50": "provideEimPackageResult",
              b"\xbf\x3d": "handleNotification"}
 FAULTS = ("garbage", "truncated", "oversized", "oversized_chunked", "content_type", "drip",
-          "close_mid", "vanish")  # and "status:NNN"
+          "close_mid", "vanish", "length_nonascii")  # and "status:NNN"
 ASN1_CONTENT_TYPE = "application/x-gsma-rsp-asn1"
 DRIP_INTERVAL = 0.25
 IDLE_TIMEOUT = 10.0
@@ -190,6 +191,10 @@ class HostileEim:
         if fault == "content_type":
             _send(conn, 200, "text/html; charset=utf-8", PORTAL)
             return True
+        if fault == "length_nonascii":  # issue 17, F2
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: \xb25\r\n"
+                         b"\r\n" % ASN1_CONTENT_TYPE.encode() + GARBAGE[:25])
+            return False
         if fault == "oversized":
             conn.sendall(_head(200, ASN1_CONTENT_TYPE, MAX_BODY + 1))
             left = MAX_BODY + 1

@@ -152,6 +152,7 @@ FAULT_WORDS = {
     "drip": ("waiting for the answer from 127.0.0.1:{P}: the request took longer than 4.0 s "
              "in all", True),
     "close_mid": ("connection closed in response body (Content-Length 200) (after", True),
+    "length_nonascii": ("Content-Length: expected one decimal number, got '\u00b25'", False),
 }
 TAGS = {"getEimPackage": "BF4F", "provideEimPackageResult": "BF50"}
 
