@@ -44,7 +44,7 @@ def make_pki(folder):
 
 
 def make_euicc(tmp_path, profiles=None, eim=True, association_token=True, version="1.2",
-               persist=True, eid=None):
+               persist=True, eid=None, protocol=None):
     """A ready VirtualEuicc under tmp_path: PKI in tmp_path/pki, state in tmp_path/euicc.json.
 
     profiles: list of profile dicts (default DEFAULT_PROFILES); eim: configure
@@ -53,7 +53,7 @@ def make_euicc(tmp_path, profiles=None, eim=True, association_token=True, versio
     """
     pki_dir = make_pki(os.path.join(str(tmp_path), "pki"))
     state = os.path.join(str(tmp_path), "euicc.json") if persist else None
-    card = VirtualEuicc(pki_dir, state_path=state, eid=eid, version=version)
+    card = VirtualEuicc(pki_dir, state_path=state, eid=eid, version=version, protocol=protocol)
     card.load_profiles(DEFAULT_PROFILES if profiles is None else profiles)
     if eim:
         card.add_eim(EIM_ID, pki.load_certificate(os.path.join(pki_dir, "eim.crt")),
@@ -94,8 +94,19 @@ def open_isdr(card):
     assert sw_of(r) == 0x9000, r.hex()
     ch = r[0]
     r = card.transmit(bytes((cla(0, ch), 0xA4, 0x04, 0x00, 16)) + ISDR_AID + b"\x00")
-    assert sw_of(r) == 0x9000, r.hex()
+    assert follow(card, ch, r)[1] == 0x9000, r.hex()
     return ch
+
+
+def follow(card, ch, r):
+    """(data, sw) of answer `r` on channel `ch`, 61xx followed with GET RESPONSE."""
+    data = bytearray(r[:-2])
+    sw = sw_of(r)
+    while sw >> 8 == 0x61:
+        r = card.transmit(bytes((cla(0, ch), 0xC0, 0, 0, sw & 0xFF)))
+        data += r[:-2]
+        sw = sw_of(r)
+    return bytes(data), sw
 
 
 def close(card, ch):
@@ -115,13 +126,7 @@ def store_data(card, ch, request, block=255):
             assert sw_of(r) == 0x9000, "block %d: %s" % (n, r.hex())
             n += 1
             continue
-        data = bytearray(r[:-2])
-        sw = sw_of(r)
-        while sw >> 8 == 0x61:
-            r = card.transmit(bytes((cla(0, ch), 0xC0, 0, 0, sw & 0xFF)))
-            data += r[:-2]
-            sw = sw_of(r)
-        return bytes(data), sw
+        return follow(card, ch, r)
 
 
 def es10(card, request, expect_sw=0x9000):

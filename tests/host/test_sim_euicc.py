@@ -14,9 +14,10 @@ import pytest
 from euicc_fixtures import (
     DEFAULT_PROFILES, EIM_FQDN, EIM_ID, ICCID_1, ICCID_2, ICCID_EMERGENCY, ICCID_FALLBACK,
     ISDR_AID, build_package, decode_epr, eco_add_eim, eco_delete_eim, eco_list_eim, eim_config,
-    eim_key, epr_signature_ok, es10, iccid_tlv, make_euicc, open_isdr, psmo_delete, psmo_disable,
+    eim_key, epr_signature_ok, es10, follow, iccid_tlv, make_euicc, open_isdr, psmo_delete, psmo_disable,
     psmo_enable, psmo_list_profile_info, reopen, store_data, sw_of,
 )
+from iso7816_client import parse_atr  # tests/host: the ATR read by ISO 7816-3, not by the card
 from ipa_core import tlv
 from ipa_host.sim.euicc import euicc as euicc_mod
 from ipa_host.sim import pki
@@ -34,6 +35,14 @@ def card(tmp_path):
 
 def apdu(card, hexstr):
     return card.transmit(H(hexstr))
+
+
+def whole(card, hexstr):
+    """apdu() with a 61xx answer followed by GET RESPONSE on the command's channel: data + SW."""
+    cmd = H(hexstr)
+    c = cmd[0] & 0x7F
+    data, sw_ = follow(card, 4 + (c & 0x0F) if c & 0x40 else c & 0x03, card.transmit(cmd))
+    return data + bytes((sw_ >> 8, sw_ & 0xFF))
 
 
 def sw(resp):
@@ -95,7 +104,7 @@ def test_manage_channel_close_from_its_own_cla(card):
 
 
 def test_select_isdr_answers_fci_fcp_or_nothing(card):
-    r = apdu(card, "00A4040010" + ISDR_AID.hex() + "00")
+    r = whole(card, "00A4040010" + ISDR_AID.hex() + "00")
     assert sw(r) == "9000"
     fci = tlv.decode(r[:-2])
     assert fci.tag == 0x6F and fci.need(0x84).value == ISDR_AID
@@ -103,10 +112,10 @@ def test_select_isdr_answers_fci_fcp_or_nothing(card):
     assert prop.path(0xE0, 0x82).value == H("020500")  # SGP.22 svn
     # ISDRProprietaryApplicationTemplateIoT: euiccConfiguration, enabledProfile set
     assert prop.path(0xE1, 0x80).as_bits(("ipaeSupported", "enabledProfile")) == ["enabledProfile"]
-    r = apdu(card, "00A4040410" + ISDR_AID.hex() + "00")
+    r = whole(card, "00A4040410" + ISDR_AID.hex() + "00")
     assert sw(r) == "9000" and r[0] == 0x62
     assert apdu(card, "00A4040C10" + ISDR_AID.hex()).hex() == "9000"
-    assert sw(apdu(card, "00A404000BA0000005591010FFFFFFFF00")) == "9000"  # partial AID
+    assert sw(whole(card, "00A404000BA0000005591010FFFFFFFF00")) == "9000"  # partial AID
     assert sw(apdu(card, "00A4040007A000000087100200")) == "6A82"  # USIM: not here
     assert sw(apdu(card, "00A4000C023F00")) == "6A86"  # select by FID
     assert sw(apdu(card, "00A4040200")) == "6A86"
@@ -120,7 +129,7 @@ def test_cla_coding_of_channels_4_to_19(card):
     for ch in (4, 11, 19):
         c = 0x40 | (ch - 4)
         assert sw(apdu(card, "%02XA4040C10%s" % (c, ISDR_AID.hex()))) == "9000"
-        r = apdu(card, "%02XE2910006BF3E035C015A" % (0x80 | c))
+        r = whole(card, "%02XE2910006BF3E035C015A" % (0x80 | c))
         assert r.hex().upper() == "BF3E125A10" + EID + "9000"
         assert sw(apdu(card, "%02XA4040C10%s" % (c, ISDR_AID.hex()))) == "9000"
     assert sw(apdu(card, "0070800B00")) == "9000"
@@ -160,7 +169,7 @@ def test_store_data_needs_the_isdr_selected_on_that_channel(card):
     assert sw(apdu(card, "01A4040007A000000087100200")) == "6A82"
     assert sw(apdu(card, "81E2910003BF2000")) == "6985"
     assert sw(apdu(card, "01A4040C10" + ISDR_AID.hex())) == "9000"
-    assert sw(apdu(card, "81E2910003BF2000")) == "9000"
+    assert sw(whole(card, "81E2910003BF2000")) == "9000"
     assert sw(apdu(card, "80E2910003BF2000")) == "6985"  # still not on channel 0
 
 
@@ -172,7 +181,7 @@ def test_store_data_blocks_must_come_in_order(card):
     assert sw(apdu(card, c + "E2910104035C015A")) == "6985"  # the partial request is gone
     assert sw(apdu(card, c + "E2110002BF3E")) == "9000"  # block 0 starts again
     assert sw(apdu(card, c + "E2110102035C")) == "9000"
-    r = apdu(card, c + "E2910202015A")
+    r = whole(card, c + "E2910202015A")
     assert r.hex().upper() == "BF3E125A10" + EID + "9000"
     assert sw(apdu(card, c + "E2120003BF2000")) == "6A86"  # P1 neither 11 nor 91
     assert sw(apdu(card, c + "E2110002BF3E")) == "9000"
@@ -183,8 +192,8 @@ def test_store_data_reassembles_per_channel(card):
     a, b = open_isdr(card), open_isdr(card)
     assert sw(apdu(card, "%02XE2110002BF3E" % (0x80 | a))) == "9000"
     assert sw(apdu(card, "%02XE2110002BF20" % (0x80 | b))) == "9000"
-    ra = apdu(card, "%02XE2910104035C015A" % (0x80 | a))
-    rb = apdu(card, "%02XE291010100" % (0x80 | b))
+    ra = whole(card, "%02XE2910104035C015A" % (0x80 | a))
+    rb = whole(card, "%02XE291010100" % (0x80 | b))
     assert ra.hex().upper() == "BF3E125A10" + EID + "9000"
     assert rb[:2] == H("BF20") and sw(rb) == "9000"
 
@@ -201,10 +210,15 @@ def test_malformed_unknown_and_trailing_requests(card):
     assert store_data(card, ch, H("BF3E035C015A"))[1] == 0x9000
 
 
-def test_long_answers_come_in_256_byte_chunks_through_get_response(card):
+@pytest.mark.parametrize("protocol", ["T0", "T1"])
+def test_long_answers_come_in_256_byte_chunks_through_get_response(tmp_path, protocol):
+    card = make_euicc(tmp_path, protocol=protocol)
     ch = open_isdr(card)
     r = apdu(card, "%02XE2910003BF5600" % (0x80 | ch))
-    assert len(r) == 258 and r[-2] == 0x61
+    if protocol == "T0":  # case 4 in T=0: only the announcement, 256 or more (61 00)
+        assert r == H("6100")
+    else:  # T=1: the first 256 bytes in the answer
+        assert len(r) == 258 and r[-2] == 0x61
     whole = bytearray(r[:-2])
     announced = r[-1]
     steps = 0
@@ -236,6 +250,78 @@ def test_get_response_small_le_wrong_p1p2_and_lost_answers(card):
     assert sw(apdu(card, "%02XA4040C10%s" % (ch, ISDR_AID.hex()))) == "9000"
     assert sw(apdu(card, "%02XC0000000" % ch)) == "6985"
     assert sw(apdu(card, "00C0000000")) == "6985"
+
+
+# ---- transmission protocol: T=0 (default) and T=1 (ISO/IEC 7816-3 cases 1S-4S) ------------
+
+
+def test_atr_announces_the_protocol_the_card_speaks(tmp_path):
+    t0 = make_euicc(tmp_path / "a")
+    t1 = make_euicc(tmp_path / "b", protocol="T1")
+    assert parse_atr(t0.atr)["protocols"] == [0, 15]  # TD1 80, TD2 1F
+    assert parse_atr(t1.atr)["protocols"] == [1, 1, 15]  # TD1 81, TD2 B1, TD3 1F
+    assert t0.atr[:6] == H("3B9F96801FC7") and t1.atr[:9] == H("3B9F9681B1FE451FC7")
+    assert parse_atr(t1.atr)["historical"] == parse_atr(t0.atr)["historical"]
+    assert t1.reset() == t1.atr
+    # Kept in the state file: reopened without a protocol, the card stays T=1.
+    assert reopen(t1).protocol == "T1" and reopen(t1).atr == t1.atr
+    assert json.load(open(t1.state_path))["protocol"] == "T1"
+    with pytest.raises(ValueError, match="protocol must be one of T0, T1"):
+        VirtualEuicc(t0.pki["folder"], protocol="T=2")
+
+
+def test_t0_case4_is_answered_61xx_and_fetched_with_get_response(card):
+    """SELECT and STORE DATA carry data: in T=0 the answer is only announced, with or
+    without an Le byte in the command (a T=0 reader strips it)."""
+    for select in ("00A4040010" + ISDR_AID.hex() + "00", "00A4040010" + ISDR_AID.hex()):
+        assert apdu(card, select) == H("6123")
+        fci = apdu(card, "00C0000023")
+        assert fci[0] == 0x6F and len(fci) == 0x23 + 2 and sw(fci) == "9000"
+    assert apdu(card, "00A4040C10" + ISDR_AID.hex()) == H("9000")  # nothing to announce
+    assert apdu(card, "80E2910006BF3E035C015A") == H("6115")
+    assert apdu(card, "00C0000015").hex().upper() == "BF3E125A10" + EID + "9000"
+    assert apdu(card, "80E2110002BF3E") == H("9000")  # a block that is not the last
+    assert sw(apdu(card, "00C0000000")) == "6985"  # nothing pending
+
+
+def test_t0_wrong_le_is_refused_with_6cxx_and_has_no_effect(card):
+    assert apdu(card, "0070000000") == H("6C01")  # Le 256 for a 1-byte answer
+    assert apdu(card, "00700000") == H("6C01")  # no Le: P3 00 in T=0, the same
+    assert apdu(card, "0070000002") == H("6C01")
+    assert apdu(card, "0070000001") == H("019000")  # no channel was opened before
+    assert apdu(card, "01A4040010" + ISDR_AID.hex()) == H("6123")
+    assert apdu(card, "01C0000000") == H("6C23")  # more than there is
+    assert apdu(card, "01C0000030") == H("6C23")
+    part = apdu(card, "01C0000010")  # less: that much, and the rest announced
+    assert len(part) == 0x12 and part[-2:] == H("6113")
+    rest = apdu(card, "01C0000013")
+    assert part[:-2] + rest[:-2] == tlv.encode(0x6F, tlv.decode(part[:-2] + rest[:-2]).value)
+    assert sw(rest) == "9000"
+
+
+def test_t0_get_response_on_channels_4_to_19(card):
+    for _ in range(19):
+        apdu(card, "0070000001")
+    for ch, c in ((4, 0x40), (11, 0x47), (19, 0x4F)):
+        assert apdu(card, "%02XA4040C10%s" % (c, ISDR_AID.hex())) == H("9000")
+        assert apdu(card, "%02XE2910006BF3E035C015A" % (0x80 | c)) == H("6115")
+        assert sw(apdu(card, "%02XC0000015" % (c ^ 1))) == "6985"  # another channel: nothing
+        r = apdu(card, "%02XC0000015" % c)
+        assert r.hex().upper() == "BF3E125A10" + EID + "9000", ch
+
+
+def test_t1_answers_data_in_the_same_exchange(tmp_path):
+    card = make_euicc(tmp_path, protocol="T1")
+    r = apdu(card, "00A4040010" + ISDR_AID.hex() + "00")
+    assert r[0] == 0x6F and len(r) == 0x23 + 2 and sw(r) == "9000"
+    assert apdu(card, "0070000001") == H("019000")
+    assert apdu(card, "01A4040C10" + ISDR_AID.hex()) == H("9000")
+    r = apdu(card, "81E2910006BF3E035C015A")
+    assert r.hex().upper() == "BF3E125A10" + EID + "9000"
+    r = apdu(card, "81E2910003BF5600")  # long: 256 bytes, then 61xx
+    assert len(r) == 258 and r[-2] == 0x61
+    data, last = follow(card, 1, r)
+    assert last == 0x9000 and tlv.decode(data).tag == 0xBF56
 
 
 def test_reset_closes_channels_and_drops_a_partial_request(card):
@@ -833,7 +919,7 @@ def test_every_apdu_leaves_a_loadable_state_file(tmp_path):
         r = card.transmit(bytes((0x80 | ch, 0xE2, 0x91 if last else 0x11, n, len(b))) + b)
         again = reopen(card)  # a second process reading the same file at any point
         assert again.state.find_eim(EIM_ID)["counter"] == (1 if last else 0)
-    assert sw(r) == "9000"
+    assert follow(card, ch, r)[1] == 0x9000
 
 
 def test_a_failed_save_is_not_committed(tmp_path, monkeypatch):
@@ -907,12 +993,22 @@ def test_euicc_main_init_show_apdu(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "associationToken 1" in out and "eIM bench-eim fqdn=eim.bench" in out
     assert ICCID_1 in out
-    assert euicc_mod.euicc_main(["apdu", "--pki", pki_dir, "--state", state, "0070000001",
-                                 "01A4040C10" + ISDR_AID.hex(), "81E2910006BF3E035C015A"]) == 0
-    lines = capsys.readouterr().out.split()
-    assert lines == ["019000", "9000", "BF3E125A10" + EID + "9000"]
+    get_eid = ["0070000001", "01A4040C10" + ISDR_AID.hex(), "81E2910006BF3E035C015A"]
+    # A new card speaks T=0: the answer to STORE DATA is announced, GET RESPONSE fetches it.
+    assert euicc_mod.euicc_main(["apdu", "--pki", pki_dir, "--state", state] + get_eid
+                                + ["01C0000015"]) == 0
+    assert capsys.readouterr().out.split() == ["019000", "9000", "6115",
+                                               "BF3E125A10" + EID + "9000"]
     assert euicc_mod.euicc_main(["show", "--pki", pki_dir, "--state", state]) == 0
-    assert "pending: none" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pending: none" in out and "T=0, ATR 3B9F96801FC7" in out
+    # --protocol T1 is kept in the state file: later runs without it stay T=1.
+    assert euicc_mod.euicc_main(["apdu", "--pki", pki_dir, "--state", state, "--protocol", "T1"]
+                                + get_eid) == 0
+    assert capsys.readouterr().out.split() == ["019000", "9000", "BF3E125A10" + EID + "9000"]
+    assert euicc_mod.euicc_main(["show", "--pki", pki_dir, "--state", state]) == 0
+    assert "T=1, ATR 3B9F9681B1FE451FC7" in capsys.readouterr().out
+    assert json.load(open(state))["protocol"] == "T1"
     assert euicc_mod.euicc_main(["apdu", "--pki", pki_dir, "--state", state, "zz"]) == 2
     assert euicc_mod.euicc_main(["show", "--pki", str(tmp_path / "none"), "--state", state]) == 2
 

@@ -43,7 +43,7 @@ from ipa_host.sim.euicc import euicc_download as download
 from ipa_host.sim.euicc import euicc_es10 as es10
 from ipa_host.sim.euicc import euicc_package as package
 from ipa_host.sim import pki
-from ipa_host.sim.euicc.euicc_apdu import ApduLayer, SwError
+from ipa_host.sim.euicc.euicc_apdu import PROTOCOLS, ApduLayer, SwError
 from ipa_host.sim.euicc.euicc_state import EuiccState, StateError
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,22 @@ FUNCTIONS = {
     0xBF21: ("ES10b.PrepareDownload", download.prepare_download),
 }
 
-# 3B 9F 96 80 1F C7 | historical: 80 31 E0 73 FE 21 13 67 "eUICC-V" | TCK
-_ATR_BODY = bytes.fromhex("3B9F96801FC78031E073FE211367") + b"eUICC-V"
+# ATRs (ISO/IEC 7816-3 answer-to-reset): TS 3B (direct convention), T0 9F (TA1 and TD1 follow, 15
+# historical bytes), TA1 96 (Fi 512, Di 32), then per protocol:
+#   T=0: TD1 80 (T=0, TD2 follows), TD2 1F (T=15, TA3 follows), TA3 C7 (clock stop, classes A-C)
+#   T=1: TD1 81 (T=1, TD2 follows), TD2 B1 (T=1, TA3 TB3 TD3 follow), TA3 FE (IFSC 254),
+#        TB3 45 (BWI 4, CWI 5), TD3 1F (T=15, TA4 follows), TA4 C7
+# historical: 80 31 E0 73 FE 21 13 67 "eUICC-V" (compact-TLV); TCK (T=15 is announced).
+_HISTORICAL = bytes.fromhex("8031E073FE211367") + b"eUICC-V"
+_INTERFACE = {"T0": "9F96801FC7", "T1": "9F9681B1FE451FC7"}
 
 
-def _atr():
+def _atr(protocol):
+    body = bytes.fromhex(_INTERFACE[protocol]) + _HISTORICAL
     tck = 0
-    for b in _ATR_BODY[1:]:
+    for b in body:
         tck ^= b
-    return _ATR_BODY + bytes((tck,))
+    return b"\x3b" + body + bytes((tck,))
 
 
 class VirtualEuicc:
@@ -110,9 +117,12 @@ class VirtualEuicc:
                 eUICC Package signatures without the associationToken, ... see
                 docs/versions.md); None (default): the one kept in the state file,
                 else "1.2". The version used is kept in the state file.
+    protocol    "T0" or "T1": the ATR and the APDU exchange (euicc_apdu); None
+                keeps the state file's, "T0" for a new card
     """
 
-    def __init__(self, pki_dir, state_path=None, eid=None, version=None, ram_path=None):
+    def __init__(self, pki_dir, state_path=None, eid=None, version=None, ram_path=None,
+                 protocol=None):
         state = EuiccState.load(state_path) if state_path and os.path.exists(state_path) else None
         version = version or (state.data.get("sgp32") if state else None) or "1.2"
         if version not in VERSIONS:
@@ -150,9 +160,13 @@ class VirtualEuicc:
             self.state = EuiccState()
         self.state.data["eid"] = self.eid
         self.state.data["sgp32"] = version
+        protocol = protocol or self.state.data.get("protocol") or "T0"
+        if protocol not in PROTOCOLS:
+            raise ValueError("protocol must be one of %s, found %r" % (", ".join(PROTOCOLS), protocol))
+        self.state.data["protocol"] = self.protocol = protocol
         self._saved = None
         self._save()
-        self.atr = _atr()
+        self.atr = _atr(protocol)
         self.challenge = None
         self.download = None  # RSP session context (euicc_download): volatile
         self.ram_path = ram_path
@@ -165,7 +179,8 @@ class VirtualEuicc:
             self.functions[0xBF34] = ("ES10c.eUICCMemoryReset", es10.euicc_memory_reset)
         else:
             self.functions[0xBF64] = ("ES10c.eUICCMemoryReset", es10.euicc_memory_reset)
-        self.apdu = ApduLayer(self._process, fci=lambda: es10.select_proprietary_data(self))
+        self.apdu = ApduLayer(self._process, fci=lambda: es10.select_proprietary_data(self),
+                              protocol=protocol)
 
     # -- card interface ------------------------------------------------------------------
 
@@ -362,7 +377,8 @@ def add_sgp32_option(parser):
 
 def _summary(card):
     d = card.state.data
-    lines = ["EID %s  (SGP.32 v%s)" % (card.eid, card.version)]
+    lines = ["EID %s  (SGP.32 v%s, %s, ATR %s)" % (card.eid, card.version, card.protocol.replace("T", "T="),
+                                                   card.atr.hex().upper())]
     for p in d["profiles"]:
         flags = [f for f in ("fallback", "emergency") if p.get(f)]
         lines.append("profile %s %-8s %-12s %s%s" % (p["iccid"], p["state"], p["class"], p["name"],
@@ -383,7 +399,8 @@ def euicc_main(argv=None):
     ipa-sim euicc show  --pki DIR --state FILE
     ipa-sim euicc apdu  --pki DIR --state FILE HEX... ('-' reads one APDU per line from stdin)
     ipa-sim euicc reset --home HOME   power-cycle the home eUICC of `ipa --card sim`
-    ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE]   (ipa_host.sim.euicc.vpcd)
+    ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE] [--protocol T0|T1]
+                                                                       (ipa_host.sim.euicc.vpcd)
     each takes --sgp32 1.0|1.1|1.2 (default: the state file's, else 1.2; kept in the state)
     """
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -404,6 +421,8 @@ def euicc_main(argv=None):
         s.add_argument("--state", required=True, help="state file (JSON)")
         s.add_argument("--eid", help="EID (default: from euicc.crt)")
         add_sgp32_option(s)
+        s.add_argument("--protocol", choices=PROTOCOLS,
+                       help="transmission protocol and ATR (kept in the state; new card: T0)")
         if name == "init":
             s.add_argument("--create-pki", action="store_true", help="create the test PKI if missing")
             s.add_argument("--profiles", help="JSON file of pre-loaded profiles")
@@ -431,7 +450,8 @@ def euicc_main(argv=None):
     try:
         if args.cmd == "init" and args.create_pki:
             pki.create_test_pki(args.pki, **({"eid": args.eid} if args.eid else {}))
-        card = VirtualEuicc(args.pki, state_path=args.state, eid=args.eid, version=args.sgp32)
+        card = VirtualEuicc(args.pki, state_path=args.state, eid=args.eid, version=args.sgp32,
+                            protocol=args.protocol)
         if args.cmd == "init":
             if args.profiles:
                 card.load_profiles(args.profiles)

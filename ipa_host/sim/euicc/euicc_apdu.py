@@ -12,6 +12,18 @@ ISO/IEC 7816-4 and GlobalPlatform as an ES10 caller meets them (SGP.22 5.7):
 - Answers longer than 256 bytes come as 256-byte chunks: the first with
   61xx, the rest through GET RESPONSE (00|ch C0 00 00 Le).
 
+Transmission protocol, as the ATR announces it (ISO/IEC 7816-3, transport
+of APDUs by T=0 and T=1: cases 1S-4S):
+
+- T=0 (default): a command that carried data (case 3/4: SELECT, STORE DATA)
+  never gets data back in the same exchange: its answer is 61xx and the data
+  comes through GET RESPONSE, whether the command had an Le byte or not
+  (a T=0 reader strips it). A case-2 command whose Le does not fit the data
+  (MANAGE CHANNEL open with Le other than 01, GET RESPONSE asking for more
+  than is left) is refused with 6Cxx, xx the exact length, and has no effect.
+- T=1: data comes back with the command's own answer, up to 256 bytes; the
+  rest through 61xx / GET RESPONSE as above.
+
 CLA coding: channels 0-3 in b2-b1 (first interindustry), channels 4-19 as
 0x40 | (ch - 4) (further interindustry); b8 set marks the proprietary class
 (STORE DATA, TERMINAL CAPABILITY). Bad input never raises: it is answered
@@ -22,6 +34,7 @@ from ipa_core import tlv
 
 ISDR_AID = bytes.fromhex("A0000005591010FFFFFFFF8900000100")
 
+PROTOCOLS = ("T0", "T1")
 MAX_CHANNEL = 19
 MAX_REQUEST = 0x10000  # one reassembled STORE DATA request
 CHUNK = 256
@@ -39,6 +52,11 @@ class SwError(Exception):
 
 def _sw(sw, data=b""):
     return bytes(data) + bytes(((sw >> 8) & 0xFF, sw & 0xFF))
+
+
+def _available(rest):
+    """61xx: xx more bytes to fetch with GET RESPONSE (00: 256 or more)."""
+    return 0x6100 | (min(len(rest), CHUNK) & 0xFF)
 
 
 def parse_cla(cla):
@@ -91,9 +109,13 @@ class ApduLayer:
 
     `process` returns the response data (bytes) or raises SwError.
     `fci` is a callable returning the proprietary data for the SELECT answer.
+    `protocol` is "T0" or "T1" (see the module docstring).
     """
 
-    def __init__(self, process, fci=None, aid=ISDR_AID, max_request=MAX_REQUEST):
+    def __init__(self, process, fci=None, aid=ISDR_AID, max_request=MAX_REQUEST, protocol="T0"):
+        if protocol not in PROTOCOLS:
+            raise ValueError("protocol must be one of %s, not %r" % (", ".join(PROTOCOLS), protocol))
+        self.protocol = protocol
         self.process = process
         self.fci = fci
         self.aid = aid
@@ -143,10 +165,27 @@ class ApduLayer:
     # -- responses -------------------------------------------------------------------
 
     def _deliver(self, channel, data):
+        """The answer to a command that carried data (case 3/4)."""
+        if not data:
+            return _sw(SW_OK)
+        if self.protocol == "T0":
+            # Case 4S in T=0: the card cannot send data in the exchange that brought
+            # it data; it announces them (61xx) and GET RESPONSE fetches them.
+            channel.pending = data
+            return _sw(_available(data))
         if len(data) <= CHUNK:
             return _sw(SW_OK, data)
         channel.pending = data[CHUNK:]
-        return _sw(0x6100 | (min(len(channel.pending), CHUNK) & 0xFF), data[:CHUNK])
+        return _sw(_available(channel.pending), data[:CHUNK])
+
+    def _wrong_le(self, le, n):
+        """6Cxx when a T=0 case-2 command asks for other than the n bytes there are, else None.
+
+        Case 2S in T=0: P3 is Le, and an absent Le is P3 = 00, i.e. 256.
+        """
+        if self.protocol == "T0" and (le or 256) != n:
+            return _sw(0x6C00 | (n & 0xFF))
+        return None
 
     def _get_response(self, ch, channel, p1, p2, data, le):
         if p1 or p2:
@@ -156,9 +195,13 @@ class ApduLayer:
         if not channel.pending:
             return _sw(0x6985)
         n = le or CHUNK
+        if n > len(channel.pending):  # asks for more than is left: 6Cxx in T=0, the rest in T=1
+            wrong = self._wrong_le(le, min(len(channel.pending), CHUNK))
+            if wrong:
+                return wrong  # the answer stays for the corrected GET RESPONSE
         out, channel.pending = channel.pending[:n], channel.pending[n:]
         if channel.pending:
-            return _sw(0x6100 | (min(len(channel.pending), CHUNK) & 0xFF), out)
+            return _sw(_available(channel.pending), out)
         return _sw(SW_OK, out)
 
     # -- channels and selection ------------------------------------------------------------
@@ -168,6 +211,9 @@ class ApduLayer:
             return _sw(0x6700)
         if p1 == 0x00:
             if p2 == 0:
+                wrong = self._wrong_le(le, 1)  # the channel number: exactly one byte
+                if wrong:
+                    return wrong  # nothing opened
                 free = [n for n in range(1, MAX_CHANNEL + 1) if n not in self.channels]
                 if not free:
                     return _sw(0x6881)

@@ -239,8 +239,9 @@ class VpcdBridge:
 
 
 def vpcd_main(argv=None, card=None):
-    """`ipa-sim euicc --vpcd HOST:PORT --pki DIR [--state FILE] [--sgp32 V]`: serve the virtual
-    eUICC (ipa_host.sim.euicc.euicc.VirtualEuicc) in the vpcd reader until Ctrl-C."""
+    """`ipa-sim euicc --vpcd HOST:PORT --pki DIR [--state FILE] [--sgp32 V] [--protocol T0|T1]`:
+    serve the virtual eUICC (ipa_host.sim.euicc.euicc.VirtualEuicc) in the vpcd reader until
+    Ctrl-C."""
     p = argparse.ArgumentParser(
         prog="ipa-sim euicc", description="Put the virtual eUICC into a vpcd PC/SC reader."
     )
@@ -250,6 +251,9 @@ def vpcd_main(argv=None, card=None):
     p.add_argument("--state", metavar="FILE", help="where the eUICC keeps its state")
     p.add_argument("--sgp32", choices=("1.0", "1.1", "1.2"),
                    help="SGP.32 version the card speaks (default: the state file's, else 1.2)")
+    p.add_argument("--protocol", choices=("T0", "T1"),
+                   help="T0: 61xx and GET RESPONSE for case 4 (ATR offers T=0); T1: data in the "
+                        "answer (ATR offers T=1); default: the state file's, else T0")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -269,11 +273,13 @@ def vpcd_main(argv=None, card=None):
         if not os.path.exists(os.path.join(args.pki, "euicc.key")):
             print("creating a test PKI in %s" % args.pki, file=sys.stderr)
             pki.create_test_pki(args.pki)
-        card = VirtualEuicc(args.pki, state_path=args.state, version=args.sgp32)
+        card = VirtualEuicc(args.pki, state_path=args.state, version=args.sgp32,
+                            protocol=args.protocol)
     bridge = VpcdBridge(card, host, port)
     bridge.start()
-    print("virtual eUICC serving vpcd at %s:%d (Ctrl-C to remove it)" % (host, port),
-          file=sys.stderr)
+    proto = getattr(card, "protocol", None)
+    print("virtual eUICC serving vpcd at %s:%d%s (Ctrl-C to remove it)"
+          % (host, port, ", %s" % proto.replace("T", "T=") if proto else ""), file=sys.stderr)
     try:
         while True:
             time.sleep(3600)
