@@ -35,7 +35,9 @@ def tlv_size(r):
 
 @pytest.fixture(scope="module")
 def card(tmp_path_factory):
-    return make_euicc(tmp_path_factory.mktemp("modem"))
+    # T=1: these tests pin the modem's own behaviour APDU by APDU, for a card that answers in
+    # the same exchange; a T=0 card behind the modems: tests/integration/test_ipa_modem.py.
+    return make_euicc(tmp_path_factory.mktemp("modem"), protocol="T1")
 
 
 class Client:
@@ -483,6 +485,8 @@ def test_modem_main_serves_until_sigterm(tmp_path):
         c = Client(path, timeout=5)
         (sid,) = c.ok('AT+CCHO="%s"' % AID)
         (line,) = c.ok(cgla(sid, GET_EID))
+        assert line == "+CGLA:4,6115"  # a new card speaks T=0: the answer is announced
+        (line,) = c.ok(cgla(sid, "00C0000015"))  # and fetched
         assert line.startswith("+CGLA:46,BF3E12")
         c.close()
         p.send_signal(signal.SIGTERM)

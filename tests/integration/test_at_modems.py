@@ -50,7 +50,9 @@ CASES = [(p, o, mode) for p, o in PERSONALITIES for mode in ("auto", "cgla", "cs
 
 @pytest.fixture(scope="module")
 def card(tmp_path_factory):
-    return make_euicc(tmp_path_factory.mktemp("at"))
+    # T=1: the faults below are placed APDU by APDU for a card that answers in the same
+    # exchange; a T=0 card behind the modems: tests/integration/test_ipa_modem.py.
+    return make_euicc(tmp_path_factory.mktemp("at"), protocol="T1")
 
 
 @pytest.fixture
