@@ -7,10 +7,14 @@ client written from ISO/IEC 7816-3/-4 and SGP.22 only (tests/host/iso7816_client
 T=0: every command that carries data is answered 61xx without data, GET RESPONSE fetches
 the data, a wrong Le gets 6Cxx. T=1: data come with the answer. The Recorder shows what
 the card itself saw: pcsc-lite 1.9.9 and vpcd pass APDUs through unchanged in both
-directions (no GET RESPONSE of their own in T=0, Le not stripped).
+directions (no GET RESPONSE of their own in T=0, Le not stripped). Last, `ipa-sim euicc
+--vpcd --protocol` run as a user runs it keeps its protocol in the state file.
 """
 
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -166,3 +170,54 @@ def test_ipa_info_and_poll_over_pcsc(pcscd_server, insert, ipa_home, protocol):
         assert sum(1 for x in answers if x[0] == 0x61) >= 4
     else:
         assert sum(1 for x in answers if len(x) > 2) >= 4
+
+
+# ---- `ipa-sim euicc --vpcd ... --protocol` as a user runs it ----------------------------------
+
+
+def _serve(pcscd_server, pki_dir, state, *options):
+    """`ipa-sim euicc --vpcd ...` in a subprocess, until the card is in the reader."""
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ipa-sim"), "euicc", "--vpcd",
+           "127.0.0.1:%d" % pcscd_server.port, "--pki", pki_dir, "--state", state] + list(options)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    banner = ""
+    for _ in range(3):  # "creating a test PKI in ..." comes first on a new folder
+        banner = p.stderr.readline()
+        if "serving vpcd" in banner:
+            break
+    pcscd_server.wait_card(True, timeout=INSERT_TIMEOUT)
+    return p, banner
+
+
+def _stop(pcscd_server, p):
+    p.send_signal(signal.SIGINT)  # Ctrl-C, as its banner says
+    assert p.wait(10) == 0
+    pcscd_server.wait_card(False, timeout=INSERT_TIMEOUT)
+
+
+def test_ipa_sim_euicc_vpcd_protocol_is_kept_in_the_state(pcscd_server, tmp_path):
+    pki_dir, state = str(tmp_path / "pki"), str(tmp_path / "euicc.json")
+    p, banner = _serve(pcscd_server, pki_dir, state, "--protocol", "T1")
+    try:
+        assert "T=1" in banner, banner
+        with Iso7816Client(pcscd_server.reader, "T1") as c:
+            assert parse_atr(c.atr)["protocols"] == [1, 1, 15]
+            eid = _eid(c.es10(GET_EID))
+    finally:
+        _stop(pcscd_server, p)
+    # Served again without --protocol: still T=1, from the state file.
+    p, banner = _serve(pcscd_server, pki_dir, state)
+    try:
+        assert "T=1" in banner, banner
+        with Iso7816Client(pcscd_server.reader, "T1") as c:
+            assert _eid(c.es10(GET_EID)) == eid
+    finally:
+        _stop(pcscd_server, p)
+    p, banner = _serve(pcscd_server, pki_dir, state, "--protocol", "T0")
+    try:
+        assert "T=0" in banner, banner
+        with Iso7816Client(pcscd_server.reader, "T0") as c:
+            assert parse_atr(c.atr)["protocols"] == [0, 15]
+            assert _eid(c.es10(GET_EID)) == eid
+    finally:
+        _stop(pcscd_server, p)
