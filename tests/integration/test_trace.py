@@ -249,8 +249,11 @@ def test_trace_names_chained_blocks_once(ipa_home):
     assert lines[i].split()[2] == "81E2110003BF3E03"
     assert lines[i + 1].split() == ["<", "9000"]
     assert lines[i + 2].split() == [">", "81E29101035C015A"]  # last block: P1 91, no name
-    assert lines[i + 3].split()[0] == "<" and lines[i + 3].endswith("9000")
-    assert len(lines[i + 4].split()) == 3  # the next command is named again
+    # The card speaks T=0: the answer is announced (61xx) and fetched by a named GET RESPONSE.
+    assert lines[i + 3].split() == ["<", "6115"]
+    assert lines[i + 4].split() == [">", "GET", "RESPONSE", "01C0000015"]
+    assert lines[i + 5].split()[0] == "<" and lines[i + 5].endswith("9000")
+    assert len(lines[i + 6].split()) == 3  # the next command is named again
     assert any(line.split()[1:3] == ["SELECT", "ISD-R"] for line in lines)
 
 
