@@ -164,6 +164,9 @@ def test_ipa_info_and_poll_over_pcsc(pcscd_server, insert, ipa_home, protocol):
     epr = home.server.results(home.eid)[0]["euiccPackageResult"]
     assert epr["signatureValid"] is True and [x["name"] for x in epr["results"]] == ["enableResult"]
     assert card.state.enabled_profile()["iccid"] == PROFILE_B
+    # The IPA sends SELECT with Le 00; pcscd and vpcd hand it over as it is, in T=0 too.
+    selects = [c for c, _ in rec.seen if c[1] == 0xA4]
+    assert selects and all(len(c) == 5 + 16 + 1 and c[-1] == 0 for c in selects)
     answers = rec.case4_answers()
     if protocol == "T0":  # the IPA followed 61xx for every answer that had data
         assert all(len(x) == 2 for x in answers)
