@@ -408,7 +408,9 @@ def test_load_bpp_installs_the_profile(card, dp):
     assert success.need(0x04).value == H("3007A0053003800100")
     assert pir_signature_ok(card, pir)
     assert p["state"] == "disabled" and p["name"] == "Downloaded" and p["provider"] == "Test Operator"
-    assert p["class"] == "operational" and p["notification_address"] == "notify.example.com"
+    assert p["class"] == "operational" and p["notification_addresses"] == {
+        "enable": "notify.example.com", "disable": "notify.example.com",
+        "delete": "notify.example.com"}  # notificationConfigurationInfo: no install entry
     assert card.download is None
 
     # the PIR is a pending notification until removed, in ListNotification and RetrieveNotificationsList
