@@ -26,14 +26,17 @@ from ipa_host.sim.home import DEMO_EIM_FQDN, DEMO_EIM_ID, DEMO_PROFILES, eim_dir
     open_home_euicc, sim_dir
 from ipa_host.sim.smdpp.smdpp import SmdpServer
 from ipa_util import IPA, functions, info_json  # tests/integration/ipa_util.py
+import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 ICCID = "89000123456789012341"
+BACKOFF_S = 8
 PROFILE_A = DEMO_PROFILES[0]["iccid"]  # enabled, notifies the eIM
 
 
 @pytest.fixture
 def lab(tmp_path):
-    """A provisioned home, its eIM and an SM-DP+ under the same test CI; error_backoff 2 s."""
+    """A provisioned home, its eIM and an SM-DP+ under the same test CI; error_backoff 8 s
+    (long enough for a loaded machine to poll again within it)."""
     h = str(tmp_path / "home")
     card = open_home_euicc(h)
     eim = EimServer(eim_dir(h), pki_dir=os.path.join(sim_dir(h), "pki"),
@@ -41,7 +44,7 @@ def lab(tmp_path):
     dp = SmdpServer(str(tmp_path / "smdp"), os.path.join(sim_dir(h), "pki")).start()
     dp.add_profile("MATCH-1", ICCID, "Test profile", size=3000)
     conf = tmp_path / "ipa.toml"
-    conf.write_text("[ipa]\nerror_backoff = 2\n")
+    conf.write_text("[ipa]\nerror_backoff = %d\n" % BACKOFF_S)
     try:
         yield {"home": h, "eid": card.eid, "eim": eim, "dp": dp, "conf": str(conf)}
     finally:
@@ -56,9 +59,12 @@ def ipa(lab, *args):
 
 
 def ipa_json(lab, *args, rc=0):
+    """The --json result (schema-checked envelope; ok exactly when rc is 0)."""
     r = ipa(lab, "--json", *args)
     assert r.returncode == rc, r.stderr
-    return json.loads(r.stdout)
+    doc = cli_contract.envelope(r.stdout)
+    assert doc["ok"] == (rc == 0), doc
+    return doc["result"]
 
 
 def pending(lab):
@@ -166,11 +172,12 @@ def test_smdp_down_kept_retried_delivered_once(lab):
     dp.stop()
     load_package(lab, 20, [{"op": "enable", "iccid": ICCID}])
     (seq,) = [s for s, v in pending(lab).items() if v[2] == dp.address]
-    # SM-DP+ down: the poll cycle itself succeeds, the notification stays, back-off 2 s
+    # SM-DP+ down: the poll cycle itself succeeds, the notification stays, backing off
     out = ipa_json(lab, "poll")
+    failed_at = time.monotonic()
     n = out["notifications"]
     assert out["error"] is None and n["failed"] == [seq]
-    assert n["peers"][dp.address]["retryInS"] == 2 and n["peers"][dp.address]["error"]
+    assert n["peers"][dp.address]["retryInS"] == BACKOFF_S and n["peers"][dp.address]["error"]
     assert seq in pending(lab)
     # back up, but within the back-off a poll does not try it
     dp.start()
@@ -178,7 +185,7 @@ def test_smdp_down_kept_retried_delivered_once(lab):
     n = ipa_json(lab, "poll")["notifications"]
     assert n["kept"] == [seq] and len(functions(dp)) == before
     # the wait over, the next poll delivers it, once
-    time.sleep(2.2)
+    time.sleep(max(0, failed_at + BACKOFF_S + 0.5 - time.monotonic()))
     r = ipa(lab, "poll")
     assert r.returncode == 0, r.stderr
     assert "notifications  SM-DP+ %s: delivered %d, removed %d" % (dp.address, seq, seq) \
@@ -222,3 +229,45 @@ def test_indirect_only_device_has_the_eim_relay_them(lab):
     assert dp.address not in out["peers"] and len(dp.notifications) == 1  # the PIR only
     assert for_dp[0] in [n["seqNumber"] for n in eim.notifications(eid)]
     assert pending(lab) == {}
+
+
+def test_killed_after_the_smdp_took_it_removes_and_never_resends(lab):
+    """A power cut (SIGKILL by the test-only hook, docs/resilience.md) right after the SM-DP+
+    answered: the next run removes the notification from the eUICC without sending it again."""
+    dp = lab["dp"]
+    download(lab)
+    load_package(lab, 20, [{"op": "enable", "iccid": ICCID}])
+    (seq,) = [s for s, v in pending(lab).items() if v[2] == dp.address]
+    cmd = [IPA, "--home", lab["home"], "--eim-url", lab["eim"].url, "--smdp-ca-file",
+           dp.tls_ca_path]
+    before = len(dp.notifications)
+    # kill after event 1, 2, ... until a run is killed right at the SM-DP+'s answer
+    for k in range(1, 60):
+        r = subprocess.run(cmd + ["notifications", "process"], capture_output=True, text=True,
+                           timeout=120, env=dict(os.environ, IPA_TEST_KILL_AFTER_STEP=str(k)))
+        assert r.returncode == -9, r.stderr
+        if len(dp.notifications) > before:
+            break
+    def last_event(r):
+        return [x for x in r.stderr.splitlines() if x.startswith("test-kill event")][-1]
+    assert last_event(r) == "test-kill event %d: SM-DP+ /gsma/rsp2/es9plus/handleNotification" % k
+    assert seq in pending(lab) and len(dp.notifications) == before + 1
+    # Cut there, before ipa.notified was written: the one window that sends it again (as
+    # with the eIM). Now cut right after that write:
+    for m in range(1, 20):
+        r = subprocess.run(cmd + ["notifications", "process"], capture_output=True, text=True,
+                           timeout=120, env=dict(os.environ, IPA_TEST_KILL_AFTER_STEP=str(m)))
+        assert r.returncode == -9, r.stderr
+        if last_event(r).endswith(": put ipa.notified"):
+            break
+    assert seq in pending(lab)
+    sent = len(dp.notifications)
+    # the run cut at the answer sent it once more (the window), the run cut after the
+    # write once: nothing else
+    assert sent == before + 3
+    # ... and the next run removes it without sending it again
+    r = subprocess.run(cmd + ["--json", "notifications", "process"], capture_output=True,
+                       text=True, timeout=120)
+    out = cli_contract.result(r.stdout, "notifications process")
+    assert seq in out["removed"] and seq not in out["delivered"]
+    assert seq not in pending(lab) and len(dp.notifications) == sent
