@@ -209,6 +209,12 @@ def test_notifications_process_without_an_eim_and_smdp_down(lab, tmp_path):
     assert r.returncode == 1
     (seq,) = [s for s, v in pending(lab).items() if v[2] == dp.address]
     assert "SM-DP+ %s: failed %d, retry in 30 s (TransportError" % (dp.address, seq) in r.stdout
+    r = subprocess.run(cmd[:1] + ["--json"] + cmd[1:], capture_output=True, text=True,
+                       timeout=120)
+    doc = cli_contract.envelope(r.stdout, "notifications process")
+    assert r.returncode == 1 and not doc["ok"] and doc["error"]["type"] == "NotDelivered"
+    assert "SM-DP+ %s: TransportError" % dp.address in doc["error"]["message"]
+    assert doc["result"]["peers"][dp.address]["failed"] == [seq]
     dp.start()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1  # the eIM's own notification has no peer here: kept, said so
