@@ -161,8 +161,8 @@ def deliver_all(ipa, notes, force=False, only=None):
             p = _peer(notes, kind, addr)
             if kind is None:
                 _mark(notes, p, "kept", seq)
-                ipa.note("warning", "notification %s for %s kept: no eIM and no way to reach an "
-                         "SM-DP+ configured" % (seq, addr))
+                ipa.note("warning", "notification %s for %s kept: that peer is not reachable "
+                         "in this pass (an eIM not opened, or no way to an SM-DP+)" % (seq, addr))
                 continue
             if kind == "eim":
                 if eim_error is not None:
@@ -180,7 +180,7 @@ def deliver_all(ipa, notes, force=False, only=None):
                     _mark(notes, p, "failed", seq)
                     continue
                 a = n.get("notificationAddress")
-                if a and a.lower() != addr.lower():
+                if a and ipa.eim is not None and a.lower() != addr.lower():
                     notes["forSmdp"].append(seq)
             else:
                 if smdp is None:
