@@ -277,3 +277,40 @@ def test_killed_after_the_smdp_took_it_removes_and_never_resends(lab):
     out = cli_contract.result(r.stdout, "notifications process")
     assert seq in out["removed"] and seq not in out["delivered"]
     assert seq not in pending(lab) and len(dp.notifications) == sent
+
+
+def test_ipa_sim_smdpp_serve_records_verdicts(tmp_path):
+    """The command-line SM-DP+ (`ipa-sim smdpp serve`, a process of its own) writes each
+    notification and its verdict to <dir>/notifications.jsonl, where a test reads them."""
+    h = str(tmp_path / "home")
+    open_home_euicc(h)
+    pki_dir = os.path.join(sim_dir(h), "pki")
+    smdp_dir = str(tmp_path / "smdp")
+    sim = os.path.join(os.path.dirname(IPA), "ipa-sim")
+    proc = subprocess.Popen([sim, "smdpp", "serve", "--dir", smdp_dir, "--pki", pki_dir,
+                             "--port", "0", "--profile", "MATCH-9=%s:2000" % ICCID],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED=""))  # its own flush
+    try:
+        code = log_path = None
+        deadline = time.monotonic() + 60
+        while code is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "ipa-sim smdpp ended early"
+            if line.startswith("notifications received"):
+                log_path = line.split(": ", 1)[1].strip()
+            if line.startswith("activation code: "):
+                code = line.split(": ", 1)[1].strip()
+        assert code and log_path == os.path.join(smdp_dir, "notifications.jsonl")
+        r = subprocess.run([IPA, "--home", h, "--smdp-ca-file", os.path.join(pki_dir, "ci.crt"),
+                            "download", code], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        with open(log_path) as f:
+            (rec,) = [json.loads(x) for x in f]
+        assert (rec["type"], rec["iccid"], rec["success"], rec["verified"]) == (
+            "pir", ICCID, True, True)
+        assert rec["raw"].startswith("BF37")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
