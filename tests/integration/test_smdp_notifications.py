@@ -294,7 +294,7 @@ def test_ipa_sim_smdpp_serve_records_verdicts(tmp_path):
     try:
         code = log_path = None
         deadline = time.monotonic() + 60
-        while code is None and time.monotonic() < deadline:
+        while (code is None or log_path is None) and time.monotonic() < deadline:
             line = proc.stdout.readline()
             assert line, "ipa-sim smdpp ended early"
             if line.startswith("notifications received"):

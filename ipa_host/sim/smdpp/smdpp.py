@@ -335,11 +335,11 @@ def smdpp_main(argv=None):
         print("ipa-sim smdpp: %s" % e, file=sys.stderr)
         return 2
     print("SM-DP+ at %s  address %s  TLS trust anchor %s" % (dp.url, dp.address, dp.tls_ca_path))
-    print("notifications received (and their signature check): %s" % dp.notifications_path)
     for mid, _iccid, _size, cc in args.profile:
         print("activation code: LPA:1$%s$%s%s" % (dp.address, mid, "$$1" if cc else ""))
         if args.smds:
             print("event %s for EID %s registered at the SM-DS %s" % (mid, args.eid, args.smds))
+    print("notifications received (and their signature check): %s" % dp.notifications_path)
     sys.stdout.flush()
     serve_until_signalled(dp)
     return 0
