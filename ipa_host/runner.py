@@ -489,6 +489,9 @@ TEST_KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
 BEARER_START_MS = 30000  # bringing the modem's data bearer up before the first request
 
 
+_KILL_COUNT = [0]
+
+
 def _test_kill_hook(h):
     """TEST ONLY, inert unless $IPA_TEST_KILL_AFTER_STEP=n is set (docs/resilience.md):
     every progress-store write, ES10 exchange and eIM (or SM-DP+) answer is an event, logged
@@ -497,7 +500,7 @@ def _test_kill_hook(h):
     n = os.environ.get(TEST_KILL_ENV)
     if not n:
         return
-    n, count = int(n), [0]
+    n, count = int(n), _KILL_COUNT  # one count per process: `ipa download` opens two hosts
 
     def wrap(fn, name, i):
         def event(*args, **kw):
