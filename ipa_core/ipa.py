@@ -21,7 +21,13 @@ Peers (no I/O here):
 - connectivity: `wait_connected(timeout_ms) -> bool` (after a profile
   switch the device re-attaches), optional `refresh()` (called once the
   enabled profile changed, before waiting) and `ecall_active() -> bool`;
-  default: always connected, never in an eCall.
+  default: always connected, never in an eCall;
+- smdp_network: optional `smdp_network(address) -> network` (a network object
+  as above bound to https://<address>, with the SM-DP+ trust): notifications
+  addressed to an SM-DP+ go there (ES9+.HandleNotification); without it they
+  go to the eIM, which relays them (ipa_core.ipa_notify);
+- time_s: optional wall clock in seconds (default time.time()), for the
+  SM-DP+ back-off kept in the store across restarts.
 
 One cycle (poll_once), in this order:
 0. cancel a profile download session a cut left open (ipa.download,
@@ -29,8 +35,10 @@ One cycle (poll_once), in this order:
    anything can touch the eUICC's RSP session; never fails the cycle;
 1. finish removals of notifications the eIM already took (ipa.notified);
 2. resume the procedure in the store, if any (ipa.job);
-3. deliver pending notifications (HandleNotification 'BF3D'), each removed
-   from the eUICC only after the eIM took it;
+3. deliver pending notifications, each to its peer (the eIM: ESipa
+   HandleNotification 'BF3D'; an SM-DP+: ES9+.HandleNotification, with
+   back-off per SM-DP+), each removed from the eUICC only after that peer
+   took it (ipa_core.ipa_notify);
 4. ESipa.GetEimPackage, with notifyStateChange + stateChangeCause when a
    local change was flagged (set_state_change, or a rollback), and act:
 
@@ -65,6 +73,8 @@ the eIM to fetch with an ipaEuiccDataRequest). A card or an eIM that does
 not answer (TransportError, HTTP 5xx) is retried without bound, with
 back-off (next_poll_delay_ms).
 """
+
+import time
 
 from ipa_core import es10, esipa, ipa_notify, ipa_steps, tlv
 from ipa_core import version as ver
@@ -169,7 +179,7 @@ class Ipa:
     """The IPAd: see the module docstring. `download_handler` may be set after creation."""
 
     def __init__(self, session, network, store, eid=None, config=None, connectivity=None,
-                 clock_ms=None, log=None):
+                 clock_ms=None, log=None, smdp_network=None, time_s=None):
         cfg = dict(DEFAULTS)
         for k in config or {}:
             if k not in DEFAULTS:
@@ -191,7 +201,10 @@ class Ipa:
         self.clock_ms = clock_ms
         self.log = log
         self.download_handler = None
+        self.smdp_network = smdp_network
+        self.time_s = time_s
         self.eim = None
+        self._eim_fqdns = None
         self.eim_id = cfg["eim_id"]
         self.idle_count = 0
         self.error_count = 0
@@ -208,6 +221,10 @@ class Ipa:
             f(msg)
         else:
             self.log(level, msg)
+
+    def now_s(self):
+        """Wall-clock seconds (time_s, else time.time()): survives a restart, unlike clock_ms."""
+        return self.time_s() if self.time_s is not None else time.time()
 
     def _eid(self):
         if self.eid is None:
@@ -320,6 +337,8 @@ class Ipa:
         HttpsNetwork(r["url"], trust=r["trust"]). No usable entry -> IpaError.
         """
         entries = es10.get_eim_configuration_data(self.session, eim_id)
+        if eim_id is None:
+            self._eim_fqdns = [e["eimFqdn"].lower() for e in entries if e.get("eimFqdn")]
         wanted = {"https": "eimRetrieveHttps", "coaps": "eimRetrieveCoaps"}
         for e in entries:
             if eim_id is not None and e.get("eimId") != eim_id:
@@ -368,6 +387,14 @@ class Ipa:
                        % ("" if eim_id is None else " " + eim_id,
                           "/".join(self.config["transports"]), len(entries)))
 
+    def eim_addresses(self):
+        """The eimFqdn of every eIM the eUICC knows, lower case (read once): a notification
+        addressed to one of them is never sent to an SM-DP+."""
+        if self._eim_fqdns is None:
+            self._eim_fqdns = [e["eimFqdn"].lower() for e in
+                               es10.get_eim_configuration_data(self.session) if e.get("eimFqdn")]
+        return self._eim_fqdns
+
     def set_state_change(self, cause=None):
         """Flag a local change for the eIM: the next GetEimPackage carries notifyStateChange
         and stateChangeCause `cause` (int or name: otherEim 0, fallback 1, emergencyProfile 2,
@@ -398,7 +425,8 @@ class Ipa:
             rolledBack        the result reported comes from a ProfileRollback
             abandoned         a procedure was given up (max_attempts), see the log
             stateChange       the stateChangeCause sent (True: flag without cause), or None
-            notifications     {"delivered", "removed", "failed", "forSmdp"} seqNumbers
+            notifications     ipa_notify.new_notes(): {"delivered", "removed", "failed",
+                              "kept", "forSmdp"} seqNumbers and "peers" per destination
             error             None or {"type", "message", "code"?, "name"?, "status"?}
             idleCount / errorCount   consecutive idle / failed cycles (for back-off)
             elapsedMs         when clock_ms was given
@@ -448,21 +476,22 @@ class Ipa:
             raise failure
         return out
 
-    def process_notifications(self):
-        """Deliver every pending notification to the eIM (ESipa.HandleNotification 'BF3D')
-        and remove each from the eUICC only after the eIM took it (HTTP 200/204).
+    def process_notifications(self, force=True, only=None):
+        """Deliver every pending notification to its peer - the eIM (ESipa.HandleNotification
+        'BF3D') or the SM-DP+ it is addressed to (ES9+.HandleNotification) - and remove each
+        from the eUICC only after that peer took it (HTTP 200/204); see ipa_core.ipa_notify.
 
-        Returns {"delivered", "removed", "failed", "forSmdp": [seqNumber...], "error"}.
-        A notification the eIM refuses (EimError) stays and is tried again next
-        time; an unreachable eIM (TransportError) ends the pass. Notifications
-        addressed to an SM-DP+ (notificationAddress other than the eIM's FQDN)
-        also go to the eIM for now, listed in forSmdp.
+        Returns ipa_notify.new_notes() filled: {"delivered", "removed", "failed", "kept",
+        "forSmdp": [seqNumber...], "peers": {address: {...}}, "error"}. What a peer did
+        not take stays for the next pass. `force` (default: a user asked) also tries the
+        SM-DP+ that are backing off; `only`: just these seqNumbers (e.g. the PIR of the
+        download that just ended).
         """
         notes = ipa_notify.new_notes()
         try:
             notes["recovered"] = self.recover_download()
             ipa_notify.finish_removals(self, notes)
-            ipa_notify.deliver_all(self, notes)
+            ipa_notify.deliver_all(self, notes, force=force, only=only)
         except IpaError as e:
             notes["error"] = error_info(e)
             self.note("warning", "notifications: %s" % e)

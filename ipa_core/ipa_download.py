@@ -434,6 +434,10 @@ class DownloadHandler:
             if self.smds is not None:
                 self.last["smds"] = self.smds
             pir = self.last["pir"]
+            if self.last.get("transport") == "direct" and getattr(self.ipa, "smdp_network", None):
+                # SGP.22 3.1.3: the PIR to the SM-DP+ too, not only in the eIM's result
+                self.last["notifications"] = self.ipa.process_notifications(
+                    only=[pir.get("seqNumber")])
             return esipa.profile_download_trigger_result(profile_installation_result=pir["raw"],
                                                          eim_transaction_id=tid)
         except (IpaError, ValueError) as e:

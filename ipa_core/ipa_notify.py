@@ -1,10 +1,28 @@
-"""Notification delivery of the IPA (SGP.32 v1.2 ESipa.HandleNotification 'BF3D'):
-deliver every pending notification to the eIM, then remove it from the eUICC -
-only after the eIM took it (HTTP 200/204), never before (design.md, "Nothing is lost").
+"""Notification delivery of the IPA (SGP.22 v2.5 3.5 and 5.6.4, SGP.32 v1.2 ESipa
+HandleNotification 'BF3D'): each pending notification goes to the peer its
+notificationAddress names, and is removed from the eUICC only after that peer took it
+(HTTP 200/204), never before (design.md, "Nothing is lost").
 
-Before each removal the seqNumber is written to the store (ipa.notified), so
-after a restart the IPA removes what the eIM already has instead of
-delivering it a second time.
+Where each one goes (route):
+- to the eIM (ESipa.HandleNotification) when its notificationAddress is the eIM's eimFqdn,
+  or it has none;
+- to the SM-DP+ at its notificationAddress (ES9+.HandleNotification over
+  ipa.smdp_network(address), ipa_core.ipa_direct) when the IPA has such a factory: the
+  PIR of a direct download and the enable/disable/delete notifications the profile's
+  metadata addresses to its SM-DP+;
+- without a factory (a board doing indirect downloads only) to the eIM, which relays
+  it to the SM-DP+ as in SGP.32's indirect mode; listed in forSmdp;
+- with neither (no eIM, no factory): kept on the eUICC, listed in kept, with a warning.
+
+Before each removal the seqNumber is written to the store (ipa.notified), so after a
+restart the IPA removes what a peer already has instead of delivering it a second time.
+
+An SM-DP+ that does not take a notification keeps it on the eUICC and is left alone for
+a while (ipa_core.ipa_notify_smdp: back-off per address, kept in the store; loaded only
+for a notification routed to an SM-DP+, so a board never loads it nor ES9+). An eIM that
+refuses one (EimError) keeps that one; an unreachable eIM keeps the rest of its own and
+ends the pass with that error once the other peers had theirs. A notification for another
+eIM of the eUICC is kept for that eIM's pass.
 
 How they are read from the eUICC: all at once (one RetrieveNotificationsList),
 or, with the setting max_message_bytes (boards), one at a time - ListNotification
@@ -12,17 +30,22 @@ for the seqNumbers, then RetrieveNotificationsList by seqNumber - so that a
 board's heap holds one signed notification, never the list of them, and a
 ProvideEimPackageResult carries at most max_message_bytes of them (those left
 go out with HandleNotification in the next pass). Functions take the ipa_core.ipa.Ipa and a
-`notes` dict ({"delivered", "removed", "failed", "forSmdp": [seqNumber...]})
-that they fill.
+`notes` dict (new_notes) that they fill.
 """
 
 from ipa_core import es10, esipa, tlv
-from ipa_core.errors import EimError
+from ipa_core.errors import EimError, IpaError
 from ipa_core.ipa_store import NOTIFIED
 
 
 def new_notes():
-    return {"delivered": [], "removed": [], "failed": [], "forSmdp": [], "error": None}
+    """{"delivered", "removed", "failed", "kept", "forSmdp": [seqNumber...], "peers", "error"}.
+
+    peers: {address: {"peer": "eim" | "smdp" | None, "delivered", "removed", "failed",
+    "kept": [seqNumber...], "error": None or a message, "retryInS"?: seconds of back-off
+    left}} - one entry per destination (the eIM under its eimFqdn, or "eIM")."""
+    return {"delivered": [], "removed": [], "failed": [], "kept": [], "forSmdp": [],
+            "peers": {}, "error": None}
 
 
 def _is_result(n):
@@ -45,12 +68,28 @@ def notifications(ipa):
                 yield n  # gone since the list (or an EuiccPackageResult): skipped
 
 
-def pending(ipa, budget=None):
+def route(ipa, n):
+    """(peer, address) for notification `n`: peer "eim", "smdp" or None (kept); see the
+    module docstring."""
+    addr = n.get("notificationAddress")
+    eim_fqdn = (ipa.eim or {}).get("eimFqdn")
+    eim_key = eim_fqdn or "eIM"
+    if not addr or (eim_fqdn and addr.lower() == eim_fqdn.lower()) or ipa.smdp_network is None:
+        return ("eim", eim_key) if ipa.network is not None else (None, addr or eim_key)
+    if addr.lower() in ipa.eim_addresses():
+        return None, addr  # another eIM's (or no eIM open): that eIM's own pass delivers it
+    return "smdp", addr
+
+
+def pending(ipa, budget=None, for_eim=False):
     """The pending notifications as a list; with `budget`, as many (oldest first) as fit in
-    that many bytes of signed notifications."""
+    that many bytes of signed notifications; with `for_eim`, only those routed to the eIM
+    (a ProvideEimPackageResult carries those; an SM-DP+ gets its own)."""
     out = []
     total = 0
     for n in notifications(ipa):
+        if for_eim and route(ipa, n)[0] != "eim":
+            continue
         if budget is not None and total + len(n["raw"]) > budget:
             break
         total += len(n["raw"])
@@ -59,7 +98,7 @@ def pending(ipa, budget=None):
 
 
 def finish_removals(ipa, notes):
-    """Remove what the eIM took before a restart (ipa.notified)."""
+    """Remove what a peer took before a restart (ipa.notified)."""
     taken = ipa.store.get(NOTIFIED) or []
     for seq in taken:
         es10.remove_notification_from_list(ipa.session, seq)  # nothingToDelete is fine
@@ -68,34 +107,94 @@ def finish_removals(ipa, notes):
         ipa.store.delete(NOTIFIED)
 
 
-def deliver_all(ipa, notes):
-    """HandleNotification for each pending notification, then its removal.
+def _peer(notes, kind, addr):
+    p = notes["peers"].get(addr)
+    if p is None:
+        p = {"peer": kind, "delivered": [], "removed": [], "failed": [], "kept": [],
+             "error": None}
+        notes["peers"][addr] = p
+    return p
 
-    One the eIM refuses (EimError) stays on the eUICC for the next pass; a
-    TransportError or an HTTP error status ends the pass (raised).
-    """
-    for n in notifications(ipa):
-        seq = n.get("seqNumber")
-        msg = esipa.handle_notification(pending_notification=n["raw"], version=ipa.version)
-        try:
-            ipa.exchange("handleNotification", msg)
-        except EimError as e:
-            notes["failed"].append(seq)
-            ipa.note("warning", "notification %s kept: the eIM refused it: %s" % (seq, e))
-            continue
-        notes["delivered"].append(seq)
-        addr = n.get("notificationAddress")
-        if ipa.eim is not None and addr and addr != ipa.eim.get("eimFqdn"):
-            notes["forSmdp"].append(seq)
-            ipa.note("info", "notification %s for %s delivered to the eIM (direct delivery to "
-                     "an SM-DP+ is not done yet)" % (seq, addr))
-        taken = ipa.store.get(NOTIFIED) or []
-        taken.append(seq)
+
+def _mark(notes, p, what, seq):
+    notes[what].append(seq)
+    p[what].append(seq)
+
+
+def _remove(ipa, seq, notes, p):
+    """RemoveNotificationFromList for `seq`, the peer having taken it: ipa.notified first."""
+    taken = ipa.store.get(NOTIFIED) or []
+    taken.append(seq)
+    ipa.store.put(NOTIFIED, taken)
+    es10.remove_notification_from_list(ipa.session, seq)
+    _mark(notes, p, "removed", seq)
+    taken.remove(seq)
+    if taken:
         ipa.store.put(NOTIFIED, taken)
-        es10.remove_notification_from_list(ipa.session, seq)
-        notes["removed"].append(seq)
-        taken.remove(seq)
-        if taken:
-            ipa.store.put(NOTIFIED, taken)
-        else:
-            ipa.store.delete(NOTIFIED)
+    else:
+        ipa.store.delete(NOTIFIED)
+
+
+# ---- delivery --------------------------------------------------------------------------------
+
+
+def _to_eim(ipa, n):
+    ipa.exchange("handleNotification",
+                 esipa.handle_notification(pending_notification=n["raw"], version=ipa.version))
+
+
+def deliver_all(ipa, notes, force=False, only=None):
+    """Deliver each pending notification to its peer (route), then remove it.
+
+    `force`: try SM-DP+ addresses that are backing off; `only`: the seqNumbers to deliver
+    (None: all). Raises the eIM's TransportError / HTTP error (after the other peers had
+    theirs), never an SM-DP+'s: those go to notes["peers"][address]["error"].
+    """
+    smdp = None  # ipa_notify_smdp.SmdpPeers, loaded for the first SM-DP+ notification
+    eim_error = None
+    try:
+        for n in notifications(ipa):
+            seq = n.get("seqNumber")
+            if only is not None and seq not in only:
+                continue
+            kind, addr = route(ipa, n)
+            p = _peer(notes, kind, addr)
+            if kind is None:
+                _mark(notes, p, "kept", seq)
+                ipa.note("warning", "notification %s for %s kept: that peer is not reachable "
+                         "in this pass (an eIM not opened, or no way to an SM-DP+)" % (seq, addr))
+                continue
+            if kind == "eim":
+                if eim_error is not None:
+                    _mark(notes, p, "kept", seq)
+                    continue
+                try:
+                    _to_eim(ipa, n)
+                except EimError as e:
+                    _mark(notes, p, "failed", seq)
+                    ipa.note("warning", "notification %s kept: the eIM refused it: %s" % (seq, e))
+                    continue
+                except IpaError as e:
+                    eim_error = e
+                    p["error"] = "%s: %s" % (type(e).__name__, e)
+                    _mark(notes, p, "failed", seq)
+                    continue
+                a = n.get("notificationAddress")
+                if a and ipa.eim is not None and a.lower() != addr.lower():
+                    notes["forSmdp"].append(seq)
+            else:
+                if smdp is None:
+                    from ipa_core.ipa_notify_smdp import SmdpPeers
+
+                    smdp = SmdpPeers(ipa, force)
+                what = smdp.deliver(addr, n["raw"], p)
+                if what != "delivered":
+                    _mark(notes, p, what, seq)
+                    continue
+            _mark(notes, p, "delivered", seq)
+            _remove(ipa, seq, notes, p)
+    finally:
+        if smdp is not None:
+            smdp.close()
+    if eim_error is not None:
+        raise eim_error

@@ -213,8 +213,9 @@ def collect(ipa, job, out):
     """Build the ProvideEimPackageResult to post (kept, so a resend is the same bytes)."""
     if job["kind"] == "euiccPackageRequest":
         # A board bounds the message (max_message_bytes): what does not fit is delivered
-        # with HandleNotification in the next pass.
-        notes = ipa_notify.pending(ipa, ipa.config.get("max_message_bytes"))
+        # with HandleNotification in the next pass. Only the eIM's: a notification for an
+        # SM-DP+ the IPA reaches goes there (ipa_notify.route).
+        notes = ipa_notify.pending(ipa, ipa.config.get("max_message_bytes"), for_eim=True)
         msg = esipa.provide_eim_package_result(
             job["eid"], euicc_package_result=blob(job["result"]),
             notifications=[n["raw"] for n in notes], version=ipa.version)

@@ -39,8 +39,11 @@ Keys (all under "ipa."):
     ipa.stateChange  {"cause": int or None, "serial": n}: a local change the eIM must
                      hear of (notifyStateChange + stateChangeCause in the next
                      GetEimPackage); cleared once an eIM answer to that request came.
-    ipa.notified     [seqNumber, ...]: notifications the eIM took (HandleNotification)
-                     and not yet removed from the eUICC.
+    ipa.notified     [seqNumber, ...]: notifications a peer (the eIM, an SM-DP+) took
+                     (HandleNotification) and not yet removed from the eUICC.
+    ipa.notifyBackoff {SM-DP+ address: {"failures": n, "until": seconds of Ipa.now_s()}}:
+                     SM-DP+ that did not take a notification, left alone until then
+                     (ipa_core.ipa_notify_smdp); an entry goes when its SM-DP+ takes one.
     ipa.download     the open profile download session (transactionId, SM-DP+, transport,
                      stage), from ES10b.AuthenticateServer until the download ended: what
                      the next start cancels after a cut (ipa_core.ipa_cancel has the shape).
@@ -52,8 +55,9 @@ from binascii import hexlify, unhexlify
 JOB = "ipa.job"
 STATE_CHANGE = "ipa.stateChange"
 NOTIFIED = "ipa.notified"
+NOTIFY_BACKOFF = "ipa.notifyBackoff"
 DOWNLOAD = "ipa.download"
-KEYS = (JOB, STATE_CHANGE, NOTIFIED, DOWNLOAD)
+KEYS = (JOB, STATE_CHANGE, NOTIFIED, NOTIFY_BACKOFF, DOWNLOAD)
 HEX = "$hex"  # the key of the one-key object a JSON store writes bytes as
 
 

@@ -26,7 +26,7 @@ examples:
   ipa --card 'pcsc:Gemalto' --json info
   ipa poll                         one cycle with the eIM: get a package, run it, report
   ipa run                          poll for ever with back-off (for systemd, docs/cli.md)
-  ipa notifications process        deliver pending notifications to the eIM
+  ipa notifications process        deliver pending notifications (eIM / SM-DP+)
   ipa download 'LPA:1$smdp.example.com$MATCHING-ID'   install a profile from the SM-DP+
   ipa download --smds              install what the eUICC's root SM-DS announces for it
   ipa --trace info                 show every APDU on stderr, ES10 functions named
@@ -134,7 +134,8 @@ def build_parser():
     n = sub.add_parser("notifications", help="pending notifications on the eUICC")
     nsub = n.add_subparsers(dest="notif_command", metavar="ACTION")
     nsub.add_parser("list", help="list pending notifications (ES10b.ListNotification)")
-    nsub.add_parser("process", help="deliver them to the eIM, remove what it took")
+    nsub.add_parser("process", help="deliver each to its peer (the eIM, or the SM-DP+ it is "
+                    "addressed to), remove what the peer took")
     cli_euicc.add_notifications_remove(nsub)
     add_download_parser(sub)
     cli_euicc.add_parsers(sub)
@@ -166,6 +167,7 @@ def settings(a):
         binding=a.binding or e["binding"], ca_file=a.ca_file or e["ca_file"],
         allow_http=a.allow_http or e["allow_http"], timeout=e["timeout"],
         poll_interval=i["poll_interval"], max_interval=i["max_interval"],
+        error_backoff=i["error_backoff"],
         smdp_ca_file=a.smdp_ca_file or dl["smdp_ca_file"],
         profile_download=a.profile_download or dl["mode"],
         network=a.network or e["network"], refresh=c["refresh"],
@@ -318,11 +320,7 @@ def print_poll(r, out):
     print_recovered(r, out)
     if r.get("resumed"):
         out.write("resumed        %s at step %s\n" % (r["resumed"]["kind"], r["resumed"]["step"]))
-    notes = r.get("notifications") or {}
-    if notes.get("delivered"):
-        out.write("notifications  delivered %s, removed %s\n" % (
-            ",".join(str(n) for n in notes["delivered"]),
-            ",".join(str(n) for n in notes.get("removed") or []) or "none"))
+    print_peers(r.get("notifications") or {}, out, "notifications  ")
     if r.get("idle"):
         out.write("eIM            no package (noEimPackageAvailable)\n")
     elif r.get("package"):
@@ -439,12 +437,48 @@ def print_notifications(ns, out):
                                               n.get("notificationAddress", "")))
 
 
+PEER_NAMES = {"eim": "eIM", "smdp": "SM-DP+", None: "no peer"}
+
+
+def _seqs(v):
+    return ",".join(str(n) for n in v)
+
+
+def print_peers(notes, out, prefix=""):
+    """One line per destination of a notification pass (ipa_core.ipa_notify.new_notes)."""
+    for addr in sorted(notes.get("peers") or {}):
+        p = notes["peers"][addr]
+        parts = ["%s %s" % (k, _seqs(p[k])) for k in ("delivered", "removed", "failed", "kept")
+                 if p.get(k)]
+        if p.get("retryInS"):
+            parts.append("retry in %d s" % p["retryInS"])
+        out.write("%s%s %s: %s%s\n" % (prefix, PEER_NAMES.get(p.get("peer"), p.get("peer")),
+                                       addr, ", ".join(parts),
+                                       " (%s)" % p["error"] if p.get("error") else ""))
+
+
+def undelivered(r):
+    """The --json error of a notification pass that left some on the eUICC: the first
+    peer's reason (an SM-DP+ down, backing off, no peer)."""
+    why = []
+    for addr in sorted(r.get("peers") or {}):
+        p = r["peers"][addr]
+        if p.get("failed") or p.get("kept"):
+            why.append("%s %s: %s" % (PEER_NAMES.get(p.get("peer"), p.get("peer")), addr,
+                                      p.get("error") or ("retry in %d s" % p["retryInS"]
+                                                         if p.get("retryInS") else "kept")))
+    return {"code": "failed", "type": "NotDelivered",
+            "message": "notifications left on the eUICC (failed %s, kept %s): %s" % (
+                _seqs(r.get("failed") or []) or "none", _seqs(r.get("kept") or []) or "none",
+                "; ".join(why))}
+
+
 def print_processed(r, out):
     print_recovered(r, out)
     out.write("delivered %s; removed %s%s\n" % (
-        ",".join(str(n) for n in r.get("delivered") or []) or "nothing",
-        ",".join(str(n) for n in r.get("removed") or []) or "nothing",
-        "; failed %s" % ",".join(str(n) for n in r["failed"]) if r.get("failed") else ""))
+        _seqs(r.get("delivered") or []) or "nothing", _seqs(r.get("removed") or []) or "nothing",
+        "; failed %s" % _seqs(r["failed"]) if r.get("failed") else ""))
+    print_peers(r, out, "  ")
     if r.get("error"):
         out.write("error: %s\n" % r["error"].get("message"))
 
@@ -458,11 +492,14 @@ def cmd_notifications(a, st, out):
             s.close()
         return 0
     if a.notif_command == "process":
-        with runner.IpaHost(st) as h:
+        with runner.IpaHost(st, need_eim=False) as h:
             r = h.ipa.process_notifications()
         emit(a, out, r, print_processed)
         if r.get("error"):
             fail(a, cli_json.error_from_summary(r["error"]))
+            return 1
+        if r.get("failed") or r.get("kept"):
+            fail(a, undelivered(r))
             return 1
         return 0
     if a.notif_command == "remove":
@@ -536,12 +573,32 @@ def print_download(r, out):
         out.write("segments       %d of %d\n" % tuple(r["segments"]))
     if "immediateEnable" in r:
         out.write("enabled        %s\n" % r["immediateEnable"])
+    print_peers(r.get("notifications") or {}, out, "notified       ")
 
 
 def _after_enable(st, session, r):
     """ImmediateEnable switched the profile: on a modem, as after any switch."""
     if r.get("immediateEnable") == "ok":
         runner.after_profile_switch(st, session, "enabling the new profile")
+
+
+def deliver_pirs(st, results):
+    """ES9+.HandleNotification of the PIRs of these download results to the SM-DP+ each is
+    addressed to, right away (SGP.22 3.1.3), in one notification pass (its notes, or None
+    without a PIR); what fails stays on the eUICC for the next pass, with a warning."""
+    seqs = [(r.get("pir") or {}).get("seqNumber") for r in results]
+    seqs = [q for q in seqs if q is not None]
+    if not seqs:
+        return None
+    with runner.IpaHost(st, need_eim=False) as h:
+        if h.ipa.smdp_network is None:  # [download] mode = "indirect": these were direct
+            h.ipa.smdp_network = lambda address: runner.build_smdp_network(st, address)
+        notes = h.ipa.process_notifications(only=seqs)
+    left = [q for q in seqs if q not in notes["removed"]]
+    if left:
+        runner.log.warning("the ProfileInstallationResult (notification %s) stays on the eUICC; "
+                           "`ipa notifications process` delivers it later", _seqs(left))
+    return notes
 
 
 def cmd_download(a, st, out):
@@ -580,6 +637,7 @@ def cmd_download(a, st, out):
                 r = dl.download(h.session, DirectTransport(h.network, max_package=st.max_package),
                                 store=h.store, **kw)
                 _after_enable(st, h.session, r)
+            r["notifications"] = deliver_pirs(st, [r])
     except dl.DownloadError as e:
         sys.stderr.write("ipa: %s\n" % e)
         c = e.result.get("cancel")

@@ -41,6 +41,9 @@ install` puts it in /etc/ipa-iot/); a test keeps it in step with DEFAULTS.
     home = "~/.local/share/ipa-iot"   # state folder (IPA progress, virtual eUICC)
     poll_interval = 60           # seconds between polls when idle (grows to max_interval)
     max_interval = 3600
+    error_backoff = 30           # seconds after a failed cycle (doubling to 1800); also the
+                                 # first wait before an SM-DP+ that did not take a
+                                 # notification is tried again
     log_level = "info"           # debug | info | warning | error
 """
 
@@ -57,7 +60,8 @@ DEFAULTS = {
     "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
             "timeout": 30, "network": "socket"},
     "download": {"mode": "auto", "smdp_ca_file": "", "max_package": 4 * 1024 * 1024},
-    "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "log_level": "info"},
+    "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "error_backoff": 30,
+            "log_level": "info"},
 }
 CHOICES = {
     ("card", "sgp32"): ("1.0", "1.1", "1.2"),
@@ -72,6 +76,7 @@ RANGES = {
     ("download", "max_package"): (1024, 0xFFFFFF),
     ("ipa", "poll_interval"): (1, 7 * 86400),
     ("ipa", "max_interval"): (1, 7 * 86400),
+    ("ipa", "error_backoff"): (1, 86400),
 }
 
 

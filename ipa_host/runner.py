@@ -17,7 +17,7 @@ import threading
 import time
 
 from ipa_core import apdu
-from ipa_core.errors import TransportError
+from ipa_core.errors import IpaError, TransportError
 from ipa_core.ipa import Ipa
 from ipa_core.ipa_download import make_download_handler
 from ipa_host.store import FileStore
@@ -34,7 +34,7 @@ class Settings:
                  eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
                  timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
                  profile_download="auto", network="socket", refresh=None, attach_timeout=180,
-                 refresh_flag=True, max_package=4 * 1024 * 1024):
+                 refresh_flag=True, max_package=4 * 1024 * 1024, error_backoff=30):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -55,6 +55,7 @@ class Settings:
         self.attach_timeout = attach_timeout  # seconds for the modem to attach after it
         self.refresh_flag = refresh_flag  # refreshFlag of the ES10 calls that switch profiles
         self.max_package = max_package  # bytes of a bound profile package at most
+        self.error_backoff = error_backoff  # first wait after a failure (cycle, SM-DP+)
 
 
 def open_session(st):
@@ -338,11 +339,24 @@ def _modem_stack(st, card):
         return None
 
 
-class IpaHost:
-    """Context manager: the session, the store, the network and the Ipa, closed together."""
+def smdp_factory(st):
+    """Ipa.smdp_network: notifications addressed to an SM-DP+ go straight to it (ES9+), unless
+    the device is set to reach SM-DP+s only through the eIM (--profile-download indirect,
+    [download] mode = "indirect"): then the eIM relays them (ipa_core.ipa_notify)."""
+    if (st.profile_download or "auto") == "indirect":
+        return None
+    return lambda address: build_smdp_network(st, address)
 
-    def __init__(self, st):
+
+class IpaHost:
+    """Context manager: the session, the store, the network and the Ipa, closed together.
+
+    need_eim=False (notifications process, download): with no usable eIM the Ipa has no
+    eIM network (self.eim None) and reaches only SM-DP+s."""
+
+    def __init__(self, st, need_eim=True):
         self.st = st
+        self.need_eim = need_eim
         self.session = None
         self.network = None
         self.ipa = None
@@ -355,7 +369,7 @@ class IpaHost:
             store = FileStore(os.path.join(st.home, STATE_FILE))
             config = {"binding": st.binding, "poll_interval_s": st.poll_interval,
                       "max_interval_s": st.max_interval, "refresh_flag": st.refresh_flag,
-                      "max_package": st.max_package}
+                      "max_package": st.max_package, "error_backoff_s": st.error_backoff}
             if st.eim_id:
                 config["eim_id"] = st.eim_id
             connectivity = build_connectivity(st, self.session)
@@ -364,10 +378,10 @@ class IpaHost:
             self.ipa = Ipa(self.session, None, store, config=config, log=log,
                            connectivity=connectivity,
                            clock_ms=lambda: int(time.monotonic() * 1000))
-            self.eim = self.ipa.choose_eim(st.eim_id, st.eim_url)
-            self.network = build_network(st, self.eim, self.session)
-            self.ipa.network = self.network
-            if connectivity is not None and connectivity.stack is not None:
+            self._open_eim(st)
+            self.ipa.smdp_network = smdp_factory(st)
+            if self.network is not None and connectivity is not None and \
+                    connectivity.stack is not None:
                 # The modem's HTTP stack needs its data bearer: up already on most starts
                 # (one query), brought up here when the modem came up without it.
                 if not connectivity.bearer(connectivity.clock_ms() + BEARER_START_MS):
@@ -383,6 +397,19 @@ class IpaHost:
             self.session.close()
             raise
         return self
+
+    def _open_eim(self, st):
+        """The eIM and its network; without need_eim, no usable eIM only leaves them None."""
+        try:
+            self.eim = self.ipa.choose_eim(st.eim_id, st.eim_url)
+            self.network = build_network(st, self.eim, self.session)
+        except (IpaError, ValueError) as e:
+            if self.need_eim:
+                raise
+            self.eim = None
+            log.info("no eIM to reach (SM-DP+ only): %s", e)
+            return
+        self.ipa.network = self.network
 
     def __exit__(self, *exc):
         if self.network is not None:
@@ -462,6 +489,9 @@ TEST_KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
 BEARER_START_MS = 30000  # bringing the modem's data bearer up before the first request
 
 
+_KILL_COUNT = [0]
+
+
 def _test_kill_hook(h):
     """TEST ONLY, inert unless $IPA_TEST_KILL_AFTER_STEP=n is set (docs/resilience.md):
     every progress-store write, ES10 exchange and eIM (or SM-DP+) answer is an event, logged
@@ -470,7 +500,7 @@ def _test_kill_hook(h):
     n = os.environ.get(TEST_KILL_ENV)
     if not n:
         return
-    n, count = int(n), [0]
+    n, count = int(n), _KILL_COUNT  # one count per process: `ipa download` opens two hosts
 
     def wrap(fn, name, i):
         def event(*args, **kw):
@@ -488,7 +518,15 @@ def _test_kill_hook(h):
     store = h.ipa.store if eim else h.store
     store.put, store.delete = wrap(store.put, "put", 0), wrap(store.delete, "delete", 0)
     h.session.store_data = wrap(h.session.store_data, "ES10", 0)
-    h.network.post = wrap(h.network.post, "eIM" if eim else "SM-DP+", 1 if eim else 0)
+    if h.network is not None:  # an IpaHost without an eIM has none
+        h.network.post = wrap(h.network.post, "eIM" if eim else "SM-DP+", 1 if eim else 0)
+    factory = h.ipa.smdp_network if eim else None
+    if factory is not None:
+        def smdp_network(address):
+            net = factory(address)
+            net.post = wrap(net.post, "SM-DP+", 0)  # the path: the function
+            return net
+        h.ipa.smdp_network = smdp_network
 
 
 # A cycle that cannot start (card or modem gone, e.g. a USB modem re-enumerating): wait

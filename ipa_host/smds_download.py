@@ -5,6 +5,8 @@ the download of each event from its SM-DP+ (matchingId = eventId), as a user exp
 - Every event is downloaded, in the SM-DS's order (`--first`: only the first); a failed
   one does not stop the next: each has its result. The SM-DS keeps an event until its
   SM-DP+ deletes it (ES12.DeleteEvent), so a failed one is offered again next time.
+- The installation results (PIRs) go to their SM-DP+ right after the downloads
+  (ES9+.HandleNotification, as `ipa download` does; "notifications" in the result).
 - TLS trust for the SM-DS is the SM-DP+ one (--smdp-ca-file, else the system CAs): both
   are RSP servers certified under the same GSMA CI.
 - Exit codes: 0 every event installed, 1 a retrieval or a download failed, 3 the SM-DS
@@ -24,7 +26,7 @@ from ipa_core import ipa_smds
 from ipa_core.errors import TransportError
 from ipa_core.ipa_direct import DirectTransport
 from ipa_host import cli_json, runner
-from ipa_host.cli import _after_enable, emit, fail, print_download
+from ipa_host.cli import _after_enable, deliver_pirs, emit, fail, print_download, print_peers
 from ipa_host.store import FileStore
 
 NO_EVENT = cli_json.ERROR_CODES["noEvent"]
@@ -44,6 +46,9 @@ def print_smds(r, out):
             out.write("failed         at %s: %s\n" % (d["stage"], d["error"]["message"]))
         else:
             print_download(d, out)
+    if (r.get("notifications") or {}).get("peers"):
+        out.write("\n")
+        print_peers(r["notifications"], out, "notified       ")
 
 
 def _download_event(st, session, ev, kw):
@@ -92,6 +97,7 @@ def download_from_smds(a, st, out, kw):
             _after_enable(st, s, d)
     finally:
         s.close()
+    r["notifications"] = deliver_pirs(st, r["downloads"])
     r["ok"] = bool(r["downloads"]) and all(d.get("ok") for d in r["downloads"])
     emit(a, out, r, print_smds)
     if not r["eventEntries"]:

@@ -23,13 +23,16 @@ from ipa_host.sim.euicc.euicc import VirtualEuicc
 
 DEMO_EIM_ID = "ipa-demo-eim"
 DEMO_EIM_FQDN = "127.0.0.1:8443"
+# The preloaded demo profiles name the demo eIM as their notification receiver (SGP.32 lets
+# a profile's metadata do so): their notifications go to the eIM, those of profiles
+# downloaded later to the SM-DP+ their metadata names.
 DEMO_PROFILES = [
     {"iccid": "8944476500000000017", "name": "Demo Operator A", "class": "operational",
-     "state": "enabled"},
+     "state": "enabled", "notification_address": DEMO_EIM_FQDN},
     {"iccid": "8944476500000000025", "name": "Demo Operator B", "class": "operational",
-     "state": "disabled"},
+     "state": "disabled", "notification_address": DEMO_EIM_FQDN},
     {"iccid": "8944476500000000033", "name": "Demo Test Profile", "class": "test",
-     "state": "disabled"},
+     "state": "disabled", "notification_address": DEMO_EIM_FQDN},
 ]
 
 

@@ -20,6 +20,7 @@ from euicc_fixtures import ICCID_1, close, es10, make_euicc, open_isdr, reopen, 
 from ipa_core import tlv
 from ipa_host.sim import bsp, pki
 from ipa_host.sim.smdpp import pki_smdp
+from ipa_host.sim.euicc import euicc_profiles
 from ipa_host.sim.euicc.euicc_download import hash_cc
 
 H = bytes.fromhex
@@ -408,7 +409,9 @@ def test_load_bpp_installs_the_profile(card, dp):
     assert success.need(0x04).value == H("3007A0053003800100")
     assert pir_signature_ok(card, pir)
     assert p["state"] == "disabled" and p["name"] == "Downloaded" and p["provider"] == "Test Operator"
-    assert p["class"] == "operational" and p["notification_address"] == "notify.example.com"
+    assert p["class"] == "operational" and p["notification_addresses"] == {
+        "enable": "notify.example.com", "disable": "notify.example.com",
+        "delete": "notify.example.com"}  # notificationConfigurationInfo: no install entry
     assert card.download is None
 
     # the PIR is a pending notification until removed, in ListNotification and RetrieveNotificationsList
@@ -607,3 +610,32 @@ def test_new_challenge_drops_the_session(card, dp):
     authenticate(card, dp)
     challenge(card)
     assert card.download is None
+
+
+def test_operations_notified_as_the_metadata_configures_them(card, dp):
+    """notificationConfigurationInfo (SGP.22 NotificationConfigurationInformation): each
+    operation listed is notified to its own address, one not listed is not notified."""
+    order = ("notificationInstall", "notificationEnable", "notificationDisable",
+             "notificationDelete")
+
+    def nci(event, address):
+        return tlv.encode(0x30, tlv.encode(0x80, tlv.bits_encode([event], order))
+                          + tlv.encode(0x81, address))
+    meta = tlv.encode(0xBF25, [tlv.encode(0x5A, tlv.bcd_unswap(NEW_ICCID + "F")),
+                               tlv.encode(0x91, b"SP"), tlv.encode(0x92, b"Configured"),
+                               tlv.encode(0xB6, nci("notificationEnable", b"on.example")
+                                          + nci("notificationDelete", b"gone.example"))])
+    pir_of(download(card, dp, meta=meta))
+    p = card.state.find_profile(NEW_ICCID)
+    before = len(card.state.pending())
+    euicc_profiles.disable(card, p)  # not configured: no notification
+    euicc_profiles.enable(card, p)
+    euicc_profiles.disable(card, p)
+    euicc_profiles.delete(card, p)
+    new = [n for n in card.state.pending()[before:] if n.get("iccid") == NEW_ICCID]
+    metas = [tlv.decode(bytes.fromhex(n["der"])).need(0xBF2F) for n in new]
+    assert [(m.need(0x81).as_bits(order), m.need(0x0C).as_str()) for m in metas] == [
+        (["notificationEnable"], "on.example"), (["notificationDelete"], "gone.example")]
+    for n in new:  # each signed over its tbsOtherNotification
+        t = tlv.decode(bytes.fromhex(n["der"]))
+        assert pki.verify(card.pki["euicc_cert"], t.need(0xBF2F).raw, t.need(0x5F37).value)

@@ -470,6 +470,21 @@ def test_download_into_the_virtual_euicc(tmp_path, ppk):
         assert dp.profile("E2E")["state"] == "installed"
         profiles = fx.es10(card, bytes.fromhex("BF2D00"))
         assert pp.iccid_bytes(ICCID) in profiles
+        # the profile's enable notification (its metadata names this SM-DP+): verified over
+        # tbsOtherNotification with the eUICC certificate it carries; a forged one is not
+        from ipa_host.sim.euicc import euicc_profiles
+
+        euicc_profiles.enable(card, card.state.find_profile(ICCID))
+        note = [n for n in card.state.pending() if n.get("iccid") == ICCID][-1]
+        der = bytes.fromhex(note["der"])
+        assert tlv.decode(der).need(0xBF2F).need(0x0C).as_str() == dp.address
+        assert c.call("handleNotification", {"pendingNotification": b64(der)}) == (204, None)
+        n = dp.notifications[-1]
+        assert (n["type"], n["operation"], n["iccid"], n["verified"]) == ("other", ["enable"], ICCID, True)
+        sig = tlv.decode(der).need(0x5F37).value
+        forged = der.replace(sig, bytes([sig[0] ^ 1]) + sig[1:])
+        assert c.call("handleNotification", {"pendingNotification": b64(forged)}) == (204, None)
+        assert dp.notifications[-1]["verified"] is False
 
 
 def test_cli_profile_argument_and_bad_pki(tmp_path, capsys):

@@ -50,11 +50,12 @@ def test_direct_download(lab):
     assert "loading profile: 25/25 segments" in r.stderr
     assert functions(dp) == [("initiateAuthentication", "Executed-Success"),
                              ("authenticateClient", "Executed-Success"),
-                             ("getBoundProfilePackage", "Executed-Success")]
+                             ("getBoundProfilePackage", "Executed-Success"),
+                             ("handleNotification", "Executed-Success")]
     d = info(h)
     assert ICCID_1 in [p["iccid"] for p in d["profiles"]]
-    # the PIR waits on the eUICC for the notification path
-    assert any(n.get("iccid") == ICCID_1 for n in d["notifications"])
+    # the PIR went to the SM-DP+ right away (test_smdp_notifications.py) and left the eUICC
+    assert not any(n.get("iccid") == ICCID_1 for n in d["notifications"])
 
 
 def test_json_output_and_confirmation_code(lab):
@@ -125,6 +126,10 @@ def test_eim_trigger_handled_by_poll(lab):
         assert res["result"] == "profileInstallationResult" and res["eimTransactionId"], res
         assert ("getBoundProfilePackage", "Executed-Success") in functions(dp)
         assert ICCID_1 in [p["iccid"] for p in info(h)["profiles"]]
+        # a direct download's PIR goes to the SM-DP+ as well as in the eIM's result
+        (n,) = dp.notifications
+        assert n["type"] == "pir" and n["verified"] and n["iccid"] == ICCID_1
+        assert not [x for x in info(h)["notifications"] if x.get("iccid") == ICCID_1]
     finally:
         eim.stop()
 

@@ -86,6 +86,10 @@ def test_download_from_the_euiccs_root_smds(lab):
     assert es12(dp) == [("registerEvent", "EV-1", True), ("deleteEvent", "EV-1", True)]
     assert ds.event_records() == []
     assert ICCID_1 in iccids(h)
+    # the PIR went to that SM-DP+, which verified it
+    assert [(n["type"], n["iccid"], n["verified"]) for n in dp.notifications] == [
+        ("pir", ICCID_1, True)]
+    assert "notified       SM-DP+ %s: delivered" % dp.address in r.stdout
     # asked again: nothing left
     r = ipa(h, ds, "download", "--smds")
     assert r.returncode == 4, (r.stdout, r.stderr)
@@ -214,6 +218,9 @@ def test_eim_contact_smds_trigger(lab, explicit):
         assert ("getBoundProfilePackage", "Executed-Success") in functions(dp)
         assert ds.event_records() == []
         assert ICCID_1 in iccids(h)
+        # the PIR went to the SM-DP+ too, not only in the eIM's result
+        assert [(n["type"], n["iccid"], n["verified"]) for n in dp.notifications] == [
+            ("pir", ICCID_1, True)]
     finally:
         eim.stop()
 

@@ -469,6 +469,9 @@ def _close_group(card, s, b):
         raise _Abort(_GROUP[group][1], INCORRECT_INPUT, str(e))
 
 
+EVENT_NAME = {bit: name for name, bit in codec.EVENT_BIT.items()}  # notificationEnable -> enable
+
+
 def _store_metadata(card, b, t):
     """StoreMetadataRequest BF25 {5A iccid, 91 spName, 92 name, [93 94], [95 class], [B6 notif], [99 ppr] ..}."""
     if t.tag != 0xBF25:
@@ -485,7 +488,7 @@ def _store_metadata(card, b, t):
         op = c.find(0x80) or c.need(0x03, "profileManagementOperation")
         addr = (c.find(0x81) or c.need(0x0C, "notificationAddress")).as_str()
         for ev in op.as_bits(codec.NOTIFICATION_EVENTS):
-            addresses[ev] = addr
+            addresses[EVENT_NAME[ev]] = addr
     ppr_t = t.find(0x99)
     ppr = [p for p in (ppr_t.as_bits(codec.PPR_IDS) if ppr_t is not None else []) if p in ("ppr1", "ppr2")]
     b["iccid"] = iccid
@@ -519,10 +522,10 @@ def _finish(card, s, b):
     m = b["meta"]
     if m is None:
         return _fail(card, s, b, CMD_LOAD_PE, INCORRECT_INPUT)
-    address = m["addresses"].get("notificationEnable") or s["address"]
     p = card.state.add_profile({"iccid": m["iccid"], "name": m["name"], "provider": m["provider"],
                                 "class": m["class"], "state": "disabled", "preloaded": False,
-                                "notification_address": address, "ppr": m["ppr"]})
+                                "notification_address": s["address"],
+                                "notification_addresses": m["addresses"], "ppr": m["ppr"]})
     card.state.data["last_installed"] = m["iccid"]
     final = tlv.encode(0xA0, tlv.encode(0x4F, bytes.fromhex(p["isdp_aid"])) + tlv.encode(0x04, SIMA_OK))
     return _pir(card, s, b, final)

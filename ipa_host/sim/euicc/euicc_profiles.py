@@ -17,10 +17,18 @@ from ipa_host.sim.euicc import euicc_codec as codec
 def add_notification(card, event, p):
     """OtherSignedNotification {tbsOtherNotification BF2F, 5F37, euiccCertificate, eumCertificate}.
 
-    euiccNotificationSignature covers the DER of tbsOtherNotification (SGP.22 5.7.x).
+    euiccNotificationSignature covers the DER of tbsOtherNotification (SGP.22 5.7.x). A
+    downloaded profile notifies only the operations its metadata's
+    notificationConfigurationInfo lists, each to the address given there (SGP.22 4.4,
+    NotificationConfigurationInformation); a preloaded one its notification_address.
+    Returns the seqNumber, or None when the metadata asks for no notification.
     """
+    addresses = p.get("notification_addresses")
+    address = p["notification_address"] if addresses is None else addresses.get(event)
+    if address is None:
+        return None
     seq = card.state.next_seq()
-    meta = codec.notification_metadata(seq, event, p["notification_address"], p["iccid"])
+    meta = codec.notification_metadata(seq, event, address, p["iccid"])
     der = tlv.encode(0x30, [meta, tlv.encode(0x5F37, card.sign(meta)),
                             card.euicc_cert_der, card.eum_cert_der])
     card.state.add_pending(seq, "notification", der, event=event, iccid=p["iccid"])

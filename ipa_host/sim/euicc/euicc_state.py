@@ -178,6 +178,9 @@ class EuiccState:
             "emergency": bool(entry.get("emergency", False)),
             "preloaded": bool(entry.get("preloaded", True)),
             "notification_address": str(entry.get("notification_address", "smdp.example.com")),
+            # {event: address} from the metadata's notificationConfigurationInfo (downloaded
+            # profiles); absent for preloaded ones, which notify notification_address
+            "notification_addresses": _addresses(iccid, entry.get("notification_addresses")),
             "ppr": ppr,
         }
         self.data["profiles"].append(p)
@@ -214,3 +217,14 @@ class EuiccState:
         before = len(self.data["notifications"])
         self.data["notifications"] = [n for n in self.data["notifications"] if n["seq"] != seq]
         return len(self.data["notifications"]) != before
+
+
+def _addresses(iccid, v):
+    """notification_addresses of a profile entry: None or {install|enable|disable|delete: str}."""
+    if v is None:
+        return None
+    if not isinstance(v, dict) or any(k not in ("install", "enable", "disable", "delete")
+                                      or not isinstance(a, str) for k, a in v.items()):
+        raise StateError("profile %s: notification_addresses must map install/enable/disable/"
+                         "delete to addresses, found %r" % (iccid, v))
+    return dict(v)

@@ -6,6 +6,7 @@
         dp.address     # "127.0.0.1:<port>" - serverAddress / the activation code's SM-DP+ address
         dp.tls_ca_der  # trust anchor for the client (the CI, which issued CERT.DP.TLS)
         dp.events, dp.notifications, dp.requests
+        dp.notifications_path  # DIR/notifications.jsonl: each notification and its verdict
 
 Layers: smdpp_es9.py (the five ES9+ functions, sessions, profiles,
 signatures, BPP building with bsp.py), smdpp_http.py (HTTPS, JSON),
@@ -38,6 +39,7 @@ from ipa_host.sim.smdpp.smdpp_es9 import SESSION_TTL, Es9Service
 from ipa_host.sim.smdpp.smdpp_http import Es9Handler
 
 log = logging.getLogger("ipa_host.sim.smdpp.smdpp")
+NOTIFICATIONS_LOG = "notifications.jsonl"
 
 
 class RspServer:
@@ -81,7 +83,8 @@ class RspServer:
         ctx.set_alpn_protocols(["http/1.1"])
         self._server = Server((self.host, self.port), self.HANDLER, self, ctx, self.idle_timeout)
         self.port = self._server.server_address[1]
-        self.service = self._service()
+        if self.service is None:  # a restart (stop, start) keeps its state: profiles, sessions
+            self.service = self._service()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="%s-%d" % (self.NAME, self.port), daemon=True)
         self._thread.start()
@@ -169,7 +172,8 @@ class SmdpServer(RspServer):
 
     def _service(self):
         svc = Es9Service(self.material, self.address, use_ppk=self.use_ppk,
-                         session_timeout=self._session_timeout, sgp32=self.sgp32)
+                         session_timeout=self._session_timeout, sgp32=self.sgp32,
+                         on_notification=self._log_notification)
         svc.on_bound = self._bound
         for args, kw in self._pending:
             svc.add_profile(*args, **kw)
@@ -215,6 +219,17 @@ class SmdpServer(RspServer):
         with self.service.lock:
             self.service._expire()  # expiry runs on each request; a reader sees it now
             return list(self.service.expired)
+
+    @property
+    def notifications_path(self):
+        """<folder>/notifications.jsonl: one JSON line per notification received, with the
+        verdict on its signature - what a test of `ipa-sim smdpp serve` reads."""
+        return os.path.join(self.folder, NOTIFICATIONS_LOG)
+
+    def _log_notification(self, rec):
+        line = {k: (v.hex().upper() if isinstance(v, bytes) else v) for k, v in rec.items()}
+        with open(self.notifications_path, "a") as f:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
 
     # ---- events at the SM-DS (ES12) -------------------------------------------------------------
 
@@ -324,6 +339,7 @@ def smdpp_main(argv=None):
         print("activation code: LPA:1$%s$%s%s" % (dp.address, mid, "$$1" if cc else ""))
         if args.smds:
             print("event %s for EID %s registered at the SM-DS %s" % (mid, args.eid, args.smds))
+    print("notifications received (and their signature check): %s" % dp.notifications_path)
     sys.stdout.flush()
     serve_until_signalled(dp)
     return 0

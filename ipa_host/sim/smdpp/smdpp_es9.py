@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SUCCESS = {"functionExecutionStatus": {"status": "Executed-Success"}}
 MAX_SESSIONS = 64
 SESSION_TTL = 600.0  # default session_timeout: an abandoned session ends after this long
+NOTIFIED_OPS = ("install", "enable", "disable", "delete")  # notificationConfigurationInfo
 CC_TRIES = 3
 
 # SGP.22 ES9+ status codes (subjectCode, reasonCode), as best known.
@@ -151,7 +152,7 @@ class Es9Service:
     AUTH_ROLE = "dpauth"
 
     def __init__(self, material, address, host_id=b"ipa-iot-smdp", use_ppk=False, aliases=(),
-                 session_timeout=SESSION_TTL, sgp32="1.2"):
+                 session_timeout=SESSION_TTL, sgp32="1.2", on_notification=None):
         self.m = material
         self.sgp32 = sgp32
         self.address = address
@@ -163,6 +164,7 @@ class Es9Service:
         self.profiles = collections.OrderedDict()
         self.sessions = collections.OrderedDict()
         self.notifications = []
+        self.on_notification = on_notification  # called with each record, under the lock
         self.events = []
         self.on_bound = None  # on_bound(profile): its bound package went out (SM-DS event)
         self.expired = []  # {"time", "transactionId", "matchingId", "state"}: orders released
@@ -184,7 +186,9 @@ class Es9Service:
         return self.profiles[matching_id]
 
     def _metadata(self, p):
-        return pp.store_metadata(p["iccid"], p["spn"], p["name"], p["class"])
+        # As real SM-DP+s do: every operation on the profile is notified back here.
+        return pp.store_metadata(p["iccid"], p["spn"], p["name"], p["class"],
+                                 notifications=[(op, self.address) for op in NOTIFIED_OPS])
 
     def _package(self, p):
         if p["package"] is None:
@@ -473,6 +477,8 @@ class Es9Service:
                         "smdpOid": prd.find(0x06).as_oid() if prd.find(0x06) is not None else None})
             if meta is not None and meta.find(0x5A) is not None:
                 rec["iccid"] = pp.iccid_digits(meta.find(0x5A).value)
+            if meta is not None and meta.find(0x80) is not None:
+                rec["seqNumber"] = meta.find(0x80).as_int()
             if not success and fr:
                 r = fr[0]
                 rec["bppCommandId"] = r.find(0x80).as_int() if r.find(0x80) is not None else None
@@ -481,10 +487,15 @@ class Es9Service:
             if s is not None and s.euicc_cert is not None:
                 rec["eid"] = s.eid
                 rec["verified"] = pki.verify(s.euicc_cert, prd.raw, sig)
-                if rec["verified"]:
+                if not rec["verified"]:
+                    rec["error"] = "euiccSignPIR does not verify"
+                else:
                     s.state = "ended"
                     if s.profile is not None:
                         s.profile["state"] = "installed" if success else "released"
+            else:
+                rec["error"] = "no session %s with the eUICC's certificate to verify euiccSignPIR" \
+                    % tid.hex().upper()
         elif t.tag == 0x30:
             kids = t.children()
             if len(kids) < 4 or kids[0].tag != 0xBF2F:
@@ -505,6 +516,8 @@ class Es9Service:
         else:
             raise Es9Refused("pendingNotification: expected BF37 or an OtherSignedNotification 30, found %X" % t.tag)
         self.notifications.append(rec)
+        if self.on_notification is not None:
+            self.on_notification(rec)
         return None
 
     # ---- ES9+.CancelSession (5.6.5) ---------------------------------------------------------------
