@@ -81,8 +81,7 @@ key. Accepted leniently: base64 of a bare value where a primitive TLV
 unknown keys (ignored).
 """
 
-import json
-from binascii import hexlify, unhexlify
+from ipa_core.compat import dumps, hexlify, loads, unhexlify
 
 from ipa_core import tlv
 from ipa_core.b64 import decode as unb64, encode as b64
@@ -240,11 +239,6 @@ def spec_name(function):
 
 
 # ---- scalar conversions -------------------------------------------------------------------
-
-
-def dumps(obj):
-    """Compact JSON text (every byte counts on NB-IoT)."""
-    return json.dumps(obj, separators=(",", ":"))
 
 
 def unhex(s, what):
@@ -414,7 +408,7 @@ def load(body, what):
     if not body.strip():
         return {}
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except ValueError:
         raise ProtocolError("%s: the body is not JSON: %r" % (what, body[:60]))
     if not isinstance(obj, dict):
