@@ -111,9 +111,12 @@ def build(tree, quecpython, jobs, logs):
     """mpy-cross and the unix port; returns the micropython binary."""
     unix = os.path.join(tree, "ports", "unix")
     prog = "micropython-quecpython" if quecpython else "micropython"
-    binary = os.path.join(unix, prog)
-    if os.path.isfile(binary):
-        return binary
+    # Up to 1.19 the binary lands in ports/unix/, from 1.20 in its build folder.
+    places = [os.path.join(unix, prog),
+              os.path.join(unix, "build-quecpython" if quecpython else "build-standard", prog)]
+    for binary in places:
+        if os.path.isfile(binary):
+            return binary
     _run(["make", "-C", os.path.join(tree, "mpy-cross"), "-j%d" % jobs,
           "CFLAGS_EXTRA=-Wno-error"], os.path.join(logs, "mpy-cross.log"))
     extra = list(MAKE_VARS)
@@ -123,7 +126,10 @@ def build(tree, quecpython, jobs, logs):
         extra = [v for v in extra if not v.startswith("CFLAGS_EXTRA=")] + QUEC_VARS
     _run(["make", "-C", unix, "-j%d" % jobs] + extra,
          os.path.join(logs, prog + ".log"))
-    return binary
+    for binary in places:
+        if os.path.isfile(binary):
+            return binary
+    raise SystemExit("mp_versions: the build made no %s (log in %s)" % (prog, logs))
 
 
 def stage(files, fs):
