@@ -38,8 +38,28 @@ whole request (all blocks) by `request_timeout_ms`.
 """
 
 from ipa_core.clock import clock
-from ipa_core.compat import random_bytes as default_random  # n random bytes
 from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
+
+
+try:  # CPython and most MicroPython ports
+    from os import urandom as _urandom
+except ImportError:
+    try:  # MicroPython without weak links (QuecPython 1.13)
+        from uos import urandom as _urandom
+    except ImportError:
+        _urandom = None
+
+
+def default_random(n):
+    """n random bytes: os.urandom where the port has it, else the random module (MicroPython)."""
+    if _urandom is not None:
+        return _urandom(n)
+    try:
+        import random
+    except ImportError:
+        import urandom as random
+
+    return bytes([random.getrandbits(8) for _ in range(n)])
 
 
 # ---------------------------------------------------------------- constants (RFC 7252 12)

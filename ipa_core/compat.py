@@ -7,7 +7,7 @@ MICROPY_MODULE_WEAK_LINKS, which QuecPython's 1.13 firmware leaves off. So
 modules import from here, never `import json` etc. themselves (tests/host/
 test_mp_compat.py checks). Also here, what old versions lack:
 
-- dumps(obj): compact JSON (no spaces); `json.dumps(separators=...)` needs 1.17;
+- find(buf, sub): bytearray.find needs 1.20;
 - loads(text): json.loads that rejects a document cut short; before 1.26
   MicroPython returns what it has at the end of the text (`{"a": ` -> {}).
 """
@@ -51,15 +51,6 @@ def sha256(data=b""):
     return hashlib.sha256(data)
 
 
-def dumps(obj):
-    """Compact JSON text of dicts, lists and scalars."""
-    if isinstance(obj, dict):
-        return "{" + ",".join(json.dumps(k) + ":" + dumps(v) for k, v in obj.items()) + "}"
-    if isinstance(obj, (list, tuple)):
-        return "[" + ",".join(dumps(v) for v in obj) + "]"
-    return json.dumps(obj)
-
-
 try:
     json.loads("[")
     _LAX = True  # before MicroPython 1.26: the end of the text closes what is open
@@ -87,17 +78,3 @@ def loads(text):
         raise ValueError("JSON cut short")
     return obj
 
-
-def random_bytes(n):
-    """n random bytes: os.urandom where the port has it, else the random module."""
-    try:
-        import os
-    except ImportError:
-        import uos as os
-    if hasattr(os, "urandom"):
-        return os.urandom(n)
-    try:
-        import random
-    except ImportError:
-        import urandom as random
-    return bytes([random.getrandbits(8) for _ in range(n)])

@@ -43,7 +43,7 @@ Accepted leniently: base64 of a bare value where a primitive TLV is expected
 (serverSignature1 '5F37', euiccCiPKIdToBeUsed '04', smdpSignature2 '5F37').
 """
 
-from ipa_core.compat import dumps, hexlify, loads, unhexlify
+from ipa_core.compat import hexlify, json, loads, unhexlify
 from ipa_core import json_stream, tlv
 from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core.errors import FunctionError, ProtocolError
@@ -174,6 +174,16 @@ def _raw(x, tags, what):
 
 
 # ---- requests -------------------------------------------------------------------------------
+
+
+def dumps(obj):
+    """Compact JSON text of dicts, lists and scalars (every byte counts on NB-IoT);
+    json.dumps(separators=...) needs MicroPython 1.17."""
+    if isinstance(obj, dict):
+        return "{" + ",".join(json.dumps(k) + ":" + dumps(v) for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(dumps(v) for v in obj) + "]"
+    return json.dumps(obj)
 
 
 def _body(obj, requester, call_id):

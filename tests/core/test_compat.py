@@ -1,10 +1,11 @@
-"""ipa_core.compat: the same answers on MicroPython 1.13 (QuecPython) and on CPython.
+"""ipa_core.compat (and es9p.dumps, coap.default_random): the same answers on MicroPython 1.13 (QuecPython) and on CPython.
 
 tools/mp_versions.py runs these under each MicroPython release; a truncated JSON document
 is the case that differs (before 1.26 MicroPython's json.loads accepts one)."""
 
-from ipa_core import compat, es9p, esipa_json
-from ipa_core.compat import dumps, find, hexlify, json, loads
+from ipa_core import coap, compat, es9p, esipa_json
+from ipa_core.compat import find, hexlify, json, loads
+from ipa_core.es9p import dumps
 from ipa_core.errors import ProtocolError
 
 DOC = '{"header": {"functionExecutionStatus": {"status": "Executed-Success"}}, ' \
@@ -55,6 +56,6 @@ def test_find_on_bytes_and_bytearray():
 
 def test_hashes_and_random():
     assert hexlify(compat.sha256(b"abc").digest())[:16] == b"ba7816bf8f01cfea"
-    r = compat.random_bytes(16)
-    assert isinstance(r, bytes) and len(r) == 16 and r != compat.random_bytes(16)
+    r = coap.default_random(16)
+    assert isinstance(r, bytes) and len(r) == 16 and r != coap.default_random(16)
     assert compat.time.ticks_ms if hasattr(compat.time, "ticks_ms") else compat.time.monotonic
