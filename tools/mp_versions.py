@@ -219,7 +219,10 @@ def measure(src, tag, quecpython, work, jobs, verbose):
     m = RESULT.search(out)
     print("%s (%s): %s" % (tag, config, m.group(0) if m else "no result line"))
     row["bundles"] = {}
-    mpy_cross = [os.path.join(tree, "mpy-cross", "mpy-cross")]
+    # mpy-cross/mpy-cross up to 1.19, mpy-cross/build/mpy-cross from 1.20
+    mpy_cross = [p for p in (os.path.join(tree, "mpy-cross", "mpy-cross"),
+                             os.path.join(tree, "mpy-cross", "build", "mpy-cross"))
+                 if os.path.isfile(p)][:1]
     with open(os.path.join(tree, "ports", "unix", "mpconfigport.h")) as f:
         if re.search(r"define MICROPY_OPT_CACHE_MAP_LOOKUP_IN_BYTECODE\s+\(1\)", f.read()):
             # .mpy v5 records this option and the unix port of 1.13-1.18 has it on (an MCU
