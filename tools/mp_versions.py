@@ -208,6 +208,10 @@ def measure(src, tag, quecpython, work, jobs, verbose):
     version = subprocess.run([binary, "-c", "import sys; print('.'.join(str(x) for x in "
                                            "sys.implementation.version[:3]))"],
                              capture_output=True, timeout=30).stdout.decode().strip()
+    if quecpython:  # the configuration took: the short names are gone
+        r = subprocess.run([binary, "-c", "import json"], capture_output=True, timeout=30)
+        if b"ImportError" not in r.stderr + r.stdout:
+            raise SystemExit("mp_versions: %s still has `json`: weak links not off" % binary)
     row = {"tag": tag, "config": config, "build_s": time.time() - t0, "version": version}
     t0 = time.time()
     row["passed"], row["failed"], out = run_tests(binary, os.path.join(work, tag, "fs-" + config))
