@@ -18,7 +18,8 @@ definition; the build goes to build-quecpython/, the binary is micropython-quecp
 
 For every build: tests/core and tests/boards through tools/mp_test.py's driver (files laid
 out as there, in WORK/<tag>/fs-<config>/), then an import of every module of each board's
-bundle (tools/freeze.py's manifest and stand-ins for the port modules). Prints
+bundle (tools/freeze.py's manifest and stand-ins for the port modules), as .py and as
+.mpy compiled by that tag's mpy-cross (format 5 up to 1.18, 6 from 1.19). Prints
 `MicroPython X.Y.Z: N passed, M failed` per build and the matrix; --write-docs puts it into
 docs/bench.md. Not part of `make test` (the source tree is not on a fresh machine); `make
 test` runs tests/host/test_mp_compat.py, the static check that keeps these builds green.
@@ -221,7 +222,8 @@ def measure(src, tag, quecpython, work, jobs, verbose):
     if verbose or row["failed"]:
         print(out.rstrip())
     m = RESULT.search(out)
-    print("%s (%s): %s" % (tag, config, m.group(0) if m else "no result line"))
+    print("%s (%s): %s (build %.0f s, tests %.0f s)" % (
+        tag, config, m.group(0) if m else "no result line", row["build_s"], row["tests_s"]))
     row["bundles"] = {}
     # mpy-cross/mpy-cross up to 1.19, mpy-cross/build/mpy-cross from 1.20
     mpy_cross = [p for p in (os.path.join(tree, "mpy-cross", "mpy-cross"),
@@ -271,13 +273,15 @@ def section(rows, cmd):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--micropython-src", required=True, help="MicroPython git repository")
-    ap.add_argument("--tags", default=TAGS)
+    ap.add_argument("--tags", default=TAGS, help="comma-separated tags (default %(default)s)")
     ap.add_argument("--quecpython", default="v1.13",
                     help="tags also built without weak links, as QuecPython ('' for none)")
-    ap.add_argument("--work", default=os.path.join(ROOT, "build", "mp_versions"))
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--write-docs", action="store_true")
-    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--work", default=os.path.join(ROOT, "build", "mp_versions"),
+                    help="where the trees and builds go (kept: a second run only tests)")
+    ap.add_argument("--jobs", type=int, default=2, help="make -j")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="write the matrix into docs/bench.md ('MicroPython versions')")
+    ap.add_argument("--verbose", action="store_true", help="print every test run's output")
     a = ap.parse_args(argv)
     work = os.path.abspath(a.work)
     tags = [t for t in a.tags.split(",") if t]
