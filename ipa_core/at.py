@@ -49,6 +49,7 @@ line by `max_line` bytes and every answer by `max_info_lines` lines.
 """
 
 from ipa_core.clock import clock
+from ipa_core.compat import find
 from ipa_core.errors import ProtocolError, TimeoutError_, TransportError, Names, is_digits
 
 
@@ -207,8 +208,8 @@ def causes_restart(cmd):
 
 def _eol(buf):
     """Index of the first CR or LF in buf, -1 if none."""
-    a = buf.find(b"\r")
-    b = buf.find(b"\n")
+    a = find(buf, b"\r")
+    b = find(buf, b"\n")
     if a < 0:
         return b
     if b < 0 or a < b:
@@ -660,7 +661,7 @@ class AtEngine:
             if self._buf:
                 out += self._buf
                 self._buf = bytearray()
-            i = out.find(end)
+            i = find(out, end)
             if i >= 0:
                 self._buf = out[i + len(end):]
                 return bytes(out[:i])

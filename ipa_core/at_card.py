@@ -48,7 +48,7 @@ hint for a person: "+CME ERROR: 13 (SIM failure) - is this an eUICC with
 an enabled profile?".
 """
 
-from binascii import hexlify, unhexlify
+from ipa_core.compat import hexlify, unhexlify
 
 from ipa_core import modems
 from ipa_core.apdu import ISDR_AID, MAX_RESPONSE, cla_for

@@ -4,7 +4,7 @@
 broken server's body never reaches the TLV decoder as garbage.
 """
 
-from binascii import a2b_base64, b2a_base64
+from ipa_core.compat import a2b_base64, b2a_base64
 
 from ipa_core.errors import ProtocolError
 from ipa_core.tlv import MAX_LEN

@@ -5,12 +5,12 @@ wrapping `time.ticks_ms` / `time.ticks_diff` (on CPython: monotonic milliseconds
 with one (tests, a board's non-wrapping clock), that clock and plain subtraction.
 """
 
-try:  # MicroPython: wrapping millisecond ticks
-    from time import ticks_diff as _ticks_diff
-    from time import ticks_ms as _ticks_ms
-except ImportError:  # CPython
-    import time as _time
+from ipa_core.compat import time as _time
 
+if hasattr(_time, "ticks_ms"):  # MicroPython: wrapping millisecond ticks
+    _ticks_diff = _time.ticks_diff
+    _ticks_ms = _time.ticks_ms
+else:  # CPython
     def _ticks_ms():
         return int(_time.monotonic() * 1000)
 

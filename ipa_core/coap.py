@@ -44,14 +44,20 @@ from ipa_core.errors import ProtocolError, TimeoutError_, TransportError
 try:  # CPython and most MicroPython ports
     from os import urandom as _urandom
 except ImportError:
-    _urandom = None
+    try:  # MicroPython without weak links (QuecPython 1.13)
+        from uos import urandom as _urandom
+    except ImportError:
+        _urandom = None
 
 
 def default_random(n):
     """n random bytes: os.urandom where the port has it, else the random module (MicroPython)."""
     if _urandom is not None:
         return _urandom(n)
-    import random
+    try:
+        import random
+    except ImportError:
+        import urandom as random
 
     return bytes([random.getrandbits(8) for _ in range(n)])
 

@@ -26,7 +26,7 @@ and ignores unknown (extension) components; a missing mandatory component
 or a wrong type is a TlvError naming what was expected.
 """
 
-from binascii import hexlify
+from ipa_core.compat import hexlify
 
 from ipa_core import tlv
 from ipa_core.errors import FunctionError, ProtocolError, TlvError, Names
@@ -110,7 +110,7 @@ def refresh_call(s, function, tag, refresh_flag, names):
 def binary(x, what):
     """bytes, or a hex string, as bytes (ValueError naming `what` otherwise)."""
     if isinstance(x, str):
-        from binascii import unhexlify
+        from ipa_core.compat import unhexlify
 
         try:
             return unhexlify(x)

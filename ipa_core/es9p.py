@@ -43,9 +43,7 @@ Accepted leniently: base64 of a bare value where a primitive TLV is expected
 (serverSignature1 '5F37', euiccCiPKIdToBeUsed '04', smdpSignature2 '5F37').
 """
 
-import json
-from binascii import hexlify, unhexlify
-
+from ipa_core.compat import hexlify, json, loads, unhexlify
 from ipa_core import json_stream, tlv
 from ipa_core.b64 import decode as unb64, encode as b64
 from ipa_core.errors import FunctionError, ProtocolError
@@ -178,11 +176,21 @@ def _raw(x, tags, what):
 # ---- requests -------------------------------------------------------------------------------
 
 
+def dumps(obj):
+    """Compact JSON text of dicts, lists and scalars (every byte counts on NB-IoT);
+    json.dumps(separators=...) needs MicroPython 1.17."""
+    if isinstance(obj, dict):
+        return "{" + ",".join(json.dumps(k) + ":" + dumps(v) for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(dumps(v) for v in obj) + "]"
+    return json.dumps(obj)
+
+
 def _body(obj, requester, call_id):
     if requester is not None:
         obj["header"] = {"functionRequesterIdentifier": requester,
                          "functionCallIdentifier": call_id or "1"}
-    return json.dumps(obj, separators=(",", ":")).encode()
+    return dumps(obj).encode()
 
 
 def initiate_authentication_request(euicc_challenge, euicc_info1, smdp_address,
@@ -262,7 +270,7 @@ def parse_body(what, body, limit=None):
     if not body.strip():
         return {}
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except ValueError:
         raise ProtocolError("%s: the body is not JSON: %r" % (what, body[:60]))
     if not isinstance(obj, dict):

@@ -81,8 +81,7 @@ key. Accepted leniently: base64 of a bare value where a primitive TLV
 unknown keys (ignored).
 """
 
-import json
-from binascii import hexlify, unhexlify
+from ipa_core.compat import hexlify, loads, unhexlify
 
 from ipa_core import tlv
 from ipa_core.b64 import decode as unb64, encode as b64
@@ -91,7 +90,7 @@ from ipa_core import esipa_decode as dec
 from ipa_core import version as ver
 from ipa_core.errors import EimError, ProtocolError
 from ipa_core.es10_download import MAX_PACKAGE
-from ipa_core.es9p import open_bound_profile_package, status_key
+from ipa_core.es9p import dumps, open_bound_profile_package, status_key
 from ipa_core.esipa_push import decode_transfer_eim_package_request
 
 PATH = "/gsma/rsp2/esipa/"
@@ -240,11 +239,6 @@ def spec_name(function):
 
 
 # ---- scalar conversions -------------------------------------------------------------------
-
-
-def dumps(obj):
-    """Compact JSON text (every byte counts on NB-IoT)."""
-    return json.dumps(obj, separators=(",", ":"))
 
 
 def unhex(s, what):
@@ -414,7 +408,7 @@ def load(body, what):
     if not body.strip():
         return {}
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except ValueError:
         raise ProtocolError("%s: the body is not JSON: %r" % (what, body[:60]))
     if not isinstance(obj, dict):

@@ -354,7 +354,7 @@ class Ipa:
                     transport = t
                     break
             if url is not None:
-                given = "coaps" if url.startswith(("coaps:", "coap:")) else "https"
+                given = "coaps" if url[:url.find(":") + 1] in ("coaps:", "coap:") else "https"
                 if given != transport and wanted[given] not in protos:
                     self.note("warning", "eIM %s: its eimSupportedProtocol (%s) does not list %s;"
                               " using %s as given" % (e["eimId"], ",".join(protos) or "none",

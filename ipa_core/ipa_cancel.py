@@ -39,7 +39,7 @@ The signed answer is written before the server call: the eUICC cannot sign
 it twice. Failures keep the record, counted; never raised: other work goes on.
 """
 
-from binascii import hexlify, unhexlify
+from ipa_core.compat import hexlify, unhexlify
 
 from ipa_core import es10
 from ipa_core.errors import FunctionError, IpaError

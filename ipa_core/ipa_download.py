@@ -52,8 +52,7 @@ make_download_handler(ipa, ...) gives the Ipa.download_handler for an eIM's
 profileDownloadTriggerRequest (see DownloadHandler).
 """
 
-import hashlib
-from binascii import hexlify
+from ipa_core.compat import hexlify, sha256
 
 from ipa_core import es10, esipa, ipa_cancel, tlv
 from ipa_core import es10_decode as d
@@ -83,8 +82,8 @@ def hash_cc(confirmation_code, transaction_id):
     """SGP.22 3.1.3.3: SHA-256(SHA-256(Confirmation Code) | TransactionID), 32 bytes."""
     cc = confirmation_code.encode("utf-8") if isinstance(confirmation_code, str) else \
         bytes(confirmation_code)
-    inner = hashlib.sha256(cc).digest()
-    return hashlib.sha256(inner + bytes(transaction_id)).digest()
+    inner = sha256(cc).digest()
+    return sha256(inner + bytes(transaction_id)).digest()
 
 
 # ---- transports ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ Kept apart from ipa_download (which imports this module on first use, for the
 eIM's contactSmds) so that a board without SM-DS use does not load es11.
 """
 
-from binascii import hexlify
+from ipa_core.compat import hexlify
 
 from ipa_core import es10, es11
 from ipa_core.errors import IpaError, ProtocolError

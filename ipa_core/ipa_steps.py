@@ -14,7 +14,7 @@ the poll summary being filled. Steps:
     remove    ES10b.RemoveNotificationFromList for each acknowledged seqNumber
 """
 
-from binascii import hexlify, unhexlify
+from ipa_core.compat import hexlify, unhexlify
 
 from ipa_core import es10, esipa, ipa_data, ipa_notify, tlv
 from ipa_core import es10_signed as sg

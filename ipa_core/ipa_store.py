@@ -49,8 +49,7 @@ Keys (all under "ipa."):
                      the next start cancels after a cut (ipa_core.ipa_cancel has the shape).
 """
 
-import json
-from binascii import hexlify, unhexlify
+from ipa_core.compat import hexlify, json, loads, unhexlify
 
 JOB = "ipa.job"
 STATE_CHANGE = "ipa.stateChange"
@@ -118,7 +117,7 @@ class MemoryStore:
     def get(self, key, default=None):
         if key not in self.data:
             return default
-        return from_json(json.loads(self.data[key]))
+        return from_json(loads(self.data[key]))
 
     def put(self, key, value):
         text = json.dumps(to_json(value))  # TypeError for a value that is not JSON-able

@@ -30,8 +30,7 @@ encoders write for '/'. Anything else, and a body that ends early, is a
 ProtocolError naming `what` and the offset in the body.
 """
 
-import json
-from binascii import a2b_base64
+from ipa_core.compat import a2b_base64, loads
 
 from ipa_core.errors import ProtocolError
 
@@ -156,7 +155,7 @@ def _value_text(src, bound, what):
 
 def _load(text, src, what):
     try:
-        return json.loads(text.decode("utf-8"))
+        return loads(text.decode("utf-8"))
     except (ValueError, UnicodeError):
         src.fail("JSON for %s" % what, repr(text[:40]))
 

@@ -25,9 +25,10 @@ PKG = "@micropython/micropython-webassembly-pyscript"
 # Runs inside MicroPython: no pytest, just import, call, count.
 DRIVER = r"""
 import sys, gc
-sys.path.insert(0, "/tests/core")
-sys.path.insert(0, "/tests/boards")
-sys.path.insert(0, "/lib")
+_root = %(root)r  # where the files are ("" in the WebAssembly filesystem)
+sys.path.insert(0, _root + "/tests/core")
+sys.path.insert(0, _root + "/tests/boards")
+sys.path.insert(0, _root + "/lib")
 _passed = 0
 _failed = 0
 _names = %(names)r
@@ -85,6 +86,16 @@ def main(argv=None):
         print("mp_test: MicroPython runtime missing: need node and `npm install --prefix .mp %s`"
               " (run `make mp`)" % PKG, file=sys.stderr)
         return 2
+    files = test_files()
+    names = test_names(files, a.files)
+    job = {"files": files, "heapsize": a.heap,
+           "driver": DRIVER % {"names": names, "k": a.k, "root": ""}}
+    return _run_node(node, job)
+
+
+def test_files():
+    """{path in the MicroPython filesystem: source}: the core and the board glue in /lib, the
+    board folders in /boards/<board>/, tests/core and tests/boards in /tests/."""
     files = {}
     files.update(collect("ipa_core", "ipa_core/", "/lib"))
     files.update(collect(os.path.join("tests", "core"), "", "/tests/core"))
@@ -99,13 +110,19 @@ def main(argv=None):
                     with open(os.path.join(folder, f), encoding="utf-8") as fh:
                         files["/boards/%s/%s" % (board, f)] = fh.read()
     files.update(collect(os.path.join("tests", "boards"), "", "/tests/boards"))
-    if a.files:
-        names = [os.path.splitext(os.path.basename(f))[0] for f in a.files]
-    else:
-        names = sorted(os.path.splitext(os.path.basename(p))[0] for p in files
-                       for d in ("/tests/core/", "/tests/boards/")
-                       if p.startswith(d + "test_") and "/" not in p[len(d):])
-    job = {"files": files, "heapsize": a.heap, "driver": DRIVER % {"names": names, "k": a.k}}
+    return files
+
+
+def test_names(files, only=()):
+    """Module names of the tests to run: `only` (paths) or every tests/{core,boards}/test_*."""
+    if only:
+        return [os.path.splitext(os.path.basename(f))[0] for f in only]
+    return sorted(os.path.splitext(os.path.basename(p))[0] for p in files
+                  for d in ("/tests/core/", "/tests/boards/")
+                  if p.startswith(d + "test_") and "/" not in p[len(d):])
+
+
+def _run_node(node, job):
     script = os.path.join(ROOT, "tools", "mp_runner.mjs")
     env = dict(os.environ, NODE_PATH=os.path.join(MP_DIR, "node_modules"))
     # The .mjs imports by package name, resolved from .mp/node_modules via a link.

@@ -29,8 +29,7 @@ MicroPython and CPython (the tests run on both). Values are JSON-able or
 bytes, as for MemoryStore; get() returns a copy.
 """
 
-import json
-from binascii import hexlify
+from ipa_core.compat import crc32 as _crc32, hexlify, json
 
 from ipa_core.errors import IpaError
 from ipa_core.ipa_store import HEX, copy, from_json
@@ -39,11 +38,6 @@ try:
     import os
 except ImportError:  # older MicroPython builds (QuecPython) without the `os` alias
     import uos as os
-
-try:
-    from binascii import crc32 as _crc32
-except ImportError:  # a port built without it: the length check still catches truncation
-    _crc32 = None
 
 MAGIC = b"IPA1"
 MAX_BYTES = 16384  # the IPA keeps one job, a few seqNumbers and a flag: a few KB at most

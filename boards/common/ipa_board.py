@@ -20,8 +20,7 @@ ipa_loop.run calls after a transport failure: it keeps the same Ipa (its
 back-off counters) and replaces session and network.
 """
 
-import json
-from binascii import b2a_base64
+from ipa_core.compat import b2a_base64, loads
 
 from ipa_core.errors import IpaError
 
@@ -72,7 +71,7 @@ def load_config(path, defaults, log=print):
         log("config: %s not found, using the defaults" % path)
         return cfg
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError as e:
         raise ConfigError("config %s is not valid JSON: %s" % (path, e))
     if not isinstance(data, dict):

@@ -20,7 +20,7 @@ module("uart_stream.py")
 # activation is in: an eIM's profileDownloadTriggerRequest may carry an Activation Code
 # for an indirect download too (ipa_download then imports it).
 core = [
-    "__init__.py", "errors.py", "clock.py", "tlv.py", "apdu.py", "version.py", "stream.py",
+    "__init__.py", "compat.py", "errors.py", "clock.py", "tlv.py", "apdu.py", "version.py", "stream.py",
     "es10.py", "es10_decode.py", "es10_download.py", "es10_signed.py",
     "esipa.py", "esipa_decode.py",
     "ipa.py", "ipa_data.py", "ipa_notify.py", "ipa_steps.py", "ipa_store.py",

@@ -17,7 +17,7 @@ modules have other names; MicroPython ports are tried in this order:
 (socket, ssl), (usocket, ussl).
 """
 
-from binascii import a2b_base64
+from ipa_core.compat import a2b_base64
 
 from ipa_core.errors import TransportError
 

@@ -19,18 +19,13 @@ values they get from a clock_ms they are given. It must be called at least
 once every 2^28 ms (3 days; the run loop does so every cycle).
 """
 
-try:
-    from time import sleep_ms as _sleep_ms
-    from time import ticks_diff, ticks_ms
-except ImportError:
-    try:  # older MicroPython builds (QuecPython) name it utime only
-        from utime import sleep_ms as _sleep_ms
-        from utime import ticks_diff, ticks_ms
-    except ImportError:  # CPython (tests)
-        _sleep_ms = None
-if _sleep_ms is None:
-    import time as _time
+from ipa_core.compat import time as _time
 
+if hasattr(_time, "ticks_ms"):  # MicroPython (utime on QuecPython 1.13)
+    _sleep_ms = _time.sleep_ms
+    ticks_diff = _time.ticks_diff
+    ticks_ms = _time.ticks_ms
+else:  # CPython (tests)
     def ticks_ms():
         return int(_time.monotonic() * 1000) & 0x3FFFFFFF
 

@@ -43,15 +43,14 @@ HEX = "0123456789ABCDEFabcdef"
 
 
 def _hex(b):
-    from binascii import hexlify
+    from ipa_core.compat import hexlify
 
     return hexlify(bytes(b)).decode().upper()
 
 
 def parse_csim(resp, cmd):
     """Response bytes from an AT+CSIM answer text ('+CSIM: <len>,"<hex>"'), strict."""
-    from binascii import unhexlify
-
+    from ipa_core.compat import unhexlify
     from ipa_core.errors import ProtocolError
 
     i = resp.find("+CSIM:")
@@ -138,7 +137,7 @@ class QuecCard:
                 any(c not in HEX for c in out):
             raise ProtocolError("sim.genericAccess answered %r, expected hex of data + SW"
                                 % (r,))
-        from binascii import unhexlify
+        from ipa_core.compat import unhexlify
 
         return unhexlify(out)
 

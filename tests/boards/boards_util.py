@@ -1,8 +1,12 @@
 """Helpers for tests/boards (MicroPython-clean): scratch folders, loading a board's board.py,
 and stand-ins for a board's hardware."""
 
-import os
 import sys
+
+try:
+    import os
+except ImportError:  # MicroPython without weak links (QuecPython 1.13)
+    import uos as os
 
 _n = [0]
 _base = [None]  # CPython: the folder scratch() makes its folders in (conftest: the test's tmp_path)
@@ -15,18 +19,19 @@ def boards_root():
 
 def scratch():
     """A new empty folder (under the test's tmp_path on CPython, so pytest cleans it; a fresh
-    /scratch_<n> on MicroPython)."""
+    /scratch_<n> beside /lib on MicroPython)."""
     try:
         import tempfile
     except ImportError:
         tempfile = None
     if tempfile is not None:
         return tempfile.mkdtemp(prefix="scratch_", dir=_base[0])
+    top = __file__.rsplit("/", 3)[0]  # the root of the files ("" under tools/mp_test.py)
     _n[0] += 1
-    path = "/scratch_%d" % _n[0]
+    path = top + "/scratch_%d" % _n[0]
     while _exists(path):
         _n[0] += 1
-        path = "/scratch_%d" % _n[0]
+        path = top + "/scratch_%d" % _n[0]
     os.mkdir(path)
     return path
 
@@ -44,6 +49,8 @@ def exists(path):
 
 
 def listdir(path):
+    if not hasattr(os, "listdir"):  # MicroPython before 1.15: ilistdir only
+        return sorted(e[0] for e in os.ilistdir(path) if e[0] not in (".", ".."))
     return sorted(os.listdir(path))
 
 

@@ -8,7 +8,7 @@ whole IPA procedure cut at every write resumes and reports exactly once.
 Plain functions with assert: pytest on CPython, tools/mp_test.py on MicroPython.
 """
 
-import json
+from ipa_core.compat import json
 
 import flash_store
 from flash_store import FlashStore, StoreError
@@ -79,9 +79,7 @@ def test_cut_between_remove_and_rename_recovers_the_new_state():
     # leaves only the complete temporary file.
     s, d, lines = _store()
     s.put("ipa.job", {"step": "load"})
-    import os
-
-    os.rename(d + "/state.json", d + "/state.json.tmp")
+    flash_store.os.rename(d + "/state.json", d + "/state.json.tmp")
     r = FlashStore(d + "/state.json", log=lines.append)
     assert r.recovered == "tmp"
     assert r.get("ipa.job") == {"step": "load"}
@@ -182,7 +180,7 @@ def test_bytes_are_kept_and_written_as_hex_in_pieces():
     assert got == job and type(got["message"]) is bytes
     raw = read(d + "/state.json")
     body = json.loads(raw.split(b"\n", 1)[1])
-    from binascii import hexlify
+    from ipa_core.compat import hexlify
 
     assert body["ipa.job"]["message"] == {"$hex": hexlify(blob).decode().upper()}
     assert raw == flash_store.encode({"ipa.job": job})  # the piecewise write, byte for byte
@@ -193,7 +191,7 @@ def test_a_record_from_before_bytes_reads_as_it_was():
     # (ipa_steps.blob reads either).
     d = scratch()
     body = b'{"ipa.job": {"step": "deliver", "message": "BF5000"}}'
-    from binascii import crc32
+    from ipa_core.compat import crc32
 
     write(d + "/state.json", b"IPA1 %d %08x\n" % (len(body), crc32(body) & 0xFFFFFFFF) + body)
     s = FlashStore(d + "/state.json")
@@ -218,9 +216,7 @@ class Cutter:
         self.stage = stage
         self.n = 0
         self.cut = False
-        import os
-
-        self.os = os
+        self.os = flash_store.os
         import builtins
 
         self.open = builtins.open
@@ -250,7 +246,8 @@ class Cutter:
                 return self
 
             def __exit__(self, *exc):
-                f.close()
+                if not cutter.cut:  # write() closed it (a second close fails before 1.14)
+                    f.close()
 
             def write(self, data):
                 f.write(data[:len(data) // 2])

@@ -16,7 +16,7 @@ from ipa_core.errors import IpaError, TransportError
 from ipa_core.ipa import MemoryStore
 
 import fake_eim as fe
-from boards_util import Clock, scratch, write
+from boards_util import Clock, boards_root, load_board, scratch, write
 from fake_euicc import EIM_FQDN, EUM_CERT, FakeEuicc
 from socket_net import pem_to_der
 
@@ -59,6 +59,22 @@ def test_bad_config_is_refused_naming_key_and_file():
             assert words in str(e) and "ipa_config.json" in str(e), (text[:40], str(e))
         else:
             raise AssertionError("%r accepted" % text[:40])
+
+
+def test_config_cut_short_is_refused_on_every_micropython():
+    # A copy to the board interrupted: before 1.26 MicroPython's json.loads took '{"a": ' as {}.
+    with open(boards_root() + "/quecpython_ec200u/ipa_config.json", "rb") as f:
+        text = f.read().decode().rstrip()
+    defaults = load_board("quecpython_ec200u").CONFIG_DEFAULTS
+    assert ipa_board.load_config(_config(text), defaults)["card_api"] == "auto"
+    for n in range(1, len(text)):
+        path = _config(text[:n])
+        try:
+            ipa_board.load_config(path, defaults)
+        except ipa_board.ConfigError as e:
+            assert "not valid JSON" in str(e), (text[:n], str(e))
+        else:
+            raise AssertionError("%r accepted" % text[:n])
 
 
 def test_read_file_is_bounded_and_whole_across_chunks():

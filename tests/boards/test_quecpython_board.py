@@ -12,7 +12,7 @@ the CA given is handed to ussl; card errors are named.
 Plain functions with assert: pytest on CPython, tools/mp_test.py on MicroPython.
 """
 
-from binascii import hexlify, unhexlify
+from ipa_core.compat import hexlify, unhexlify
 
 import ipa_board
 import ipa_loop

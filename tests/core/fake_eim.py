@@ -25,8 +25,8 @@ recorded), `status` (an HTTP status to answer everything with),
 MicroPython-clean.
 """
 
-import json
-from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
+from ipa_core.compat import json
+from ipa_core.compat import a2b_base64, b2a_base64, hexlify, unhexlify
 
 from ipa_core import tlv
 from ipa_core.errors import TransportError

@@ -156,7 +156,7 @@ class FakeEuicc:
         return f(t)
 
     def _get_eid(self, t):
-        from binascii import unhexlify
+        from ipa_core.compat import unhexlify
 
         return tlv.enc(0xBF3E, tlv.encode(0x5A, unhexlify(EID)))
 
@@ -169,7 +169,7 @@ class FakeEuicc:
         txid = None if tid is None else tid.value
         self.timeline.append(("load", counter))
         eim = self.eims[eim_id]
-        from binascii import hexlify
+        from ipa_core.compat import hexlify
 
         code = None
         if hexlify(signed.need(0x5A).value).decode().upper() != EID:
@@ -286,7 +286,7 @@ class FakeEuicc:
         return tlv.enc(0xBF55, tlv.encode(0xA0, b"".join(items)))
 
     def _info1(self, t):
-        from binascii import unhexlify
+        from ipa_core.compat import unhexlify
 
         k = tlv.encode(0x04, unhexlify(CI_PKID))
         return tlv.enc(0xBF20, tlv.encode(0x82, b"\x02\x05\x00"), tlv.encode(0xA9, k),
@@ -301,7 +301,7 @@ class FakeEuicc:
                        tlv.encode(0x80, self.default_dp.encode()), tlv.encode(0x81, SMDS.encode()))
 
     def _get_certs(self, t):
-        from binascii import hexlify
+        from ipa_core.compat import hexlify
 
         k = t.find(0x80)
         if k is not None and hexlify(k.value).decode().upper() != CI_PKID:

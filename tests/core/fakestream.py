@@ -28,6 +28,8 @@ machine.UART.any()); FakeModem(..., peek=False) hides it, as a stream that
 cannot tell.
 """
 
+from ipa_core.compat import find
+
 
 class FakeClock:
     """Milliseconds; advanced by FakeModem reads that find nothing."""
@@ -134,7 +136,7 @@ class FakeModem:
                                          % (self.name, self.pos + 1, exp, got))
                 self.raw.append(got)
             else:
-                i = self._in.find(b"\r")
+                i = find(self._in, b"\r")
                 if i < 0:
                     return
                 got = bytes(self._in[:i]).decode()

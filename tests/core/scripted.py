@@ -10,7 +10,7 @@ exception instance: it is raised instead of answering (a dead reader, a
 timeout).
 """
 
-from binascii import hexlify, unhexlify
+from ipa_core.compat import hexlify, unhexlify
 
 
 def clean_hex(x):

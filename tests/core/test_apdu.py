@@ -5,6 +5,7 @@ fails the test on the first byte that differs.
 """
 
 from ipa_core import apdu
+from ipa_core.compat import hexlify, unhexlify
 from ipa_core.errors import CardError, ProtocolError, TransportError
 from scripted import ScriptedCard
 
@@ -29,16 +30,16 @@ def raises(exc, fn, *args):
 
 
 def test_command_cases():
-    assert apdu.command(0x00, 0x70, 0x80, 0x01) == bytes.fromhex("00708001")  # case 1
-    assert apdu.command(0x00, 0xC0, 0, 0, le=0x10) == bytes.fromhex("00C0000010")  # case 2
-    assert apdu.command(0x80, 0xE2, 0x91, 0, b"\xbf\x2e\x00") == bytes.fromhex("80E2910003BF2E00")
-    assert apdu.command(0x00, 0xA4, 4, 4, b"\xa0", le=256) == bytes.fromhex("00A4040401A000")
+    assert apdu.command(0x00, 0x70, 0x80, 0x01) == unhexlify("00708001")  # case 1
+    assert apdu.command(0x00, 0xC0, 0, 0, le=0x10) == unhexlify("00C0000010")  # case 2
+    assert apdu.command(0x80, 0xE2, 0x91, 0, b"\xbf\x2e\x00") == unhexlify("80E2910003BF2E00")
+    assert apdu.command(0x00, 0xA4, 4, 4, b"\xa0", le=256) == unhexlify("00A4040401A000")
     raises(ValueError, apdu.command, 0, 0, 0, 0, bytes(256))
     raises(ValueError, apdu.command, 0, 0, 0, 0, None, 257)
 
 
 def test_split_response_and_sw_names():
-    assert apdu.split_response(bytes.fromhex("5A9000")) == (b"\x5a", 0x9000)
+    assert apdu.split_response(unhexlify("5A9000")) == (b"\x5a", 0x9000)
     e = raises(TransportError, apdu.split_response, b"\x90")
     assert "1 bytes" in str(e) and "SW1 SW2" in str(e)
     raises(TransportError, apdu.split_response, b"")
@@ -69,8 +70,8 @@ def test_open_store_data_close_on_channel_1():
     ]))
     s = apdu.IsdrSession(card).open()
     assert s.channel == 1
-    rsp = s.store_data(bytes.fromhex("BF3E035C015A"))
-    assert rsp.hex().upper().startswith("BF3E125A10890490")
+    rsp = s.store_data(unhexlify("BF3E035C015A"))
+    assert hexlify(rsp).decode().upper().startswith("BF3E125A10890490")
     s.close()
     card.done()
 
@@ -78,28 +79,28 @@ def test_open_store_data_close_on_channel_1():
 def test_high_channel_cla_and_select_p2():
     card = ScriptedCard(opened([("C1E2910003BF2E00", "BF2E0380011A9000")], channel=5))
     s = apdu.IsdrSession(card).open()
-    assert s.store_data(bytes.fromhex("BF2E00")) == bytes.fromhex("BF2E0380011A")
+    assert s.store_data(unhexlify("BF2E00")) == unhexlify("BF2E0380011A")
     card.done()
 
 
 def test_store_data_segments_with_block_numbers():
     req = bytes(range(256)) * 2 + bytes(88)  # 600 bytes -> 255 + 255 + 90
     card = ScriptedCard(opened([
-        ("81E21100FF" + req[:255].hex(), "9000"),
-        ("81E21101FF" + req[255:510].hex(), "9000"),
-        ("81E291025A" + req[510:].hex(), "BF2B00" + "9000"),
+        ("81E21100FF" + hexlify(req[:255]).decode(), "9000"),
+        ("81E21101FF" + hexlify(req[255:510]).decode(), "9000"),
+        ("81E291025A" + hexlify(req[510:]).decode(), "BF2B00" + "9000"),
     ], tcap=False))
     s = apdu.IsdrSession(card, terminal_capability=False).open()
-    assert s.store_data(req) == bytes.fromhex("BF2B00")
+    assert s.store_data(req) == unhexlify("BF2B00")
     card.done()
 
 
 def test_configurable_segment_size():
     req = bytes(range(10))
     card = ScriptedCard(opened([
-        ("81E2110004" + req[:4].hex(), "9000"),
-        ("81E2110104" + req[4:8].hex(), "9000"),
-        ("81E2910202" + req[8:].hex(), "9000"),
+        ("81E2110004" + hexlify(req[:4]).decode(), "9000"),
+        ("81E2110104" + hexlify(req[4:8]).decode(), "9000"),
+        ("81E2910202" + hexlify(req[8:]).decode(), "9000"),
     ]))
     assert apdu.IsdrSession(card, segment_size=4).open().store_data(req) == b""
     card.done()
@@ -112,11 +113,11 @@ def test_get_response_loop_collects_a_long_answer():
     part2 = bytes(100)
     card = ScriptedCard(opened([
         ("81E2910003BF2800", "6100"),
-        ("01C0000000", part1.hex() + "6164"),
-        ("01C0000064", part2.hex() + "9000"),
+        ("01C0000000", hexlify(part1).decode() + "6164"),
+        ("01C0000064", hexlify(part2).decode() + "9000"),
     ]))
     s = apdu.IsdrSession(card).open()
-    assert s.store_data(bytes.fromhex("BF2800")) == part1 + part2
+    assert s.store_data(unhexlify("BF2800")) == part1 + part2
     card.done()
 
 
@@ -126,8 +127,8 @@ def test_wrong_le_is_resent_with_the_exact_length():
         ("00CA00FE08", "0102030405060708" + "9000"),
     ])
     s = apdu.IsdrSession(card)
-    data, sw = s.transmit(bytes.fromhex("00CA00FE00"))
-    assert sw == 0x9000 and data == bytes.fromhex("0102030405060708")
+    data, sw = s.transmit(unhexlify("00CA00FE00"))
+    assert sw == 0x9000 and data == unhexlify("0102030405060708")
     card.done()
 
 
@@ -137,7 +138,7 @@ def test_response_bound_stops_a_runaway_card():
         script.append(("01C0000000", "00" * 256 + "6100"))
     card = ScriptedCard(script)
     s = apdu.IsdrSession(card, max_response=1000).open()
-    e = raises(ProtocolError, s.store_data, bytes.fromhex("BF2800"))
+    e = raises(ProtocolError, s.store_data, unhexlify("BF2800"))
     assert "1000-byte bound" in str(e)
 
 
@@ -150,7 +151,7 @@ def test_fallback_to_basic_channel_on_6881():
     ])
     s = apdu.IsdrSession(card).open()
     assert s.channel == 0
-    assert s.store_data(bytes.fromhex("BF2E00")) == bytes.fromhex("BF2E0380011A")
+    assert s.store_data(unhexlify("BF2E00")) == unhexlify("BF2E0380011A")
     s.close()  # nothing sent: the basic channel is never closed
     card.done()
 
@@ -166,7 +167,7 @@ def test_fallback_to_basic_channel_when_select_on_the_channel_answers_6881():
     ])
     s = apdu.IsdrSession(card).open()
     assert s.channel == 0 and s.is_open
-    assert s.store_data(bytes.fromhex("BF2E00")) == bytes.fromhex("BF2E0380011A")
+    assert s.store_data(unhexlify("BF2E00")) == unhexlify("BF2E0380011A")
     card.done()
 
 
@@ -200,7 +201,7 @@ def test_select_failure_closes_the_channel_and_names_the_sw():
 def test_store_data_error_names_the_block():
     card = ScriptedCard(opened([("81E2910003BF5100", "6A80")]))
     s = apdu.IsdrSession(card).open()
-    e = raises(CardError, s.store_data, bytes.fromhex("BF5100"))
+    e = raises(CardError, s.store_data, unhexlify("BF5100"))
     assert e.sw == 0x6A80 and "STORE DATA block 0" in str(e) and "incorrect data field" in str(e)
     raises(ValueError, s.store_data, b"")
 
@@ -208,7 +209,7 @@ def test_store_data_error_names_the_block():
 def test_truncated_response_is_a_transport_error():
     card = ScriptedCard(opened([("81E2910003BF2E00", "90")]))
     s = apdu.IsdrSession(card).open()
-    e = raises(TransportError, s.store_data, bytes.fromhex("BF2E00"))
+    e = raises(TransportError, s.store_data, unhexlify("BF2E00"))
     assert "expected at least SW1 SW2" in str(e)
 
 
@@ -219,7 +220,7 @@ def test_modem_channel_sends_channel_bits_zero():
         ("00C0000005", "BF28020000" + "9000"),
     ])
     s = apdu.IsdrSession(card, modem_channel=True).open()
-    assert s.store_data(bytes.fromhex("BF2800")) == bytes.fromhex("BF28020000")
+    assert s.store_data(unhexlify("BF2800")) == unhexlify("BF28020000")
     s.close()
     card.done()
 
@@ -228,8 +229,8 @@ def test_trace_sees_every_apdu():
     seen = []
     card = ScriptedCard([("80E2910003BF2800", "9000")])
     s = apdu.IsdrSession(card, modem_channel=True, trace=lambda d, b: seen.append((d, bytes(b))))
-    s.store_data(bytes.fromhex("BF2800"))
-    assert seen == [(">", bytes.fromhex("80E2910003BF2800")), ("<", bytes.fromhex("9000"))]
+    s.store_data(unhexlify("BF2800"))
+    assert seen == [(">", unhexlify("80E2910003BF2800")), ("<", unhexlify("9000"))]
 
 
 def test_context_manager_opens_and_closes():
@@ -247,9 +248,9 @@ def test_invalidate_forgets_the_channel_without_closing_it():
                         + opened([("82E2910003BF2E00", "BF2E0380011A9000")], channel=2,
                                  tcap=False))
     s = apdu.IsdrSession(card, terminal_capability=False).open()
-    s.store_data(bytes.fromhex("BF2E00"))
+    s.store_data(unhexlify("BF2E00"))
     s.invalidate()
     assert not s.is_open and s.channel == 0
-    assert s.store_data(bytes.fromhex("BF2E00")) == bytes.fromhex("BF2E0380011A")
+    assert s.store_data(unhexlify("BF2E00")) == unhexlify("BF2E0380011A")
     assert s.channel == 2
     card.done()

@@ -12,6 +12,7 @@ from ipa_core import es10, modems
 from ipa_core.at import AtEngine, AtError, ModemRestarted
 from ipa_core.at_card import (AtCard, open_isdr_session, parse_apdu_answer, parse_ccho, sw_ok,
                               tlv_total)
+from ipa_core.compat import hexlify, unhexlify
 from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError
 
 from fakestream import FakeClock, FakeModem, Silence
@@ -105,7 +106,7 @@ def test_get_eid_in_csim_mode_after_ccho_error_with_61xx_left_to_the_host():
     ])
     s = open_isdr_session(card)
     assert card.mode == "csim" and not card.modem_channel and not s.modem_channel
-    assert s.channel == 1 and s.select_response.hex().upper() == sel
+    assert s.channel == 1 and hexlify(s.select_response).decode().upper() == sel
     assert es10.get_eid(s) == EID
     s.close()
     card.close()
@@ -143,7 +144,7 @@ def test_csim_only_profile_never_tries_ccho():
     card, modem, _ = make(opening() + [csim(TCAP, "9000")], profile=prof)
     card.open()
     assert card.mode == "csim" and not card.modem_channel
-    assert card.transmit(bytes.fromhex(TCAP)) == b"\x90\x00"
+    assert card.transmit(unhexlify(TCAP)) == b"\x90\x00"
     assert CCHO not in modem.lines
     modem.done()
 
@@ -204,14 +205,14 @@ def test_repeated_answer_lines_the_last_counts():
     card, modem, _ = make(opening() + [
         ('AT+CSIM=10,"0070000001"',
          '\r\n+CSIM: 4,"9000"\r\n+CSIM: 6,"029000"\r\n' + OK)], mode="csim")
-    assert card.transmit(bytes.fromhex("0070000001")) == b"\x02\x90\x00"
+    assert card.transmit(unhexlify("0070000001")) == b"\x02\x90\x00"
     modem.done()
 
 
 def test_transmit_through_engine_rejects_bad_answer():
     card, modem, _ = make(opening() + [
         ('AT+CSIM=10,"0070000001"', '\r\n+CSIM: 6,"0190"\r\n' + OK)], mode="csim")
-    e = raises(ProtocolError, card.transmit, bytes.fromhex("0070000001"))
+    e = raises(ProtocolError, card.transmit, unhexlify("0070000001"))
     assert "announces 6 hex digits but carries 4" in str(e)
 
 
@@ -219,7 +220,7 @@ def test_cme_13_is_explained():
     card, modem, _ = make(opening() + [
         ('AT+CSIM=22,"81E2910006BF3E035C015A"', "\r\n+CME ERROR: 13\r\n")], mode="csim",
         profile=modems.profile_for("Nordic Semiconductor ASA nRF9151-LACA"))
-    e = raises(AtError, card.transmit, bytes.fromhex("81E2910006BF3E035C015A"))
+    e = raises(AtError, card.transmit, unhexlify("81E2910006BF3E035C015A"))
     assert isinstance(e, TransportError) and e.cme == 13
     assert "+CME ERROR: 13 (SIM failure) - is this an eUICC with an enabled profile?" in str(e)
     assert "AT+CFUN=41" in str(e)
@@ -230,13 +231,13 @@ def test_cme_13_is_explained():
 def test_plain_error_on_a_channel_apdu_suggests_cgla():
     card, modem, _ = make(opening() + [
         ('AT+CSIM=10,"81F2000000"', "\r\nERROR\r\n")], mode="csim")
-    e = raises(AtError, card.transmit, bytes.fromhex("81F2000000"))
+    e = raises(AtError, card.transmit, unhexlify("81F2000000"))
     assert "logical channels through CSIM" in str(e) and "mode=cgla" in str(e)
 
 
 def test_terminal_capability_refused_by_the_modem_reads_6d00():
     card, modem, _ = make(opening() + [('AT+CSIM=20,"%s"' % TCAP, "\r\nERROR\r\n")], mode="csim")
-    assert card.transmit(bytes.fromhex(TCAP)) == b"\x6d\x00"
+    assert card.transmit(unhexlify(TCAP)) == b"\x6d\x00"
     assert any("TERMINAL CAPABILITY" in n for n in card.notes)
 
 
@@ -263,8 +264,8 @@ def test_answer_cut_at_256_bytes_is_completed_with_get_response():
         csim("81E2910003BF2D00", first),
         csim("01C00000FD", rest + "9000"),
     ], mode="csim", profile=prof)
-    out = card.transmit(bytes.fromhex("81E2910003BF2D00"))
-    assert out == bytes.fromhex(first + rest + "9000")
+    out = card.transmit(unhexlify("81E2910003BF2D00"))
+    assert out == unhexlify(first + rest + "9000")
     modem.done()
 
 
@@ -276,7 +277,7 @@ def test_answer_cut_exactly_before_the_status_word():
         csim("81E2910003BF2D00", first),
         csim("01C00000FD", "6985"),
     ], mode="csim", profile=prof)
-    assert card.transmit(bytes.fromhex("81E2910003BF2D00")) == bytes.fromhex(first + "9000")
+    assert card.transmit(unhexlify("81E2910003BF2D00")) == unhexlify(first + "9000")
     assert any("cut at 256" in n for n in card.notes)
     modem.done()
 
@@ -289,16 +290,16 @@ def test_get_response_le_is_capped_below_the_cut():
         csim("01C0000003", "AABBCC9000"),
         csim("01C00000FD", _data(20) + "9000"),  # IsdrSession-style GET RESPONSE Le 00, capped
     ], mode="csim", profile=prof)
-    out = card.transmit(bytes.fromhex("81E2910003BF2D00"))
-    assert out == bytes.fromhex(_data(253) + "AABBCC9000")
-    assert card.transmit(bytes.fromhex("01C0000000")) == bytes.fromhex(_data(20) + "9000")
+    out = card.transmit(unhexlify("81E2910003BF2D00"))
+    assert out == unhexlify(_data(253) + "AABBCC9000")
+    assert card.transmit(unhexlify("01C0000000")) == unhexlify(_data(20) + "9000")
     modem.done()
 
 
 def test_61xx_chain_is_bounded():
     card, modem, _ = make(opening() + [csim("81E2910003BF2D00", _data(100) + "6100")],
                           mode="csim", max_response=300)
-    e = raises(ProtocolError, card.transmit, bytes.fromhex("81E2910003BF2D00"))
+    e = raises(ProtocolError, card.transmit, unhexlify("81E2910003BF2D00"))
     assert "300-byte bound" in str(e)
 
 
@@ -308,7 +309,7 @@ def test_wrong_le_on_our_get_response_is_asked_again():
         csim("01C0000010", "6C08"),
         csim("01C0000008", "0102030405060708" + "9000"),
     ], mode="csim")
-    assert card.transmit(bytes.fromhex("81E2910003BF2D00")) == bytes.fromhex("01020304050607089000")
+    assert card.transmit(unhexlify("81E2910003BF2D00")) == unhexlify("01020304050607089000")
     modem.done()
 
 
@@ -319,8 +320,8 @@ def test_6601_transmission_error_is_resent_once():
         csim("81E2910003BF2D01", "6601"),
         csim("81E2910003BF2D01", "6601"),
     ], mode="csim")
-    assert card.transmit(bytes.fromhex("81E2910003BF2D00")) == bytes.fromhex("BF2D009000")
-    assert card.transmit(bytes.fromhex("81E2910003BF2D01")) == b"\x66\x01"
+    assert card.transmit(unhexlify("81E2910003BF2D00")) == unhexlify("BF2D009000")
+    assert card.transmit(unhexlify("81E2910003BF2D01")) == b"\x66\x01"
     modem.done()
 
 
@@ -337,7 +338,7 @@ def test_store_data_may_take_a_minute_other_apdus_may_not():
     assert es10.get_eid(s) == EID
     assert clock.t - t0 >= 60000
     t0 = clock.t
-    e = raises(TimeoutError_, card.transmit, bytes.fromhex("80CA005A00"))
+    e = raises(TimeoutError_, card.transmit, unhexlify("80CA005A00"))
     assert "within 10000 ms" in str(e) and "AT+CGLA=1" in str(e)
     assert clock.t - t0 <= 10100
 
@@ -428,7 +429,7 @@ def test_cgla_error_mid_sequence_asks_to_repeat():
         csim("01A4040410" + ISDR + "00", "9000"),
     ], profile=prof)
     card.open()
-    e = raises(TransportError, card.transmit, bytes.fromhex("00C0000010"))
+    e = raises(TransportError, card.transmit, unhexlify("00C0000010"))
     assert "repeat the ES10 function" in str(e)
     modem.done()
 
@@ -436,7 +437,7 @@ def test_cgla_error_mid_sequence_asks_to_repeat():
 def test_cgla_error_without_the_quirk_is_raised():
     card, modem, _ = make(opening("\r\n+CCHO: 2\r\n" + OK) + [
         ('AT+CGLA=2,22,"80E2910006BF3E035C015A"', "\r\nERROR\r\n")])
-    e = raises(AtError, card.transmit, bytes.fromhex("80E2910006BF3E035C015A"))
+    e = raises(AtError, card.transmit, unhexlify("80E2910006BF3E035C015A"))
     assert "CGLA" in str(e) and "mode=csim" in str(e)
 
 
@@ -552,7 +553,7 @@ def test_cgla_fallback_without_a_free_channel_is_a_card_error():
         csim("0070000001", "6A81"),
     ], profile=prof)
     card.open()
-    e = raises(CardError, card.transmit, bytes.fromhex("80E2910006BF3E035C015A"))
+    e = raises(CardError, card.transmit, unhexlify("80E2910006BF3E035C015A"))
     assert e.sw == 0x6A81 and "MANAGE CHANNEL open after the CGLA failure" in str(e)
     modem.done()
 
@@ -581,7 +582,7 @@ def test_restart_during_store_data_fails_at_once_and_closes_the_card():
     assert not card.is_open and card.session is None and not card.modem_channel
     sent = len(modem.lines)
     # The lost session refuses APDUs without sending them; closing sends nothing.
-    e = raises(ModemRestarted, card.transmit, bytes.fromhex(GET_EID))
+    e = raises(ModemRestarted, card.transmit, unhexlify(GET_EID))
     assert e.when == "before" and "reopen the session" in str(e)
     s.close()
     card.close()
@@ -675,17 +676,17 @@ def test_unknown_modem_cut_found_from_the_tlv_length():
     # 256 bytes of a 305-byte BF2D answer; its last two bytes happen to read 9000.
     first = "BF2D82012C" + _data(249) + "9000"
     rest = _data(49, 5)
-    assert tlv_total(bytes.fromhex(first)) == 305
+    assert tlv_total(unhexlify(first)) == 305
     card, modem, _ = make(opening() + [
         csim(SD, first),
         csim("01C00000FD", rest + "9000"),
         csim("01C00000FD", _data(10) + "9000"),  # the caller's Le 00: capped from now on
     ], mode="csim")
     assert card.profile["csim_max_answer"] == 0
-    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(first + rest + "9000")
+    assert card.transmit(unhexlify(SD)) == unhexlify(first + rest + "9000")
     assert card.profile["csim_max_answer"] == 256
     assert any("csim_max_answer=256" in n and "cut an answer at 256" in n for n in card.notes)
-    assert card.transmit(bytes.fromhex("01C0000000")) == bytes.fromhex(_data(10) + "9000")
+    assert card.transmit(unhexlify("01C0000000")) == unhexlify(_data(10) + "9000")
     modem.done()
 
 
@@ -696,7 +697,7 @@ def test_unknown_modem_cut_found_from_a_tail_that_is_no_status_word():
         csim(SD, first),
         csim("01C00000FD", "6985"),  # nothing more: the lost status word was 9000
     ], mode="csim")
-    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(first + "9000")
+    assert card.transmit(unhexlify(SD)) == unhexlify(first + "9000")
     assert card.profile["csim_max_answer"] == 256
     modem.done()
 
@@ -704,10 +705,10 @@ def test_unknown_modem_cut_found_from_a_tail_that_is_no_status_word():
 def test_cut_that_kept_sw1():
     # A 255-byte BF2D answer + 9000 = 257 bytes, cut to 256: the last byte kept is SW1.
     first = "BF2D81FB" + _data(251)
-    assert tlv_total(bytes.fromhex(first)) == 255
+    assert tlv_total(unhexlify(first)) == 255
     for prof in (None, modems.profile_for("Huawei MT5700")):
         card, modem, _ = make(opening() + [csim(SD, first + "90")], mode="csim", profile=prof)
-        assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(first + "9000")
+        assert card.transmit(unhexlify(SD)) == unhexlify(first + "9000")
         assert card.profile["csim_max_answer"] == 256
         modem.done()
 
@@ -718,8 +719,8 @@ def test_cut_of_our_get_response_le_ff_that_kept_61():
         csim("01C00000FF", _data(255) + "61"),  # 255 data + 61.. cut: SW2 lost
         csim("01C00000FD", _data(20, 3) + "9000"),
     ], mode="csim")
-    out = card.transmit(bytes.fromhex(SD))
-    assert out == bytes.fromhex(_data(255) + _data(20, 3) + "9000")
+    out = card.transmit(unhexlify(SD))
+    assert out == unhexlify(_data(255) + _data(20, 3) + "9000")
     modem.done()
 
 
@@ -727,8 +728,8 @@ def test_complete_256_byte_answers_are_left_alone():
     whole = "BF2D81FA" + _data(250) + "9000"  # 254-byte TLV + SW: exactly 256 bytes
     warn = _data(254) + "6282"  # end of file reached: a warning that may follow data
     card, modem, _ = make(opening() + [csim(SD, whole), csim("81CA00FE00", warn)], mode="csim")
-    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(whole)
-    assert card.transmit(bytes.fromhex("81CA00FE00")) == bytes.fromhex(warn)
+    assert card.transmit(unhexlify(SD)) == unhexlify(whole)
+    assert card.transmit(unhexlify("81CA00FE00")) == unhexlify(warn)
     assert card.profile["csim_max_answer"] == 0 and card.notes == []
     modem.done()
 
@@ -738,34 +739,34 @@ def test_cut_that_cannot_be_completed_names_the_profile_option():
         csim(SD, _data(254) + "0A98"),
         ('AT+CSIM=10,"01C00000FD"', "\r\nERROR\r\n"),
     ], mode="csim")
-    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    e = raises(ProtocolError, card.transmit, unhexlify(SD))
     assert "cut an answer at 256 bytes and it cannot be completed" in str(e)
     assert "GET RESPONSE failed: ERROR" in str(e) and "csim_max_answer=256" in str(e)
     modem.done()
     card, modem, _ = make(opening() + [csim(SD, "BF2D81FB" + _data(251) + "6A")], mode="csim")
-    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    e = raises(ProtocolError, card.transmit, unhexlify(SD))
     assert "6A" in str(e) and "csim_max_answer=256" in str(e)
     card, modem, _ = make(opening() + [
         csim(SD, "61FF"), csim("01C00000FF", _data(255) + "61"), csim("01C00000FD", "6985"),
     ], mode="csim")
-    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    e = raises(ProtocolError, card.transmit, unhexlify(SD))
     assert "announced more" in str(e) and "csim_max_answer=256" in str(e)
 
 
 def test_answer_of_another_length_ending_in_no_status_word():
     card, modem, _ = make(opening() + [csim(SD, _data(198) + "0A98")], mode="csim")
-    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    e = raises(ProtocolError, card.transmit, unhexlify(SD))
     assert "ends 0A98, which is no status word" in str(e) and "csim_max_answer=200" in str(e)
     assert sw_ok(0x90, 0x00) and sw_ok(0x6A, 0x88) and sw_ok(0x9F, 0x10)
     assert not sw_ok(0x60, 0x00) and not sw_ok(0x0A, 0x98) and not sw_ok(0xA0, 0x00)
 
 
 def test_tlv_total_reads_headers():
-    assert tlv_total(bytes.fromhex("5A0A")) == 12
-    assert tlv_total(bytes.fromhex("BF2D8200FF")) == 5 + 255
-    assert tlv_total(bytes.fromhex("BF2D81")) is None
-    assert tlv_total(bytes.fromhex("BF")) is None
-    assert tlv_total(bytes.fromhex("3080")) is None  # indefinite length
+    assert tlv_total(unhexlify("5A0A")) == 12
+    assert tlv_total(unhexlify("BF2D8200FF")) == 5 + 255
+    assert tlv_total(unhexlify("BF2D81")) is None
+    assert tlv_total(unhexlify("BF")) is None
+    assert tlv_total(unhexlify("3080")) is None  # indefinite length
 
 
 def test_cut_below_the_cards_chunks_loses_data_and_says_so():
@@ -777,7 +778,7 @@ def test_cut_below_the_cards_chunks_loses_data_and_says_so():
         csim(SD, first),
         csim("01C00000C5", _data(75, 7) + "9000"),  # what the card still had
     ], mode="csim", profile=prof)
-    e = raises(ProtocolError, card.transmit, bytes.fromhex(SD))
+    e = raises(ProtocolError, card.transmit, unhexlify(SD))
     assert "the 331-byte response came back with 275 bytes" in str(e)
     assert "csim_max_answer=200 cannot help here" in str(e)
     modem.done()
@@ -788,7 +789,7 @@ def test_complete_answer_longer_than_a_wrong_cap_is_left_alone():
     prof = modems.profile_for("", {"csim_max_answer": 200})
     whole = "BF2D8200FB" + _data(251) + "9000"  # 256-byte TLV + SW
     card, modem, _ = make(opening() + [csim(SD, whole)], mode="csim", profile=prof)
-    assert card.transmit(bytes.fromhex(SD)) == bytes.fromhex(whole)
+    assert card.transmit(unhexlify(SD)) == unhexlify(whole)
     modem.done()
 
 
@@ -803,7 +804,7 @@ def test_restart_while_closing_drops_the_session_without_more_commands():
         ('AT+CSIM=8,"00708003"', "\r\n^SYSSTART\r\n"),  # rebooted while we closed it
     ], profile=prof)
     card.open()
-    assert card.transmit(bytes.fromhex("80CA005A00")) == b"\x90\x00"
+    assert card.transmit(unhexlify("80CA005A00")) == b"\x90\x00"
     assert card.channel == 3
     card.close()  # no error, no AT+CCHC after the restart
     assert not card.is_open and card.channel == 0 and card.session is None

@@ -6,7 +6,7 @@ delay; recv(timeout) advances the fake clock to the next queued answer or by
 the whole timeout, so retransmission times are exact and nothing sleeps.
 """
 
-from binascii import unhexlify
+from ipa_core.compat import unhexlify
 
 from ipa_core import coap
 from ipa_core.coap import ACK, CON, NON, RST, CoapClient, CoapReset, Message

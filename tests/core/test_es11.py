@@ -7,8 +7,8 @@ ES11 error with its name, an eUICC that refuses the SM-DS stops the retrieval wi
 reason after telling the SM-DS. Plain functions with assert (pytest and MicroPython).
 """
 
-import json
-from binascii import hexlify, unhexlify
+from ipa_core.compat import json
+from ipa_core.compat import hexlify, unhexlify
 
 from ipa_core import es11, ipa_smds, tlv
 from ipa_core.errors import FunctionError, IpaError, ProtocolError

@@ -4,8 +4,8 @@ Requests are compared as parsed JSON (MicroPython dicts keep no key order);
 responses are built here from hand-made TLVs. Plain functions with assert.
 """
 
-import json
-from binascii import a2b_base64, b2a_base64, unhexlify
+from ipa_core.compat import json
+from ipa_core.compat import a2b_base64, b2a_base64, unhexlify
 
 from ipa_core import es9p, tlv
 from ipa_core.errors import FunctionError, ProtocolError

@@ -5,7 +5,7 @@ differs on MicroPython). Base64 strings below are written by hand from the
 bytes next to them. Plain functions with assert (pytest and tools/mp_test.py).
 """
 
-import json
+from ipa_core.compat import json
 
 from ipa_core import esipa
 from ipa_core import esipa_json as ej

@@ -7,8 +7,8 @@ the eUICC only after the eIM took them, a restart at any point resumes.
 Plain functions with assert: pytest on CPython and tools/mp_test.py on MicroPython.
 """
 
-import json
-from binascii import hexlify
+from ipa_core.compat import json
+from ipa_core.compat import hexlify
 
 from ipa_core import tlv
 from ipa_core.errors import EimError, TransportError

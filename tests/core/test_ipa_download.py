@@ -7,8 +7,8 @@ server, a confirmation code is hashed as SGP.22 says, an early error result stop
 Plain functions with assert (pytest on CPython, tools/mp_test.py on MicroPython).
 """
 
-import json
-from binascii import a2b_base64, b2a_base64, hexlify, unhexlify
+from ipa_core.compat import json
+from ipa_core.compat import a2b_base64, b2a_base64, hexlify, unhexlify
 
 from ipa_core import es9p, tlv
 from ipa_core import ipa_download as dl

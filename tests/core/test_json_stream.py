@@ -8,9 +8,9 @@ a package of hundreds of KB never sits whole in RAM (the working set stays flat)
 """
 
 import gc
-import json
+from ipa_core.compat import json
 import sys
-from binascii import b2a_base64
+from ipa_core.compat import b2a_base64
 
 from ipa_core import es10, es9p, esipa_json, json_stream, tlv
 from ipa_core.errors import EimError, ProtocolError

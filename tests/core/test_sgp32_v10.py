@@ -102,7 +102,7 @@ def test_immediate_enable_v1_0_is_enable_using_dd_without_refresh_flag():
 
 
 def test_json_binding_v1_0_sends_rplmn_under_its_key():
-    import json
+    from ipa_core.compat import json
     from ipa_core import esipa_json
 
     msg = esipa.get_eim_package_request(V.EID, rplmn="21F354", version="1.0")

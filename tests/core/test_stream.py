@@ -19,7 +19,7 @@ from test_ipa_download import segments as dl_segments
 
 
 def h(s):
-    from binascii import unhexlify
+    from ipa_core.compat import unhexlify
     return unhexlify(s.replace(" ", ""))
 
 

@@ -4,7 +4,7 @@ Plain functions with assert: collected by pytest and by tools/mp_test.py
 under MicroPython.
 """
 
-from binascii import unhexlify as h
+from ipa_core.compat import unhexlify as h
 
 from ipa_core import tlv
 from ipa_core.errors import TlvError, ProtocolError
