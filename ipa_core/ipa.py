@@ -74,10 +74,9 @@ not answer (TransportError, HTTP 5xx) is retried without bound, with
 back-off (next_poll_delay_ms).
 """
 
-import time
-
 from ipa_core import es10, esipa, ipa_notify, ipa_steps, tlv
 from ipa_core import version as ver
+from ipa_core.compat import time
 from ipa_core.errors import EimError, FunctionError, IpaError, ProtocolError, TransportError
 from ipa_core.ipa_store import DOWNLOAD, JOB, NOTIFIED, STATE_CHANGE, MemoryStore  # noqa: F401
 

@@ -8,10 +8,8 @@ from binascii); the eUICC and the eIM are those of test_ipa.py. Plain functions 
 pytest on CPython and tools/mp_test.py on MicroPython.
 """
 
-import json
-from binascii import a2b_base64
-
 from ipa_core import tlv
+from ipa_core.compat import a2b_base64, json
 from ipa_core.errors import TransportError
 from ipa_core.ipa import Ipa, MemoryStore
 from ipa_core.ipa_store import NOTIFIED, NOTIFY_BACKOFF
