@@ -134,6 +134,12 @@ def _build_network(st, eim, session=None):
         return build_modem_network(st, url, session)
     # A configured CA bundle replaces the eUICC's trust anchor (e.g. a lab eIM).
     trust = None if st.ca_file else eim.get("trust")
+    if trust is not None and url.startswith(("http://", "coap://")) and st.allow_http:
+        # The lab path (--allow-http): nothing to verify a plain URL with, so the eUICC's
+        # TLS trust anchor is left unused rather than refused.
+        log.warning("plain %s with --allow-http: the eUICC's TLS trust anchor for the eIM is "
+                    "not used", url.partition(":")[0].upper())
+        trust = None
     if url.startswith(("coaps://", "coap://")):
         from ipa_host.net.coaps import CoapsNetwork
 

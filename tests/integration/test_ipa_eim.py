@@ -263,3 +263,29 @@ def test_eim_list_and_add_initial_on_a_fresh_euicc(tmp_path):
                         "--fqdn", "x.example", "--key", os.path.join(pki_dir, "eim.crt")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "AddInitialEim" in r.stderr
+
+
+def test_plain_http_lab_eim_with_allow_http(tmp_path):
+    """F4 (issue 17): the lab path. The demo eUICC holds a TLS trust anchor for its eIM; with
+    a plain http:// --eim-url and --allow-http the IPA warns and leaves it unused instead of
+    exiting 2, and a PSMO runs end to end over plain HTTP."""
+    h = str(tmp_path / "home")
+    eid = open_home_euicc(h).eid
+    server = EimServer(eim_dir(h), pki_dir=os.path.join(sim_dir(h), "pki"), tls=False,
+                       association_token=1).start()
+    try:
+        assert server.url.startswith("http://")
+        server.queue_psmo(eid, [{"op": "enable", "iccid": PROFILE_B}])
+        cmd = [IPA, "--home", h, "--eim-url", server.url]
+        refused = subprocess.run(cmd + ["poll"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "plain http:// refused" in refused.stderr
+        r = subprocess.run(cmd + ["--allow-http", "--json", "poll"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "TLS trust anchor for the eIM is not used" in r.stderr
+        out = cli_contract.result(r.stdout)
+        assert out["result"]["operations"][0][:2] == ["enableResult", 0]
+        assert len(server.results(eid)) == 1 and server.queue(eid) == []
+        assert profile_states(info_json(h))[PROFILE_B] == "enabled"
+    finally:
+        server.stop()
