@@ -41,11 +41,18 @@ GET_CERTS_INVALID_CI_PKID = 1
 
 def _not_results(items):
     """Pending notifications only (a mixed list may carry EuiccPackageResults 'BF51')."""
-    return [n["raw"] for n in items if n["raw"][:2] != b"\xbf\x51"]
+    return [n for n in items if n["raw"][:2] != b"\xbf\x51"]
 
 
 def _results(items):
-    return [n["raw"] for n in items if n["raw"][:2] == b"\xbf\x51"]
+    return [n for n in items if n["raw"][:2] == b"\xbf\x51"]
+
+
+def _raws(items, included):
+    """The TLVs of `items`; their seqNumbers go to `included` (what the response carries)."""
+    if included is not None:
+        included.extend(n.get("seqNumber") for n in items if n.get("seqNumber") is not None)
+    return [n["raw"] for n in items]
 
 
 def _association_token(session, eim_id):
@@ -55,31 +62,36 @@ def _association_token(session, eim_id):
     return None
 
 
-def _v1_0_lists(session, crit, max_items):
-    """v1.0 notificationsList: (notifications, results) its searchCriteria selects (None: not sent)."""
+def _v1_0_lists(session, crit, max_items, included):
+    """v1.0 notificationsList: (notifications, results) its searchCriteria selects (None: not
+    sent), as TLVs; the seqNumbers of what is sent go to `included`."""
+    def raws(items):
+        return _raws(items[:max_items], included)
+
     if crit.get("euiccPackageResults"):
-        return None, _results(es10.retrieve_notifications_list(
-            session, euicc_package_results=True))[:max_items]
+        return None, raws(_results(es10.retrieve_notifications_list(
+            session, euicc_package_results=True)))
     if crit.get("seqNumber") is not None or crit.get("profileManagementOperation"):
         got = es10.retrieve_notifications_list(
             session, seq_number=crit.get("seqNumber"),
             profile_management_operation=crit.get("profileManagementOperation"))
-        notes, results = _not_results(got)[:max_items], _results(got)[:max_items]
-        return (None, results) if results else (notes, None)
-    notes = _not_results(es10.retrieve_notifications_list(session))[:max_items]
-    results = _results(es10.retrieve_notifications_list(
-        session, euicc_package_results=True))[:max_items]
+        notes, results = _not_results(got), _results(got)
+        return (None, raws(results)) if results else (raws(notes), None)
+    notes = raws(_not_results(es10.retrieve_notifications_list(session)))
+    results = raws(_results(es10.retrieve_notifications_list(
+        session, euicc_package_results=True)))
     return notes, results or None
 
 
 def collect(session, request, eim_id=None, ipa_capabilities=None, device_info=None,
-            ecall_active=False, max_items=32, log=None, version=ver.DEFAULT):
+            ecall_active=False, max_items=32, log=None, version=ver.DEFAULT, included=None):
     """The IpaEuiccDataResponse 'BF52' bytes for `request` (esipa.ipa_euicc_data_request's dict).
 
     eim_id: the eIM asking (its associationToken is returned); max_items
     bounds the notification and result lists. Components the eUICC or the
     configuration does not have (no default SM-DP+ address, no token, no
-    deviceInfo configured) are left out.
+    deviceInfo configured) are left out. included (a list): gets the seqNumbers of the
+    notifications and EuiccPackageResults put in the response.
     """
     txid = request.get("eimTransactionId")
 
@@ -98,20 +110,20 @@ def collect(session, request, eim_id=None, ipa_capabilities=None, device_info=No
     try:
         if "notificationsList" in items and ver.is_v1_0(version):
             kw["notifications"], kw["euicc_package_results"] = _v1_0_lists(
-                session, request.get("searchCriteriaNotification") or {}, max_items)
+                session, request.get("searchCriteriaNotification") or {}, max_items, included)
         elif "notificationsList" in items:
             crit = request.get("searchCriteriaNotification") or {}
             got = es10.retrieve_notifications_list(
                 session, seq_number=crit.get("seqNumber"),
                 profile_management_operation=crit.get("profileManagementOperation"))
-            kw["notifications"] = _not_results(got)[:max_items]
+            kw["notifications"] = _raws(_not_results(got)[:max_items], included)
         if "euiccPackageResultList" in items:
             crit = request.get("searchCriteriaEuiccPackageResult") or {}
             if crit.get("seqNumber") is not None:
                 got = es10.retrieve_notifications_list(session, seq_number=crit["seqNumber"])
             else:
                 got = es10.retrieve_notifications_list(session, euicc_package_results=True)
-            kw["euicc_package_results"] = _results(got)[:max_items]
+            kw["euicc_package_results"] = _raws(_results(got)[:max_items], included)
         if "defaultSmdpAddress" in items or "rootSmdsAddress" in items:
             addr = es10.get_euicc_configured_addresses(session)
             if "defaultSmdpAddress" in items:

@@ -222,15 +222,16 @@ def collect(ipa, job, out):
         job["included"] = [n.get("seqNumber") for n in notes]
     else:
         req = esipa.ipa_euicc_data_request(tlv.decode(blob(job["request"])))
+        included = []
         data = ipa_data.collect(ipa.session, req, eim_id=ipa.eim_id,
                                 ipa_capabilities=ipa.config["ipa_capabilities"],
                                 device_info=ipa.config["device_info"],
                                 ecall_active=ipa.ecall_active(),
                                 max_items=ipa.config["max_notifications"], log=ipa.note,
-                                version=ipa.version)
+                                version=ipa.version, included=included)
         msg = esipa.provide_eim_package_result(job["eid"], ipa_euicc_data_response=data,
                                                version=ipa.version)
-        job["included"] = []
+        job["included"] = included
     job["message"] = msg
     return advance(ipa, job, "deliver")
 
@@ -284,10 +285,28 @@ def deliver(ipa, job, out):
 
 
 def remove(ipa, job, out):
-    """ES10b.RemoveNotificationFromList for every acknowledged seqNumber, and only those."""
+    """ES10b.RemoveNotificationFromList for every acknowledged seqNumber this exchange
+    delivered, and only those (SGP.32 ESipa.ProvideEimPackageResult: remove "after delivery
+    is acknowledged"). eimAcknowledgements answers the ProvideEimPackageResult: a seqNumber
+    in it the message did not carry was not delivered by it - removing it would lose an
+    object the eIM never got; keeping it costs one duplicate at most (HandleNotification)."""
     out["acknowledged"] = list(job.get("acked") or ())
+    sent = delivered(job)
     for seq in job.get("acked") or ():
+        if seq not in sent:
+            ipa.note("warning", "the eIM acknowledged seqNumber %s, not delivered in this "
+                     "exchange: kept on the eUICC" % seq)
+            continue
         es10.remove_notification_from_list(ipa.session, seq)  # nothingToDelete is fine
         out["removed"].append(seq)
     ipa.store.delete(JOB)
     return None
+
+
+def delivered(job):
+    """seqNumbers the job's ProvideEimPackageResult carried: the EuiccPackageResult and the
+    notifications in it (included; for IpaEuiccData, its notification and result lists)."""
+    sent = list(job.get("included") or ())
+    if job.get("resultSeq") is not None:
+        sent.append(job["resultSeq"])
+    return sent

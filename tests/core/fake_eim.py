@@ -17,7 +17,8 @@ and ipa_core.esipa_json (only ipa_core.tlv is shared), and records what came:
 Packages to hand out go into `queue` (TLVs from the builders below, or an int
 eimPackageError code); an empty queue answers noEimPackageAvailable. A package
 handed out is handed out again until a ProvideEimPackageResult came.
-Behaviour switches: `ack` ("all" | "none" | "result-only"), `reachable`
+Behaviour switches: `ack` ("all" | "none" | "result-only"), `extra_acks` (seqNumbers
+acknowledged on top, delivered or not), `reachable`
 (a function -> bool; False raises TransportError before anything is
 recorded), `status` (an HTTP status to answer everything with),
 `refuse_notifications` (JSON: a Failed header for HandleNotification).
@@ -123,6 +124,7 @@ class FakeEim:
         self.paths = []
         self.outstanding = None
         self.ack = "all"
+        self.extra_acks = []  # seqNumbers acknowledged on top (an eIM that over-acknowledges)
         self.reachable = None
         self.status = None
         self.refuse_notifications = False
@@ -215,6 +217,7 @@ class FakeEim:
             seqs = []
         elif self.ack == "result-only":
             seqs = seqs[:1] if epr is not None and result_seq(epr) is not None else []
+        seqs = seqs + self.extra_acks
         self.acked.extend(seqs)
         self.timeline.append(("ack", list(seqs)))
         return seqs

@@ -231,6 +231,43 @@ def test_removal_only_of_what_the_eim_acknowledged():
     removed_after_taken(w.timeline)
 
 
+def test_acknowledgement_of_what_was_not_delivered_removes_nothing():
+    # An eIM acknowledging a seqNumber the ProvideEimPackageResult did not carry (issue 17):
+    # only what the message delivered leaves the eUICC; the rest goes out next cycle.
+    w = World()
+    w.card.add_notification("install", ICCID_C)  # seqNumber 1, delivered before the package
+    size = len(w.card.notifications()[0]["der"])
+    w.eim.queue.append(fe.euicc_package_request(1, [fe.psmo_enable(ICCID_B)], txid=TXID))
+    ipa = w.ipa(max_message_bytes=size)
+    w.eim.extra_acks = [3]  # disable A (2) fits the message, enable B (3) does not
+    r = ipa.poll_once()
+    assert r["notifications"]["delivered"] == [1]
+    assert r["acknowledged"] == [4, 2, 3] and r["removed"] == [4, 2], r
+    assert [p["seq"] for p in w.card.pending] == [3]
+    assert 3 not in [s for s, _ in w.eim.notifications]
+    w.eim.extra_acks = []
+    r = ipa.poll_once()
+    assert r["notifications"]["delivered"] == [3] and w.card.pending == []
+    assert sorted(s for s, _ in w.eim.notifications) == [1, 2, 3]
+    removed_after_taken(w.timeline)
+
+
+def test_acknowledgement_of_ipa_euicc_data_removes_only_what_it_carried():
+    w = World("json")
+    w.eim.ack = "none"
+    w.eim.refuse_notifications = True
+    w.eim.queue.append(fe.euicc_package_request(1, [fe.psmo_disable(ICCID_A)]))
+    ipa = w.ipa()
+    ipa.poll_once()  # notification 1 and result 2 stay on the eUICC
+    w.card.add_notification("install", ICCID_C)  # 3
+    # The data request lists the EuiccPackageResults only; the eIM acknowledges 1, 2 and 3.
+    w.eim.queue.append(fe.ipa_euicc_data_request(b"\xa2"))
+    w.eim.extra_acks = [1, 2, 3]
+    r = ipa.poll_once()
+    assert r["package"] == "ipaEuiccDataRequest" and r["removed"] == [2], r
+    assert [p["seq"] for p in w.card.pending] == [1, 3]
+
+
 def test_empty_acknowledgement_removes_nothing():
     w = World()
     w.eim.ack = "none"
