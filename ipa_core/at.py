@@ -273,7 +273,8 @@ class AtEngine:
 
     .started is True once a final result came (boot lines before it are
     start-up noise); .restarts counts restarts seen, .restart_line is the
-    boot indication of the last one.
+    boot indication of the last one; .lost_finals counts answers taken without
+    their final result (command(..., final_grace_ms=)).
     """
 
     def __init__(self, stream, urc=None, clock_ms=None, max_line=4096, max_info_lines=64,
@@ -299,6 +300,7 @@ class AtEngine:
         self.started = False  # a final result came: the modem is up
         self.restarts = 0
         self.restart_line = None
+        self.lost_finals = 0
         self._grace = None  # when boot lines last became expected (a restart caused or seen)
 
     # -- bytes -------------------------------------------------------------------
@@ -480,7 +482,7 @@ class AtEngine:
 
     # -- lines -------------------------------------------------------------------
 
-    def _wait(self, cmd, timeout_ms, prefix, prompts, restarts=False):
+    def _wait(self, cmd, timeout_ms, prefix, prompts, restarts=False, final_grace_ms=None):
         """Collect information lines until the final result (or a prompt).
 
         Returns (info_lines, prompt) where prompt is None after OK. Raises
@@ -488,9 +490,12 @@ class AtEngine:
         timeout_ms, ProtocolError on over-long lines / too many lines,
         ModemRestarted on a boot indication that is a restart. `restarts`:
         True when the command causes one (boot lines expected), COUNT to
-        count a restart without failing (sync).
+        count a restart without failing (sync). `final_grace_ms` (with a
+        prefix): once an answer line came, the final result has that long to
+        follow; then the answer is returned without it (a modem that lost its OK).
         """
         start = self._now()
+        answered = None  # when the first answer line came
         info = []
         name = _cmd_name(cmd)
         own = name + ":" if name else None
@@ -503,6 +508,8 @@ class AtEngine:
                 # URCs or garbage lines must not keep the command alive.
                 if line is None and prompts and self._partial_prompt(prompts):
                     return info, self.last_prompt
+                if self._lost_final(answered, final_grace_ms):
+                    return info, None
                 self._deadline(cmd, start, timeout_ms, info)
                 if line is None:
                     self._fill()
@@ -543,11 +550,22 @@ class AtEngine:
                 self._deadline(cmd, start, timeout_ms, info)
                 continue
             echo_ok = False
+            if answered is None and prefix and final_grace_ms is not None:
+                answered = self._now()
             info.append(line)
             if len(info) > self.max_info_lines:
                 self._dirty = True
                 raise ProtocolError("%s: answer of more than %d lines (last %r)"
                                     % (shorten(cmd), self.max_info_lines, shorten(line)))
+
+    def _lost_final(self, answered, grace_ms):
+        """The answer line came grace_ms ago and no final result since: the modem lost it.
+        A late OK is drained before the next command (_dirty)."""
+        if answered is None or self._diff(self._now(), answered) < grace_ms:
+            return False
+        self._dirty = True
+        self.lost_finals += 1
+        return True
 
     def _deadline(self, cmd, start, timeout_ms, info):
         if self._diff(self._now(), start) >= timeout_ms:
@@ -573,7 +591,7 @@ class AtEngine:
 
     # -- API ---------------------------------------------------------------------
 
-    def command(self, cmd, timeout_ms=5000, prefix=None, restarts=False):
+    def command(self, cmd, timeout_ms=5000, prefix=None, restarts=False, final_grace_ms=None):
         """Send `cmd` (without CR) and return its information lines.
 
         The echo of the command, URCs and the final result are not returned.
@@ -583,6 +601,8 @@ class AtEngine:
         starting with the command's own name ("+CPIN:" for AT+CPIN?) always is.
         `restarts`: the command restarts the modem or its SIM (known ones,
         causes_restart(), need not say so): boot lines are then expected.
+        `final_grace_ms` (with `prefix`): the answer is taken without its final
+        result when none came that long after the answer line (.lost_finals).
         Raises AtError (ERROR, +CME ERROR: n, +CMS ERROR: n), TimeoutError_,
         ModemRestarted (a boot indication while it waited).
         """
@@ -591,7 +611,7 @@ class AtEngine:
         if expect:
             self._grace = self._now()
         try:
-            return self._wait(cmd, timeout_ms, prefix, None, expect)[0]
+            return self._wait(cmd, timeout_ms, prefix, None, expect, final_grace_ms)[0]
         finally:
             if expect:
                 self._grace = self._now()  # its boot lines may follow the final result
@@ -700,6 +720,24 @@ class AtEngine:
                 raise TimeoutError_("no %s line within %d ms" % (prefix, timeout_ms))
             if line is None:
                 self._fill()
+
+    def idle(self, ms):
+        """Wait `ms` without a command (a back-off), handing what comes to the URC path;
+        a boot line is counted as a restart (.restarts), not raised."""
+        start = self._now()
+        while self._diff(self._now(), start) < ms:
+            try:
+                line = self._line(None)
+            except ProtocolError:
+                continue
+            if line is None:
+                self._fill()
+            elif line and line[0] != "\x00":
+                if self.trace:
+                    self.trace("<", line)
+                if is_boot(line):
+                    self._boot(line, False)
+                self._urc(line)
 
     def sync(self, tries=3, timeout_ms=1000):
         """Get the modem's attention: AT until OK (discarding garbage), then ATE0."""

@@ -20,8 +20,20 @@ last one counts), answers cut at `csim_max_answer` bytes, 61xx left to the
 host (GET RESPONSE done here), 6601 transmission errors (resent once),
 channels leaked by earlier programs (closed at open()), CSIM without
 logical channels (basic channel), a CGLA that fails mid-session (switch to
-CSIM on a channel opened here), long STORE DATA processing (per-APDU
-timeout segment_timeout_ms, 120 s by default).
+CSIM on a channel opened here), long STORE DATA processing (see below),
+a final OK the modem loses after the +CGLA/+CSIM answer (the answer is
+taken FINAL_GRACE_MS later, noted), and "+CME ERROR: SIM busy" (the modem
+did not pass the APDU on: sent again, BUSY_TRIES in all, BUSY_BACKOFF_MS
+then twice that apart; every other error fails at once).
+
+Waits are sized to the command (wait_ms; docs/modems.md, "AT timeouts"): a
+STORE DATA by the ES10 function its first block starts with -
+QUICK_FUNCTIONS (reads, lists, removals) like every other APDU (SELECT,
+MANAGE CHANNEL, GET RESPONSE) apdu_timeout_ms (10 s), SIGNING_FUNCTIONS
+(the eUICC signs or checks a signature) SIGNING_TIMEOUT_MS (30 s), the
+rest - LoadBoundProfilePackage segments, LoadEuiccPackage, profile
+switches and deletes, functions not listed - segment_timeout_ms (120 s by
+default).
 
 Modems without a profile entry that cut answers at 256 bytes (CUT_SIZE)
 are detected (see _cut_at): an answer of exactly 256 bytes that cannot be
@@ -58,7 +70,16 @@ from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportEr
 
 MODES = ("auto", "cgla", "csim")
 SEGMENT_TIMEOUT_MS = 120000  # STORE DATA: profile loads take tens of seconds per block
-APDU_TIMEOUT_MS = 10000  # any other APDU
+APDU_TIMEOUT_MS = 10000  # any other APDU, and ES10 reads (QUICK_FUNCTIONS)
+SIGNING_TIMEOUT_MS = 30000  # ES10 functions that sign or verify (SIGNING_FUNCTIONS)
+# ES10 functions by the tag their STORE DATA starts with (SGP.22 5.7, SGP.32 5.9).
+QUICK_FUNCTIONS = (0xBF3E, 0xBF20, 0xBF22, 0xBF2D, 0xBF2E, 0xBF3C, 0xBF2B, 0xBF28, 0xBF30,
+                   0xBF55, 0xBF56, 0xBF43, 0xBF5F, 0xBF29)  # GetEID .. GetCerts, SetNickname
+SIGNING_FUNCTIONS = (0xBF38, 0xBF21, 0xBF41)  # AuthenticateServer, PrepareDownload, Cancel
+FINAL_GRACE_MS = 2000  # the final OK after a +CGLA/+CSIM answer: normally milliseconds
+BUSY_TRIES = 3  # "+CME ERROR: SIM busy": the APDU did not reach the card; tries in all
+BUSY_BACKOFF_MS = 500  # ... waiting this long, then twice as long, between them
+TRANSIENT_CME = (14,)  # SIM busy: "not now"; every other +CME ERROR fails at once
 COMMAND_TIMEOUT_MS = 5000  # CCHO, CCHC, init commands
 STALE_TIMEOUT_MS = 2000  # each stale-channel close
 REFRESH_TIMEOUT_MS = 30000  # AT+CFUN can take seconds
@@ -73,7 +94,8 @@ CME_HINTS = Names(((3, "the modem does not allow it now: UICC not powered, or he
                    (4, "this modem does not support the command (try mode=csim or mode=cgla)"),
                    (10, "no SIM/eUICC found: check the SIM slot selection and that the eUICC is powered"),
                    (13, "is this an eUICC with an enabled profile?"),
-                   (14, "the SIM is busy (just powered up or refreshed): retry in a few seconds"),
+                   (14, "the SIM stayed busy (just powered up or refreshed?) through %d tries: "
+                        "retry in a few seconds" % BUSY_TRIES),
                    (15, "the modem does not accept this SIM"),
                    (21, "invalid index: the logical channel is gone (modem or SIM reset?)"),
                    (50, "the modem rejected the parameters (AID, length or hex)")))
@@ -203,6 +225,15 @@ def tlv_total(b):
     return i + k + v
 
 
+def _first_tag(data):
+    """The BER tag data starts with (one or two bytes), or None."""
+    if not data:
+        return None
+    if data[0] & 0x1F != 0x1F:
+        return data[0]
+    return (data[0] << 8) | data[1] if len(data) > 1 else None
+
+
 def _gr_cla(cla):
     """Interindustry CLA of GET RESPONSE on the channel `cla` addresses."""
     if cla & 0x40:
@@ -217,8 +248,9 @@ class AtCard:
     mode                "auto" | "cgla" | "csim"
     profile             quirks dict from ipa_core.modems (identify() /
                         profile_for()); None = modems.DEFAULT
-    segment_timeout_ms  per-APDU wait for STORE DATA (profile loads)
-    apdu_timeout_ms     per-APDU wait for everything else
+    segment_timeout_ms  per-APDU wait for STORE DATA of long ES10 functions (profile
+                        loads, LoadEuiccPackage, profile switches; see wait_ms)
+    apdu_timeout_ms     per-APDU wait for everything else (SELECT, GetEID, reads)
     aid                 application opened by AT+CCHO (the ISD-R)
     stale_sessions      CCHO session ids a previous run left open (closed
                         with AT+CCHC at open(), errors ignored)
@@ -254,6 +286,7 @@ class AtCard:
         self.ccho_error = None
         self._restarts = 0  # engine.restarts when this session opened
         self._lost = None  # boot line of a restart that took the session; None after open()
+        self._function = None  # tag of the ES10 function whose STORE DATA blocks go out
 
     @property
     def modem_channel(self):
@@ -464,21 +497,48 @@ class AtCard:
         return self._apdu_command(cmd, timeout_ms, "+CGLA:")
 
     def _apdu_command(self, cmd, timeout_ms, prefix):
-        """One CSIM/CGLA command; never sent when the modem restarted since open()."""
+        """One CSIM/CGLA command; never sent when the modem restarted since open().
+        "SIM busy" (TRANSIENT_CME) is sent again, BUSY_TRIES in all (the modem did not
+        pass the APDU on, so it runs once at most); a lost final OK costs FINAL_GRACE_MS."""
         settle = getattr(self.engine, "settle", None)
-        if settle is not None:
-            settle()  # a boot line that came since the last answer is counted now
-        if self._restarted():
-            raise ModemRestarted(cmd, self.engine.restart_line, "before")
-        try:
-            lines = self.engine.command(cmd, timeout_ms, prefix)
-        except AtError as e:
-            raise self._explain(e)
+        attempt = 0
+        while True:
+            if settle is not None:
+                settle()  # a boot line that came since the last answer is counted now
+            if self._restarted():
+                raise ModemRestarted(cmd, self.engine.restart_line, "before")
+            lost = self.engine.lost_finals
+            try:
+                lines = self.engine.command(cmd, timeout_ms, prefix,
+                                            final_grace_ms=FINAL_GRACE_MS)
+                break
+            except AtError as e:
+                attempt += 1
+                if e.cme not in TRANSIENT_CME or attempt >= BUSY_TRIES:
+                    raise self._explain(e)
+                self.note("%s: %s, sent again" % (shorten(cmd, 24), e.final))
+                self.engine.idle(BUSY_BACKOFF_MS << (attempt - 1))
+        if self.engine.lost_finals != lost:
+            self.note("%s: no final OK within %d ms of the answer: answer taken"
+                      % (shorten(cmd, 24), FINAL_GRACE_MS))
         return parse_apdu_answer(cmd, lines, prefix)
+
+    def wait_ms(self, apdu):
+        """The wait for `apdu`, sized to what it is (module docstring): STORE DATA by the
+        ES10 function its block 0 names, GET RESPONSE and the rest apdu_timeout_ms."""
+        if apdu[1] != 0xE2:
+            return self.apdu_timeout_ms
+        if apdu[3] == 0:  # P2 block number 0: the data starts with the function's tag
+            self._function = _first_tag(apdu[5:])
+        if self._function in QUICK_FUNCTIONS:
+            return self.apdu_timeout_ms
+        if self._function in SIGNING_FUNCTIONS:
+            return max(SIGNING_TIMEOUT_MS, self.apdu_timeout_ms)
+        return self.segment_timeout_ms
 
     def _one(self, apdu):
         """One APDU through the current mode; 6601 (transmission error) resent once."""
-        timeout = self.segment_timeout_ms if apdu[1] == 0xE2 else self.apdu_timeout_ms
+        timeout = self.wait_ms(apdu)
         for attempt in (0, 1):
             if self.mode == "cgla":
                 try:

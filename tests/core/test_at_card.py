@@ -10,8 +10,8 @@ over AtCard in both modes.
 
 from ipa_core import es10, modems
 from ipa_core.at import AtEngine, AtError, ModemRestarted
-from ipa_core.at_card import (AtCard, open_isdr_session, parse_apdu_answer, parse_ccho, sw_ok,
-                              tlv_total)
+from ipa_core.at_card import (BUSY_BACKOFF_MS, FINAL_GRACE_MS, AtCard, open_isdr_session,
+                              parse_apdu_answer, parse_ccho, sw_ok, tlv_total)
 from ipa_core.compat import hexlify, unhexlify
 from ipa_core.errors import CardError, ProtocolError, TimeoutError_, TransportError
 
@@ -328,29 +328,79 @@ def test_6601_transmission_error_is_resent_once():
 # ---- timeouts ----------------------------------------------------------------------------
 
 def test_store_data_may_take_a_minute_other_apdus_may_not():
+    # LoadEuiccPackage (BF51) and a BPP segment (a block of a function not listed): the
+    # card may work for a minute; GetEID (a read) and GET DATA get apdu_timeout_ms.
     card, modem, clock = make(opening("\r\n+CCHO: 1\r\n" + OK) + [
-        ('AT+CGLA=1,22,"80E2910006BF3E035C015A"',
-         [Silence(60000), ans("+CGLA:", EID_RSP + "9000")]),
-        ('AT+CGLA=1,10,"80CA005A00"', [Silence(20000), ans("+CGLA:", "9000")]),
+        ('AT+CGLA=1,16,"80E2910002BF5100"', [Silence(60000), ans("+CGLA:", "9000")]),
+        ('AT+CGLA=1,18,"80E2110004A0028700"', [Silence(60000), ans("+CGLA:", "9000")]),
+        ('AT+CGLA=1,22,"80E2910006BF3E035C015A"', [Silence(20000), ans("+CGLA:", "9000")]),
     ])
     s = open_isdr_session(card)
     t0 = clock.t
-    assert es10.get_eid(s) == EID
-    assert clock.t - t0 >= 60000
+    assert card.transmit(unhexlify("80E2910002BF5100")) == b"\x90\x00"
+    assert card.transmit(unhexlify("80E2110004A0028700")) == b"\x90\x00"
+    assert clock.t - t0 >= 120000
     t0 = clock.t
-    e = raises(TimeoutError_, card.transmit, unhexlify("80CA005A00"))
+    e = raises(TimeoutError_, es10.get_eid, s)
     assert "within 10000 ms" in str(e) and "AT+CGLA=1" in str(e)
     assert clock.t - t0 <= 10100
+    assert card.wait_ms(unhexlify("80CA005A00")) == 10000
+    assert card.wait_ms(unhexlify("80E2910003BF3800")) == 30000  # AuthenticateServer
+    assert card.wait_ms(unhexlify("80E2910003BF3600")) == 120000  # a BPP's first segment
+    assert card.wait_ms(unhexlify("80E2910003BF3100")) == 120000  # EnableProfile
 
 
 def test_modem_that_stops_answering_times_out_bounded():
     card, modem, clock = make(opening("\r\n+CCHO: 1\r\n" + OK) + [
-        ('AT+CGLA=1,22,"80E2910006BF3E035C015A"', None)], segment_timeout_ms=3000)
+        ('AT+CGLA=1,22,"80E2910006BF3E035C015A"', None)], apdu_timeout_ms=3000)
     s = open_isdr_session(card)
     t0 = clock.t
     e = raises(TimeoutError_, es10.get_eid, s)
     assert "within 3000 ms" in str(e)
     assert 3000 <= clock.t - t0 <= 3100
+    modem.done()
+
+
+def test_lost_final_ok_costs_the_grace_not_the_timeout():
+    # The +CGLA answer came, its OK never does: the answer is taken FINAL_GRACE_MS later.
+    card, modem, clock = make(opening("\r\n+CCHO: 1\r\n" + OK) + [
+        ('AT+CGLA=1,22,"80E2910006BF3E035C015A"', "\r\n+CGLA: %d,\"%s9000\"\r\n" % (len(EID_RSP) + 4, EID_RSP)),
+        ('AT+CGLA=1,22,"80E2910006BF3E035C015A"', ans("+CGLA:", EID_RSP + "9000")),
+    ])
+    s = open_isdr_session(card)
+    t0 = clock.t
+    assert es10.get_eid(s) == EID
+    assert FINAL_GRACE_MS <= clock.t - t0 <= FINAL_GRACE_MS + 200
+    assert any("no final OK within 2000 ms" in n for n in card.notes)
+    assert es10.get_eid(s) == EID  # the next command is not confused
+    modem.done()
+
+
+def test_sim_busy_is_sent_again_with_a_back_off():
+    busy = "\r\n+CME ERROR: 14\r\n"
+    cmd = 'AT+CGLA=1,22,"80E2910006BF3E035C015A"'
+    card, modem, clock = make(opening("\r\n+CCHO: 1\r\n" + OK) + [
+        (cmd, busy), (cmd, "\r\n+CME ERROR: SIM busy\r\n"),
+        (cmd, ans("+CGLA:", EID_RSP + "9000")),
+        (cmd, busy), (cmd, busy), (cmd, busy),
+    ])
+    s = open_isdr_session(card)
+    t0 = clock.t
+    assert es10.get_eid(s) == EID
+    assert 3 * BUSY_BACKOFF_MS <= clock.t - t0 <= 3 * BUSY_BACKOFF_MS + 300
+    assert len([n for n in card.notes if "sent again" in n]) == 2
+    e = raises(AtError, es10.get_eid, s)  # busy three times: the error, with its hint
+    assert e.cme == 14 and "stayed busy" in str(e) and "through 3 tries" in str(e)
+    modem.done()
+
+
+def test_other_cme_errors_are_not_sent_again():
+    card, modem, clock = make(opening("\r\n+CCHO: 1\r\n" + OK) + [
+        ('AT+CGLA=1,22,"80E2910006BF3E035C015A"', "\r\n+CME ERROR: 13\r\n")])
+    s = open_isdr_session(card)
+    t0 = clock.t
+    e = raises(AtError, es10.get_eid, s)
+    assert e.cme == 13 and clock.t - t0 < 200
     modem.done()
 
 

@@ -130,3 +130,32 @@ def test_info_when_the_modem_reboots_in_the_middle_of_an_apdu(modem_home):
     r = _info(home, m.path)
     _check_info(r, card)
     assert m.sessions == {} and m.open_channels == set()
+
+
+def test_info_when_the_modem_loses_the_final_ok(modem_home):
+    """A modem that loses the OK after one +CGLA answer: that APDU costs the AT layer's
+    final-OK grace (2 s), not the 120 s STORE DATA bound; `ipa info` succeeds."""
+    home, card, make = modem_home
+    m = make("lost_ok")
+    r = _info(home, m.path)
+    _check_info(r, card)
+    assert m.at.lost_oks == 1
+    assert 2 <= r.elapsed < 15, r.elapsed
+    assert m.sessions == {} and m.open_channels == set()
+
+
+def test_info_when_the_sim_is_busy(modem_home):
+    """"+CME ERROR: SIM busy" twice in a row: the AT layer sends the APDU again after a
+    short back-off and `ipa info` succeeds; busy through every try fails at once, clearly."""
+    home, card, make = modem_home
+    m = make("sim_busy")
+    r = _info(home, m.path)
+    _check_info(r, card)
+    assert m.at.busy_sent == 2
+    assert r.elapsed < 15, r.elapsed
+    m = make("sim_busy", busy_count=10)
+    r = _info(home, m.path)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "+CME ERROR: 14 (SIM busy)" in r.stderr and "through 3 tries" in r.stderr
+    assert m.at.busy_sent == 3  # three tries, then the error
+    assert r.elapsed < 15, r.elapsed

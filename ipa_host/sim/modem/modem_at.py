@@ -68,6 +68,7 @@ CME_TEXT = {
     4: "operation not supported",
     10: "SIM not inserted",
     13: "SIM failure",
+    14: "SIM busy",
     50: "incorrect parameters",
 }
 
@@ -180,6 +181,9 @@ class AtInterpreter:
         self.pending = {}  # channel -> (rest, final SW) for le00_collect="61xx"
         self.first_answer = True
         self._reset_done = False
+        self.busy_sent = 0  # "+CME ERROR: 14" answers sent (busy_after fault)
+        self.lost_oks = 0  # final OKs not sent (lost_ok_after fault)
+        self._lose_ok = False
         self._next_session = 0
         self.cfun = 1
         self.csimsleep = 1
@@ -387,9 +391,10 @@ class AtInterpreter:
             return
         body = text[start + 2:]
         self._reg_update()  # a change not told yet came before this command
+        self._lose_ok = False
         try:
             lines = self._dispatch(body)
-            final = "OK"
+            final = None if self._lose_ok else "OK"
         except CmdError as e:
             lines = []
             final = self._error_text(e.cme, e.text)
@@ -431,7 +436,8 @@ class AtInterpreter:
             out.append(CRLF + line.encode("latin-1") + CRLF)
         if cfg["urcs"] and lines:
             out.append(CRLF + self.rng.choice(URCS).encode() + CRLF)
-        out.append(CRLF + final.encode() + CRLF)
+        if final is not None:  # None: the lost_ok_after fault
+            out.append(CRLF + final.encode() + CRLF)
         if cfg["garbage"]:
             out.append(self._garbage())
         for part in out:
@@ -794,7 +800,14 @@ class AtInterpreter:
         """An APDU from CSIM/CGLA: reset fault, GET RESPONSE inside and truncation."""
         if not self.sim_present or self.cfun == 0:
             raise CmdError(13)
+        busy = self.cfg["busy_after"]
+        if busy is not None and self.apdus >= busy and self.busy_sent < self.cfg["busy_count"]:
+            self.busy_sent += 1  # the card never sees it; the count of APDUs stays
+            raise CmdError(14)
         self.apdus += 1
+        if self.apdus - 1 == self.cfg["lost_ok_after"]:
+            self._lose_ok = True
+            self.lost_oks += 1
         after = self.cfg["reset_after"]
         if after is not None and not self._reset_done and self.apdus > after:
             self._reset_done = True

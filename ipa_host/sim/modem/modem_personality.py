@@ -37,6 +37,11 @@ Options (all personalities accept all of them as keyword overrides):
                     reboots (RDY and boot URCs, channels closed); once
     reset_executes  the card still processes the APDU the reset interrupts
     boot_delay      seconds the reboot takes (input is lost meanwhile)
+    lost_ok_after   None or n: after n APDUs, the next APDU's answer line comes without
+                    its final OK (the modem loses it); once
+    busy_after      None or n: after n APDUs, the next busy_count CSIM/CGLA commands answer
+                    "+CME ERROR: 14" (SIM busy) without reaching the card
+    busy_count      how many of those (2)
     max_channels    logical channels the card offers besides the basic one (3)
     seed            seed of the random generator (garbage bytes, URC choice)
 
@@ -101,6 +106,9 @@ DEFAULTS = {
     "reset_after": None,
     "reset_executes": True,
     "boot_delay": 0.2,
+    "lost_ok_after": None,
+    "busy_after": None,
+    "busy_count": 2,
     "max_channels": 3,
     "seed": 1,
     "http_stack": None,
@@ -160,6 +168,10 @@ PERSONALITIES = {
     "dead": {"dead_after": 20},
     "garbage": {"garbage": True},
     "reset_mid_apdu": {"reset_after": 6},
+    # The final OK after one +CGLA/+CSIM answer (GetEID's, in `ipa info`) is lost.
+    "lost_ok": {"lost_ok_after": 3},
+    # The SIM is busy (just refreshed) for two commands in a row.
+    "sim_busy": {"busy_after": 3, "busy_count": 2},
     # Modems with their own HTTP(S) stack (modem_http*.py), for MCUs without TLS.
     # Quectel EG915U (Unisoc): AT+QHTTP*, AT+QSSLCFG, AT+QFUPL; numeric +CME ERROR by default.
     "quectel_http": QUECTEL_HTTP,
@@ -193,6 +205,13 @@ def resolve(personality, overrides=None):
         raise ValueError("session_ids must be 'int' or 'hex16', not %r" % (cfg["session_ids"],))
     if cfg["cmee"] not in (0, 1, 2):
         raise ValueError("cmee must be 0, 1 or 2, not %r" % (cfg["cmee"],))
+    for key in ("lost_ok_after", "busy_after"):
+        if cfg[key] is not None and (isinstance(cfg[key], bool) or not isinstance(cfg[key], int)
+                                     or cfg[key] < 0):
+            raise ValueError("%s must be None or an APDU count >= 0, not %r" % (key, cfg[key]))
+    if isinstance(cfg["busy_count"], bool) or not isinstance(cfg["busy_count"], int) \
+            or not 0 <= cfg["busy_count"] <= 1000:
+        raise ValueError("busy_count must be 0..1000, not %r" % (cfg["busy_count"],))
     if not 0 <= cfg["max_channels"] <= 19:
         raise ValueError("max_channels must be 0..19, not %r" % (cfg["max_channels"],))
     for key in ("delay", "boot_delay", "http_read_pause", "attach_delay"):
