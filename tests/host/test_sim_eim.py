@@ -160,10 +160,19 @@ def test_psmo_package_is_signed_by_the_eim_key(bench):
     assert bench.eim.queue(EID) == []
     sent = bench.eim.delivered(EID)[-1]
     assert sent["counterValue"] == 1 and sent["transactionId"] == kids[3].value.hex().upper()
-    assert poll(bench) == NO_PACKAGE  # handed out once
+    # No result came: the next poll gets the same bytes again (same counterValue and
+    # eimTransactionId), up to max_offers hand-outs; then nothing.
+    first = parse_package(poll(bench))
+    assert first[0].raw == signed.raw and first[1] == sig
+    assert bench.eim.delivered(EID)[-1]["offers"] == 2 and bench.eim.counter(EID) == 1
+    for _ in range(bench.eim.service.max_offers - 2):
+        assert parse_package(poll(bench))[0].raw == signed.raw
+    assert bench.eim.delivered(EID)[-1]["givenUp"]
+    assert poll(bench) == NO_PACKAGE
 
 
 def test_counters_increase_across_packages_and_a_restart(bench, tmp_path):
+    bench.eim.service.max_offers = 1  # packages handed out once: no results posted here
     for _ in range(2):
         bench.eim.queue_psmo(EID, [{"op": "getRAT"}])
     bench.eim.queue_eco(EID, [{"op": "listEim"}])
@@ -286,6 +295,7 @@ def test_handle_notification_is_recorded(bench):
 
 
 def test_data_request_and_download_trigger_bytes(bench):
+    bench.eim.service.max_offers = 1  # the results come after all three hand-outs
     bench.eim.queue_data_request(EID, "80,A2", transaction_id="0102")
     bench.eim.queue_download_trigger(EID, "LPA:1$smdp.example$MATCH", transaction_id="0A0B")
     bench.eim.queue_data_request(EID, ["BF20", 0xA8], notificationSeqNumber=7)
@@ -512,6 +522,7 @@ def cli(capsys, *argv):
 
 
 def test_operator_cli_end_to_end(bench, capsys):
+    bench.eim.service.max_offers = 1  # the data request and trigger get no result here
     api = ["--api", bench.eim.api_url]
     code, out, _ = cli(capsys, "psmo", EID, "enable", ICCID_B, "--rollback", *api)
     assert code == 0 and out["kind"] == "psmo"

@@ -10,7 +10,13 @@ EuiccPackageRequest gets the next counterValue of that EID (persisted before
 the answer leaves) and is signed then with ipa_host.sim.eim.signer; every
 package carries a fresh eimTransactionId (8 random bytes) unless the operator
 chose one, so results can be matched to what was sent. A package leaves the
-queue when it is handed out (a lost answer is not resent: queue it again).
+queue when it is handed out. One handed out that got no result (none matched
+its eimTransactionId) is offered again, the same bytes (same counterValue,
+same eimTransactionId), at the EID's next GetEimPackage, before anything
+queued: the IPA finishes a package it wrote down before it polls again, so a
+poll means the answer was lost or the IPA was cut before writing it
+(docs/sim-eim.md, "Re-offer"). max_offers (MAX_OFFERS) hand-outs at most,
+the last one marks the package givenUp.
 
 ProvideEimPackageResult: eidValue is optional; without it the EID is found
 from the eimTransactionId of a delivered package, else from the last EID
@@ -39,6 +45,7 @@ from ipa_host.sim.eim import signer
 from ipa_host.sim.eim.eim_state import MAX_QUEUE, check_eid
 
 KINDS = ("psmo", "eco", "ipaEuiccDataRequest", "profileDownloadTrigger")
+MAX_OFFERS = 5  # hand-outs of one package without a result before the eIM gives up on it
 MAX_BODY = 1 << 20  # bytes of one ESipa request; the IPA's largest is far below
 
 RELAY_NOTE = ("indirect profile download (ES9+ relay through the eIM) is not available in this "
@@ -101,6 +108,7 @@ class EsipaService:
         self.key = signing_key
         self.version = version
         self.relay = None  # an eim_relay.SmdpRelay: indirect downloads relayed to the SM-DP+
+        self.max_offers = MAX_OFFERS  # hand-outs of a package without a result (1: no re-offer)
 
     # ---- the operator side -------------------------------------------------------------
 
@@ -273,6 +281,14 @@ class EsipaService:
                     "stateChangeCause": req["stateChangeCause"],
                     "stateChangeCauseName": codec.STATE_CHANGE_CAUSES.get(req["stateChangeCause"]),
                     "rPLMN": _hex(req["rPLMN"]) if req["rPLMN"] else None})
+            again = _unanswered(rec)
+            if again is not None:
+                again["offers"] = again.get("offers", 1) + 1
+                again["givenUp"] = again["offers"] >= self.max_offers  # its last hand-out
+                self.store.save(eid)
+                info["note"] = "package %d (%s) offered again (%d): no result yet" % (
+                    again["id"], again["kind"], again["offers"])
+                return codec.get_eim_package_response(binascii.unhexlify(again["der"]))
             if not rec["queue"]:
                 if changed:
                     self.store.save(eid)  # poll counts alone are not worth a disk write
@@ -291,7 +307,8 @@ class EsipaService:
                 rec["counter"] = counter
             sent = dict(item)
             sent.update({"delivered": time.time(), "counterValue": counter,
-                         "transactionId": _hex(txid), "der": _hex(der), "result": None})
+                         "transactionId": _hex(txid), "der": _hex(der), "result": None,
+                         "offers": 1, "givenUp": self.max_offers <= 1})
             rec["delivered"].append(sent)
             self.store.save(eid)  # the counter is on disk before the package leaves
             info["note"] = "package %d (%s)" % (item["id"], item["kind"])
@@ -516,6 +533,14 @@ class EsipaService:
                                                     data, sig):
                     return eid
         return conn.get("eid")
+
+
+def _unanswered(rec):
+    """The oldest package handed out without a result that is still offered, or None."""
+    for d in rec["delivered"]:
+        if d.get("result") is None and not d.get("givenUp") and d.get("der"):
+            return d
+    return None
 
 
 def cert_der(value):
