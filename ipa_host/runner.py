@@ -496,17 +496,21 @@ BEARER_START_MS = 30000  # bringing the modem's data bearer up before the first 
 
 
 _KILL_COUNT = [0]
+_KILL_SEEN = [0]  # events named as in "n@NAME"
 
 
 def _test_kill_hook(h):
     """TEST ONLY, inert unless $IPA_TEST_KILL_AFTER_STEP=n is set (docs/resilience.md):
     every progress-store write, ES10 exchange and eIM (or SM-DP+) answer is an event, logged
     on stderr as "test-kill event k: ..."; right after event n (0: never) the process
-    SIGKILLs itself, as a power cut at that step boundary would."""
+    SIGKILLs itself, as a power cut at that step boundary would. "n@eIM BF4F": after the
+    n-th event so named (the kill campaign's cut right after a GetEimPackage answer)."""
     n = os.environ.get(TEST_KILL_ENV)
     if not n:
         return
-    n, count = int(n), _KILL_COUNT  # one count per process: `ipa download` opens two hosts
+    n, _, only = n.partition("@")
+    # one count per process: `ipa download` opens two hosts, `ipa run` one per cycle
+    n, count, seen = int(n), _KILL_COUNT, _KILL_SEEN
 
     def wrap(fn, name, i):
         def event(*args, **kw):
@@ -515,8 +519,10 @@ def _test_kill_hook(h):
             what = args[i] if isinstance(args[i], str) else bytes(args[i][:2]).hex().upper()
             sys.stderr.write("test-kill event %d: %s %s\n" % (count[0], name, what))
             sys.stderr.flush()
-            if count[0] == n:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if not only or "%s %s" % (name, what) == only:
+                seen[0] += 1
+                if seen[0] == n:
+                    os.kill(os.getpid(), signal.SIGKILL)
             return r
         return event
 

@@ -3,9 +3,10 @@ and again, over a stream of PSMOs, eCOs, data requests and indirect download tri
 
 The parties are real and separate: the `ipa` command (subprocesses), the simulated eIM over
 TLS (which re-offers a package it handed out without getting a result, docs/sim-eim.md), the
-SM-DP+ behind the eIM's relay, and the virtual eUICC (its state file is its flash). Half of
-the kills land on a step boundary ($IPA_TEST_KILL_AFTER_STEP=k, ipa_host/runner.py: right
-after the k-th store write, ES10 exchange or eIM answer), half at a random time (os.kill).
+SM-DP+ behind the eIM's relay, and the virtual eUICC (its state file is its flash). The kills
+take turns: on a random step boundary ($IPA_TEST_KILL_AFTER_STEP=k, ipa_host/runner.py: right
+after the k-th store write, ES10 exchange or eIM answer), right after the first GetEimPackage
+answer ("1@eIM BF4F": the window only the eIM's re-offer closes), at a random time (os.kill).
 
 What a user checks afterwards: every package the eIM handed out got exactly one result (the
 same bytes at most twice: the cut between the eIM's answer and the IPA's record of it,
@@ -120,19 +121,23 @@ def test_kill_campaign_loses_nothing(tmp_path):
     try:
         plan = _plan(rig.dp.address)
         queued = []
-        step_kills = time_kills = 0
-        while step_kills + time_kills < KILLS:
+        step_kills = window_kills = time_kills = 0
+        while step_kills + window_kills + time_kills < KILLS:
             while plan and len(rig.eim.queue(rig.eid)) < 2:
                 kind, put = plan.pop(0)
                 queued.append((kind, put(rig.eim, rig.eid)["id"]))
-            if (step_kills + time_kills) % 2 == 0:
-                k = rng.randint(1, MAX_STEP)
-                proc = rig.run({"IPA_TEST_KILL_AFTER_STEP": str(k)})
+            turn = (step_kills + window_kills + time_kills) % 3
+            if turn < 2:
+                k = str(rng.randint(1, MAX_STEP)) if turn == 0 else "1@eIM BF4F"
+                proc = rig.run({"IPA_TEST_KILL_AFTER_STEP": k})
                 try:
                     proc.wait(timeout=STEP_KILL_WAIT)
                 except subprocess.TimeoutExpired:
                     pass
-                step_kills += 1
+                if turn == 0:
+                    step_kills += 1
+                else:
+                    window_kills += 1
             else:
                 proc = rig.run()
                 time.sleep(rng.uniform(0.3, 2.5))
@@ -188,9 +193,11 @@ def test_kill_campaign_loses_nothing(tmp_path):
                 taken.add(epr["seqNumber"])
         assert made <= taken, sorted(made - taken)
         assert state["notifications"] == []
-        print("kill campaign: %d kills (%d on a step, %d at a random time), %d packages, "
-              "%d offered again, %d notifications, %d results (%d duplicates)"
-              % (step_kills + time_kills, step_kills, time_kills, len(queued), reoffered,
+        assert reoffered >= 1  # the window was hit, and closed by the re-offer
+        print("kill campaign: %d kills (%d on a step, %d after GetEimPackage, %d at a random "
+              "time), %d packages, %d offered again, %d notifications, %d results "
+              "(%d duplicates)"
+              % (KILLS, step_kills, window_kills, time_kills, len(queued), reoffered,
                  len(seen), len(results), sum(r["duplicate"] for r in results)))
     finally:
         rig.close()
