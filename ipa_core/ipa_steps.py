@@ -18,7 +18,7 @@ from ipa_core.compat import hexlify, unhexlify
 
 from ipa_core import es10, esipa, ipa_data, ipa_notify, tlv
 from ipa_core import es10_signed as sg
-from ipa_core.errors import FunctionError, TransportError
+from ipa_core.errors import FunctionError, ProtocolError, TransportError
 from ipa_core.ipa_store import JOB
 
 ROLLBACK_NOT_ALLOWED = 1  # ProfileRollbackResponse cmdResult
@@ -261,8 +261,22 @@ def download(ipa, job, out):
         result = esipa.raw_tlv(result, (0xBF54,), "ProfileDownloadTriggerResult")
     job["message"] = esipa.provide_eim_package_result(
         job["eid"], profile_download_trigger_result=result, version=ipa.version)
-    job["included"] = []
+    job["included"] = pir_seq(result)
     return advance(ipa, job, "deliver")
+
+
+def pir_seq(result):
+    """[seqNumber] of the ProfileInstallationResult 'BF37' a ProfileDownloadTriggerResult
+    'BF54' carries (delivered with it, so the eIM may acknowledge it), else [] - also for
+    one that does not decode: it is forwarded as it came, and kept on the eUICC."""
+    try:
+        for c in tlv.decode(bytes(result)):
+            if c.tag == 0xBF37:
+                seq = sg.pending_notification(c).get("seqNumber")
+                return [] if seq is None else [seq]
+    except ProtocolError:
+        pass
+    return []
 
 
 # -- every package: report, then remove what the eIM acknowledged
