@@ -112,6 +112,7 @@ def _closes_card(session, card):
 # DTLS associations kept between the cycles of `ipa run` (ipa_host.net.coaps): the next
 # poll restores the association instead of a full handshake.
 DTLS_SESSIONS = {}
+TLS_SESSIONS = {}  # TLS sessions kept across the polls of `ipa run` (ipa_host.net.https)
 
 
 def build_network(st, eim, session=None):
@@ -155,7 +156,7 @@ def _build_network(st, eim, session=None):
     from ipa_host.net.https import HttpsNetwork
 
     return HttpsNetwork(url, trust=trust, ca_file=st.ca_file, allow_http=st.allow_http,
-                        timeout=st.timeout)
+                        timeout=st.timeout, session_cache=TLS_SESSIONS)
 
 
 MAX_CA_FILE = 10240  # the largest certificate file the modems' file systems take

@@ -38,6 +38,17 @@ cap unless `max_stream` is given: the IPA bounds the package it reads
 
 `bytes_sent` / `bytes_received` count every byte on the TCP socket (TLS
 records and handshakes included), for benches.
+
+Resumption: with a `session_cache` (a dict shared across HttpsNetworks, e.g.
+ipa_host.runner.TLS_SESSIONS for the polls of `ipa run`) the TLS session of
+a closed connection (a TLS 1.3 ticket, RFC 8446 4.6.1, or a TLS 1.2 session
+ID / ticket) is kept in memory with the SSLContext it came from (CPython's
+ssl refuses a session from another context), and the next connection to
+the same server with the same trust offers it: an abbreviated handshake
+without the certificate flight. Sessions are tried for at most
+`SESSION_MAX_AGE` seconds. They live in memory only: CPython's
+ssl.SSLSession cannot be serialised, so a new process starts with a full
+handshake. `handshakes_full` / `handshakes_resumed` count both.
 """
 
 import ipaddress
@@ -63,6 +74,8 @@ JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 ESIPA_HEADERS = {"X-Admin-Protocol": "gsma/rsp/v2.1.0", "User-Agent": "gsma-rsp-ipad"}
 
 _RECV = 16384
+SESSION_MAX_AGE = 3600.0  # seconds a kept TLS session is offered (servers keep tickets ~2 h)
+MAX_SESSIONS = 16  # sessions kept in one session cache
 # X509_V_FLAG_PARTIAL_CHAIN; ssl.VERIFY_X509_PARTIAL_CHAIN exists from Python 3.10.
 _PARTIAL_CHAIN = getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0x80000)
 
@@ -205,11 +218,12 @@ class _Wire:
 class _Tls:
     """TLS over a _Wire through memory BIOs, so every record byte is counted."""
 
-    def __init__(self, wire, ctx, sni):
+    def __init__(self, wire, ctx, sni, session=None):
         self.wire = wire
         self.inc = ssl.MemoryBIO()
         self.out = ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=sni)
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=False, server_hostname=sni,
+                                session=session)
         self.doing = "TLS handshake with"
 
     def _flush(self):
@@ -282,6 +296,7 @@ class _Tls:
     def close(self):
         # Best effort close_notify, then close: the connection is being
         # dropped either way, so failures here lose nothing.
+        self.wire.net._keep_session(self.obj)
         try:
             self.obj.unwrap()
         except (ssl.SSLError, ValueError):
@@ -339,7 +354,7 @@ class HttpsNetwork:
 
     def __init__(self, base_url, trust=None, ca_file=None, pinned_key=None, timeout=30,
                  allow_http=False, server_hostname=None, max_body=http.MAX_BODY,
-                 request_timeout=None, headers=None, max_stream=None):
+                 request_timeout=None, headers=None, max_stream=None, session_cache=None):
         u = urlsplit(base_url)
         if u.scheme not in ("https", "http"):
             raise ValueError("base URL: expected https://host[:port][/path], got %r" % base_url)
@@ -378,8 +393,12 @@ class HttpsNetwork:
         self._pin = None
         self._manual_hostname = False
         self.trust_info = "plain HTTP" if not self.tls else "system CAs"
+        self.session_cache = session_cache
+        self.handshakes_full = self.handshakes_resumed = 0
         if self.tls:
             self.ctx = self._context(trust, ca_file, pinned_key)
+            self._session_key = (self.host, self.port, self.server_hostname, self.trust_info,
+                                 repr(trust), repr(pinned_key))
         elif trust is not None or ca_file or pinned_key is not None:
             raise ValueError("TLS trust given for a plain http:// URL %s" % base_url)
         hdrs = http.merge_headers(ESIPA_HEADERS, headers or {})  # the caller's win
@@ -459,14 +478,47 @@ class HttpsNetwork:
             wire = _Wire(sock, self)
             if not self.tls:
                 return wire
-            stream = _Tls(wire, self.ctx, self.server_hostname)
+            session = self._cached_session()  # first: it may switch self.ctx to the session's
+            stream = _Tls(wire, self.ctx, self.server_hostname, session)
             stream.handshake()
+            if stream.obj.session_reused:
+                self.handshakes_resumed += 1
+                log.debug("TLS session with %s resumed", self.where)
+            else:
+                self.handshakes_full += 1
             if self._pin is not None or self._manual_hostname:
                 self._check_peer(stream.peer_certificate())
             return stream
         except BaseException:
             sock.close()
             raise
+
+    # -- resumption (module docstring)
+    def _cached_session(self):
+        """The session kept for this server, if fresh; adopts the context it belongs to."""
+        if self.session_cache is None:
+            return None
+        entry = self.session_cache.get(self._session_key)
+        if entry is None or (time.monotonic() - entry["time"]
+                             > min(SESSION_MAX_AGE, entry["session"].timeout)):
+            return None
+        self.ctx = entry["ctx"]  # same trust (the key), and ssl wants the session's context
+        return entry["session"]
+
+    def _keep_session(self, obj):
+        if self.session_cache is None:
+            return
+        try:
+            session = obj.session
+        except (ssl.SSLError, ValueError):
+            return
+        if session is None or not (session.has_ticket or session.id):
+            return
+        if len(self.session_cache) >= MAX_SESSIONS and self._session_key not in self.session_cache:
+            oldest = min(self.session_cache, key=lambda k: self.session_cache[k]["time"])
+            del self.session_cache[oldest]
+        self.session_cache[self._session_key] = {"ctx": self.ctx, "session": session,
+                                                 "time": time.monotonic()}
 
     def _check_peer(self, cert):
         if self._pin is not None and not _key_matches(cert, self._pin):

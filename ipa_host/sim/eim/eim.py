@@ -27,7 +27,6 @@ The command line (`ipa-sim eim ...`) is in ipa_host.sim.eim.eim_cli.
 import collections
 import json
 import os
-import ssl
 import threading
 import time
 
@@ -62,7 +61,8 @@ class EimServer:
 
     def __init__(self, folder, pki_dir=None, host="127.0.0.1", port=0, api_port=0, tls=True,
                  eim_id=None, version=None, association_token=_UNSET, tls_names=(),
-                 idle_timeout=30.0, coap_port=None, smdp_ca_file=None, smdp_timeout=30):
+                 idle_timeout=30.0, coap_port=None, smdp_ca_file=None, smdp_timeout=30,
+                 tls_tickets=eim_tls.SESSION_TICKETS):
         self.folder = os.path.abspath(folder)
         os.makedirs(self.folder, exist_ok=True)
         cfg_path = os.path.join(self.folder, "config.json")
@@ -95,6 +95,7 @@ class EimServer:
         self.port = port
         self.api_port = api_port
         self.tls = tls
+        self.tls_tickets = tls_tickets  # the IPA resumes (ipa_host.net.https): one ticket
         self.idle_timeout = idle_timeout
         self.coap_port = coap_port
         self._coap = None
@@ -125,6 +126,12 @@ class EimServer:
         if not hasattr(self, "pki_eid"):
             self.pki_eid = None
 
+    @property
+    def tls_handshakes(self):
+        """{"full": n, "resumed": n}: TLS handshakes on the ESipa listener (session resumption,
+        ipa_host.net.https)."""
+        return dict(self._servers[0].tls_handshakes) if self._servers else {}
+
     # ---- life cycle ------------------------------------------------------------------------
 
     def start(self):
@@ -133,10 +140,8 @@ class EimServer:
             return self
         ctx = None
         if self.tls:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(self.tls_files["server_cert"], self.tls_files["server_key"])
-            ctx.set_alpn_protocols(["http/1.1"])
+            ctx = eim_tls.server_context(self.tls_files["server_cert"],
+                                         self.tls_files["server_key"], self.tls_tickets)
         esipa = Server((self.host, self.port), EsipaHandler, self, ctx, self.idle_timeout)
         self._servers.append(esipa)
         if self.api_port is not None:

@@ -63,6 +63,7 @@ class Server(ThreadingHTTPServer):
         self._conn_lock = threading.Lock()
         self._open = set()
         self._next_conn = 0
+        self.tls_handshakes = {"full": 0, "resumed": 0}  # TLS resumption seen (tests, benches)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
@@ -85,6 +86,7 @@ class Server(ThreadingHTTPServer):
                     return
                 with self._conn_lock:
                     self._open.add(conn)
+                    self.tls_handshakes["resumed" if conn.session_reused else "full"] += 1
             self.RequestHandlerClass(conn, client_address, self)
         finally:
             with self._conn_lock:

@@ -16,6 +16,7 @@ extKeyUsage serverAuth so that strict verifiers accept them.
 
 import datetime
 import os
+import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ipa_host.sim import pki
 
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+SESSION_TICKETS = 1  # TLS 1.3 tickets per connection when the clients resume (the IPA keeps 1)
 DAY = datetime.timedelta(days=1)
 
 
@@ -134,3 +136,17 @@ def _not_after(cert):
         return cert.not_valid_after_utc
     except AttributeError:  # cryptography < 42
         return cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+
+
+def server_context(cert_path, key_path, tickets=0):
+    """The simulators' TLS server context (TLS 1.2+, ALPN http/1.1). `tickets`: TLS 1.3
+    session tickets sent after each handshake (RFC 8446 4.6.1); 0 when the clients do not
+    resume, so that nobody pays for tickets never used (OpenSSL's default is 2)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_path, key_path)
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.num_tickets = tickets
+    if not tickets:
+        ctx.options |= ssl.OP_NO_TICKET  # no TLS 1.2 tickets either
+    return ctx

@@ -26,13 +26,13 @@ import json
 import logging
 import os
 import signal
-import ssl
 import sys
 import threading
 import time
 
 from ipa_host.sim import pki
 from ipa_host.sim.smdpp import pki_smdp, smdpp_es12
+from ipa_host.sim.eim import eim_tls
 from ipa_host.sim.eim.eim_http import Server
 from ipa_host.sim.eim.eim_state import _write_atomic, read_config
 from ipa_host.sim.smdpp.smdpp_es9 import SESSION_TTL, Es9Service
@@ -51,6 +51,7 @@ class RspServer:
     HANDLER = None
     ROLES = ()
     NAME = None
+    tls_tickets = 0  # TLS 1.3 session tickets per connection (eim_tls.server_context)
 
     def __init__(self, folder, pki_dir, host="127.0.0.1", port=0, tls_names=(),
                  idle_timeout=30.0, oid=None):
@@ -76,11 +77,10 @@ class RspServer:
     def start(self):
         if self._server is not None:
             return self
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         tls = self.ROLES[-1]
-        ctx.load_cert_chain(self.material[tls + "_crt_path"], self.material[tls + "_key_path"])
-        ctx.set_alpn_protocols(["http/1.1"])
+        # the IPA's ES9+ client does not resume (ipa_host.runner): no session tickets
+        ctx = eim_tls.server_context(self.material[tls + "_crt_path"],
+                                     self.material[tls + "_key_path"], self.tls_tickets)
         self._server = Server((self.host, self.port), self.HANDLER, self, ctx, self.idle_timeout)
         self.port = self._server.server_address[1]
         if self.service is None:  # a restart (stop, start) keeps its state: profiles, sessions
