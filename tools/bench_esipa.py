@@ -20,10 +20,20 @@ the eIM's and is not counted). Three procedures, each over every transport:
                        by the eIM to the SM-DP+ -> ProvideEimPackageResult (the PIR)
 
 Transports (what a device pays for one procedure):
-    coaps-full     CoapsNetwork, a DTLS 1.2 handshake (with HelloVerifyRequest cookie)
-    coaps-resumed  the second poll: the association kept in a session cache by the
-                   first (ipa_host.net.coaps "Resumption": a CoAP ping, no handshake)
-    https-new      HttpsNetwork, a new TCP + TLS connection, closed after the poll
+    coaps-rebound  the second poll after a NAT rebinding: the IPA restores the DTLS
+                   association the first poll kept, but its datagrams now come from a new
+                   source port, which the eIM (keying associations by address) does not
+                   know: the CoAP ping goes unanswered (probe_timeout), then a full
+                   handshake. What an hourly or daily poll behind a carrier NAT pays.
+    coaps-expired  the same with the old port, the eIM having forgotten the association
+                   (idle expiry, restart)
+    coaps-new      CoapsNetwork, a DTLS 1.2 handshake (with HelloVerifyRequest cookie)
+    coaps-kept     the second poll restoring the association the first one kept
+                   (ipa_host.net.coaps "Resumption": a CoAP ping, no handshake), same port
+    https-new      HttpsNetwork, a new TCP + TLS connection, closed after the poll; the
+                   eIM sends no session tickets (nobody would use them)
+    https-resumed  the second poll, new TCP connection, TLS resuming the session of the
+                   first (ipa_host.net.https "Resumption"; the eIM sends one ticket)
     https-kept     the second poll on a connection kept alive from the first
     coap-plain     CoAP without DTLS (reference, lab only)
     http-plain     HTTP/1.1 without TLS, new connection (reference, lab only)
@@ -34,11 +44,12 @@ handshakes, close_notify): sent / received bytes; UDP datagrams both ways
 (the network's counters); TCP segments both ways from the kernel (Linux
 TCP_INFO tcpi_segs_out/in, read just before the socket closes: SYN and pure
 ACKs included, the FIN exchange after close not). IP/UDP/TCP headers are
-NOT in the byte counts; the "with hdrs" column estimates them: +28 B per UDP
+NOT in the byte counts; the "with hdrs" column adds them: +28 B per UDP
 datagram (IPv4 20 + UDP 8), +40 B per TCP segment (IPv4 20 + TCP 20; Linux
-adds 12 B of timestamp option per segment, not included). Loopback has a
-64 kB MTU: a real link splits the TLS certificate flight into more TCP
-segments (the DTLS client packs datagrams to 1280 B itself).
+adds 12 B of timestamp option per segment, not included). The eIM's
+listening sockets set TCP_MAXSEG to a cellular MSS (1400 B), advertised to
+the IPA, so both directions are cut into real-sized segments on loopback
+too (the DTLS client packs datagrams to 1280 B itself).
 
 Round trips: times the client waited for the peer, counted at the socket as
 switches from sending to receiving, +1 per new TCP connection (SYN /
@@ -77,8 +88,11 @@ from ipa_host.sim.smdpp.smdpp import SmdpServer  # noqa: E402
 
 SECTION = "## ESipa bytes on the wire (HTTPS vs CoAP/DTLS)"
 PROCEDURES = ("empty poll", "PSMO cycle", "indirect download")
-TRANSPORTS = ("coaps-full", "coaps-resumed", "https-new", "https-kept", "coap-plain",
-              "http-plain")
+TRANSPORTS = ("coaps-rebound", "coaps-expired", "coaps-new", "coaps-kept", "https-new",
+              "https-resumed", "https-kept", "coap-plain", "http-plain")
+HEADLINE = "coaps-rebound"  # the ratio that matters: a device polling hourly behind a NAT
+# the second poll of these reuses what the first left (an association, a session, a connection)
+SECOND_POLL = ("coaps-rebound", "coaps-expired", "coaps-kept", "https-resumed", "https-kept")
 BASELINE = "https-new"
 UDP_HDR = 28  # IPv4 20 + UDP 8
 TCP_HDR = 40  # IPv4 20 + TCP 20 (no options)
@@ -267,6 +281,9 @@ class Lab:
         self.smdp.start()
         self.eim.start()
         self.plain.start()
+        for srv in self.eim._servers[:1] + self.plain._servers[:1]:
+            # a cellular link's MSS, advertised to the IPA in the SYN-ACK: both directions
+            srv.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, MSS)
         self.session = apdu.IsdrSession(self.card).open()
         self.rec.__enter__()
         return self
@@ -292,7 +309,7 @@ class Lab:
         if transport == "coap-plain":
             return coaps.CoapsNetwork(self.plain.coap_url, allow_plain=True, block_size=BLOCK)
         if transport.startswith("https"):
-            return https.HttpsNetwork(self.eim.url, trust=trust)
+            return https.HttpsNetwork(self.eim.url, trust=trust, session_cache=cache)
         return https.HttpsNetwork(self.plain.url, allow_http=True)
 
     def _poll(self, net, server, procedure):
@@ -337,22 +354,27 @@ class Lab:
     def measure(self, procedure, transport):
         """One procedure over one transport -> a result dict (see COLUMNS)."""
         server = self.server(transport)
-        kept = transport in ("coaps-resumed", "https-kept")
-        cache = {} if transport.startswith("coaps") else None
+        second = transport in SECOND_POLL
+        # TLS 1.3 tickets only where the client resumes (eim_tls.server_context)
+        self.eim._servers[0].ssl_context.num_tickets = 1 if transport == "https-resumed" else 0
+        cache = {} if transport.startswith("coaps") or transport == "https-resumed" else None
         net = self.network(transport, cache)
-        if kept:  # the first poll opens what the measured one reuses
+        if second:  # the first poll opens what the measured one reuses
             self._poll(net, server, "empty poll")
-            if transport == "coaps-resumed":
-                net.close()  # keeps the association in `cache`
+            if transport != "https-kept":
+                net.close()  # keeps the association / the session in `cache`
                 net = self.network(transport, cache)
+        if transport == "coaps-expired":
+            self.eim._coap.peers.clear()  # the eIM forgot it (idle timeout, restart)
         snap = self._snap(net, server)
         t0 = time.monotonic()
-        self._poll(net, server, procedure)
-        if not kept:
-            net.close()  # a new connection per poll is closed with it (close_notify, FIN)
+        with _rebinding(transport == "coaps-rebound"):
+            self._poll(net, server, procedure)
+            if transport != "https-kept":
+                net.close()  # closed with the poll (close_notify, FIN; DTLS: kept in cache)
         wall = time.monotonic() - t0
         after = self._snap(net, server)
-        if kept:
+        if transport == "https-kept":
             net.close()
         return self._result(procedure, transport, snap, after, net, server, wall)
 
@@ -387,8 +409,8 @@ class Lab:
         else:
             new = r["connections"]
             r["round_trips"] += new  # TCP SYN / SYN-ACK
-            r["handshake"] = _handshakes(transport, 0 if transport == "http-plain" else new, 0,
-                                         new)
+            r["handshake"] = _handshakes(transport, b["full"] - a["full"],
+                                         b["resumed"] - a["resumed"], new)
             if self.rec.segs_known:
                 r["packets_out"] = b["segs"][0] - a["segs"][0]
                 r["packets_in"] = b["segs"][1] - a["segs"][1]
@@ -398,11 +420,30 @@ class Lab:
         return r
 
 
+class _rebinding:
+    """A NAT rebinding at every restore of a kept DTLS association: the IPA's datagrams come
+    from a new source port (coaps._connect_udp without the old local address), which the
+    eIM, keying associations by address, does not know."""
+
+    def __init__(self, on):
+        self.on = on
+
+    def __enter__(self):
+        if self.on:
+            self.orig = coaps._connect_udp
+            coaps._connect_udp = lambda host, port, where, local=None: self.orig(host, port,
+                                                                                 where)
+
+    def __exit__(self, *exc):
+        if self.on:
+            coaps._connect_udp = self.orig
+
+
 def _handshakes(transport, full, resumed, connections):
     """What the procedure paid to secure its connections, e.g. "1 full + 1 resumed"."""
     if transport.endswith("-plain"):
         return "none (%d conn)" % connections
-    parts = ["kept"] if transport in ("coaps-resumed", "https-kept") and not resumed else []
+    parts = ["kept"] if transport in SECOND_POLL and not (resumed or full) else []
     parts += ["%d %s" % (n, what) for n, what in ((full, "full"), (resumed, "resumed")) if n]
     return " + ".join(parts)
 
@@ -457,26 +498,59 @@ def _fill(text):
     return textwrap.fill(" ".join(text.split()), 80, break_on_hyphens=False)
 
 
+def _r(r, key="ratio_headers"):
+    return "%.2f" % r[key] if r and r.get(key) is not None else "-"
+
+
+def headline(results):
+    """The ratio that matters, per procedure: CoAPS after a NAT rebinding / HTTPS new
+    connection (with headers), and CoAPS after rebinding / CoAPS kept."""
+    by = {(r["procedure"], r["transport"]): r for r in results}
+    out = []
+    for p in PROCEDURES:
+        reb, kept = by.get((p, HEADLINE)), by.get((p, "coaps-kept"))
+        if not (reb and by.get((p, BASELINE))):
+            continue
+        out.append("%s: CoAPS after rebinding / HTTPS new connection = %s with IP/UDP/TCP "
+                   "headers (%s without); CoAPS after rebinding / CoAPS kept = %s; HTTPS "
+                   "resumed / HTTPS new = %s."
+                   % (p, _r(reb), _r(reb, "ratio_bytes"),
+                      "%.1f" % (reb["with_headers"] / float(kept["with_headers"]))
+                      if kept else "-", _r(by.get((p, "https-resumed")))))
+    return "\n".join(textwrap.fill(b, 80, initial_indent="- ", subsequent_indent="  ",
+                                   break_on_hyphens=False) for b in out)
+
+
 def findings(results):
     """Bullet points computed from the results."""
     by = {(r["procedure"], r["transport"]): r for r in results}
     out = []
     for p in PROCEDURES:
-        base, full, res = (by.get((p, t)) for t in (BASELINE, "coaps-full", "coaps-resumed"))
+        base, full, res = (by.get((p, t)) for t in (BASELINE, "coaps-new", "coaps-kept"))
+        reb, resumed = by.get((p, HEADLINE)), by.get((p, "https-resumed"))
         kept, plain = by.get((p, "https-kept")), by.get((p, "coap-plain"))
         if not (base and full and res):
             continue
         text = ("%s: CoAP/DTLS with a full handshake moves %d B (%.2f x HTTPS with a new "
-                "connection, %d B), resumed %d B (%.2f x); HTTPS kept alive %s. Round trips: "
-                "%d (DTLS full), %d (resumed), %d (HTTPS new), %s (HTTPS kept)."
+                "connection, %d B), kept %d B (%.2f x); HTTPS resumed %s, kept alive %s. "
+                "Round trips: %d (DTLS full), %d (kept), %d (HTTPS new), %s (HTTPS resumed),"
+                " %s (HTTPS kept)."
                 % (p, full["total"], full["ratio_bytes"], base["total"], res["total"],
                    res["ratio_bytes"],
+                   "%d B (%.2f x)" % (resumed["total"], resumed["ratio_bytes"])
+                   if resumed else "-",
                    "%d B (%.2f x)" % (kept["total"], kept["ratio_bytes"]) if kept else "-",
                    full["round_trips"], res["round_trips"], base["round_trips"],
+                   resumed["round_trips"] if resumed else "-",
                    kept["round_trips"] if kept else "-"))
+        if reb:
+            text += (" After a rebinding the IPA pays the unanswered ping (%d B more than a "
+                     "new association) and waits %.1f s for it before the full handshake "
+                     "(radio on: probe_timeout)." % (reb["total"] - full["total"],
+                                                     reb["wall_s"] - full["wall_s"]))
         if plain:
             dgrams = res["packets_out"] + res["packets_in"]
-            text += (" Plain CoAP: %d B, so DTLS adds %d B when resumed (record headers, "
+            text += (" Plain CoAP: %d B, so DTLS adds %d B when kept (record headers, "
                      "the ping: %.0f B per datagram) and %d B with a handshake."
                      % (plain["total"], res["total"] - plain["total"],
                         (res["total"] - plain["total"]) / float(dgrams or 1),
@@ -506,14 +580,13 @@ def _download_finding(full, base, kept):
             "path MTU; blocks of 512 B would take %d blocks, %d more round trips."
             % (bpp, n, BLOCK, base["round_trips"], kept["round_trips"] if kept else "-",
                BLOCK, _blocks(bpp, 512), _blocks(bpp, 512) - n))
-    need = _blocks(base["received"], MSS)
-    if base.get("packets_in") is not None and need > base["packets_in"]:
-        text += (" Over HTTPS the %d B received came in %d TCP segments on loopback; with "
-                 "an MSS of %d B they take at least %d, so with hdrs B for HTTPS is at "
-                 "least %d B higher on a real link."
-                 % (base["received"], base["packets_in"], MSS, need,
-                    TCP_HDR * (need - base["packets_in"])))
     return text
+
+
+def _probe_wait(results):
+    by = {(r["procedure"], r["transport"]): r for r in results}
+    reb, new = by.get((PROCEDURES[0], HEADLINE)), by.get((PROCEDURES[0], "coaps-new"))
+    return reb["wall_s"] - new["wall_s"] if reb and new else 0.0
 
 
 def _security(results, transport):
@@ -530,6 +603,11 @@ def section(results, command, elapsed=None):
               % (datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                  machine(), took)),
         "```sh\n%s\n```" % command,
+        _fill("The ratio that matters first: a device polling hourly or daily behind a "
+              "carrier NAT finds its UDP mapping gone (NAT UDP timeouts are typically 30 s "
+              "to a few minutes), so its poll costs what coaps-rebound costs, not what "
+              "coaps-kept costs (docs/network.md):"),
+        headline(results),
         _fill("The chain: the core IPA (`ipa_core.ipa.Ipa.poll_once`) over an `IsdrSession` "
               "to the virtual eUICC, with `HttpsNetwork` or `CoapsNetwork` (ipa_host.net) to "
               "the simulated eIM in the same process over loopback (a second eIM without TLS "
@@ -543,22 +621,27 @@ def section(results, command, elapsed=None):
               "counted); the eUICC installing a %d B (%d KiB) profile package; "
               "ProvideEimPackageResult with the PIR, acknowledged."
               % (PROFILE_SIZE, PROFILE_SIZE // 1024)),
-        _fill("Transports: coaps-full / https-new: a new DTLS association / TCP+TLS "
-              "connection for the poll, closed with it (https-new pays close_notify; the DTLS "
-              "association is kept in the session cache, as `ipa run` does). coaps-resumed: "
-              "the second poll, restoring the association the first one kept (a CoAP ping "
-              "checks it, no handshake). https-kept: the second poll on the connection the "
+        _fill("Transports: coaps-new / https-new: a new DTLS association / TCP+TLS "
+              "connection for the poll, closed with it (https-new pays close_notify, and the "
+              "eIM sends no session tickets, since the client would not use them; the DTLS "
+              "association is kept in the session cache, as `ipa run` does). coaps-kept: the "
+              "second poll, restoring the association the first one kept (a CoAP ping checks "
+              "it, no handshake), from the same UDP port. coaps-rebound: the same second "
+              "poll after a NAT rebinding (every restore comes from a new source port): the "
+              "eIM keys associations by address, the ping goes unanswered, the IPA waits "
+              "probe_timeout and makes a full handshake. coaps-expired: the same port, the "
+              "eIM having forgotten the association. https-resumed: the second poll on a new "
+              "TCP connection resuming the first one's TLS session (the eIM sends one TLS "
+              "1.3 ticket per connection). https-kept: the second poll on the connection the "
               "first one left open. coap-plain, http-plain: no security at all (lab only), "
               "the floor. In the PSMO cycle the enable switches profile, so the IPA drops its "
               "connection before ProvideEimPackageResult (ipa_steps.connect: the modem "
-              "re-attaches): HTTPS opens a second TCP + TLS connection; CoAPS restores the "
-              "association it kept (on loopback the address stays the same; after a real "
-              "re-attach the device's address usually changes and an eIM that keys "
-              "associations by address, as the simulated one does, needs a full handshake "
-              "again). The download does not switch profile: one connection throughout. "
-              "CoAP bodies over %d B go in Block1 blocks of %d B, and answers over %d B come "
-              "in Block2 blocks of %d B (the size the client asks for), one round trip per "
-              "block (`block_size`)." % (BLOCK, BLOCK, BLOCK, BLOCK)),
+              "re-attaches): HTTPS opens a second TCP + TLS connection (resumed in "
+              "https-resumed); CoAPS restores the association it kept (from a new port again "
+              "in coaps-rebound). The download does not switch profile: one connection "
+              "throughout. CoAP bodies over %d B go in Block1 blocks of %d B, and answers "
+              "over %d B come in Block2 blocks of %d B (the size the client asks for), one "
+              "round trip per block (`block_size`)." % (BLOCK, BLOCK, BLOCK, BLOCK)),
         _fill("Columns: ESipa msgs / B = ESipa requests the eIM got and the request + "
               "response bodies (the ASN.1 itself); sent / recv B = bytes the client's socket "
               "sent / received, i.e. everything above UDP or TCP (CoAP, DTLS/TLS records and "
@@ -566,23 +649,28 @@ def section(results, command, elapsed=None):
               "datagrams, or TCP segments from the kernel (Linux TCP_INFO, read before close: "
               "SYN and pure ACKs included, the FIN exchange after close not). with hdrs B = "
               "total + 28 B per datagram (IPv4 + UDP) or + 40 B per segment (IPv4 + TCP "
-              "without options; Linux adds 12 B of timestamps per segment): an estimate. "
+              "without options; Linux adds 12 B of timestamps per segment), with the TCP "
+              "segments cut at a cellular MSS of 1400 B (the eIM advertises it). "
               "RTTs = times the client waited for the peer (switches from sending to "
               "receiving at the socket, + 1 per new TCP connection for SYN / SYN-ACK). "
               "Ratios: total B and with hdrs B against https-new for the same procedure."),
         table(results),
         "What the figures say:",
         findings(results),
-        _fill("Loopback has a 64 kB MTU, so the TCP segment counts are those of a link "
-              "that never splits a TLS flight; on a cellular link (MSS about 1400) the "
-              "certificate flight takes one or two more segments. The DTLS client packs "
-              "its datagrams to 1280 B itself. The TLS version is what Python's ssl and the "
-              "simulated eIM agree on (%s here; the client does not use TLS session "
-              "tickets); DTLS: %s (python-mbedtls). Byte counts vary by a few bytes "
-              "between runs (signature and certificate encodings of a fresh test PKI). "
-              "`--json` prints every figure, including the ESipa functions of each "
-              "procedure." % (_security(results, "https-new"),
-                               _security(results, "coaps-full"))),
+        _fill("What these figures do not cover: loss and retransmission (loopback loses "
+              "nothing; tests/integration/test_coaps_lossy.py covers DTLS under loss, not "
+              "measured here); the radio's own cost (a poll's energy is dominated by the "
+              "time the radio stays connected: the %.0f s coaps-rebound waits for its "
+              "unanswered ping count there, not in bytes); TCP timestamps (+12 B per "
+              "segment on Linux peers); the FIN exchange after close; DNS; IPv6 (+20 B per "
+              "packet). The TLS version is what Python's ssl and the simulated eIM agree on "
+              "(%s here); DTLS: %s (python-mbedtls, no Connection ID, no abbreviated "
+              "handshake: docs/network.md \"DTLS and NAT rebinding\"). Byte counts vary by "
+              "a few bytes between runs (signature and certificate encodings of a fresh test "
+              "PKI). `--json` prints every figure, including the ESipa functions and the "
+              "wall time of each procedure."
+              % (_probe_wait(results), _security(results, "https-new"),
+                 _security(results, "coaps-new"))),
     ]
     return "\n\n".join(parts) + "\n"
 
