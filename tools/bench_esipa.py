@@ -22,9 +22,12 @@ the eIM's and is not counted). Three procedures, each over every transport:
 Transports (what a device pays for one procedure):
     coaps-rebound  the second poll after a NAT rebinding: the IPA restores the DTLS
                    association the first poll kept, but its datagrams now come from a new
-                   source port, which the eIM (keying associations by address) does not
-                   know: the CoAP ping goes unanswered (probe_timeout), then a full
-                   handshake. What an hourly or daily poll behind a carrier NAT pays.
+                   source port; the eIM finds the association by trial decryption
+                   (eim_coap "_migrate", what a DTLS Connection ID gives a real eIM) and
+                   the CoAP ping is answered: no handshake.
+    coaps-rebound-addr  the same against an eIM that keys associations by address
+                   only (most DTLS servers without CID): the ping goes unanswered
+                   (probe_timeout), then a full handshake.
     coaps-expired  the same with the old port, the eIM having forgotten the association
                    (idle expiry, restart)
     coaps-new      CoapsNetwork, a DTLS 1.2 handshake (with HelloVerifyRequest cookie)
@@ -88,11 +91,11 @@ from ipa_host.sim.smdpp.smdpp import SmdpServer  # noqa: E402
 
 SECTION = "## ESipa bytes on the wire (HTTPS vs CoAP/DTLS)"
 PROCEDURES = ("empty poll", "PSMO cycle", "indirect download")
-TRANSPORTS = ("coaps-rebound", "coaps-expired", "coaps-new", "coaps-kept", "https-new",
+TRANSPORTS = ("coaps-rebound", "coaps-rebound-addr", "coaps-expired", "coaps-new", "coaps-kept", "https-new",
               "https-resumed", "https-kept", "coap-plain", "http-plain")
 HEADLINE = "coaps-rebound"  # the ratio that matters: a device polling hourly behind a NAT
 # the second poll of these reuses what the first left (an association, a session, a connection)
-SECOND_POLL = ("coaps-rebound", "coaps-expired", "coaps-kept", "https-resumed", "https-kept")
+SECOND_POLL = ("coaps-rebound", "coaps-rebound-addr", "coaps-expired", "coaps-kept", "https-resumed", "https-kept")
 BASELINE = "https-new"
 UDP_HDR = 28  # IPv4 20 + UDP 8
 TCP_HDR = 40  # IPv4 20 + TCP 20 (no options)
@@ -364,11 +367,13 @@ class Lab:
             if transport != "https-kept":
                 net.close()  # keeps the association / the session in `cache`
                 net = self.network(transport, cache)
+        # does the eIM look for the association of a datagram from a new address?
+        self.eim._coap.find_moved = transport != "coaps-rebound-addr"
         if transport == "coaps-expired":
             self.eim._coap.peers.clear()  # the eIM forgot it (idle timeout, restart)
         snap = self._snap(net, server)
         t0 = time.monotonic()
-        with _rebinding(transport == "coaps-rebound"):
+        with _rebinding(transport.startswith("coaps-rebound")):
             self._poll(net, server, procedure)
             if transport != "https-kept":
                 net.close()  # closed with the poll (close_notify, FIN; DTLS: kept in cache)
@@ -509,14 +514,16 @@ def headline(results):
     out = []
     for p in PROCEDURES:
         reb, kept = by.get((p, HEADLINE)), by.get((p, "coaps-kept"))
+        addr = by.get((p, "coaps-rebound-addr"))
         if not (reb and by.get((p, BASELINE))):
             continue
         out.append("%s: CoAPS after rebinding / HTTPS new connection = %s with IP/UDP/TCP "
-                   "headers (%s without); CoAPS after rebinding / CoAPS kept = %s; HTTPS "
+                   "headers (%s without); CoAPS after rebinding / CoAPS kept = %s; against "
+                   "an eIM keying associations by address only: %s / HTTPS new; HTTPS "
                    "resumed / HTTPS new = %s."
                    % (p, _r(reb), _r(reb, "ratio_bytes"),
-                      "%.1f" % (reb["with_headers"] / float(kept["with_headers"]))
-                      if kept else "-", _r(by.get((p, "https-resumed")))))
+                      "%.2f" % (reb["with_headers"] / float(kept["with_headers"]))
+                      if kept else "-", _r(addr), _r(by.get((p, "https-resumed")))))
     return "\n".join(textwrap.fill(b, 80, initial_indent="- ", subsequent_indent="  ",
                                    break_on_hyphens=False) for b in out)
 
@@ -527,7 +534,7 @@ def findings(results):
     out = []
     for p in PROCEDURES:
         base, full, res = (by.get((p, t)) for t in (BASELINE, "coaps-new", "coaps-kept"))
-        reb, resumed = by.get((p, HEADLINE)), by.get((p, "https-resumed"))
+        reb, resumed = by.get((p, "coaps-rebound-addr")), by.get((p, "https-resumed"))
         kept, plain = by.get((p, "https-kept")), by.get((p, "coap-plain"))
         if not (base and full and res):
             continue
@@ -544,7 +551,7 @@ def findings(results):
                    resumed["round_trips"] if resumed else "-",
                    kept["round_trips"] if kept else "-"))
         if reb:
-            text += (" After a rebinding the IPA pays the unanswered ping (%d B more than a "
+            text += (" After a rebinding, against an eIM keying by address, the IPA pays the unanswered ping (%d B more than a "
                      "new association) and waits %.1f s for it before the full handshake "
                      "(radio on: probe_timeout)." % (reb["total"] - full["total"],
                                                      reb["wall_s"] - full["wall_s"]))
@@ -585,7 +592,8 @@ def _download_finding(full, base, kept):
 
 def _probe_wait(results):
     by = {(r["procedure"], r["transport"]): r for r in results}
-    reb, new = by.get((PROCEDURES[0], HEADLINE)), by.get((PROCEDURES[0], "coaps-new"))
+    reb = by.get((PROCEDURES[0], "coaps-rebound-addr"))
+    new = by.get((PROCEDURES[0], "coaps-new"))
     return reb["wall_s"] - new["wall_s"] if reb and new else 0.0
 
 
@@ -605,8 +613,10 @@ def section(results, command, elapsed=None):
         "```sh\n%s\n```" % command,
         _fill("The ratio that matters first: a device polling hourly or daily behind a "
               "carrier NAT finds its UDP mapping gone (NAT UDP timeouts are typically 30 s "
-              "to a few minutes), so its poll costs what coaps-rebound costs, not what "
-              "coaps-kept costs (docs/network.md):"),
+              "to a few minutes): its datagrams arrive from a new address. The poll costs "
+              "what coaps-rebound costs if the eIM finds the association anyway (CID, or "
+              "the simulator's trial decryption) and what coaps-rebound-addr costs if it "
+              "does not (docs/network.md):"),
         headline(results),
         _fill("The chain: the core IPA (`ipa_core.ipa.Ipa.poll_once`) over an `IsdrSession` "
               "to the virtual eUICC, with `HttpsNetwork` or `CoapsNetwork` (ipa_host.net) to "
@@ -627,9 +637,11 @@ def section(results, command, elapsed=None):
               "association is kept in the session cache, as `ipa run` does). coaps-kept: the "
               "second poll, restoring the association the first one kept (a CoAP ping checks "
               "it, no handshake), from the same UDP port. coaps-rebound: the same second "
-              "poll after a NAT rebinding (every restore comes from a new source port): the "
+              "poll after a NAT rebinding (every restore comes from a new source port): if the "
               "eIM keys associations by address, the ping goes unanswered, the IPA waits "
-              "probe_timeout and makes a full handshake. coaps-expired: the same port, the "
+              "probe_timeout and makes a full handshake (coaps-rebound-addr), unless it finds the "
+              "association by trial decryption (coaps-rebound: the simulated eIM does, "
+              "docs/network.md). coaps-expired: the same port, the "
               "eIM having forgotten the association. https-resumed: the second poll on a new "
               "TCP connection resuming the first one's TLS session (the eIM sends one TLS "
               "1.3 ticket per connection). https-kept: the second poll on the connection the "
@@ -660,7 +672,7 @@ def section(results, command, elapsed=None):
         _fill("What these figures do not cover: loss and retransmission (loopback loses "
               "nothing; tests/integration/test_coaps_lossy.py covers DTLS under loss, not "
               "measured here); the radio's own cost (a poll's energy is dominated by the "
-              "time the radio stays connected: the %.0f s coaps-rebound waits for its "
+              "time the radio stays connected: the %.0f s coaps-rebound-addr waits for its "
               "unanswered ping count there, not in bytes); TCP timestamps (+12 B per "
               "segment on Linux peers); the FIN exchange after close; DNS; IPv6 (+20 B per "
               "packet). The TLS version is what Python's ssl and the simulated eIM agree on "

@@ -106,6 +106,8 @@ class CoapEndpoint:
         self.blocks = {}  # (addr, path) -> transfer state
         self.recent = {}  # (addr, mid) -> (time, answer datagram)
         self.ignored = 0
+        self.find_moved = True  # find an association whose peer moved (_migrate)
+        self.moved = 0  # associations found at a new address
         self._next_conn = 0
         self._stop = threading.Event()
         self._thread = None
@@ -185,10 +187,19 @@ class CoapEndpoint:
         if peer is not None and hello and self._established(peer):
             del self.peers[addr]  # the client starts over from the same port: forget the old one
             peer = None
-        if peer is None:
-            if not hello:
+        if peer is None and not hello:
+            found = self._migrate(data, addr) if self.find_moved else None
+            if found is None:
                 self.ignored += 1  # application data of an association we do not know
                 return
+            peer, records = found
+            try:
+                self._answer(peer, records)
+            except self._exc.TLSError as e:
+                self.peers.pop(addr, None)
+                self.owner.note_handshake_failure(addr, "DTLS: %s" % e)
+            return
+        if peer is None:
             if len(self.peers) >= MAX_PEERS:
                 self._evict()
             buf = self._ctx.wrap_buffers()
@@ -209,20 +220,7 @@ class CoapEndpoint:
                 self._flush(peer)
                 if not self._established(peer):
                     return
-            answers = []
-            while True:
-                try:
-                    rec = buf.read(MAX_DATAGRAM)
-                except (tls.WantReadError, tls.WantWriteError):
-                    break
-                if not rec:  # nothing more (python-mbedtls also returns b"" for close_notify)
-                    break
-                a = self._coap(peer, rec)
-                if a is not None:
-                    answers.append(a)
-            for a in answers:
-                buf.write(a)
-            self._flush(peer)
+            self._answer(peer, [])
         except tls.HelloVerifyRequest:
             self._flush(peer)  # the cookie goes out; the client's next hello starts afresh
             self.peers.pop(addr, None)
@@ -230,6 +228,56 @@ class CoapEndpoint:
             self.peers.pop(addr, None)
             if "0x7880" not in str(e):  # MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY: a clean end
                 self.owner.note_handshake_failure(addr, "DTLS: %s" % e)
+
+    def _read(self, peer):
+        """The application records waiting in the association's buffer."""
+        out = []
+        while True:
+            try:
+                rec = peer.buf.read(MAX_DATAGRAM)
+            except (self._tls.WantReadError, self._tls.WantWriteError):
+                break
+            if not rec:  # nothing more (python-mbedtls also returns b"" for close_notify)
+                break
+            out.append(rec)
+        return out
+
+    def _answer(self, peer, records):
+        """Answer `records` and whatever else the buffer holds, in one flush."""
+        answers = [self._coap(peer, rec) for rec in records + self._read(peer)]
+        for a in answers:
+            if a is not None:
+                peer.buf.write(a)
+        self._flush(peer)
+
+    def _migrate(self, data, addr):
+        """A record from an unknown address: the device's NAT rebound it (new source port).
+        Without DTLS Connection IDs (RFC 9146; python-mbedtls exposes none) the association
+        is found by trial: the established ones, most recent first, each try to decrypt
+        the record; mbedTLS drops a record whose MAC fails (and a replayed one) without
+        touching the association. The one that decrypts it moves to the new address, as
+        RFC 9146 6 allows only for an authenticated, newer record. Bounded by MAX_PEERS
+        decryptions per unknown datagram. -> (peer, its records) or None."""
+        for old in sorted(self.peers, key=lambda a: -self.peers[a].last):
+            peer = self.peers[old]
+            if not self._established(peer):
+                continue
+            try:
+                peer.buf.receive_from_network(data)
+                records = self._read(peer)
+            except self._exc.TLSError:
+                continue
+            if records:
+                del self.peers[old]
+                peer.addr = addr
+                peer.last = time.monotonic()
+                peer.conn["peer"] = "%s:%s" % addr[:2]
+                self.peers[addr] = peer
+                self.moved += 1
+                log.info("eIM CoAP: association %s moved from %s:%s to %s:%s (NAT rebinding)",
+                         peer.conn["id"], old[0], old[1], addr[0], addr[1])
+                return peer, records
+        return None
 
     def _established(self, peer):
         return peer.buf._handshake_state is self._tls.HandshakeStep.HANDSHAKE_OVER

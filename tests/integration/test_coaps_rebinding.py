@@ -1,0 +1,158 @@
+"""ESipa over CoAP/DTLS across a NAT rebinding (issue 19 "done when"): `ipa run` polls the
+simulated eIM through a UDP relay that plays a carrier NAT; between polls the relay rebinds
+(its outside socket changes, so the eIM sees the device at a new source port). The IPA
+restores its kept DTLS association (ipa_host.net.coaps "Resumption") and the eIM finds it at
+the new address (eim_coap._migrate): the polls go on without a new handshake. Against an eIM
+keying associations by address only, the same rebinding costs a full handshake, and the
+polls still work.
+
+Real parts: the `ipa` CLI as a subprocess, the eIM's CoAPS endpoint (python-mbedtls), a UDP
+relay on loopback. Every wait is bounded."""
+
+import os
+import select
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from ipa_host.sim.eim.eim import EimServer
+from ipa_host.sim.home import eim_dir, open_home_euicc
+from ipa_util import IPA  # tests/integration/ipa_util.py
+
+pytest.importorskip("mbedtls")
+
+WAIT = 20  # seconds: bound on each wait for polls
+
+
+def client_hello(d):
+    """A DTLS handshake record carrying a ClientHello (RFC 6347 4.1 / 4.2.2)."""
+    return len(d) > 25 and d[0] == 22 and d[13] == 1
+
+
+class Nat:
+    """A UDP relay: the device talks to `port`; the relay talks to the eIM from an outside
+    socket that `rebind()` replaces (a new source port, as a NAT's new mapping)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.inside = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.inside.bind(("127.0.0.1", 0))
+        self.port = self.inside.getsockname()[1]
+        self.outside = self._new_outside()
+        self.device = None
+        self.hellos = 0  # ClientHellos the device sent
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _new_outside(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        return s
+
+    def rebind(self):
+        with self.lock:
+            old, self.outside = self.outside, self._new_outside()
+        old.close()
+        return self.outside.getsockname()[1]
+
+    def _run(self):
+        while not self.stop.is_set():
+            with self.lock:
+                socks = [self.inside, self.outside]
+            try:
+                ready, _w, _x = select.select(socks, [], [], 0.05)
+            except (OSError, ValueError):  # the old outside socket closed by rebind()
+                continue
+            for s in ready:
+                try:
+                    data, addr = s.recvfrom(65536)
+                except OSError:
+                    continue
+                if s is self.inside:
+                    self.device = addr
+                    self.hellos += client_hello(data)
+                    with self.lock:
+                        self.outside.sendto(data, self.target)
+                elif self.device is not None:
+                    self.inside.sendto(data, self.device)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.inside.close()
+        self.outside.close()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    h = str(tmp_path / "home")
+    open_home_euicc(h)
+    config = str(tmp_path / "ipa.toml")
+    with open(config, "w") as f:
+        f.write("[ipa]\npoll_interval = 1\nmax_interval = 1\n[eim]\ntimeout = 2\n")
+    eim = EimServer(eim_dir(h), association_token=1, coap_port=0, api_port=None).start()
+    nat = Nat(("127.0.0.1", eim.coap_port))
+    try:
+        yield h, config, eim, nat
+    finally:
+        nat.close()
+        eim.stop()
+
+
+def polls(eim):
+    return sum(1 for q in eim.requests if q["function"] == "getEimPackage")
+
+
+def wait_polls(eim, n, proc):
+    deadline = time.monotonic() + WAIT
+    while polls(eim) < n:
+        assert time.monotonic() < deadline, "%d polls within %d s, expected %d" % (
+            polls(eim), WAIT, n)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+
+
+def run_across_rebinding(h, config, eim, nat):
+    """`ipa run`: one poll, a rebinding, two more polls -> (ClientHellos before, after, the
+    outside ports the eIM saw the device at, stderr)."""
+    url = "coaps://127.0.0.1:%d" % nat.port
+    proc = subprocess.Popen([IPA, "--config", config, "--home", h, "--eim-url", url, "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        wait_polls(eim, 1, proc)
+        before = nat.hellos
+        first_port = nat.outside.getsockname()[1]
+        new_port = nat.rebind()
+        wait_polls(eim, 3, proc)
+        proc.terminate()
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert new_port != first_port
+    return before, nat.hellos - before, err
+
+
+def test_polls_survive_a_nat_rebinding_without_a_handshake(lab):
+    h, config, eim, nat = lab
+    before, after, err = run_across_rebinding(h, config, eim, nat)
+    assert before >= 1  # the first poll's handshake (ClientHello, again with the cookie)
+    assert after == 0, err  # no new handshake after the rebinding
+    assert eim._coap.moved == 1  # found once at the new port, then known there
+    assert not eim.handshake_failures, list(eim.handshake_failures)
+
+
+def test_an_eim_keying_by_address_needs_a_new_handshake(lab):
+    h, config, eim, nat = lab
+    eim._coap.find_moved = False
+    before, after, err = run_across_rebinding(h, config, eim, nat)
+    assert before >= 1 and after >= 1, err  # the kept association is useless: handshake
+    assert eim._coap.moved == 0
