@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 
 import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
@@ -60,3 +61,41 @@ def relay_lab(tmp_path, profiles, **smdp_kw):
 def functions(dp):
     """(ES9+ function, status) of every request the simulated SM-DP+ answered."""
     return [(e["function"], e["status"]) for e in dp.events]
+
+
+def service_config(tmp_path):
+    """An ipa.toml for `ipa run` tests: a poll every second, 2 s network timeout."""
+    config = str(tmp_path / "ipa.toml")
+    with open(config, "w") as f:
+        f.write("[ipa]\npoll_interval = 1\nmax_interval = 1\n[eim]\ntimeout = 2\n")
+    return config
+
+
+def eim_polls(eim):
+    """getEimPackage requests the simulated eIM has answered."""
+    return sum(1 for q in eim.requests if q["function"] == "getEimPackage")
+
+
+def run_service(args, steps, wait=20):
+    """`ipa <args> run` until each (condition, action) of `steps` in turn: wait (at most
+    `wait` s each, failing early if `ipa` exits) for condition(), then call action (if any).
+    Then SIGTERM; asserts a clean exit and returns stderr."""
+    proc = subprocess.Popen([IPA] + list(args) + ["run"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for cond, action in steps:
+            deadline = time.monotonic() + wait
+            while not cond():
+                assert time.monotonic() < deadline, "condition not met within %d s" % wait
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+            if action is not None:
+                action()
+        proc.terminate()
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    return err

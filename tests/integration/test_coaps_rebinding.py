@@ -9,23 +9,17 @@ polls still work.
 Real parts: the `ipa` CLI as a subprocess, the eIM's CoAPS endpoint (python-mbedtls), a UDP
 relay on loopback. Every wait is bounded."""
 
-import os
 import select
 import socket
-import subprocess
 import threading
-import time
 
 import pytest
 
 from ipa_host.sim.eim.eim import EimServer
 from ipa_host.sim.home import eim_dir, open_home_euicc
-from ipa_util import IPA  # tests/integration/ipa_util.py
+from ipa_util import eim_polls, run_service, service_config  # tests/integration/ipa_util.py
 
 pytest.importorskip("mbedtls")
-
-WAIT = 20  # seconds: bound on each wait for polls
-
 
 def client_hello(d):
     """A DTLS handshake record carrying a ClientHello (RFC 6347 4.1 / 4.2.2)."""
@@ -92,53 +86,29 @@ class Nat:
 def lab(tmp_path):
     h = str(tmp_path / "home")
     open_home_euicc(h)
-    config = str(tmp_path / "ipa.toml")
-    with open(config, "w") as f:
-        f.write("[ipa]\npoll_interval = 1\nmax_interval = 1\n[eim]\ntimeout = 2\n")
     eim = EimServer(eim_dir(h), association_token=1, coap_port=0, api_port=None).start()
     nat = Nat(("127.0.0.1", eim.coap_port))
     try:
-        yield h, config, eim, nat
+        yield h, service_config(tmp_path), eim, nat
     finally:
         nat.close()
         eim.stop()
 
 
-def polls(eim):
-    return sum(1 for q in eim.requests if q["function"] == "getEimPackage")
-
-
-def wait_polls(eim, n, proc):
-    deadline = time.monotonic() + WAIT
-    while polls(eim) < n:
-        assert time.monotonic() < deadline, "%d polls within %d s, expected %d" % (
-            polls(eim), WAIT, n)
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-
-
 def run_across_rebinding(h, config, eim, nat):
-    """`ipa run`: one poll, a rebinding, two more polls -> (ClientHellos before, after, the
-    outside ports the eIM saw the device at, stderr)."""
-    url = "coaps://127.0.0.1:%d" % nat.port
-    proc = subprocess.Popen([IPA, "--config", config, "--home", h, "--eim-url", url, "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        wait_polls(eim, 1, proc)
-        before = nat.hellos
-        first_port = nat.outside.getsockname()[1]
-        new_port = nat.rebind()
-        wait_polls(eim, 3, proc)
-        proc.terminate()
-        _out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert new_port != first_port
-    return before, nat.hellos - before, err
+    """`ipa run`: one poll, a rebinding, two more polls -> (ClientHellos before the
+    rebinding, after it, stderr)."""
+    seen = {}
+
+    def rebind():
+        seen["hellos"], seen["port"] = nat.hellos, nat.outside.getsockname()[1]
+        assert nat.rebind() != seen["port"]
+
+    err = run_service(["--config", config, "--home", h, "--eim-url",
+                       "coaps://127.0.0.1:%d" % nat.port],
+                      [(lambda: eim_polls(eim) >= 1, rebind),
+                       (lambda: eim_polls(eim) >= 3, None)])
+    return seen["hellos"], nat.hellos - seen["hellos"], err
 
 
 def test_polls_survive_a_nat_rebinding_without_a_handshake(lab):
