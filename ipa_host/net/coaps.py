@@ -25,7 +25,10 @@ DtlsDatagram to the same server and trust restores it: no handshake at all.
 Before use it is checked with a CoAP ping (RFC 7252 4.3: an empty CON,
 answered by RST); if the server forgot the association (restart, idle
 expiry) the ping gets no answer within `probe_timeout` and a full handshake
-follows. `handshakes_full` / `handshakes_resumed` count both.
+follows. `handshakes_full` / `handshakes_resumed` count both. After a NAT
+rebinding the restored association comes from a new source port: only an
+eIM that finds it anyway (DTLS Connection ID, or the simulator's address
+lookup) answers the ping; docs/network.md "DTLS and NAT rebinding".
 
 Counters: `bytes_sent` / `bytes_received` are the UDP payload bytes (DTLS
 records: handshakes, certificates, record overhead, the CoAP ping), like

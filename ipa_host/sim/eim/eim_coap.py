@@ -23,7 +23,10 @@ DTLS (python-mbedtls, server side): the certificate and key of the eIM's TLS
 folder (ipa_host.sim.eim.eim_tls), HelloVerifyRequest cookies bound to the
 peer address, one association per peer address, kept while used and
 forgotten after `idle_timeout` seconds of silence (the client restores an
-association it kept with a CoAP ping, see ipa_host.net.coaps).
+association it kept with a CoAP ping, see ipa_host.net.coaps). A record
+from an unknown address that one of them authenticates moves it there (a
+NAT rebinding; `_migrate`, `find_moved`, `moved`; docs/network.md "DTLS
+and NAT rebinding").
 
 Bounds: MAX_PEERS associations, MAX_BLOCK_STATES transfers in progress,
 MAX_BODY bytes per request, BLOCK_EXPIRY seconds for an unfinished
