@@ -143,10 +143,12 @@ def test_direct_download_and_trace_names(ipa_home, smdp, tmp_path):
     get_bpp = index(evs, ("POST", es9 + "getBoundProfilePackage"), prepare)
     index(evs, store_data("bf36"), get_bpp)  # the BPP's first segment, after it came
     assert_streamed(pcap, 2)  # the ES9+ answer too is read (and written) as it comes
+    # then the PIR goes to that SM-DP+ (ES9+.HandleNotification, 204) after the load
     assert [e[1] for e in evs if e[0] == "POST"] == [
         es9 + "initiateAuthentication", es9 + "authenticateClient",
-        es9 + "getBoundProfilePackage"]
-    assert [e[1] for e in evs if e[0] == "HTTP"] == ["200"] * 3
+        es9 + "getBoundProfilePackage", es9 + "handleNotification"]
+    assert [e[1] for e in evs if e[0] == "HTTP"] == ["200"] * 3 + ["204"]
+    index(evs, ("POST", es9 + "handleNotification"), get_bpp)
 
     # --trace: each ES10 function named once, at its first STORE DATA block.
     lines = [line for line in r.stderr.splitlines() if line.startswith(("> ", "< "))]
@@ -458,7 +460,7 @@ def test_smds_discovery_and_download_in_one_file(tmp_path):
     assert [(row[0], row[1].rsplit("/", 1)[1]) for row in rows] == [
         ("198.51.100.1", "initiateAuthentication"), ("198.51.100.1", "authenticateClient"),
         ("198.51.100.2", "initiateAuthentication"), ("198.51.100.2", "authenticateClient"),
-        ("198.51.100.2", "getBoundProfilePackage")]
+        ("198.51.100.2", "getBoundProfilePackage"), ("198.51.100.2", "handleNotification")]
     assert {row[2] for row in rows[:2]} == {ds.address} and {row[2] for row in rows[2:]} == {
         dp.address}
     # A new eUICC challenge for the SM-DP+, between the SM-DS's last answer and it.
