@@ -197,7 +197,10 @@ class UiccSide:
         if r[-2:] != b"\x90\x00" or len(r) != 3:
             return "full", None, r
         ch = r[0]
-        sel = self.apdu(ch, bytes((0x00, 0xA4, 0x04, p2, len(aid))) + aid + b"\x00", count=False)
+        # The modem's own SELECT: it fetches a T=0 card's 61xx answer itself, whatever it
+        # does with the host's APDUs later (raw_61).
+        sel = self.apdu(ch, bytes((0x00, 0xA4, 0x04, p2, len(aid))) + aid + b"\x00", count=False,
+                        follow=True)
         if sel[-2:] != b"\x90\x00":
             self.card.transmit(bytes((0x00, 0x70, 0x80, ch)))
             return "refused", None, sel
@@ -211,9 +214,9 @@ class UiccSide:
         self.card.transmit(bytes((0x00, 0x70, 0x80, ch)))
         return True
 
-    def apdu(self, ch, apdu, count=True):
+    def apdu(self, ch, apdu, count=True, follow=None):
         """The card's answer to `apdu` on channel `ch` (CLA channel bits set here, as a modem
-        does); 61xx followed with GET RESPONSE when follow_61."""
+        does); 61xx followed with GET RESPONSE when follow_61 (or `follow`, if given)."""
         from ipa_core.apdu import cla_for
 
         if count:
@@ -224,7 +227,8 @@ class UiccSide:
         resp = self.card.transmit(apdu)
         parts = []
         size = 0
-        while self.follow_61 and len(resp) >= 2 and resp[-2] == 0x61 and size < MAX_ANSWER:
+        follow = self.follow_61 if follow is None else follow
+        while follow and len(resp) >= 2 and resp[-2] == 0x61 and size < MAX_ANSWER:
             parts.append(resp[:-2])
             size += len(resp) - 2
             resp = self.card.transmit(bytes((cla_for(0, ch), 0xC0, 0, 0, resp[-1])))
