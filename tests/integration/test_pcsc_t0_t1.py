@@ -194,7 +194,13 @@ def _serve(pcscd_server, pki_dir, state, *options):
 
 def _stop(pcscd_server, p):
     p.send_signal(signal.SIGINT)  # Ctrl-C, as its banner says
-    assert p.wait(10) == 0
+    try:
+        code = p.wait(30)  # bounded; generous on a loaded machine
+    except subprocess.TimeoutExpired:
+        p.kill()  # never leave a card in the reader for the tests that follow
+        p.wait(10)
+        raise AssertionError("ipa-sim euicc --vpcd did not stop within 30 s of Ctrl-C")
+    assert code == 0, p.stderr.read()
     pcscd_server.wait_card(False, timeout=INSERT_TIMEOUT)
 
 

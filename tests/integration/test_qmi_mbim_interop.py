@@ -41,11 +41,25 @@ def run(*cmd):
     return r.returncode, r.stdout + r.stderr
 
 
+# Not root: the maintained proxies serve only root, so they and their clients run through
+# sudo (passwordless, as `make test` needs for the private pcscd anyway).
+AS_ROOT = [] if os.geteuid() == 0 else ["sudo", "-n"]
+
+
 @contextlib.contextmanager
 def machine_proxy_lock():
-    with open("/tmp/ipa-qmi-mbim-proxy.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """The proxies' socket names are machine-wide: one test at a time, whoever runs it (a
+    lock file another user created is opened read-only; flock needs no write access)."""
+    fd = os.open("/tmp/ipa-qmi-mbim-proxy.lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        try:
+            os.fchmod(fd, 0o666)
+        except OSError:
+            pass  # another user's file
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture
@@ -121,7 +135,7 @@ def real_proxy(name):
     assert os.path.exists(binary), "%s is missing: make setup installs libqmi-utils and " \
                                    "libmbim-utils" % binary
     with machine_proxy_lock():
-        proc = subprocess.Popen([binary, "--verbose"], stdout=subprocess.PIPE,
+        proc = subprocess.Popen(AS_ROOT + [binary, "--verbose"], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
         try:
             deadline = time.monotonic() + 10
@@ -148,7 +162,12 @@ def test_ipa_through_the_real_proxy(ipa_home, card, protocol):
     modem = {"qmi": SimQmiModem, "mbim": SimMbimModem}[protocol]
     with real_proxy(protocol + "-proxy"), modem(card, "fragmented" if protocol == "mbim"
                                                  else "textbook") as m:
-        r = ipa_home.ipa("--json", "info", url=False, card="%s:%s" % (protocol, m.path))
+        if AS_ROOT:  # the proxy drops a non-root client: the IPA runs as root here
+            r = subprocess.run(AS_ROOT + ipa_home.command(
+                "--json", "info", url=False, card="%s:%s" % (protocol, m.path)),
+                capture_output=True, text=True, timeout=60)
+        else:
+            r = ipa_home.ipa("--json", "info", url=False, card="%s:%s" % (protocol, m.path))
         assert r.returncode == 0, r.stderr
         assert cli_contract.result(r.stdout, "info")["eid"] == card.eid
         assert m.uicc.channels == set() and m.uicc.apdus >= 3
@@ -180,7 +199,8 @@ def test_real_proxy_refuses_a_user_and_the_ipa_says_why(card, protocol):
                     "from ipa_core.errors import TransportError\n"
                     "try:\n    open_card(%r)\nexcept TransportError as e:\n"
                     "    print(e); sys.exit(3)\n" % (copy, "%s:%s" % (protocol, m.path)))
-            r = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", code],
+            r = subprocess.run(AS_ROOT + ["runuser", "-u", "nobody", "--", "/usr/bin/python3",
+                                          "-c", code],
                                capture_output=True, text=True, timeout=60)
             assert m.uicc.opens == 0
     finally:
