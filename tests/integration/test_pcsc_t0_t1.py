@@ -182,7 +182,10 @@ def _serve(pcscd_server, pki_dir, state, *options):
     """`ipa-sim euicc --vpcd ...` in a subprocess, until the card is in the reader."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "ipa-sim"), "euicc", "--vpcd",
            "127.0.0.1:%d" % pcscd_server.port, "--pki", pki_dir, "--state", state] + list(options)
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C must reach it as a user's would: a test run started in the background (CI, `&`)
+    # hands its children SIGINT ignored, and Python keeps it so.
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     banner = ""
     for _ in range(3):  # "creating a test PKI in ..." comes first on a new folder
         banner = p.stderr.readline()
