@@ -86,21 +86,12 @@ def category(exc):
 
 
 def error(exc, **details):
-    """The envelope's error object for an exception (with ipa_core.ipa.error_info's
-    function, spec error name and number, HTTP status when it has them)."""
+    """The envelope's error object for an exception: error_from_summary of
+    ipa_core.ipa.error_info(exc), with the code from the exception's class (category)."""
     from ipa_core.ipa import error_info
 
-    info = error_info(exc)
-    out = {"code": category(exc), "type": info["type"], "message": info["message"]}
-    if "function" in info:
-        out["function"] = info["function"]
-    if info.get("name") is not None:
-        out["reason"] = info["name"]
-    if isinstance(info.get("code"), int):
-        out["reasonCode"] = info["code"]
-    if info.get("status") is not None:
-        out["status"] = info["status"]
-    out.update(details)
+    out = error_from_summary(error_info(exc), **details)
+    out["code"] = category(exc)
     return out
 
 
