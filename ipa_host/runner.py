@@ -66,7 +66,7 @@ def open_session(st):
     if kind == "sim" and "pki" not in opts:
         from ipa_host.sim.home import open_home_euicc
 
-        card = open_home_euicc(st.home)
+        card = open_home_euicc(st.home, strict=True)  # this IPA gets no leniency
     else:
         card = open_card(st.card)
     try:

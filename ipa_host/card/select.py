@@ -160,6 +160,7 @@ def open_card(spec, **options):
         from ipa_host.sim.euicc.euicc import VirtualEuicc
 
         pki_dir = kw.pop("pki_dir")
+        kw.setdefault("strict", True)  # the IPA's own card: no leniency (docs/sim-euicc.md)
         return VirtualEuicc(pki_dir, **kw)
     if kind == "pcsc":
         from ipa_host.card.pcsc import PcscCard

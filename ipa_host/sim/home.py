@@ -50,10 +50,12 @@ def ram_path(home):
     return os.path.join(sim_dir(home), "euicc-ram.json")
 
 
-def open_home_euicc(home, version=None):
+def open_home_euicc(home, version=None, strict=False):
     """The VirtualEuicc kept under `home`, provisioned on first use.
 
     version: the SGP.32 version it speaks (None: the one kept in its state, else 1.2).
+    strict: refuse what the card otherwise accepts as real eUICCs do (euicc_apdu.LENIENCIES);
+    `ipa --card sim` opens it so, to hold this project's IPA to the letter.
     """
     folder = sim_dir(home)
     pki_dir = os.path.join(folder, "pki")
@@ -62,7 +64,8 @@ def open_home_euicc(home, version=None):
         os.makedirs(pki_dir, exist_ok=True)
         pki.create_test_pki(pki_dir)
     fresh = not os.path.exists(state_path)
-    card = VirtualEuicc(pki_dir, state_path=state_path, ram_path=ram_path(home), version=version)
+    card = VirtualEuicc(pki_dir, state_path=state_path, ram_path=ram_path(home), version=version,
+                        strict=strict)
     if fresh:
         card.load_profiles(DEMO_PROFILES)
         tls_ca = x509.load_der_x509_certificate(ensure_tls(eim_dir(home))["ca_der"])

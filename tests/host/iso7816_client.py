@@ -83,14 +83,18 @@ class Iso7816Client:
 
     `naive_get_response`: ask GET RESPONSE for 256 bytes whatever 61xx said (some
     clients do), so a shorter rest is refused with 6Cxx and asked again.
+    `lpac_style`: two forms lpac's PC/SC driver sends and real eUICCs accept, though
+    ISO/IEC 7816-4 has them otherwise: GET RESPONSE in the proprietary class (80|ch C0)
+    and MANAGE CHANNEL close with an Le byte (00 70 80 0N 00).
     `log` keeps every (command, response) exchanged, in order.
     """
 
-    def __init__(self, reader, protocol, naive_get_response=False):
+    def __init__(self, reader, protocol, naive_get_response=False, lpac_style=False):
         if protocol not in ("T0", "T1"):
             raise ValueError("protocol T0 or T1, not %r" % (protocol,))
         self.protocol = protocol
         self.naive = naive_get_response
+        self.lpac = lpac_style
         self.log = []
         self.ctx = self.card = None
         hr, self.ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
@@ -148,6 +152,8 @@ class Iso7816Client:
         """
         header = bytes((cla, ins, p1, p2))
         channel_cla = cla & 0x4F if cla & 0x40 else cla & 0x03  # GET RESPONSE: interindustry
+        if self.lpac:
+            channel_cla |= 0x80
         if data:
             body = header + bytes((len(data),)) + bytes(data)
             if self.protocol == "T1":
@@ -185,7 +191,7 @@ class Iso7816Client:
         return data[0]
 
     def close_channel(self, channel):
-        data, sw = self.command(0x00, 0x70, 0x80, channel)
+        data, sw = self.command(0x00, 0x70, 0x80, channel, le=256 if self.lpac else None)
         if sw != 0x9000:
             raise ClientError("MANAGE CHANNEL close %d: %04X" % (channel, sw))
 

@@ -324,6 +324,53 @@ def test_t1_answers_data_in_the_same_exchange(tmp_path):
     assert last == 0x9000 and tlv.decode(data).tag == 0xBF56
 
 
+# ---- lenient by default, strict on request (docs/sim-euicc.md) -------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["T0", "T1"])
+def test_each_leniency_is_taken_and_refused_when_strict(tmp_path, protocol):
+    """euicc_apdu.LENIENCIES: each accepted by the card served as a bench, each refused by
+    the strict card `ipa --card sim` uses; the forms ISO/IEC 7816-4 gives pass on both."""
+    lenient = make_euicc(tmp_path / "l", protocol=protocol)
+    strict = VirtualEuicc(lenient.pki["folder"], state_path=lenient.state_path, strict=True)
+    assert strict.protocol == protocol and not lenient.strict and strict.strict
+    aid = ISDR_AID.hex()
+
+    def both(hexstr):
+        return sw(apdu(lenient, hexstr)), sw(apdu(strict, hexstr))
+
+    for card in (lenient, strict):
+        assert apdu(card, "0070000001") == H("019000")
+    # GET RESPONSE in the proprietary class (lpac: 80|ch C0)
+    assert both("01A4040010%s" % aid) == (("6123",) * 2 if protocol == "T0" else ("9000",) * 2)
+    if protocol == "T0":
+        assert both("81C0000023") == ("9000", "6E00")
+        assert sw(apdu(strict, "01C0000023")) == "9000"  # the interindustry class: taken
+    # MANAGE CHANNEL close with an Le byte (lpac: 00 70 80 0N 00)
+    assert both("0070800100") == ("9000", "9000" if protocol == "T0" else "6700")
+    if protocol == "T1":
+        assert sw(apdu(strict, "00708001")) == "9000"  # case 1, as ISO/IEC 7816-4 has it
+    for card in (lenient, strict):
+        assert apdu(card, "0070000001") == H("019000")
+    assert both("0070800105") == ("9000", "6700")  # P3 05 is no case-1 form in T=0 either
+    assert sw(apdu(strict, "00708001")) == "9000"
+    # SELECT by a right-truncated AID
+    assert both("00A404000BA0000005591010FFFFFFFF") == (
+        ("6123" if protocol == "T0" else "9000"), "6A82")
+    # TERMINAL CAPABILITY: any data, or one A9 TLV (ETSI TS 102 221 11.1.19)
+    assert both("80AA000005A903830107") == ("9000", "9000")
+    assert both("80AA000003830107") == ("9000", "6A80")
+    assert both("80AA000003A90583") == ("9000", "6A80")  # A9 cut short
+    assert both("80AA0000") == ("9000", "6700")
+    if protocol == "T1":  # an Le shorter than the answer: ignored, or that much and 61xx
+        for card in (lenient, strict):
+            assert sw(apdu(card, "00A4040C10%s" % aid)) == "9000"
+        r_l, r_s = (apdu(c, "80E2910006BF3E035C015A10") for c in (lenient, strict))
+        assert len(r_l) == 0x15 + 2 and sw(r_l) == "9000"
+        assert len(r_s) == 0x10 + 2 and sw(r_s) == "6105"
+        assert apdu(strict, "00C0000005")[:-2] == r_l[0x10:0x15]
+
+
 def test_reset_closes_channels_and_drops_a_partial_request(card):
     ch = open_isdr(card)
     assert sw(apdu(card, "%02XE2110002BF3E" % (0x80 | ch))) == "9000"

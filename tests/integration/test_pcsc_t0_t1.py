@@ -147,7 +147,7 @@ def test_t0_client_refuses_a_card_that_answers_case4_directly(pcscd_server, inse
 def test_ipa_info_and_poll_over_pcsc(pcscd_server, insert, ipa_home, protocol):
     home = ipa_home
     card = VirtualEuicc(home.pki_dir, state_path=os.path.join(sim_dir(home.path), "euicc.json"),
-                        protocol=protocol)
+                        protocol=protocol, strict=True)  # this IPA gets no leniency
     rec = insert(card)
     spec = "pcsc:" + pcscd_server.reader
     r = home.ipa("--json", "info", url=False, card=spec)
@@ -231,5 +231,48 @@ def test_ipa_sim_euicc_vpcd_protocol_is_kept_in_the_state(pcscd_server, tmp_path
         with Iso7816Client(pcscd_server.reader, "T0") as c:
             assert parse_atr(c.atr)["protocols"] == [0, 15]
             assert _eid(c.es10(GET_EID)) == eid
+    finally:
+        _stop(pcscd_server, p)
+
+
+def test_lpac_style_client_on_a_lenient_and_a_strict_card(pcscd_server, tmp_path):
+    """GET RESPONSE as 80|ch C0 and MANAGE CHANNEL close with Le, as lpac sends them: the
+    card served as a bench takes them (docs/sim-euicc.md, lenient); with --strict it
+    refuses them as ISO/IEC 7816-4 reads, and still serves a client that keeps to it."""
+    pki_dir, state = str(tmp_path / "pki"), str(tmp_path / "euicc.json")
+    for protocol in ("T0", "T1"):
+        p, banner = _serve(pcscd_server, pki_dir, state, "--protocol", protocol)
+        try:
+            assert "strict" not in banner, banner
+            with Iso7816Client(pcscd_server.reader, protocol, lpac_style=True) as c:
+                eid = _eid(c.es10(GET_EID))
+                assert len(c.es10(GET_CERTS)) > 512  # 61xx, then GET RESPONSEs in class 80
+            gr = [(cmd, r) for cmd, r in c.log if cmd[1] == 0xC0]
+            assert gr and all(cmd[0] & 0x80 and r[-2] in (0x61, 0x90) for cmd, r in gr), gr
+            closes = [(cmd, r) for cmd, r in c.log if cmd[:3] == bytes.fromhex("007080")]
+            assert closes and all(len(cmd) == 5 and r == b"\x90\x00" for cmd, r in closes)
+        finally:
+            _stop(pcscd_server, p)
+    p, banner = _serve(pcscd_server, pki_dir, state, "--protocol", "T0", "--strict")
+    try:
+        assert "T=0, strict" in banner, banner
+        with Iso7816Client(pcscd_server.reader, "T0") as c:
+            assert _eid(c.es10(GET_EID)) == eid  # by the book: served
+        with Iso7816Client(pcscd_server.reader, "T0", lpac_style=True) as c:
+            ch = c.open_channel()
+            with pytest.raises(ClientError, match="SELECT ISD-R:  6E00"):
+                c.select_isdr(ch)  # 61xx, then GET RESPONSE 80|ch: class not supported
+            c.close_channel(ch)  # P3 00: how T=0 carries a case-1 command, taken
+    finally:
+        _stop(pcscd_server, p)
+    p, banner = _serve(pcscd_server, pki_dir, state, "--protocol", "T1", "--strict")
+    try:
+        assert "T=1, strict" in banner, banner
+        with Iso7816Client(pcscd_server.reader, "T1", lpac_style=True) as c:
+            ch = c.open_channel()
+            c.select_isdr(ch)
+            assert _eid(c.store_data(ch, GET_EID)) == eid
+            with pytest.raises(ClientError, match="MANAGE CHANNEL close %d: 6700" % ch):
+                c.close_channel(ch)  # case 1 sent with an Le byte
     finally:
         _stop(pcscd_server, p)

@@ -119,10 +119,12 @@ class VirtualEuicc:
                 else "1.2". The version used is kept in the state file.
     protocol    "T0" or "T1": the ATR and the APDU exchange (euicc_apdu); None
                 keeps the state file's, "T0" for a new card
+    strict      refuse the APDU forms real eUICCs accept where the specifications leave
+                room (euicc_apdu.LENIENCIES); default lenient, for other LPAs and IPAs
     """
 
     def __init__(self, pki_dir, state_path=None, eid=None, version=None, ram_path=None,
-                 protocol=None):
+                 protocol=None, strict=False):
         state = EuiccState.load(state_path) if state_path and os.path.exists(state_path) else None
         version = version or (state.data.get("sgp32") if state else None) or "1.2"
         if version not in VERSIONS:
@@ -179,8 +181,9 @@ class VirtualEuicc:
             self.functions[0xBF34] = ("ES10c.eUICCMemoryReset", es10.euicc_memory_reset)
         else:
             self.functions[0xBF64] = ("ES10c.eUICCMemoryReset", es10.euicc_memory_reset)
+        self.strict = strict
         self.apdu = ApduLayer(self._process, fci=lambda: es10.select_proprietary_data(self),
-                              protocol=protocol)
+                              protocol=protocol, strict=strict)
 
     # -- card interface ------------------------------------------------------------------
 
@@ -399,7 +402,7 @@ def euicc_main(argv=None):
     ipa-sim euicc show  --pki DIR --state FILE
     ipa-sim euicc apdu  --pki DIR --state FILE HEX... ('-' reads one APDU per line from stdin)
     ipa-sim euicc reset --home HOME   power-cycle the home eUICC of `ipa --card sim`
-    ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE] [--protocol T0|T1]
+    ipa-sim euicc [serve] --vpcd HOST:PORT --pki DIR [--state FILE] [--protocol T0|T1] [--strict]
                                                                        (ipa_host.sim.euicc.vpcd)
     each takes --sgp32 1.0|1.1|1.2 (default: the state file's, else 1.2; kept in the state)
     """

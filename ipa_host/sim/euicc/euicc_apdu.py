@@ -28,6 +28,23 @@ CLA coding: channels 0-3 in b2-b1 (first interindustry), channels 4-19 as
 0x40 | (ch - 4) (further interindustry); b8 set marks the proprietary class
 (STORE DATA, TERMINAL CAPABILITY). Bad input never raises: it is answered
 with a status word.
+
+Lenient by default, where the specifications leave room and real eUICCs are
+known to accept it, so that other LPAs and IPAs can use the card as a bench;
+`strict=True` (`ipa-sim euicc --vpcd ... --strict`) refuses each of these
+(LENIENCIES; docs/sim-euicc.md lists them):
+
+- GET RESPONSE in the proprietary class, 80|ch C0 (lpac sends it so):
+  strict 6E00, as ISO/IEC 7816-4 defines GET RESPONSE in the interindustry class.
+- MANAGE CHANNEL close with an Le byte (00 70 80 0N 00, as lpac sends it):
+  strict 6700 in T=1, and in T=0 for P3 other than 00 (P3 00 is how T=0
+  carries a case-1 command: a card cannot tell them apart).
+- SELECT of the ISD-R by a right-truncated AID of at least 5 bytes (ISO/IEC
+  7816-4 partial selection): strict needs all 16 bytes (6A82).
+- TERMINAL CAPABILITY with any data: strict wants one well-formed A9 TLV
+  (ETSI TS 102 221 11.1.19), else 6A80 (6700 when there is no data).
+- T=1, an Le shorter than the answer: ignored (the whole answer, up to 256
+  bytes); strict gives Le bytes and 61xx for the rest.
 """
 
 from ipa_core import tlv
@@ -40,6 +57,9 @@ MAX_REQUEST = 0x10000  # one reassembled STORE DATA request
 CHUNK = 256
 
 SW_OK = 0x9000
+
+LENIENCIES = ("GET RESPONSE 80|ch", "MANAGE CHANNEL close with Le", "SELECT by partial AID",
+              "TERMINAL CAPABILITY content", "T=1 short Le")
 
 
 class SwError(Exception):
@@ -110,12 +130,15 @@ class ApduLayer:
     `process` returns the response data (bytes) or raises SwError.
     `fci` is a callable returning the proprietary data for the SELECT answer.
     `protocol` is "T0" or "T1" (see the module docstring).
+    `strict` refuses what LENIENCIES lists (see the module docstring).
     """
 
-    def __init__(self, process, fci=None, aid=ISDR_AID, max_request=MAX_REQUEST, protocol="T0"):
+    def __init__(self, process, fci=None, aid=ISDR_AID, max_request=MAX_REQUEST, protocol="T0",
+                 strict=False):
         if protocol not in PROTOCOLS:
             raise ValueError("protocol must be one of %s, not %r" % (", ".join(PROTOCOLS), protocol))
         self.protocol = protocol
+        self.strict = strict
         self.process = process
         self.fci = fci
         self.aid = aid
@@ -149,7 +172,7 @@ class ApduLayer:
         }.get(ins)
         if handler is None:
             return _sw(0x6D00)
-        if handler[0] != proprietary:
+        if handler[0] != proprietary and (self.strict or ins != 0xC0):
             return _sw(0x6E00)
         if sm:
             return _sw(0x6882)
@@ -164,8 +187,8 @@ class ApduLayer:
 
     # -- responses -------------------------------------------------------------------
 
-    def _deliver(self, channel, data):
-        """The answer to a command that carried data (case 3/4)."""
+    def _deliver(self, channel, data, le=None):
+        """The answer to a command that carried data (case 3/4) and maybe an Le."""
         if not data:
             return _sw(SW_OK)
         if self.protocol == "T0":
@@ -173,10 +196,11 @@ class ApduLayer:
             # it data; it announces them (61xx) and GET RESPONSE fetches them.
             channel.pending = data
             return _sw(_available(data))
-        if len(data) <= CHUNK:
+        n = min(le, CHUNK) if self.strict and le else CHUNK
+        if len(data) <= n:
             return _sw(SW_OK, data)
-        channel.pending = data[CHUNK:]
-        return _sw(_available(channel.pending), data[:CHUNK])
+        channel.pending = data[n:]
+        return _sw(_available(channel.pending), data[:n])
 
     def _wrong_le(self, le, n):
         """6Cxx when a T=0 case-2 command asks for other than the n bytes there are, else None.
@@ -224,6 +248,8 @@ class ApduLayer:
             self.channels[p2] = Channel()
             return _sw(SW_OK)
         if p1 == 0x80:
+            if self.strict and le is not None and (self.protocol == "T1" or le != 256):
+                return _sw(0x6700)  # case 1: no Le
             target = p2 or ch
             if target == 0 or target > MAX_CHANNEL:
                 return _sw(0x6A86)
@@ -239,7 +265,8 @@ class ApduLayer:
         if not data:
             return _sw(0x6700)
         # A right-truncated AID of at least 5 bytes selects the ISD-R (partial selection).
-        if not (5 <= len(data) <= 16 and self.aid.startswith(data)):
+        if data != self.aid and (self.strict or not (5 <= len(data) <= 16
+                                                     and self.aid.startswith(data))):
             return _sw(0x6A82)  # the channel keeps its current selection
         channel.isdr = True
         channel.request = None
@@ -247,11 +274,19 @@ class ApduLayer:
             return _sw(SW_OK)
         prop = self.fci() if self.fci else b""
         body = tlv.encode(0x84, self.aid) + tlv.encode(0xA5, prop)
-        return self._deliver(channel, tlv.encode(0x6F if p2 == 0x00 else 0x62, body))
+        return self._deliver(channel, tlv.encode(0x6F if p2 == 0x00 else 0x62, body), le)
 
     def _terminal_capability(self, ch, channel, p1, p2, data, le):
         if p1 or p2:
             return _sw(0x6A86)
+        if self.strict:
+            if not data:
+                return _sw(0x6700)
+            try:
+                if tlv.decode(data).tag != 0xA9:
+                    return _sw(0x6A80)
+            except tlv.TlvError:
+                return _sw(0x6A80)
         return _sw(SW_OK)
 
     # -- STORE DATA --------------------------------------------------------------------------
@@ -281,5 +316,5 @@ class ApduLayer:
             response = self.process(request)
         except SwError as e:
             return _sw(e.sw)
-        return self._deliver(channel, response)
+        return self._deliver(channel, response, le)
 

@@ -239,7 +239,8 @@ class VpcdBridge:
 
 
 def vpcd_main(argv=None, card=None):
-    """`ipa-sim euicc --vpcd HOST:PORT --pki DIR [--state FILE] [--sgp32 V] [--protocol T0|T1]`:
+    """`ipa-sim euicc --vpcd HOST:PORT --pki DIR [--state FILE] [--sgp32 V] [--protocol T0|T1]
+    [--strict]`:
     serve the virtual eUICC (ipa_host.sim.euicc.euicc.VirtualEuicc) in the vpcd reader until
     Ctrl-C."""
     p = argparse.ArgumentParser(
@@ -254,6 +255,9 @@ def vpcd_main(argv=None, card=None):
     p.add_argument("--protocol", choices=("T0", "T1"),
                    help="T0: 61xx and GET RESPONSE for case 4 (ATR offers T=0); T1: data in the "
                         "answer (ATR offers T=1); default: the state file's, else T0")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the APDU forms the card otherwise accepts as real eUICCs do "
+                        "(GET RESPONSE 80|ch, partial AID, ...: docs/sim-euicc.md)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -274,12 +278,13 @@ def vpcd_main(argv=None, card=None):
             print("creating a test PKI in %s" % args.pki, file=sys.stderr)
             pki.create_test_pki(args.pki)
         card = VirtualEuicc(args.pki, state_path=args.state, version=args.sgp32,
-                            protocol=args.protocol)
+                            protocol=args.protocol, strict=args.strict)
     bridge = VpcdBridge(card, host, port)
     bridge.start()
     proto = getattr(card, "protocol", None)
-    print("virtual eUICC serving vpcd at %s:%d%s (Ctrl-C to remove it)"
-          % (host, port, ", %s" % proto.replace("T", "T=") if proto else ""), file=sys.stderr)
+    print("virtual eUICC serving vpcd at %s:%d%s%s (Ctrl-C to remove it)"
+          % (host, port, ", %s" % proto.replace("T", "T=") if proto else "",
+             ", strict" if getattr(card, "strict", False) else ""), file=sys.stderr)
     try:
         while True:
             time.sleep(3600)

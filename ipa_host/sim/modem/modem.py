@@ -323,6 +323,9 @@ def modem_main(argv=None, card=None):
                         "ipa-sim-<protocol>-<pid>; qmi-proxy/mbim-proxy lets qmicli/mbimcli -p in)")
     p.add_argument("--pki", metavar="DIR", help="test PKI folder of the eUICC (created when missing)")
     p.add_argument("--state", metavar="FILE", help="where the eUICC keeps its state")
+    p.add_argument("--strict", action="store_true",
+                   help="the eUICC refuses the APDU forms it otherwise accepts as real eUICCs "
+                        "do (docs/sim-euicc.md, 'lenient')")
     p.add_argument("--baud", type=int, help="pace the output like a UART at this rate")
     p.add_argument("--delay", type=float, help="seconds per command reaching the card")
     p.add_argument("--dead-after", type=int, metavar="N", help="stop answering after N commands")
@@ -358,7 +361,7 @@ def modem_main(argv=None, card=None):
             if not os.path.exists(os.path.join(args.pki, "euicc.key")):
                 print("creating a test PKI in %s" % args.pki, file=sys.stderr)
                 pki.create_test_pki(args.pki)
-            card = VirtualEuicc(args.pki, state_path=args.state)
+            card = VirtualEuicc(args.pki, state_path=args.state, strict=args.strict)
         except (OSError, ValueError) as e:
             print("ipa-sim modem: %s" % e, file=sys.stderr)
             return 2
