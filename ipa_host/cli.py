@@ -167,7 +167,7 @@ def settings(a):
         binding=a.binding or e["binding"], ca_file=a.ca_file or e["ca_file"],
         allow_http=a.allow_http or e["allow_http"], timeout=e["timeout"],
         poll_interval=i["poll_interval"], max_interval=i["max_interval"],
-        error_backoff=i["error_backoff"],
+        error_backoff=i["error_backoff"], max_attempts=i["max_attempts"],
         smdp_ca_file=a.smdp_ca_file or dl["smdp_ca_file"],
         profile_download=a.profile_download or dl["mode"],
         network=a.network or e["network"], refresh=c["refresh"],

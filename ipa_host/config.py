@@ -44,6 +44,9 @@ install` puts it in /etc/ipa-iot/); a test keeps it in step with DEFAULTS.
     error_backoff = 30           # seconds after a failed cycle (doubling to 1800); also the
                                  # first wait before an SM-DP+ that did not take a
                                  # notification is tried again
+    max_attempts = 5             # tries of one step the eUICC or the eIM refuses (an
+                                 # answer, not silence) before the IPA gives up on it
+                                 # (docs/resilience.md)
     log_level = "info"           # debug | info | warning | error
 """
 
@@ -61,7 +64,7 @@ DEFAULTS = {
             "timeout": 30, "network": "socket"},
     "download": {"mode": "auto", "smdp_ca_file": "", "max_package": 4 * 1024 * 1024},
     "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "error_backoff": 30,
-            "log_level": "info"},
+            "max_attempts": 5, "log_level": "info"},
 }
 CHOICES = {
     ("card", "sgp32"): ("1.0", "1.1", "1.2"),
@@ -77,6 +80,7 @@ RANGES = {
     ("ipa", "poll_interval"): (1, 7 * 86400),
     ("ipa", "max_interval"): (1, 7 * 86400),
     ("ipa", "error_backoff"): (1, 86400),
+    ("ipa", "max_attempts"): (1, 100),
 }
 
 

@@ -34,7 +34,8 @@ class Settings:
                  eim_id=None, eim_url=None, binding="asn1", ca_file=None, allow_http=False,
                  timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
                  profile_download="auto", network="socket", refresh=None, attach_timeout=180,
-                 refresh_flag=True, max_package=4 * 1024 * 1024, error_backoff=30):
+                 refresh_flag=True, max_package=4 * 1024 * 1024, error_backoff=30,
+                 max_attempts=5):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -56,6 +57,7 @@ class Settings:
         self.refresh_flag = refresh_flag  # refreshFlag of the ES10 calls that switch profiles
         self.max_package = max_package  # bytes of a bound profile package at most
         self.error_backoff = error_backoff  # first wait after a failure (cycle, SM-DP+)
+        self.max_attempts = max_attempts  # refusals of one step before giving up on it
 
 
 def open_session(st):
@@ -376,7 +378,8 @@ class IpaHost:
             store = FileStore(os.path.join(st.home, STATE_FILE))
             config = {"binding": st.binding, "poll_interval_s": st.poll_interval,
                       "max_interval_s": st.max_interval, "refresh_flag": st.refresh_flag,
-                      "max_package": st.max_package, "error_backoff_s": st.error_backoff}
+                      "max_package": st.max_package, "error_backoff_s": st.error_backoff,
+                      "max_attempts": st.max_attempts}
             if st.eim_id:
                 config["eim_id"] = st.eim_id
             connectivity = build_connectivity(st, self.session)

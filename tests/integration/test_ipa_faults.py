@@ -255,6 +255,65 @@ def test_rollback_when_the_eim_vanishes_after_the_enable(ipa_home):
         [(True, "undefined")]
 
 
+# ---- 3b. a result the IPA gave up delivering, then the eIM re-offers the package ---------------
+
+
+def test_reoffered_package_that_already_ran_gets_replay_error_and_loses_nothing(ipa_home):
+    """docs/sim-eim.md "Re-offer", docs/resilience.md: the eIM refuses the result of a PSMO
+    until the IPA gives up ([ipa] max_attempts); the eIM, with no result for the package,
+    offers it again; the eUICC refuses to run it twice (replayError, signed) and that is
+    the package's one result. The first run's result stays on the eUICC and reaches the
+    eIM through an IpaEuiccDataRequest; its notifications through HandleNotification."""
+    home = ipa_home
+    with open(home.config, "a") as f:
+        f.write("[ipa]\nmax_attempts = 2\n")
+    home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
+    bad = home.hostile({"provideEimPackageResult": "status:400"})
+    for attempt in (1, 2):
+        r = home.ipa("poll", url=bad.url)
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "the eIM answered HTTP 400" in r.stdout, r.stdout
+        assert home.job()["attempts"] == attempt
+    assert home.profiles()[PROFILE_B] == "enabled"
+    kept = home.pending()
+    assert "result" in [k for _, k in kept], kept
+    first_run = [s for s, k in kept if k == "result"]
+    bad.stop()
+    # The good eIM: the IPA gives the delivery up (the result stays on the eUICC), polls,
+    # gets the same signed package again and loads it: replayError, delivered.
+    r = home.ipa("--json", "poll")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "euiccPackageRequest: step deliver failed 2 times, giving up on it" in r.stderr
+    out = cli_contract.result(r.stdout)
+    assert out["result"]["kind"] == "euiccPackageErrorSigned", out
+    assert out["result"]["error"] == "replayError" and out["delivered"], out
+    results = home.server.results(home.eid)
+    assert len(results) == 1, results
+    epr = results[0]["euiccPackageResult"]
+    assert epr["signatureValid"] is True and epr["eimIdMatches"], epr
+    delivered = home.server.delivered(home.eid)
+    assert len(delivered) == 1 and delivered[0]["offers"] == 2, delivered
+    assert results[0]["package"] == delivered[0]["id"]  # matched by eimTransactionId
+    # Ran once: B enabled, the first run's result still kept by the eUICC, not run again.
+    assert home.profiles()[PROFILE_B] == "enabled" and home.job() is None
+    assert [s for s, k in home.pending() if k == "result"] == first_run
+    # Nothing is lost: the stored result goes out with an IpaEuiccDataRequest (A2).
+    home.server.queue_data_request(home.eid, ["A2"])
+    r = home.ipa("poll")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    stored = [x["euiccPackageResult"] for x in home.server.results(home.eid)
+              if x["via"].endswith("/ipaEuiccData")]
+    assert [x["seqNumber"] for x in stored] == first_run, stored
+    assert stored[0]["signatureValid"] is True
+    assert [(o["name"], o["value"]) for o in stored[0]["results"]] == [("enableResult", 0)]
+    assert home.pending() == [] or all(k == "notification" for _, k in home.pending())
+    r = home.ipa("notifications", "process")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert home.pending() == []
+    got = {n["seqNumber"] for n in home.server.notifications(home.eid)}
+    assert got | set(first_run) >= {s for s, _ in kept}, (got, kept)
+
+
 # ---- 4. SIGKILL at every step of a PSMO cycle --------------------------------------------------
 
 KILL_ENV = "IPA_TEST_KILL_AFTER_STEP"
