@@ -172,7 +172,7 @@ def settings(a):
         profile_download=a.profile_download or dl["mode"],
         network=a.network or e["network"], refresh=c["refresh"],
         attach_timeout=c["attach_timeout"], refresh_flag=c["refresh_flag"],
-        max_package=dl["max_package"])
+        max_package=dl["max_package"], min_rate=dl["min_rate"])
     return st, i["log_level"]
 
 

@@ -36,6 +36,9 @@ install` puts it in /etc/ipa-iot/); a test keeps it in step with DEFAULTS.
     smdp_ca_file = ""            # CA bundle for SM-DP+ TLS (default: the system CAs)
     max_package = 4194304        # bytes of a bound profile package accepted at most (it is
                                  # streamed: RAM use does not grow with it)
+    min_rate = 256               # bytes/s: the package's download gets 4 x timeout plus
+                                 # 1 s per min_rate bytes that came (a slow link finishes,
+                                 # a drip does not hold the IPA)
 
     [ipa]
     home = "~/.local/share/ipa-iot"   # state folder (IPA progress, virtual eUICC)
@@ -62,7 +65,8 @@ DEFAULTS = {
              "attach_timeout": 180, "refresh_flag": True},
     "eim": {"id": "", "url": "", "binding": "asn1", "ca_file": "", "allow_http": False,
             "timeout": 30, "network": "socket"},
-    "download": {"mode": "auto", "smdp_ca_file": "", "max_package": 4 * 1024 * 1024},
+    "download": {"mode": "auto", "smdp_ca_file": "", "max_package": 4 * 1024 * 1024,
+                 "min_rate": 256},
     "ipa": {"home": "", "poll_interval": 60, "max_interval": 3600, "error_backoff": 30,
             "max_attempts": 5, "log_level": "info"},
 }
@@ -77,6 +81,7 @@ RANGES = {
     ("card", "attach_timeout"): (1, 3600),
     ("eim", "timeout"): (1, 600),
     ("download", "max_package"): (1024, 0xFFFFFF),
+    ("download", "min_rate"): (1, 10000000),
     ("ipa", "poll_interval"): (1, 7 * 86400),
     ("ipa", "max_interval"): (1, 7 * 86400),
     ("ipa", "error_backoff"): (1, 86400),

@@ -35,7 +35,7 @@ class Settings:
                  timeout=30, poll_interval=60, max_interval=3600, smdp_ca_file=None,
                  profile_download="auto", network="socket", refresh=None, attach_timeout=180,
                  refresh_flag=True, max_package=4 * 1024 * 1024, error_backoff=30,
-                 max_attempts=5):
+                 max_attempts=5, min_rate=256):
         self.card = card
         self.home = home
         self.segment_size = segment_size
@@ -58,6 +58,7 @@ class Settings:
         self.max_package = max_package  # bytes of a bound profile package at most
         self.error_backoff = error_backoff  # first wait after a failure (cycle, SM-DP+)
         self.max_attempts = max_attempts  # refusals of one step before giving up on it
+        self.min_rate = min_rate  # B/s a streamed package earns network time at
 
 
 def open_session(st):
@@ -158,7 +159,8 @@ def _build_network(st, eim, session=None):
     from ipa_host.net.https import HttpsNetwork
 
     return HttpsNetwork(url, trust=trust, ca_file=st.ca_file, allow_http=st.allow_http,
-                        timeout=st.timeout, session_cache=TLS_SESSIONS)
+                        timeout=st.timeout, session_cache=TLS_SESSIONS,
+                        min_stream_rate=st.min_rate)
 
 
 MAX_CA_FILE = 10240  # the largest certificate file the modems' file systems take
@@ -300,7 +302,8 @@ def build_smdp_network(st, smdp_address):
     from ipa_host.net.https import HttpsNetwork
 
     url = "https://" + smdp_address
-    return _traced(st, HttpsNetwork(url, ca_file=st.smdp_ca_file, timeout=st.timeout), url)
+    return _traced(st, HttpsNetwork(url, ca_file=st.smdp_ca_file, timeout=st.timeout,
+                                    min_stream_rate=st.min_rate), url)
 
 
 def build_connectivity(st, session):

@@ -24,7 +24,10 @@ Trust (what authenticates the server), in order:
 
 Waits: `timeout` bounds the connect and every read/write; `request_timeout`
 (default 4 x timeout) bounds one whole post, so a server dripping a byte at
-a time cannot hold the IPA. DNS lookups wait as long as the system resolver
+a time cannot hold the IPA. A streamed answer (post_stream: the bound profile
+package) gets request_timeout plus one second for every `min_stream_rate`
+bytes that came (default 256 B/s): a package at the pace of the slowest link
+is read to its end, a drip is still cut off after about request_timeout. DNS lookups wait as long as the system resolver
 does. Every failure is an ipa_core.errors error (TransportError naming what
 failed, TimeoutError_, ProtocolError for broken or oversized HTTP), never a
 raw socket/ssl exception.
@@ -74,6 +77,7 @@ JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 ESIPA_HEADERS = {"X-Admin-Protocol": "gsma/rsp/v2.1.0", "User-Agent": "gsma-rsp-ipad"}
 
 _RECV = 16384
+MIN_STREAM_RATE = 256  # B/s a streamed answer earns time at: NB-IoT in deep coverage
 SESSION_MAX_AGE = 3600.0  # seconds a kept TLS session is offered (servers keep tickets ~2 h)
 MAX_SESSIONS = 16  # sessions kept in one session cache
 # X509_V_FLAG_PARTIAL_CHAIN; ssl.VERIFY_X509_PARTIAL_CHAIN exists from Python 3.10.
@@ -186,8 +190,7 @@ class _Wire:
             return fn(*args)
         except socket.timeout:
             if t < self.net.timeout:  # the wait was cut short by the whole-request deadline
-                raise TimeoutError_("%s %s: the request took longer than %.1f s in all"
-                                    % (doing, self.net.where, self.net.request_timeout))
+                raise TimeoutError_("%s %s: %s" % (doing, self.net.where, self.net._over()))
             raise TimeoutError_("%s %s: no progress within %.1f s" % (doing, self.net.where, t))
         except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as e:
             raise http.ConnectionClosed("%s %s: %s" % (doing, self.net.where, e))
@@ -315,22 +318,28 @@ class _Tls:
 # ---------------------------------------------------------------- network
 
 class _TimedReader:
-    """A streamed body whose reads share one budget of network time (request_timeout)."""
+    """A streamed body whose reads share one budget of network time: request_timeout, plus
+    1 s per min_stream_rate bytes received (the caller's work between reads not counted)."""
 
     def __init__(self, net, body, spent):
         self.net = net
         self.body = body
         self.spent = spent
+        self.got = 0
         self.length = body.length
 
     def read(self, n):
         net = self.net
         t0 = time.monotonic()
-        net._deadline = t0 + max(net.request_timeout - self.spent, 0.001)
+        budget = net.request_timeout + self.got / net.min_stream_rate
+        net._deadline = t0 + max(budget - self.spent, 0.001)
+        net._budget = (budget, self.got)
         try:
-            return self.body.read(n)
+            data = self.body.read(n)
+            self.got += len(data)
+            return data
         finally:
-            net._deadline = None
+            net._deadline = net._budget = None
             self.spent += time.monotonic() - t0
 
     def close(self):
@@ -354,7 +363,8 @@ class HttpsNetwork:
 
     def __init__(self, base_url, trust=None, ca_file=None, pinned_key=None, timeout=30,
                  allow_http=False, server_hostname=None, max_body=http.MAX_BODY,
-                 request_timeout=None, headers=None, max_stream=None, session_cache=None):
+                 request_timeout=None, headers=None, max_stream=None, session_cache=None,
+                 min_stream_rate=MIN_STREAM_RATE):
         u = urlsplit(base_url)
         if u.scheme not in ("https", "http"):
             raise ValueError("base URL: expected https://host[:port][/path], got %r" % base_url)
@@ -380,6 +390,11 @@ class HttpsNetwork:
         self.server_hostname = server_hostname or self.host
         self.timeout = float(timeout)
         self.request_timeout = float(request_timeout or 4 * self.timeout)
+        if not min_stream_rate or min_stream_rate <= 0:
+            raise ValueError("min_stream_rate: expected bytes per second above 0, got %r"
+                             % (min_stream_rate,))
+        self.min_stream_rate = float(min_stream_rate)
+        self._budget = None  # (seconds, bytes so far) while a streamed answer is read
         shown = self.host if ":" not in self.host else "[%s]" % self.host
         self.where = "%s:%d" % (shown, self.port)
         if self.server_hostname != self.host:
@@ -457,9 +472,17 @@ class HttpsNetwork:
             return self.timeout
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError_("%s %s: the request took longer than %.1f s in all"
-                                % (doing, self.where, self.request_timeout))
+            raise TimeoutError_("%s %s: %s" % (doing, self.where, self._over()))
         return min(self.timeout, left)
+
+    def _over(self):
+        """What the whole-request bound that just ran out was, in words."""
+        if self._budget is None:
+            return "the request took longer than %.1f s in all" % self.request_timeout
+        budget, got = self._budget
+        return ("the answer took longer than %.1f s in all (%d bytes came; a streamed answer "
+                "gets %.1f s plus 1 s per %d bytes)" % (budget, got, self.request_timeout,
+                                                         self.min_stream_rate))
 
     def _open(self):
         t = self._wait("connecting to")

@@ -67,6 +67,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
             self.close_connection = True
             return
+        if self.path.endswith("/slow"):  # st.big bytes at a steady 4000 B/s: a slow link
+            self.send_response(200)
+            self.send_header("Content-Length", str(st.big))
+            self.end_headers()
+            for i in range(0, st.big, 400):
+                if st.release.wait(0.1):
+                    break
+                self.wfile.write(b"x" * min(400, st.big - i))
+                self.wfile.flush()
+            self.close_connection = True
+            return
         if self.path.endswith("/chunked"):
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -523,8 +534,9 @@ def test_streamed_answer_network_time_is_bounded_not_the_callers(pki, servers):
     net = net_for(srv, trust=pki["ca"].cert_der, timeout=1, request_timeout=1.5)
     status, r = net.post_stream("/drip", b"", ASN1_CONTENT_TYPE)
     t0 = time.monotonic()
-    with pytest.raises(TimeoutError_, match="longer than 1.5 s in all"):
-        read_all(r, 100)
+    with pytest.raises(TimeoutError_, match=r"the answer took longer than 1\.\d s in all \(\d+ "
+                       r"bytes came; a streamed answer gets 1\.5 s plus 1 s per 256 bytes\)"):
+        read_all(r, 100)  # 5 B/s earns next to nothing
     assert time.monotonic() - t0 < 3
     net.close()
     # the caller's own work between reads (STORE DATA to the eUICC) is not network time
@@ -535,6 +547,26 @@ def test_streamed_answer_network_time_is_bounded_not_the_callers(pki, servers):
     time.sleep(0.7)
     assert len(got) + len(read_all(r)) == 3000
     net.close()
+
+
+def test_streamed_answer_on_a_slow_link_earns_time_as_it_comes(pki, servers):
+    """12 KB at 4000 B/s take 3 s, twice request_timeout: read to the end when every
+    1000 bytes earn a second ([download] min_rate), cut off when bytes earn nothing."""
+    srv = servers()
+    srv.state.big = 12000
+    with net_for(srv, trust=pki["ca"].cert_der, timeout=1, request_timeout=1.5,
+                 min_stream_rate=1000) as net:
+        status, r = net.post_stream("/slow", b"", ASN1_CONTENT_TYPE)
+        t0 = time.monotonic()
+        assert status == 200 and len(read_all(r, 1000)) == 12000
+        assert time.monotonic() - t0 > 1.5  # longer than request_timeout: earned
+    with net_for(srv, trust=pki["ca"].cert_der, timeout=1, request_timeout=1.5,
+                 min_stream_rate=10 ** 9) as net:
+        status, r = net.post_stream("/slow", b"", ASN1_CONTENT_TYPE)
+        with pytest.raises(TimeoutError_, match="the answer took longer than 1.5 s in all"):
+            read_all(r, 1000)
+    with pytest.raises(ValueError, match="min_stream_rate: expected bytes per second above 0"):
+        net_for(srv, trust=pki["ca"].cert_der, min_stream_rate=0)
 
 
 def test_streamed_answer_over_the_bound_is_refused(pki, servers):
