@@ -490,7 +490,10 @@ def _framing(method, minor, status, headers, max_body):
     """
     conn = _tokens(headers.get("connection", ""))
     keep = ("keep-alive" in conn) if minor == 0 else ("close" not in conn)
-    if method in ("HEAD", b"HEAD") or status in (204, 304):
+    # str or bytes; never compared across the two (MicroPython warns, and a bytes method
+    # would never equal "HEAD")
+    head = method == ("HEAD" if isinstance(method, str) else b"HEAD")
+    if head or status in (204, 304):
         return "none", 0, keep
     te = headers.get("transfer-encoding")
     if te is not None:

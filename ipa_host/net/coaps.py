@@ -373,19 +373,23 @@ class DtlsDatagram:
         return _recv_counted(self, max(wait, 0.001), "DTLS")
 
     def _decrypt(self, data):
-        """Feed one datagram; its application records (a datagram may carry several)."""
+        """Feed one datagram; its application records (a datagram may carry several:
+        python-mbedtls 2.10 reads only the first record of what it is given, so an
+        established association gets them one at a time)."""
         tls = self.tls
         out = []
+        pieces = split_records(data) if self._established() else [data]
         try:
-            self.buf.receive_from_network(data)
-            while True:
-                try:
-                    rec = self.buf.read(_RECV)
-                except (tls.WantReadError, tls.WantWriteError):
-                    break
-                if not rec:  # nothing more (python-mbedtls also returns b"" for close_notify)
-                    break
-                out.append(rec)
+            for piece in pieces:
+                self.buf.receive_from_network(piece)
+                while True:
+                    try:
+                        rec = self.buf.read(_RECV)
+                    except (tls.WantReadError, tls.WantWriteError):
+                        break
+                    if not rec:  # nothing more (python-mbedtls returns b"" for close_notify too)
+                        break
+                    out.append(rec)
         except self.exc.TLSError as e:
             self._drop()
             raise TransportError("DTLS error receiving from %s: %s" % (self.where, e))

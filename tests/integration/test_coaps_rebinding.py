@@ -126,3 +126,39 @@ def test_an_eim_keying_by_address_needs_a_new_handshake(lab):
     before, after, err = run_across_rebinding(h, config, eim, nat)
     assert before >= 1 and after >= 1, err  # the kept association is useless: handshake
     assert eim._coap.moved == 0
+
+
+def test_several_records_in_one_datagram_are_all_read(tmp_path):
+    """Two CoAP pings in one datagram (two DTLS records, as RFC 6347 4.1.1 allows): the eIM
+    reads both (python-mbedtls alone reads only the first of a datagram) and answers each
+    in a datagram of its own, so a client that takes a datagram for one CoAP message reads
+    both answers; the IPA's client reads two answers that come in one datagram."""
+    from ipa_core import coap
+    from ipa_host.net.coaps import DtlsDatagram, split_records
+
+    h = str(tmp_path / "home")
+    open_home_euicc(h)
+    eim = EimServer(eim_dir(h), association_token=1, coap_port=0, api_port=None).start()
+    dd = DtlsDatagram("127.0.0.1", eim.coap_port, trust=eim.tls_ca_cert_der, timeout=10)
+    try:
+        dd.send(coap.Message(coap.CON, coap.EMPTY, 1).encode())  # the handshake, then a ping
+        assert coap.decode(dd.recv(5000)).type == coap.RST
+        for mid in (2, 3):
+            dd.buf.write(coap.Message(coap.CON, coap.EMPTY, mid).encode())
+        out = dd.buf.peek_outgoing(1 << 16)
+        dd.buf.consume_outgoing(len(out))
+        assert len(split_records(out)) == 2
+        dd.sock.send(out)  # both records in one datagram
+        got = []
+        while len(got) < 3:
+            ready, _w, _x = select.select([dd.sock], [], [], 2.0)
+            if not ready:
+                break
+            got.append(dd.sock.recv(65536))
+        assert [len(split_records(d)) for d in got] == [1, 1], [d.hex() for d in got]
+        # And the client side: both answers in one datagram are both read.
+        answers = [coap.decode(r) for r in dd._decrypt(got[0] + got[1])]
+        assert sorted((a.type, a.mid) for a in answers) == [(coap.RST, 2), (coap.RST, 3)]
+    finally:
+        dd.close()
+        eim.stop()

@@ -45,6 +45,7 @@ import time
 
 from ipa_core import coap
 from ipa_core.errors import ProtocolError
+from ipa_host.net.coaps import split_records
 from ipa_host.sim.eim.eim_esipa import MAX_BODY, EsipaRefused
 
 log = logging.getLogger("ipa_host.sim.eim.eim")
@@ -184,6 +185,16 @@ class CoapEndpoint:
         del self.peers[oldest]
 
     def _dtls(self, data, addr):
+        records = split_records(data)
+        if len(records) > 1 and all(r[:1] == b"\x17" for r in records):
+            # Several application records in one datagram (RFC 6347 4.1.1): python-mbedtls
+            # 2.10 reads only the first of a datagram, so each goes in as one of its own.
+            for r in records:
+                self._dtls_datagram(r, addr)
+            return
+        self._dtls_datagram(data, addr)
+
+    def _dtls_datagram(self, data, addr):
         tls = self._tls
         peer = self.peers.get(addr)
         hello = len(data) > 25 and data[0] == 22 and data[3:5] == b"\x00\x00" and data[13] == 1
@@ -246,12 +257,14 @@ class CoapEndpoint:
         return out
 
     def _answer(self, peer, records):
-        """Answer `records` and whatever else the buffer holds, in one flush."""
+        """Answer `records` and whatever else the buffer holds, each answer in a datagram of
+        its own (a client that takes a datagram for one CoAP message stays right)."""
         answers = [self._coap(peer, rec) for rec in records + self._read(peer)]
         for a in answers:
             if a is not None:
                 peer.buf.write(a)
-        self._flush(peer)
+                self._flush(peer)
+        self._flush(peer)  # alerts or anything else the association has to say
 
     def _migrate(self, data, addr):
         """A record from an unknown address: the device's NAT rebound it (new source port).
