@@ -34,7 +34,10 @@ What is covered (RFC sections in brackets):
 Bounds: `max_message` bytes per datagram, MAX_OPTIONS options per message,
 `max_body` bytes per reassembled answer or request body, every exchange
 bounded by the back-off (MAX_TRANSMIT_WAIT) or `separate_timeout_ms`, and a
-whole request (all blocks) by `request_timeout_ms`.
+whole request (all blocks) by `request_timeout_ms`. `post_stream` reads the
+answer's Block2 blocks as its reader is read (Block2Reader: one block in RAM,
+the bound profile package): no whole-body cap there, the caller bounds what it
+reads, and each block's exchange has a `request_timeout_ms` of its own.
 """
 
 from ipa_core.clock import clock
@@ -400,6 +403,101 @@ class CoapReset(TransportError):
     """The server answered our confirmable message with RST (it could not process it)."""
 
 
+class Block2Failed(ProtocolError):
+    """A later Block2 block was answered with an error code (`resp`): the transfer ended."""
+
+    def __init__(self, num, resp):
+        self.resp = resp
+        super().__init__("Block2: block %d answered %s" % (num, code_str(resp.code)))
+
+
+class Block2Reader:
+    """The answer to a request as a reader (ipa_core.stream contract): a Block2 answer's
+    blocks fetched one at a time as it is read (RFC 7959 2.3, 3.2), the ETag and every
+    offset checked. `limit`: bytes at most (None: no cap; Size2 is checked against it
+    too). Blocks are asked for with the request's own options and block size (the
+    server's when smaller). `code` / `options`: the first block's."""
+
+    def __init__(self, client, method, base, resp, start, limit):
+        self.client = client
+        self.method = method
+        self.base = base
+        self.start = start  # None: each block's exchange has a time bound of its own
+        self.limit = limit
+        self.code = resp.code
+        self.options = [(n, v) for n, v in resp.options if n not in (BLOCK1, BLOCK2)]
+        self.b2 = resp.block(BLOCK2)
+        self.buf = resp.payload
+        self.pos = 0
+        self.got = len(resp.payload)
+        self.length = len(resp.payload) if self.b2 is None else resp.uint(SIZE2)
+        if self.b2 is None:
+            return
+        if self.b2[0] != 0:
+            raise ProtocolError("Block2: expected block 0 first, got block %d" % self.b2[0])
+        if limit is not None and self.length is not None and self.length > limit:
+            raise ProtocolError("Block2: Size2 %d is above max_body %d" % (self.length, limit))
+        self.etag = resp.opt(ETAG)
+
+    def read(self, n):
+        while self.pos >= len(self.buf):
+            if not self._next():
+                return b""
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+    def readall(self):
+        parts = [self.buf[self.pos:]]
+        self.pos = len(self.buf)
+        while self._next():
+            parts.append(self.buf)
+            self.pos = len(self.buf)
+        return b"".join(parts)
+
+    def close(self):
+        """Discard the rest: blocks not asked for are never sent (nothing to drain)."""
+        self.b2 = None
+        self.buf = b""
+        self.pos = 0
+
+    def _next(self):
+        """Fetch the next block into buf; False at the end of the answer."""
+        b2 = self.b2
+        if b2 is None or not b2[1]:
+            return False
+        c = self.client
+        if len(self.buf) != (16 << b2[2]):
+            raise ProtocolError("Block2 %d: expected %d bytes (more blocks follow), got %d"
+                                % (b2[0], 16 << b2[2], len(self.buf)))
+        szx = min(b2[2], c.szx)
+        offset = self.got
+        num = offset // (16 << szx)
+        opts = list(self.base)
+        opts.append((BLOCK2, block_encode(num, False, szx)))
+        resp = c._exchange(self.method, opts, b"",
+                           c._now() if self.start is None else self.start)
+        if resp.code >> 5 != 2:
+            self.b2 = None
+            raise Block2Failed(num, resp)
+        b2 = resp.block(BLOCK2)
+        if b2 is None:
+            raise ProtocolError("Block2: expected block %d, got an answer without Block2" % num)
+        if b2[0] * (16 << b2[2]) != offset:
+            raise ProtocolError("Block2: expected the block at offset %d, got block %d of %d "
+                                "bytes" % (offset, b2[0], 16 << b2[2]))
+        if resp.opt(ETAG) != self.etag:
+            raise ProtocolError("Block2: the ETag changed at block %d (the resource changed "
+                                "during the transfer)" % b2[0])
+        if self.limit is not None and offset + len(resp.payload) > self.limit:
+            raise ProtocolError("Block2: expected at most %d bytes, got more" % self.limit)
+        self.b2 = b2
+        self.buf = resp.payload
+        self.pos = 0
+        self.got = offset + len(resp.payload)
+        return True
+
+
 class CoapClient:
     """CoAP requests over one datagram association (a socket or a DTLS session).
 
@@ -467,6 +565,20 @@ class CoapClient:
         self.status = http_status(c)
         return self.status, payload
 
+    def post_stream(self, path, body, content_type, headers=None):
+        """post() with the answer as a reader (ipa_core.stream contract): (status, reader).
+
+        Block2 blocks are fetched as the reader is read: one block in RAM, no whole-body
+        cap (the caller bounds what it reads: the IPA's max_package), each block's
+        exchange bounded by request_timeout_ms of its own. Read the reader to its end
+        or close it before the next request."""
+        cf = self.content_format(content_type)
+        resp, method, base = self._start("POST", path, body, cf, None)
+        reader = Block2Reader(self, method, base, resp, None, None)
+        self._answered(reader.code, reader.options)
+        self.status = http_status(reader.code)
+        return self.status, reader
+
     def content_format(self, content_type):
         """Content type string (parameters ignored) or int -> Content-Format id or None."""
         if content_type is None or isinstance(content_type, int):
@@ -484,6 +596,29 @@ class CoapClient:
 
         Any response code is returned, not raised (see code_str / http_status).
         """
+        start = self._now()
+        resp, method, base = self._start(method, path, payload, content_format, accept, start)
+        reader = Block2Reader(self, method, base, resp, start, self.max_body)
+        try:
+            body = reader.readall()
+            c, opts = reader.code, reader.options
+        except Block2Failed as e:  # an error code for a later block ends the transfer
+            c, body, opts = e.resp.code, e.resp.payload, list(e.resp.options)
+        self._answered(c, opts)
+        return c, body, opts
+
+    def _answered(self, c, opts):
+        self.code = c
+        self.response_options = opts
+        self.response_headers = {}
+        for n, v in opts:
+            if n == CONTENT_FORMAT:
+                self.response_headers["content-type"] = self.content_type_name(
+                    uint_decode(v, "Content-Format", 2))
+
+    def _start(self, method, path, payload, content_format, accept, start=None):
+        """Send the request (Block1 when needed) -> (first answer, method code, base options).
+        `start`: the time the whole request is bounded from (None: now)."""
         if isinstance(method, str):
             if method.upper() not in METHODS:
                 raise ValueError("CoAP method: expected one of %s, got %r"
@@ -498,19 +633,12 @@ class CoapClient:
             base.append((CONTENT_FORMAT, uint_encode(content_format)))
         if accept is not None:
             base.append((ACCEPT, uint_encode(accept)))
-        start = self._now()
+        if start is None:
+            start = self._now()
         resp = self._upload(method, base, payload, start)
         if resp.code == CONTINUE:
             raise ProtocolError("CoAP: expected a final response after the last block, got 2.31")
-        c, body, opts = self._download(method, base, resp, start)
-        self.code = c
-        self.response_options = opts
-        self.response_headers = {}
-        for n, v in opts:
-            if n == CONTENT_FORMAT:
-                self.response_headers["content-type"] = self.content_type_name(
-                    uint_decode(v, "Content-Format", 2))
-        return c, body, opts
+        return resp, method, base
 
     def content_type_name(self, cf):
         """Content-Format id -> a content type name (for messages), e.g. 42 ->
@@ -608,47 +736,6 @@ class CoapClient:
         if self.early_block2 and self.szx < 6:
             opts.append((BLOCK2, block_encode(0, False, self.szx)))
         return opts
-
-    def _download(self, method, base, resp, start):
-        """Reassemble a Block2 answer starting with `resp` (RFC 7959 2.3, 3.2)."""
-        b2 = resp.block(BLOCK2)
-        first_opts = [(n, v) for n, v in resp.options if n not in (BLOCK1, BLOCK2)]
-        if b2 is None:
-            return resp.code, resp.payload, first_opts
-        if b2[0] != 0:
-            raise ProtocolError("Block2: expected block 0 first, got block %d" % b2[0])
-        size2 = resp.uint(SIZE2)
-        if size2 is not None and size2 > self.max_body:
-            raise ProtocolError("Block2: Size2 %d is above max_body %d" % (size2, self.max_body))
-        etag = resp.opt(ETAG)
-        first_code = resp.code
-        body = bytearray(resp.payload)
-        while b2[1]:
-            if len(resp.payload) != (16 << b2[2]):
-                raise ProtocolError("Block2 %d: expected %d bytes (more blocks follow), got %d"
-                                    % (b2[0], 16 << b2[2], len(resp.payload)))
-            szx = min(b2[2], self.szx)
-            offset = len(body)
-            num = offset // (16 << szx)
-            opts = list(base)
-            opts.append((BLOCK2, block_encode(num, False, szx)))
-            resp = self._exchange(method, opts, b"", start)
-            if resp.code >> 5 != 2:
-                return resp.code, resp.payload, [(n, v) for n, v in resp.options]
-            b2 = resp.block(BLOCK2)
-            if b2 is None:
-                raise ProtocolError("Block2: expected block %d, got an answer without Block2" % num)
-            if b2[0] * (16 << b2[2]) != offset:
-                raise ProtocolError("Block2: expected the block at offset %d, got block %d of %d "
-                                    "bytes" % (offset, b2[0], 16 << b2[2]))
-            if resp.opt(ETAG) != etag:
-                raise ProtocolError("Block2: the ETag changed at block %d (the resource changed "
-                                    "during the transfer)" % b2[0])
-            if len(body) + len(resp.payload) > self.max_body:
-                raise ProtocolError("Block2: expected at most %d bytes, got more"
-                                    % self.max_body)
-            body.extend(resp.payload)
-        return first_code, bytes(body), first_opts
 
     # ---- one exchange (RFC 7252 4, 5) ----
 

@@ -543,6 +543,25 @@ def _is_ca(cert):
         return cert.issuer == cert.subject  # an old self-signed root without the extension
 
 
+class _Released:
+    """A streamed answer whose transport failure also drops the association (as post does)."""
+
+    def __init__(self, net, reader):
+        self.net = net
+        self.reader = reader
+        self.length = reader.length
+
+    def read(self, n):
+        try:
+            return self.reader.read(n)
+        except TransportError:
+            self.net._release(keep=False)
+            raise
+
+    def close(self):
+        self.reader.close()
+
+
 class CoapsNetwork:
     """The IPA's network object for an eIM reached over CoAP/DTLS (like HttpsNetwork).
 
@@ -630,6 +649,21 @@ class CoapsNetwork:
             self._release(keep=False)  # the association may be broken: a new one next time
             raise
         return self.status, answer
+
+    def post_stream(self, path, body, content_type, headers=None):
+        """post() with the answer as a reader (ipa_core.stream contract): Block2 blocks are
+        fetched as it is read (ipa_core.coap.Block2Reader), so a bound profile package of
+        any size streams through one block of RAM; the IPA bounds it ([download]
+        max_package). Read it to its end or close it before the next post."""
+        if not path.startswith("/"):
+            raise ValueError("path: expected one starting with '/', got %r" % path)
+        client = self._open()
+        try:
+            self.status, reader = client.post_stream(self.base_path + path, body, content_type)
+        except TransportError:
+            self._release(keep=False)
+            raise
+        return self.status, _Released(self, reader)
 
     @property
     def response_headers(self):

@@ -556,6 +556,60 @@ def test_block2_checks():
     assert "offset 256" in msg
 
 
+def test_post_stream_fetches_block2_blocks_as_they_are_read():
+    # The IPA reads a bound profile package this way: one block in RAM, no whole-body cap.
+    answer = bytes(reversed(_body(5000)))
+    srv = BlockServer(answer, szx=6, final=coap.CHANGED)
+    peer = Peer(srv)
+    c = client(peer, block_size=512, max_body=1000)  # max_body bounds post(), not streams
+    status, r = c.post_stream("/gsma/rsp2/asn1", b"req", "application/x-gsma-rsp-asn1")
+    assert status == 204 and r.length == 5000
+    assert [x[1] for x in srv.log] == [0]  # only the first block so far
+    got = r.read(100)
+    assert got == answer[:100] and len(srv.log) == 1
+    rest = bytearray(got)
+    while True:
+        part = r.read(700)
+        if not part:
+            break
+        assert len(part) <= 700
+        rest.extend(part)
+    assert bytes(rest) == answer
+    assert [x[1] for x in srv.log] == list(range(10))  # each block asked for once, in order
+    assert r.read(10) == b""
+    # Closing early: the blocks not read are never asked for, the client stays usable.
+    srv.log = []
+    status, r = c.post_stream("/gsma/rsp2/asn1", b"req", "application/x-gsma-rsp-asn1")
+    assert r.read(10) == answer[:10]
+    r.close()
+    assert r.read(10) == b"" and len(srv.log) == 1
+    # post() of the same answer stays bounded by max_body.
+    msg = raises(ProtocolError, c.post, "/gsma/rsp2/asn1", b"x", "application/x-gsma-rsp-asn1")
+    assert "Size2 5000 is above max_body 1000" in msg
+
+
+def test_post_stream_error_code_for_a_later_block_is_a_protocol_error():
+    answer = _body(2000)
+    inner = BlockServer(answer, szx=4)
+
+    def failing(peer, m):
+        b2 = m.block(coap.BLOCK2)
+        if b2 is not None and b2[0] == 3:
+            piggyback(peer, m, coap.NOT_FOUND, b"gone")
+            return
+        inner(peer, m)
+
+    c = client(Peer(failing), block_size=256)
+    status, r = c.post_stream("/r", b"", "application/x-gsma-rsp-asn1")
+    assert status == 204
+    assert b"".join(r.read(256) for _ in range(3)) == answer[:768]  # blocks 0, 1, 2
+    msg = raises(ProtocolError, r.read, 256)
+    assert "Block2: block 3 answered 4.04" in msg
+    # request() keeps its answer: the error code and its payload.
+    code, body, _o = client(Peer(failing), block_size=256).request("POST", "/r")
+    assert code == coap.NOT_FOUND and body == b"gone"
+
+
 # ------------------------------------------------------------------ network interface
 
 def test_post_maps_codes_and_content_formats():

@@ -80,6 +80,32 @@ def test_two_mb_profile_indirect(lab, binding):
     assert ICCID_BIG in installed(h)
 
 
+def test_two_mb_profile_indirect_over_coaps(tmp_path):
+    """ESipa over CoAP/DTLS: the eIM's GetBoundProfilePackage answer comes in Block2 blocks,
+    read as the package goes into the eUICC (ipa_core.coap.Block2Reader): one block in
+    RAM, not the 1 MiB a whole CoAP answer may have."""
+    pytest.importorskip("mbedtls")
+    h = str(tmp_path / "home")
+    open_home_euicc(h)
+    pki_dir = os.path.join(sim_dir(h), "pki")
+    dp = SmdpServer(str(tmp_path / "smdp"), pki_dir).start()
+    dp.add_profile("BIG", ICCID_BIG, "Two MB profile", size=TWO_MB)
+    eim = EimServer(eim_dir(h), pki_dir=pki_dir, association_token=1, coap_port=0,
+                    smdp_ca_file=dp.tls_ca_path).start()
+    try:
+        r = ipa(h, dp, "--eim-url", eim.coap_url, "download", "--indirect",
+                "LPA:1$%s$BIG" % dp.address)
+        assert r.returncode == 0, r.stderr
+        assert "installed      %s  Two MB profile" % ICCID_BIG in r.stdout
+        bpp = [q for q in eim.requests if q["function"] == "getBoundProfilePackage"]
+        assert bpp and bpp[-1]["conn"].startswith("coap-"), bpp[-1]  # over the CoAP endpoint
+        assert int(bpp[-1]["note"].split(": ")[-1].split()[0]) > TWO_MB
+        assert ICCID_BIG in installed(h)
+    finally:
+        eim.stop()
+        dp.stop()
+
+
 def test_package_over_the_configured_limit_is_refused_and_cancelled(lab, tmp_path):
     h, dp, eim = lab
     cfg = tmp_path / "ipa.toml"
