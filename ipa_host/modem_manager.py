@@ -266,15 +266,29 @@ class ModemManagerConnectivity:
         return True
 
 
-def describe(device, mmcli=None, timeout=5):
-    """'modem N (state S)' when ModemManager owns the modem behind `device`, else None
-    (for `ipa info`); never raises."""
+def card_info(card_spec, mmcli=None, timeout=5):
+    """The "modemManager" part of `ipa info` for a qmi:/mbim: card: {"modem": D-Bus path,
+    "state": modem.generic.state, "device": the card's node} when ModemManager owns the
+    modem, else None; never raises."""
+    from ipa_host.card.select import parse_card_spec
+
     try:
-        found = find_modem(device, mmcli or mmcli_path(), timeout) if (mmcli or mmcli_path()) \
-            else None
+        kind, device = parse_card_spec(card_spec)[:2]
+    except ValueError:
+        return None
+    exe = mmcli or mmcli_path()
+    if kind not in ("qmi", "mbim") or exe is None:
+        return None
+    try:
+        found = find_modem(device, exe, timeout)
     except MmcliError:
         return None
     if found is None:
         return None
-    path, generic = found
-    return "modem %s (state %s)" % (path.rsplit("/", 1)[-1], generic.get("state"))
+    return {"modem": found[0], "state": found[1].get("state"), "device": device}
+
+
+def print_card_info(m, out):
+    """The text of `ipa info` for the modemManager part."""
+    out.write("ModemManager   modem %s (state %s), owns %s\n"
+              % (m["modem"].rsplit("/", 1)[-1], m["state"], m["device"]))

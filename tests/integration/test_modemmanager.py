@@ -271,3 +271,20 @@ def test_refresh_false_leaves_the_modem_alone(mm_rig):
                                "([card] refresh = false)")
     assert mm.calls == []
     assert signed_results(home) == [[("enableResult", 0)]]
+
+
+@pytest.mark.parametrize("protocol", ["qmi", "mbim"])
+def test_info_names_the_modemmanager_modem(mm_rig, protocol):
+    home, card, make, env = mm_rig
+    m, mm = make(protocol)
+    r = home.ipa("--json", "info", url=False, card=spec(protocol, m), env=env)
+    assert r.returncode == 0, r.stderr
+    d = cli_contract.result(r.stdout, "info")  # checked against docs/cli-output.schema.json
+    assert d["modemManager"] == {"modem": MODEM0, "state": "registered", "device": m.path}
+    r = home.ipa("info", url=False, card=spec(protocol, m), env=env)
+    assert "ModemManager   modem 0 (state registered), owns %s\n" % m.path in r.stdout
+    # Without ModemManager on the bus, info says nothing of it (and still works).
+    mm.stop()
+    r = home.ipa("--json", "info", url=False, card=spec(protocol, m), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "modemManager" not in cli_contract.result(r.stdout, "info")
