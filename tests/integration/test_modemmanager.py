@@ -288,3 +288,37 @@ def test_info_names_the_modemmanager_modem(mm_rig, protocol):
     r = home.ipa("--json", "info", url=False, card=spec(protocol, m), env=env)
     assert r.returncode == 0, r.stderr
     assert "modemManager" not in cli_contract.result(r.stdout, "info")
+
+
+def test_ipa_sim_modem_with_its_modemmanager(ipa_home, tmp_path):
+    """`ipa-sim modem --protocol qmi --modemmanager` as a user starts it: the card line, then
+    the bus for mmcli; the real mmcli and `ipa info` find the modem there."""
+    import signal
+
+    from ipa_util import IPA  # tests/integration/ipa_util.py
+
+    from ipa_host.sim.home import sim_dir
+
+    assert os.access(MMCLI, os.X_OK), "no mmcli at %s: run `make setup`" % MMCLI
+    pki = os.path.join(sim_dir(ipa_home.path), "pki")
+    sim = subprocess.Popen([os.path.join(os.path.dirname(IPA), "ipa-sim"), "modem", "--protocol",
+                            "qmi", "--modemmanager", "--pki", pki,
+                            "--state", str(tmp_path / "euicc.json")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        card_line = sim.stdout.readline().strip()
+        bus_line = sim.stdout.readline().strip()
+        assert card_line.startswith("qmi:/dev/pts/"), card_line
+        assert bus_line.startswith("DBUS_SYSTEM_BUS_ADDRESS=unix:path="), bus_line
+        env = {"IPA_MMCLI": MMCLI, "DBUS_SYSTEM_BUS_ADDRESS": bus_line.split("=", 1)[1]}
+        device = card_line[len("qmi:"):].split("?")[0]
+        g = json.loads(mmcli(env, "-J", "-m", "0"))["modem"]["generic"]
+        assert g["primary-port"] == device[len("/dev/"):]
+        r = ipa_home.ipa("--json", "info", url=False, card=card_line, env=env)
+        assert r.returncode == 0, r.stderr
+        assert cli_contract.result(r.stdout, "info")["modemManager"]["device"] == device
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        out, err = sim.communicate(timeout=20)
+    assert sim.returncode == 0, err
+    assert not os.path.exists(bus_line.split("=unix:path=", 1)[1])  # its bus folder is gone

@@ -425,3 +425,33 @@ class SimModemManager:
         self.conn.send(new_signal(om, "InterfacesAdded", "oa{sa{sv}}",
                                   (self.modem_path, self.managed_objects()[self.modem_path])))
         self.personality = "textbook"  # the re-probed modem behaves
+
+
+def serve_for(modem, protocol, card, bus="private", personality="textbook"):
+    """`ipa-sim modem --protocol qmi|mbim --modemmanager [BUS]`: a SimModemManager owning
+    the started `modem`, on the D-Bus address `bus` or ("private") on a dbus-daemon of its
+    own in a temporary folder. Returns (stop(), the line telling mmcli where to look)."""
+    import tempfile
+
+    missing = need_jeepney()
+    if missing:
+        raise OSError(missing)
+    private = folder = None
+    if bus == "private":
+        folder = tempfile.mkdtemp(prefix="ipa-sim-mm-")
+        private = PrivateBus(folder).start()
+        bus = private.address
+    try:
+        mm = SimModemManager(card, modem.path, protocol, bus, personality).start()
+    except BaseException:
+        if private is not None:
+            private.stop()
+        raise
+
+    def stop():
+        mm.stop()
+        if private is not None:
+            private.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return stop, "DBUS_SYSTEM_BUS_ADDRESS=%s" % bus
