@@ -322,3 +322,18 @@ def test_ipa_sim_modem_with_its_modemmanager(ipa_home, tmp_path):
         out, err = sim.communicate(timeout=20)
     assert sim.returncode == 0, err
     assert not os.path.exists(bus_line.split("=unix:path=", 1)[1])  # its bus folder is gone
+
+
+def test_a_fallback_by_the_ipa_re_attaches_too(mm_rig):
+    """`ipa euicc fallback execute` (the IPA switches the profile itself, not an eIM): the
+    same disable + enable through ModemManager, then the registration wait."""
+    home, card, make, env = mm_rig
+    card.state.find_profile(PROFILE_B)["fallback"] = True  # as a card personalisation sets it
+    m, mm = make("qmi")
+    r = home.ipa("--log-level", "info", "euicc", "fallback", "execute", url=False,
+                 card=spec("qmi", m), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "fallback execute: done" in r.stdout
+    assert mm.calls == [(0, False), (0, True)]
+    after(log_lines(r.stderr), "SIM ICCID " + PROFILE_B)
+    assert mm.iccid == PROFILE_B and card.state.enabled_profile()["iccid"] == PROFILE_B

@@ -28,7 +28,8 @@ Personalities (faults): textbook; never_registers (stays searching);
 reprobe (after Enable(true) finds another ICCID the modem disappears and
 comes back under the next index, disabled, as ModemManager re-probes a
 modem after a SIM change); enable_fails (Enable answers
-org.freedesktop.ModemManager1.Error.Core.Failed).
+org.freedesktop.ModemManager1.Error.Core.Failed). Option no_network_iccids: profiles
+with which the modem stays searching (a rollback's "no coverage"). docs/sim-modemmanager.md.
 
 Not simulated: bearers, Simple.Connect, location, messaging, voice,
 signal, firmware, SIM PIN; the UIM channels of the simulated QMI/MBIM modem
