@@ -236,7 +236,9 @@ class ModemManagerConnectivity:
                 if state in ATTACHED:
                     return self._attached(generic, t0)
                 if state == "disabled" and path not in woken:
-                    woken.add(path)  # a re-probed modem starts disabled: enable it once
+                    # A re-probed modem starts disabled (and an --enable that failed above
+                    # left ours so): enable it, once per modem object.
+                    woken.add(path)
                     self.calls.append(("enable", path))
                     try:
                         self._mmcli(["-m", path, "--enable"])

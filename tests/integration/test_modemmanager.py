@@ -337,3 +337,34 @@ def test_a_fallback_by_the_ipa_re_attaches_too(mm_rig):
     assert mm.calls == [(0, False), (0, True)]
     after(log_lines(r.stderr), "SIM ICCID " + PROFILE_B)
     assert mm.iccid == PROFILE_B and card.state.enabled_profile()["iccid"] == PROFILE_B
+
+
+def test_ipa_run_re_attaches_in_its_cycle(mm_rig):
+    """`ipa run` (the service): the PSMO of the first cycle re-attaches through ModemManager
+    before its result goes out; the next cycle finds the modem as it is and sends nothing."""
+    import signal
+    import time
+
+    home, card, make, env = mm_rig
+    m, mm = make("mbim")
+    home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
+    proc = subprocess.Popen(home.command("--json", "run", card=spec("mbim", m)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **env))
+    try:
+        deadline = time.monotonic() + 30
+        while not (home.server.results(home.eid) and len(home.server.requests) >= 3):
+            assert time.monotonic() < deadline and proc.poll() is None, "no second poll"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    cycles = [c["result"] for c in cli_contract.lines(out)]
+    assert cycles[0]["result"]["operations"] == [["enableResult", 0, "ok"]]
+    assert mm.calls == [(0, False), (0, True)]  # once, in the cycle that switched
+    assert mm.iccid == PROFILE_B
+    assert signed_results(home) == [[("enableResult", 0)]]

@@ -111,9 +111,8 @@ class PrivateBus:
         conf = os.path.join(self.folder, "bus.conf")
         with open(conf, "w") as f:
             f.write(self.CONFIG % sock)
-        self.proc = subprocess.Popen([exe, "--config-file", conf, "--nofork", "--nopidfile",
-                                      "--print-address"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([exe, "--config-file", conf, "--nofork", "--nopidfile"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + BUS_START_TIMEOUT
         while not os.path.exists(sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -127,10 +126,10 @@ class PrivateBus:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.communicate(timeout=5)
+                self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.communicate()
+                self.proc.wait()
         self.proc = None
 
 
