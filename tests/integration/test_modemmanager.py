@@ -25,6 +25,7 @@ from ipa_host.sim.modem.mm_dbus import PrivateBus, SimModemManager
 from ipa_host.sim.modem.modem_mbim import SimMbimModem
 from ipa_host.sim.modem.modem_qmi import SimQmiModem
 import cli_contract  # tests/host/cli_contract.py
+from ipa_util import log_index, log_lines, run_service  # tests/integration/ipa_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 MODEMS = {"qmi": SimQmiModem, "mbim": SimMbimModem}
@@ -79,24 +80,7 @@ def spec(protocol, modem):
     return "%s:%s?proxy=%s" % (protocol, modem.path, modem.proxy)
 
 
-def log_lines(stderr):
-    """The IPA's log lines without timestamps ('INFO ipa: modemmanager: ...')."""
-    out = []
-    for line in stderr.splitlines():
-        for level in ("DEBUG ", "INFO ", "WARNING ", "ERROR "):
-            i = line.find(" " + level)
-            if i >= 0:
-                out.append(line[i + 1:])
-                break
-    return out
-
-
-def after(log, text, start=0):
-    """Index of the first log line from `start` on containing text."""
-    for i in range(start, len(log)):
-        if text in log[i]:
-            return i
-    raise AssertionError("%r not in the log after line %d:\n%s" % (text, start, "\n".join(log)))
+after = log_index
 
 
 def signed_results(home):
@@ -342,29 +326,12 @@ def test_a_fallback_by_the_ipa_re_attaches_too(mm_rig):
 def test_ipa_run_re_attaches_in_its_cycle(mm_rig):
     """`ipa run` (the service): the PSMO of the first cycle re-attaches through ModemManager
     before its result goes out; the next cycle finds the modem as it is and sends nothing."""
-    import signal
-    import time
-
     home, card, make, env = mm_rig
     m, mm = make("mbim")
     home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
-    proc = subprocess.Popen(home.command("--json", "run", card=spec("mbim", m)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, **env))
-    try:
-        deadline = time.monotonic() + 30
-        while not (home.server.results(home.eid) and len(home.server.requests) >= 3):
-            assert time.monotonic() < deadline and proc.poll() is None, "no second poll"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    cycles = [c["result"] for c in cli_contract.lines(out)]
-    assert cycles[0]["result"]["operations"] == [["enableResult", 0, "ok"]]
+    run_service(home.command(card=spec("mbim", m))[1:],
+                [(lambda: home.server.results(home.eid) and len(home.server.requests) >= 3,
+                  None)], wait=30, env=env)
     assert mm.calls == [(0, False), (0, True)]  # once, in the cycle that switched
     assert mm.iccid == PROFILE_B
     assert signed_results(home) == [[("enableResult", 0)]]
