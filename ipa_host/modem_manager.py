@@ -134,6 +134,11 @@ def enabled_iccid(session):
     return None
 
 
+def _digits(iccid):
+    """An ICCID as both sides may write it: upper case, no F padding (MM strips it)."""
+    return str(iccid).upper().rstrip("F")
+
+
 class ModemManagerConnectivity:
     """The Ipa's connectivity for a card on a modem ModemManager owns (module docstring).
 
@@ -261,7 +266,7 @@ class ModemManagerConnectivity:
             self.iccid = ""
         self.note("info", "modem %s %s %d ms after the wait began; SIM ICCID %s",
                   self.modem, generic.get("state"), self.clock_ms() - t0, self.iccid or "unknown")
-        if self.expected and self.iccid and self.iccid != self.expected:
+        if self.expected and self.iccid and _digits(self.iccid) != _digits(self.expected):
             self.note("warning", "the modem runs on ICCID %s, not on the profile the eUICC has "
                                  "enabled (%s): it has not read the eUICC again",
                       self.iccid, self.expected)

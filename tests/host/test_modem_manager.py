@@ -81,3 +81,23 @@ def test_without_modemmanager_nothing_waits(tmp_path):
     c.refresh()
     assert c.modem is None and c.calls == []
     assert c.wait_connected(180000) is True
+
+
+def test_the_simulator_without_jeepney_says_so_in_one_line(tmp_path):
+    """`ipa-sim modem --protocol qmi --modemmanager` where jeepney is not installed (hidden
+    from the interpreter: a venv without the test extra)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['jeepney'] = None; "
+            "from ipa_host.sim.modem.modem import modem_main; "
+            "sys.exit(modem_main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "--protocol", "qmi", "--modemmanager",
+                        "--pki", str(tmp_path / "pki"), "--state", str(tmp_path / "e.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.splitlines()[-1] == ("ipa-sim modem: simulated ModemManager: the jeepney "
+                                         "package (D-Bus) is missing: pip install jeepney, or "
+                                         "make setup")
+    assert "Traceback" not in r.stderr

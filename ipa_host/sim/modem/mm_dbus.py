@@ -76,8 +76,7 @@ BUS_START_TIMEOUT = 10.0
 def need_jeepney():
     """None, or the one-line message to print when the D-Bus library is missing."""
     if open_dbus_connection is None:
-        return ("the simulated ModemManager needs the jeepney package (pip install jeepney, "
-                "or `make setup`)")
+        return "the jeepney package (D-Bus) is missing: pip install jeepney, or make setup"
     return None
 
 
