@@ -36,6 +36,8 @@ import shutil
 import subprocess
 import time
 
+from ipa_core.errors import IpaError
+
 MMCLI_ENV = "IPA_MMCLI"
 MMCLI_TIMEOUT_S = 30  # one mmcli call (an Enable can take seconds on a real modem)
 POLL_MS = 1000
@@ -176,16 +178,17 @@ class ModemManagerConnectivity:
     def _mmcli(self, args, timeout=None):
         return run_mmcli(args, self.mmcli, timeout or self.timeout_s)
 
-    def locate(self, timeout=None):
-        """find_modem for our device; None (logged) when ModemManager is not there."""
+    def locate(self, timeout=None, level="info"):
+        """find_modem for our device; None (logged at `level`) when ModemManager is not
+        there."""
         if self.mmcli is None:
-            self.note("info", "mmcli not found (set %s to use ModemManager): no re-attach "
+            self.note(level, "mmcli not found (set %s to use ModemManager): no re-attach "
                               "through ModemManager", MMCLI_ENV)
             return None
         try:
             return find_modem(self.device, self.mmcli, timeout or self.timeout_s)
         except MmcliError as e:
-            self.note("info", "ModemManager does not answer (%s): no re-attach through it", e)
+            self.note(level, "ModemManager does not answer (%s): no re-attach through it", e)
             return None
 
     # ---- the Ipa's connectivity --------------------------------------------------------
@@ -206,7 +209,7 @@ class ModemManagerConnectivity:
         if self.session is not None:
             try:
                 self.expected = enabled_iccid(self.session)
-            except Exception as e:  # only for the log line: never stops the switch
+            except (IpaError, ValueError) as e:  # only for the log line: never stops the switch
                 self.note("debug", "enabled profile not read: %s", e)
         self.note("info", "profile switch: re-attaching modem %s (%s, state %s) through "
                           "ModemManager: disable, enable", self.modem, self.device,
@@ -231,7 +234,7 @@ class ModemManagerConnectivity:
         state, woken = None, set()
         while True:
             left_s = max(1, (deadline - self.clock_ms()) // 1000)
-            found = self.locate(min(self.timeout_s, left_s))
+            found = self.locate(min(self.timeout_s, left_s), "debug")  # a re-probe: gone a while
             if found is not None:
                 path, generic = found
                 if path != self.modem:
@@ -246,7 +249,7 @@ class ModemManagerConnectivity:
                     woken.add(path)
                     self.calls.append(("enable", path))
                     try:
-                        self._mmcli(["-m", path, "--enable"])
+                        self._mmcli(["-m", path, "--enable"], min(self.timeout_s, left_s))
                     except MmcliError as e:
                         self.note("warning", "enable failed: %s", e)
                 self.note("debug", "modem %s: %s", path, state)
