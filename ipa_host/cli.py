@@ -292,6 +292,7 @@ def fail(a, err):
 
 
 def cmd_info(a, st, out):
+    from ipa_host import modem_manager
     from ipa_host.modem_info import modem_info, print_modem
 
     s = runner.open_session(st)
@@ -303,7 +304,11 @@ def cmd_info(a, st, out):
     d["openDownload"] = open_download(st)
     if modem is not None:
         d["modem"] = modem
-    emit(a, out, d, lambda d, o: (print_info(d, o), modem and print_modem(modem, o)))
+    mm = modem_manager.card_info(st.card)  # qmi:/mbim: the ModemManager modem, if one owns it
+    if mm is not None:
+        d["modemManager"] = mm
+    emit(a, out, d, lambda d, o: (print_info(d, o), modem and print_modem(modem, o),
+                                  mm and modem_manager.print_card_info(mm, o)))
     return 0
 
 

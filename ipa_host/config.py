@@ -10,10 +10,12 @@ install` puts it in /etc/ipa-iot/); a test keeps it in step with DEFAULTS.
     spec = "sim"                 # sim | pcsc[:reader] | at:auto | at:/dev/ttyUSB2?baud=115200&mode=auto
     segment_size = 255           # STORE DATA block size (omit: modem profile's)
     sgp32 = "1.2"                # SGP.32 version of the eUICC
-    refresh = true               # at: cards: AT+CFUN=0/1 after a profile switch so that the
-                                 # modem reads the eUICC again (default true; others: unused)
-    attach_timeout = 180         # at: cards: seconds for registration (and the bearer of
-                                 # --network modem) after a profile switch, else rollback
+    refresh = true               # after a profile switch, make the modem read the eUICC
+                                 # again: at: cards AT+CFUN=0/1; qmi:/mbim: disable + enable
+                                 # through ModemManager when it owns the modem (mmcli;
+                                 # $IPA_MMCLI names another binary). Default true; others: unused
+    attach_timeout = 180         # at:, qmi:, mbim: seconds for registration (and the bearer
+                                 # of --network modem) after a profile switch, else rollback
     refresh_flag = true          # refreshFlag the IPA gives the eUICC when it switches
                                  # profiles itself (ProfileRollback, ImmediateEnable,
                                  # fallback / emergency): true asks the eUICC for a REFRESH

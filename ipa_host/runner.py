@@ -310,14 +310,22 @@ def build_connectivity(st, session):
     """The Ipa's connectivity: for a card on a modem's AT port a
     ipa_host.modem_link.ModemConnectivity (after a profile switch: SIM refresh unless
     [card] refresh = false, registration, and with --network modem the HTTP stack's data
-    bearer); None for other cards (the Ipa's default: always connected)."""
+    bearer); for qmi:/mbim: an ipa_host.modem_manager.ModemManagerConnectivity (disable +
+    enable through ModemManager when it owns the modem, then registration); None for other
+    cards (the Ipa's default: always connected)."""
     from ipa_host.card.select import parse_card_spec
 
     card = getattr(session, "card", None)
     engine = getattr(card, "engine", None)
-    if parse_card_spec(st.card)[0] != "at" or engine is None:
+    kind, target = parse_card_spec(st.card)[:2]
+    if kind in ("qmi", "mbim"):
+        from ipa_host.modem_manager import ModemManagerConnectivity
+
+        return ModemManagerConnectivity(target, session=session,
+                                        refresh=st.refresh is not False, log=log)
+    if kind != "at" or engine is None:
         if st.refresh:
-            log.debug("[card] refresh applies to modems (--card at:...) only")
+            log.debug("[card] refresh applies to modems (--card at:, qmi:, mbim:) only")
         return None
     from ipa_host.modem_link import ModemConnectivity
 
@@ -327,8 +335,9 @@ def build_connectivity(st, session):
 
 def after_profile_switch(st, session, what="the profile switch"):
     """The enabled profile changed by the IPA's own hand (ImmediateEnable, fallback,
-    emergency): on a modem (--card at:), make it read the eUICC again and wait for its
-    registration, as poll does after a PSMO enable. Other cards: nothing to do."""
+    emergency): on a modem (--card at:, or qmi:/mbim: through ModemManager), make it read
+    the eUICC again and wait for its registration, as poll does after a PSMO enable. Other
+    cards: nothing to do."""
     c = build_connectivity(st, session)
     if c is None:
         return

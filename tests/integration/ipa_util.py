@@ -58,6 +58,26 @@ def relay_lab(tmp_path, profiles, **smdp_kw):
         dp.stop()
 
 
+def log_lines(stderr):
+    """The IPA's log lines without timestamps ('INFO ipa: modem: AT > AT+CFUN=0')."""
+    out = []
+    for line in stderr.splitlines():
+        for level in ("DEBUG ", "INFO ", "WARNING ", "ERROR "):
+            i = line.find(" " + level)
+            if i >= 0:
+                out.append(line[i + 1:])
+                break
+    return out
+
+
+def log_index(log, text, start=0):
+    """Index of the first log line from `start` on that contains text (AssertionError if none)."""
+    for i in range(start, len(log)):
+        if text in log[i]:
+            return i
+    raise AssertionError("%r not in the log after line %d:\n%s" % (text, start, "\n".join(log)))
+
+
 def functions(dp):
     """(ES9+ function, status) of every request the simulated SM-DP+ answered."""
     return [(e["function"], e["status"]) for e in dp.events]
@@ -76,12 +96,13 @@ def eim_polls(eim):
     return sum(1 for q in eim.requests if q["function"] == "getEimPackage")
 
 
-def run_service(args, steps, wait=20):
+def run_service(args, steps, wait=20, env=None):
     """`ipa <args> run` until each (condition, action) of `steps` in turn: wait (at most
     `wait` s each, failing early if `ipa` exits) for condition(), then call action (if any).
-    Then SIGTERM; asserts a clean exit and returns stderr."""
+    Then SIGTERM; asserts a clean exit and returns stderr. env: variables added to ours."""
     proc = subprocess.Popen([IPA] + list(args) + ["run"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **env) if env else None)
     try:
         for cond, action in steps:
             deadline = time.monotonic() + wait

@@ -18,7 +18,7 @@ them in the log.
 import pytest
 
 from ipa_host.sim.home import DEMO_PROFILES
-from ipa_util import at_info, profile_states  # tests/integration/ipa_util.py
+from ipa_util import at_info, log_index, log_lines, profile_states  # tests/integration/ipa_util.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
 NO_NOTIFY = "8000"  # notifyStateChange [0] NULL in a GetEimPackageRequest
@@ -34,24 +34,7 @@ def rig(modem_rig):
     return modem_rig
 
 
-def _log(stderr):
-    """The IPA's log lines without timestamps ('INFO ipa: modem: AT > AT+CFUN=0')."""
-    out = []
-    for line in stderr.splitlines():
-        for level in ("DEBUG ", "INFO ", "WARNING ", "ERROR "):
-            i = line.find(" " + level)
-            if i >= 0:
-                out.append(line[i + 1:])
-                break
-    return out
-
-
-def _index(log, text, start=0):
-    """Index of the first log line from `start` on that contains text (AssertionError if none)."""
-    for i in range(start, len(log)):
-        if text in log[i]:
-            return i
-    raise AssertionError("%r not in the log after line %d:\n%s" % (text, start, "\n".join(log)))
+_log, _index = log_lines, log_index  # tests/integration/ipa_util.py
 
 
 def _refresh_then_registration(log, start=0):

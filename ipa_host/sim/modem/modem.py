@@ -307,6 +307,8 @@ def _wdm_personalities(protocol=None):
 def modem_main(argv=None, card=None):
     """`ipa-sim modem --personality X [--pki DIR --state FILE] [--baud N]`: serve until
     SIGINT/SIGTERM; prints the pty path on stdout."""
+    from ipa_host.sim.modem.mm_dbus import PERSONALITIES as MM_PERSONALITIES
+
     p = argparse.ArgumentParser(
         prog="ipa-sim modem",
         description="A simulated modem on a pty with the virtual eUICC as its SIM.")
@@ -340,7 +342,16 @@ def modem_main(argv=None, card=None):
     p.add_argument("--read-pause", type=float, metavar="S", help="seconds between those pieces")
     p.add_argument("--attach-delay", type=float, metavar="S",
                    help="seconds from AT+CFUN=1 (or a reboot) until the modem is registered")
+    p.add_argument("--modemmanager", nargs="?", const="private", metavar="BUS",
+                   help="qmi/mbim: also a simulated ModemManager owning the modem, on D-Bus "
+                        "address BUS or on a private dbus-daemon (prints the "
+                        "DBUS_SYSTEM_BUS_ADDRESS for mmcli and ipa)")
+    p.add_argument("--mm-personality", default="textbook", choices=MM_PERSONALITIES,
+                   help="with --modemmanager: how the simulated ModemManager behaves "
+                        "(docs/sim-modemmanager.md)")
     args = p.parse_args(argv)
+    if args.modemmanager and args.protocol == "at":
+        p.error("--modemmanager needs --protocol qmi or mbim")
     if args.baud is not None and args.baud <= 0:
         p.error("--baud must be a positive number")
     options = {k: v for k, v in (("delay", args.delay), ("dead_after", args.dead_after),
@@ -400,13 +411,28 @@ def modem_main(argv=None, card=None):
     except OSError as e:  # qmi/mbim: the proxy socket name is taken
         print("ipa-sim modem: %s" % e, file=sys.stderr)
         return 2
+    stop_mm = None
+    if args.modemmanager:
+        from ipa_host.sim.modem import mm_dbus
+
+        try:
+            stop_mm, bus_line = mm_dbus.serve_for(modem, args.protocol, card, args.modemmanager,
+                                                  args.mm_personality)
+        except (OSError, ValueError) as e:
+            modem.stop()
+            print("ipa-sim modem: simulated ModemManager: %s" % e, file=sys.stderr)
+            return 2
     try:
         out, words = announce()
         print(out, flush=True)
+        if stop_mm is not None:
+            print(bus_line, flush=True)
         print(words, file=sys.stderr, flush=True)
         while not done.wait(0.5):
             pass
     finally:
+        if stop_mm is not None:
+            stop_mm()
         modem.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
