@@ -11,6 +11,7 @@ from ipa_core.compat import unhexlify
 from ipa_core import coap
 from ipa_core.coap import ACK, CON, NON, RST, CoapClient, CoapReset, Message
 from ipa_core.errors import ProtocolError, TimeoutError_
+from test_stream import read_all  # tests/core: the reader contract, read in pieces of n
 
 
 def h(s):
@@ -567,14 +568,7 @@ def test_post_stream_fetches_block2_blocks_as_they_are_read():
     assert [x[1] for x in srv.log] == [0]  # only the first block so far
     got = r.read(100)
     assert got == answer[:100] and len(srv.log) == 1
-    rest = bytearray(got)
-    while True:
-        part = r.read(700)
-        if not part:
-            break
-        assert len(part) <= 700
-        rest.extend(part)
-    assert bytes(rest) == answer
+    assert got + read_all(r, 700) == answer
     assert [x[1] for x in srv.log] == list(range(10))  # each block asked for once, in order
     assert r.read(10) == b""
     # Closing early: the blocks not read are never asked for, the client stays usable.
