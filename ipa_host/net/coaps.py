@@ -89,6 +89,32 @@ def split_records(data):
     return out
 
 
+def read_records(buf, tls, size=_RECV):
+    """The application records a python-mbedtls DTLS buffer holds, read until it wants more
+    (it answers b"" for close_notify too)."""
+    out = []
+    while True:
+        try:
+            rec = buf.read(size)
+        except (tls.WantReadError, tls.WantWriteError):
+            break
+        if not rec:
+            break
+        out.append(rec)
+    return out
+
+
+def feed_records(buf, data, tls, size=_RECV):
+    """Feed one datagram to an established association -> its application records. A
+    datagram may carry several records (RFC 6347 4.1.1); python-mbedtls 2.10 reads only
+    the first of what it is given, so they go in one at a time."""
+    out = []
+    for piece in split_records(data):
+        buf.receive_from_network(piece)
+        out.extend(read_records(buf, tls, size))
+    return out
+
+
 def pack_datagrams(data, mtu=MTU):
     """Whole DTLS records packed into datagrams of at most `mtu` bytes (a record larger than
     that goes alone: mbedTLS fragments handshake messages to the MTU it was given)."""
@@ -373,23 +399,13 @@ class DtlsDatagram:
         return _recv_counted(self, max(wait, 0.001), "DTLS")
 
     def _decrypt(self, data):
-        """Feed one datagram; its application records (a datagram may carry several:
-        python-mbedtls 2.10 reads only the first record of what it is given, so an
-        established association gets them one at a time)."""
-        tls = self.tls
-        out = []
-        pieces = split_records(data) if self._established() else [data]
+        """Feed one datagram; its application records (a datagram may carry several)."""
         try:
-            for piece in pieces:
-                self.buf.receive_from_network(piece)
-                while True:
-                    try:
-                        rec = self.buf.read(_RECV)
-                    except (tls.WantReadError, tls.WantWriteError):
-                        break
-                    if not rec:  # nothing more (python-mbedtls returns b"" for close_notify too)
-                        break
-                    out.append(rec)
+            if self._established():
+                out = feed_records(self.buf, data, self.tls)
+            else:
+                self.buf.receive_from_network(data)
+                out = read_records(self.buf, self.tls)
         except self.exc.TLSError as e:
             self._drop()
             raise TransportError("DTLS error receiving from %s: %s" % (self.where, e))

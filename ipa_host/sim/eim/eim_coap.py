@@ -45,7 +45,7 @@ import time
 
 from ipa_core import coap
 from ipa_core.errors import ProtocolError
-from ipa_host.net.coaps import split_records
+from ipa_host.net.coaps import feed_records, read_records
 from ipa_host.sim.eim.eim_esipa import MAX_BODY, EsipaRefused
 
 log = logging.getLogger("ipa_host.sim.eim.eim")
@@ -185,16 +185,6 @@ class CoapEndpoint:
         del self.peers[oldest]
 
     def _dtls(self, data, addr):
-        records = split_records(data)
-        if len(records) > 1 and all(r[:1] == b"\x17" for r in records):
-            # Several application records in one datagram (RFC 6347 4.1.1): python-mbedtls
-            # 2.10 reads only the first of a datagram, so each goes in as one of its own.
-            for r in records:
-                self._dtls_datagram(r, addr)
-            return
-        self._dtls_datagram(data, addr)
-
-    def _dtls_datagram(self, data, addr):
         tls = self._tls
         peer = self.peers.get(addr)
         hello = len(data) > 25 and data[0] == 22 and data[3:5] == b"\x00\x00" and data[13] == 1
@@ -222,18 +212,20 @@ class CoapEndpoint:
         peer.last = time.monotonic()
         buf = peer.buf
         try:
-            buf.receive_from_network(data)
+            if self._established(peer):
+                self._answer(peer, feed_records(buf, data, tls, MAX_DATAGRAM))
+                return
+            buf.receive_from_network(data)  # a handshake flight is fed whole
+            while not self._established(peer):
+                try:
+                    buf.do_handshake()
+                except tls.WantWriteError:
+                    self._flush(peer)
+                except tls.WantReadError:
+                    break
+            self._flush(peer)
             if not self._established(peer):
-                while not self._established(peer):
-                    try:
-                        buf.do_handshake()
-                    except tls.WantWriteError:
-                        self._flush(peer)
-                    except tls.WantReadError:
-                        break
-                self._flush(peer)
-                if not self._established(peer):
-                    return
+                return
             self._answer(peer, [])
         except tls.HelloVerifyRequest:
             self._flush(peer)  # the cookie goes out; the client's next hello starts afresh
@@ -243,23 +235,11 @@ class CoapEndpoint:
             if "0x7880" not in str(e):  # MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY: a clean end
                 self.owner.note_handshake_failure(addr, "DTLS: %s" % e)
 
-    def _read(self, peer):
-        """The application records waiting in the association's buffer."""
-        out = []
-        while True:
-            try:
-                rec = peer.buf.read(MAX_DATAGRAM)
-            except (self._tls.WantReadError, self._tls.WantWriteError):
-                break
-            if not rec:  # nothing more (python-mbedtls also returns b"" for close_notify)
-                break
-            out.append(rec)
-        return out
-
     def _answer(self, peer, records):
         """Answer `records` and whatever else the buffer holds, each answer in a datagram of
         its own (a client that takes a datagram for one CoAP message stays right)."""
-        answers = [self._coap(peer, rec) for rec in records + self._read(peer)]
+        answers = [self._coap(peer, rec)
+                   for rec in records + read_records(peer.buf, self._tls, MAX_DATAGRAM)]
         for a in answers:
             if a is not None:
                 peer.buf.write(a)
@@ -279,8 +259,7 @@ class CoapEndpoint:
             if not self._established(peer):
                 continue
             try:
-                peer.buf.receive_from_network(data)
-                records = self._read(peer)
+                records = feed_records(peer.buf, data, self._tls, MAX_DATAGRAM)
             except self._exc.TLSError:
                 continue
             if records:
