@@ -31,3 +31,13 @@ def pcscd_server():
         pytest.fail(problem, pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def pki_dir(tmp_path_factory):
+    """A test PKI folder (ipa_host.sim.pki.create_test_pki), one per test module."""
+    from ipa_host.sim import pki
+
+    d = str(tmp_path_factory.mktemp("pki"))
+    pki.create_test_pki(d)
+    return d

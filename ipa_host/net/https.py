@@ -27,8 +27,8 @@ Waits: `timeout` bounds the connect and every read/write; `request_timeout`
 a time cannot hold the IPA. A streamed answer (post_stream: the bound profile
 package) gets request_timeout plus one second for every `min_stream_rate`
 bytes that came (default 256 B/s): a package at the pace of the slowest link
-is read to its end, a drip is still cut off after about request_timeout. DNS lookups wait as long as the system resolver
-does. Every failure is an ipa_core.errors error (TransportError naming what
+is read to its end, a drip is still cut off after about request_timeout. DNS
+lookups wait as long as the system resolver does. Every failure is an ipa_core.errors error (TransportError naming what
 failed, TimeoutError_, ProtocolError for broken or oversized HTTP), never a
 raw socket/ssl exception.
 

@@ -15,7 +15,7 @@ from ipa_core.compat import b2a_base64
 from ipa_core import es10, es9p, esipa_json, json_stream, tlv
 from ipa_core.errors import EimError, ProtocolError
 
-from test_stream import ChunkyReader, make_bpp, pir, raises
+from test_stream import ChunkyReader, drain, make_bpp, pir, raises, read_all
 
 TID = b"\x01" * 16
 TID_HEX = "01" * 16
@@ -37,15 +37,6 @@ def answer(bpp, order=("header", "transactionId", "boundProfilePackage"), header
             + "}").encode()
 
 
-def drain(segs):
-    out = b""
-    while True:
-        s = segs.next()
-        if s is None:
-            return out
-        out += bytes(s)
-
-
 def test_members_in_any_order_and_any_piece_sizes():
     bpp = make_bpp(6, 300)
     for order in (("header", "transactionId", "boundProfilePackage"),
@@ -55,7 +46,7 @@ def test_members_in_any_order_and_any_piece_sizes():
             r = es9p.open_get_bound_profile_package_response(
                 ChunkyReader(answer(bpp, order), sizes), TID)
             assert r["transactionId"] == TID  # from the JSON, or from BF23 until it comes
-            assert drain(r["segments"]) == bpp
+            assert b"".join(drain(r["segments"])) == bpp
 
 
 def test_check_runs_before_and_after_the_package():
@@ -64,13 +55,7 @@ def test_check_runs_before_and_after_the_package():
     m = json_stream.open_member(ChunkyReader(text), "boundProfilePackage", "X",
                                 lambda o, done: calls.append((sorted(o), done)), 100)
     assert calls == [(["header"], False)]
-    got = b""
-    while True:
-        d = m.read(2)
-        if not d:
-            break
-        got += d
-    assert got == b"\x01\x02\x03\x04"
+    assert read_all(m, 2) == b"\x01\x02\x03\x04"
     assert calls[-1] == (["header", "transactionId"], True)
     assert m.members["transactionId"] == TID_HEX
 
@@ -82,7 +67,7 @@ def test_escaped_slash_and_white_space_are_read():
     body = ('\n { "transactionId" : "%s" ,\t"boundProfilePackage":"%s" , "header": %s }\r\n'
             % (TID_HEX, text.replace("/", "\\/"), json.dumps(OK))).encode()
     r = es9p.open_get_bound_profile_package_response(ChunkyReader(body), TID)
-    assert drain(r["segments"]) == bpp
+    assert b"".join(drain(r["segments"])) == bpp
 
 
 def test_a_failed_status_is_an_es9_error_in_front_of_or_after_the_package():
@@ -148,7 +133,7 @@ def test_cut_and_malformed_answers_are_named():
     for body, words in cases:
         try:
             r = es9p.open_get_bound_profile_package_response(ChunkyReader(body), TID)
-            drain(r["segments"])
+            b"".join(drain(r["segments"]))
         except ProtocolError as e:
             assert words in str(e), (words, str(e))
             assert "ES9+.GetBoundProfilePackage response" in str(e), str(e)
@@ -182,7 +167,7 @@ def test_esipa_json_binding_streams_the_same_way():
     bpp = make_bpp(5, 500)
     r = esipa_json.open_get_bound_profile_package_response(
         ChunkyReader(answer(bpp, ("boundProfilePackage", "header"))))
-    assert r["transactionId"] == TID and drain(r["segments"]) == bpp
+    assert r["transactionId"] == TID and b"".join(drain(r["segments"])) == bpp
     e = raises(EimError, esipa_json.open_get_bound_profile_package_response,
                ChunkyReader(json.dumps({"header": FAILED}).encode()))
     assert "ESipa.GetBoundProfilePackage" in str(e) and e.status_code_data["reasonCode"] == "3.8"

@@ -37,13 +37,6 @@ def unb64(s):
     return base64.b64decode(s)
 
 
-@pytest.fixture(scope="module")
-def pki_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("pki"))
-    pki.create_test_pki(d)
-    return d
-
-
 @pytest.fixture
 def dp(pki_dir, tmp_path):
     server = SmdpServer(str(tmp_path / "smdp"), pki_dir).start()

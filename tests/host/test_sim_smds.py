@@ -15,13 +15,6 @@ EID = pki.DEFAULT_EID
 EID_2 = "89049032123451234512345678901299"
 
 
-@pytest.fixture(scope="module")
-def pki_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("pki"))
-    pki.create_test_pki(d)
-    return d
-
-
 @pytest.fixture
 def ds(pki_dir, tmp_path):
     server = SmdsServer(str(tmp_path / "smds"), pki_dir).start()

@@ -96,27 +96,30 @@ def eim_polls(eim):
     return sum(1 for q in eim.requests if q["function"] == "getEimPackage")
 
 
-def run_service(args, steps, wait=20, env=None):
-    """`ipa <args> run` until each (condition, action) of `steps` in turn: wait (at most
-    `wait` s each, failing early if `ipa` exits) for condition(), then call action (if any).
-    Then SIGTERM; asserts a clean exit and returns stderr. env: variables added to ours."""
+def run_service(args, steps, wait=20, env=None, stop_wait=15):
+    """`ipa <args> run` until each (condition, action[, what]) of `steps` in turn: wait (at
+    most `wait` s each, failing early if `ipa` exits) for condition(), then call action (if
+    any). Then SIGTERM (at most `stop_wait` s to stop); asserts a clean exit and returns
+    (stdout, stderr). env: variables added to ours."""
     proc = subprocess.Popen([IPA] + list(args) + ["run"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, **env) if env else None)
     try:
-        for cond, action in steps:
+        for step in steps:
+            cond, action = step[:2]
+            what = step[2] if len(step) > 2 else "condition"
             deadline = time.monotonic() + wait
             while not cond():
-                assert time.monotonic() < deadline, "condition not met within %d s" % wait
+                assert time.monotonic() < deadline, "%s: not met within %d s" % (what, wait)
                 assert proc.poll() is None, proc.communicate()
                 time.sleep(0.05)
             if action is not None:
                 action()
         proc.terminate()
-        _out, err = proc.communicate(timeout=15)
+        out, err = proc.communicate(timeout=stop_wait)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
-    return err
+    return out, err

@@ -104,7 +104,7 @@ def run_across_rebinding(h, config, eim, nat):
         seen["hellos"], seen["port"] = nat.hellos, nat.outside.getsockname()[1]
         assert nat.rebind() != seen["port"]
 
-    err = run_service(["--config", config, "--home", h, "--eim-url",
+    _out, err = run_service(["--config", config, "--home", h, "--eim-url",
                        "coaps://127.0.0.1:%d" % nat.port],
                       [(lambda: eim_polls(eim) >= 1, rebind),
                        (lambda: eim_polls(eim) >= 3, None)])

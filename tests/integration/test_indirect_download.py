@@ -10,14 +10,12 @@ signature, and the eIM the eUICC's signature on the PIR it reports.
 
 import base64
 import json
-import signal
 import subprocess
-import time
 
 import pytest
 
 from ipa_core import tlv
-from ipa_util import IPA, functions, info_json as info, relay_lab  # tests/integration/ipa_util.py
+from ipa_util import IPA, functions, info_json as info, relay_lab, run_service  # tests/integration/ipa_util.py
 
 ICCID_1 = "89000123456789012341"
 ICCID_2 = "89000123456789012358"
@@ -77,21 +75,9 @@ def test_ipa_download_indirect_installs_through_the_eim(lab, binding):
 def test_trigger_carried_out_by_ipa_run_indirect(lab):
     h, eid, dp, eim = lab
     eim.queue_download_trigger(eid, activation_code="LPA:1$%s$MATCH-2" % dp.address)
-    proc = subprocess.Popen([IPA, "--home", h, "--eim-url", eim.url, "--profile-download",
-                             "indirect", "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not eim.results(eid):
-            time.sleep(0.05)
-        assert eim.results(eid), "ipa run did not report the download within 60 s"
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+    _out, err = run_service(["--home", h, "--eim-url", eim.url, "--profile-download", "indirect"],
+                            [(lambda: eim.results(eid), None,
+                              "ipa run reporting the download")], wait=60, stop_wait=30)
     assert "stopped after" in err
     res = eim.results(eid)[-1]
     assert res["kind"] == "profileDownloadTriggerResult", res

@@ -10,14 +10,11 @@ cycles. `ipa info` works through every personality meant to work, and fails clea
 bounded time, on a dead modem or once when the modem reboots in the middle of an APDU.
 """
 
-import signal
-import subprocess
-import time
-
 import pytest
 
 from ipa_host.sim.home import DEMO_PROFILES
 from ipa_host.sim.modem.modem_personality import PERSONALITIES
+from ipa_util import run_service  # tests/integration/ipa_util.py
 import cli_contract  # tests/host/cli_contract.py: the --json contract, schema-checked
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
@@ -36,33 +33,17 @@ def modem_home(modem_rig):
     return modem_rig
 
 
-def _wait(cond, seconds, what):
-    deadline = time.monotonic() + seconds
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %d s" % (what, seconds))
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("personality", ["textbook", "truncate256"])
 def test_run_carries_out_a_psmo_through_the_modem(modem_home, personality):
     home, card, make = modem_home
     m = make(personality)
     home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
-    proc = subprocess.Popen(home.command("--json", "run", card="at:" + m.path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait(lambda: home.server.results(home.eid), 20, "the eIM got no result")
-        # The second cycle (1 s later: the eIM may have more) opens the modem port again.
-        _wait(lambda: [q["function"] for q in home.server.requests][-1:] == ["getEimPackage"]
-              and len(home.server.requests) >= 3, 20, "no second poll")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+    out, err = run_service(
+        home.command("--json", card="at:" + m.path)[1:],
+        [(lambda: home.server.results(home.eid), None, "the eIM got no result"),
+         # The second cycle (1 s later: the eIM may have more) opens the modem port again.
+         (lambda: [q["function"] for q in home.server.requests][-1:] == ["getEimPackage"]
+          and len(home.server.requests) >= 3, None, "no second poll")], stop_wait=20)
     assert "stopped after 2 cycle(s)" in err, err
     assert "could not start" not in err and "in use" not in err, err
     cycles = [c["result"] for c in cli_contract.lines(out)]

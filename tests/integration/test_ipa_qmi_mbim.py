@@ -12,14 +12,13 @@ in bounded time, and the modem is left without open channels.
 """
 
 import os
-import time
 
 import pytest
 
 from ipa_host.sim.home import DEMO_PROFILES
 from ipa_host.sim.modem.modem_mbim import SimMbimModem
 from ipa_host.sim.modem.modem_qmi import SimQmiModem
-from ipa_util import IPA, functions, relay_lab  # tests/integration/ipa_util.py
+from ipa_util import IPA, functions, relay_lab, run_service  # tests/integration/ipa_util.py
 import cli_contract  # tests/host/cli_contract.py
 
 PROFILE_A, PROFILE_B, TEST_PROFILE = (p["iccid"] for p in DEMO_PROFILES)
@@ -201,26 +200,13 @@ def test_the_cli_simulator_prints_the_card_to_use(ipa_home, tmp_path):
 @pytest.mark.parametrize("protocol", ["qmi", "mbim"])
 def test_run_cycles_open_and_close_their_channel(wdm_rig, protocol):
     """`ipa run`: a PSMO in the first cycle, an idle second cycle on a fresh channel."""
-    import signal
-    import subprocess
-
     home, card, make = wdm_rig
     m = make(protocol)
     home.server.queue_psmo(home.eid, [{"op": "enable", "iccid": PROFILE_B}])
-    proc = subprocess.Popen(home.command("--json", "run", card=spec(protocol, m)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while not (home.server.results(home.eid) and len(home.server.requests) >= 3):
-            assert time.monotonic() < deadline and proc.poll() is None, "no second poll"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
+    out, err = run_service(
+        home.command("--json", card=spec(protocol, m))[1:],
+        [(lambda: home.server.results(home.eid) and len(home.server.requests) >= 3, None,
+          "no second poll")], wait=30, stop_wait=20)
     cycles = [c["result"] for c in cli_contract.lines(out)]
     assert len(cycles) >= 2, out
     assert cycles[0]["result"]["operations"] == [["enableResult", 0, "ok"]]
